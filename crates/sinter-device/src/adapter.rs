@@ -1,0 +1,206 @@
+//! Finding adapters and choosing one: hardware GPUs first, software adapters (lavapipe, llvmpipe,
+//! WARP) only when asked for, and the CPU backend when no hardware GPU is present.
+
+use crate::error::{DeviceError, Result};
+use std::fmt;
+
+/// What the user asked for, with `--device` or `SINTER_DEVICE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// The best hardware GPU; the CPU backend when there is none.
+    #[default]
+    Auto,
+    /// A hardware GPU, or an error.
+    Gpu,
+    /// A software adapter (device type CPU): how shaders are tested on a machine with no GPU.
+    Software,
+    /// The native CPU backend.
+    Cpu,
+}
+
+impl DeviceChoice {
+    pub const ENV: &'static str = "SINTER_DEVICE";
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(Self::Auto),
+            "gpu" => Ok(Self::Gpu),
+            "software" | "sw" | "lavapipe" => Ok(Self::Software),
+            "cpu" => Ok(Self::Cpu),
+            _ => Err(DeviceError::UnknownDevice(s.to_string())),
+        }
+    }
+
+    /// The choice in `SINTER_DEVICE`, or `Auto` when it is unset.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var(Self::ENV) {
+            Ok(v) => Self::parse(&v),
+            Err(_) => Ok(Self::Auto),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Gpu => "gpu",
+            Self::Software => "software",
+            Self::Cpu => "cpu",
+        })
+    }
+}
+
+/// How an adapter is classified for selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AdapterClass {
+    Discrete,
+    Integrated,
+    /// Hardware of unknown or virtual type.
+    OtherHardware,
+    /// Device type CPU: lavapipe, llvmpipe GL, WARP.
+    Software,
+}
+
+impl AdapterClass {
+    pub fn of(info: &wgpu::AdapterInfo) -> Self {
+        match info.device_type {
+            wgpu::DeviceType::DiscreteGpu => Self::Discrete,
+            wgpu::DeviceType::IntegratedGpu => Self::Integrated,
+            wgpu::DeviceType::Cpu => Self::Software,
+            wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => {
+                // Some software rasterizers report `Other`; recognise them by name.
+                let name = info.name.to_ascii_lowercase();
+                if ["llvmpipe", "lavapipe", "softpipe", "swiftshader", "warp", "basic render"]
+                    .iter()
+                    .any(|s| name.contains(s))
+                {
+                    Self::Software
+                } else {
+                    Self::OtherHardware
+                }
+            }
+        }
+    }
+
+    pub fn is_hardware(self) -> bool {
+        self != Self::Software
+    }
+}
+
+impl fmt::Display for AdapterClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Discrete => "hardware (discrete GPU)",
+            Self::Integrated => "hardware (integrated GPU)",
+            Self::OtherHardware => "hardware (other)",
+            Self::Software => "software",
+        })
+    }
+}
+
+/// One adapter as `sinter info` shows it.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub class: AdapterClass,
+    pub driver: String,
+    pub max_storage_binding: u64,
+    pub max_workgroup_storage: u32,
+    pub max_workgroup_invocations: u32,
+    pub subgroups: bool,
+    pub f16: bool,
+    pub timestamps: bool,
+    pub timestamps_inside_passes: bool,
+}
+
+impl AdapterReport {
+    pub fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        let driver = match (info.driver.is_empty(), info.driver_info.is_empty()) {
+            (true, true) => "unknown".to_string(),
+            (false, true) => info.driver.clone(),
+            (true, false) => info.driver_info.clone(),
+            (false, false) => format!("{} {}", info.driver, info.driver_info),
+        };
+        Self {
+            class: AdapterClass::of(&info),
+            name: info.name,
+            backend: info.backend,
+            driver,
+            max_storage_binding: limits.max_storage_buffer_binding_size as u64,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_workgroup_invocations: limits.max_compute_invocations_per_workgroup,
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamps_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+        }
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::from_env_or_default();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = wgpu::Backends::all();
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu can see, best first: discrete, integrated, other hardware, then software;
+/// within a class Vulkan/Metal/DX12 before GL.
+pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
+    let instance = instance();
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| {
+        let info = a.get_info();
+        (AdapterClass::of(&info), info.backend == wgpu::Backend::Gl)
+    });
+    adapters
+}
+
+/// The adapter a choice resolves to: `Ok(None)` means "use the CPU backend".
+pub fn pick_adapter(choice: DeviceChoice) -> Result<Option<wgpu::Adapter>> {
+    if choice == DeviceChoice::Cpu {
+        return Ok(None);
+    }
+    let adapters = enumerate_adapters();
+    let seen = || {
+        let names: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let info = a.get_info();
+                format!("{} [{:?}, {}]", info.name, info.backend, AdapterClass::of(&info))
+            })
+            .collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join("; ")
+        }
+    };
+    let class = |a: &wgpu::Adapter| AdapterClass::of(&a.get_info());
+    match choice {
+        DeviceChoice::Cpu => unreachable!("handled above"),
+        DeviceChoice::Auto => Ok(adapters.into_iter().find(|a| class(a).is_hardware())),
+        DeviceChoice::Gpu => match adapters.iter().position(|a| class(a).is_hardware()) {
+            Some(i) => Ok(Some(adapters.into_iter().nth(i).expect("index in range"))),
+            None => Err(DeviceError::NoAdapter {
+                wanted: "hardware GPU",
+                seen: seen(),
+                hint: "use --device cpu for the CPU backend or --device software for a software adapter",
+            }),
+        },
+        DeviceChoice::Software => match adapters.iter().position(|a| !class(a).is_hardware()) {
+            Some(i) => Ok(Some(adapters.into_iter().nth(i).expect("index in range"))),
+            None => Err(DeviceError::NoAdapter {
+                wanted: "software",
+                seen: seen(),
+                hint: "install Mesa's lavapipe (apt-get install mesa-vulkan-drivers)",
+            }),
+        },
+    }
+}

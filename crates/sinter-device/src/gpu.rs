@@ -1,0 +1,424 @@
+//! The GPU context: one wgpu device and queue, a pipeline cache, a buffer pool, and the way
+//! kernels run: dispatches are prepared once, then recorded into one encoder and submitted together.
+
+use crate::adapter::AdapterReport;
+use crate::error::{DeviceError, Result};
+use crate::pool::{BufferPool, PoolStats};
+use crate::shaders::Shader;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Identifies one compiled pipeline: shader file, entry point and its override constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: Shader,
+    entry: &'static str,
+    /// Override constants as (name, value bits), so the key is hashable.
+    overrides: Vec<(&'static str, u64)>,
+}
+
+/// What a kernel launch needs: which entry point, its specialization, its parameters and buffers.
+///
+/// Binding convention shared by every WGSL kernel: `@binding(0)` is the `params` uniform,
+/// `@binding(1..)` are the storage buffers in the order given here (inputs first, outputs last).
+pub struct Launch<'a> {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub overrides: &'a [(&'static str, f64)],
+    /// The contents of the `params` uniform (u32/f32 words; padded to 16 bytes here).
+    pub params: &'a [u32],
+    pub buffers: &'a [&'a wgpu::Buffer],
+    pub workgroups: [u32; 3],
+    /// What this dispatch computes in model terms, e.g. `fc1 · forward`.
+    pub tag: String,
+    pub flops: u64,
+    pub bytes: u64,
+}
+
+/// A prepared kernel launch: pipeline, bind group and grid are fixed; recording it costs nothing more.
+pub struct Dispatch {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+    pub entry: &'static str,
+    pub shader: Shader,
+    pub tag: String,
+    pub flops: u64,
+    pub bytes: u64,
+}
+
+/// A GPU device ready to run sinter's kernels.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub report: AdapterReport,
+    pub limits: wgpu::Limits,
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pool: BufferPool,
+    staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    dispatch_count: AtomicU64,
+}
+
+/// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into errors.
+fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let value = f();
+    let validation = pollster::block_on(validation.pop());
+    let oom = pollster::block_on(oom.pop());
+    match validation.or(oom) {
+        Some(e) => Err(DeviceError::Gpu(format!("{what}: {e}"))),
+        None => Ok(value),
+    }
+}
+
+impl Gpu {
+    /// Opens a device on `adapter` with every limit the adapter offers, so large tensors fit.
+    pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
+        let report = AdapterReport::of(&adapter);
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("sinter"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|source| DeviceError::RequestDevice {
+            adapter: report.name.clone(),
+            source,
+        })?;
+        device.on_uncaptured_error(Arc::new(|e| log::error!("uncaptured wgpu error: {e}")));
+        log::info!(
+            "opened {} ({:?}, {})",
+            report.name,
+            report.backend,
+            report.class
+        );
+        Ok(Self {
+            device,
+            queue,
+            report,
+            limits,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+            pool: BufferPool::default(),
+            staging: Mutex::default(),
+            dispatch_count: AtomicU64::new(0),
+        })
+    }
+
+    /// The largest storage buffer one binding may hold, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size as u64
+    }
+
+    /// Refuses a buffer larger than the binding limit, naming the op.
+    pub fn check_binding(&self, op: &str, bytes: u64) -> Result<()> {
+        if bytes > self.max_binding() {
+            return Err(DeviceError::BufferTooLarge {
+                op: op.to_string(),
+                bytes,
+                limit: self.max_binding(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A zeroed storage buffer from the pool, large enough for `len` f32 values.
+    pub fn buffer(&self, op: &str, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = (len.max(1) * 4) as u64;
+        self.check_binding(op, bytes)?;
+        Ok(self.pool.acquire(&self.device, bytes))
+    }
+
+    /// Gives a buffer back to the pool for reuse.
+    pub fn recycle(&self, buffer: wgpu::Buffer) {
+        self.pool.release(buffer);
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// A new storage buffer holding `data` (4-byte words: f32, u32 or i32).
+    pub fn upload<T: bytemuck::Pod>(&self, op: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes = std::mem::size_of_val(data) as u64;
+        let buf = self.buffer(op, (bytes as usize).div_ceil(4))?;
+        self.write(&buf, data);
+        Ok(buf)
+    }
+
+    /// Overwrites the start of `buffer` with `data` (queued; takes effect at the next submit).
+    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, data: &[T]) {
+        if !data.is_empty() {
+            self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        }
+    }
+
+    fn module(&self, shader: Shader) -> Result<wgpu::ShaderModule> {
+        let mut modules = self.modules.lock().expect("module cache lock");
+        if let Some(m) = modules.get(&shader) {
+            return Ok(m.clone());
+        }
+        let module = scoped(&self.device, shader.name(), || {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                })
+        })
+        .map_err(|e| DeviceError::ShaderCompile {
+            shader: shader.name(),
+            entry: "(module)",
+            message: e.to_string(),
+        })?;
+        modules.insert(shader, module.clone());
+        Ok(module)
+    }
+
+    /// The compute pipeline for (shader, entry point, overrides), compiled on first use and cached.
+    pub fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        overrides: &[(&'static str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = PipelineKey {
+            shader,
+            entry,
+            overrides: overrides.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        };
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(shader)?;
+        let pipeline = scoped(&self.device, entry, || {
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: overrides,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })
+        .map_err(|e| DeviceError::ShaderCompile {
+            shader: shader.name(),
+            entry,
+            message: e.to_string(),
+        })?;
+        log::debug!("compiled pipeline {}.wgsl::{entry} {overrides:?}", shader.name());
+        let pipeline = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .expect("pipeline cache lock")
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Number of pipelines compiled so far.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().expect("pipeline cache lock").len()
+    }
+
+    /// Prepares a launch: checks its grid against the limits, builds the params uniform and bind group.
+    pub fn prepare(&self, launch: Launch<'_>) -> Result<Dispatch> {
+        let limit = self.limits.max_compute_workgroups_per_dimension;
+        if launch.workgroups.iter().any(|&g| g > limit) {
+            return Err(DeviceError::DispatchTooLarge {
+                op: launch.tag,
+                groups: launch.workgroups,
+                limit,
+            });
+        }
+        for b in launch.buffers {
+            self.check_binding(&launch.tag, b.size())?;
+        }
+        let pipeline = self.pipeline(launch.shader, launch.entry, launch.overrides)?;
+        let mut words = launch.params.to_vec();
+        words.resize(words.len().div_ceil(4).max(1) * 4, 0);
+        let params = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("sinter params"),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: params.as_entire_binding(),
+        }];
+        entries.extend(launch.buffers.iter().enumerate().map(|(i, b)| {
+            wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            }
+        }));
+        let bind_group = scoped(&self.device, &launch.tag, || {
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&launch.tag),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
+        Ok(Dispatch {
+            pipeline,
+            bind_group,
+            workgroups: launch.workgroups,
+            entry: launch.entry,
+            shader: launch.shader,
+            tag: launch.tag,
+            flops: launch.flops,
+            bytes: launch.bytes,
+        })
+    }
+
+    /// Records `dispatches` in order into `encoder`, in one compute pass.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sinter step"),
+            timestamp_writes: None,
+        });
+        for d in dispatches {
+            if d.workgroups.contains(&0) {
+                continue;
+            }
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+        }
+        self.dispatch_count
+            .fetch_add(dispatches.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Total dispatches recorded on this device.
+    pub fn dispatches_recorded(&self) -> u64 {
+        self.dispatch_count.load(Ordering::Relaxed)
+    }
+
+    /// Runs `dispatches` (one encoder, one submit), then reads back `reads`: (buffer, f32 count).
+    pub fn run(
+        &self,
+        dispatches: &[&Dispatch],
+        reads: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sinter"),
+            });
+        self.record(&mut encoder, dispatches);
+        log::trace!("submitting {} dispatches", dispatches.len());
+        self.finish_and_read(encoder, reads)
+    }
+
+    /// Copies `reads` into staging buffers at the end of `encoder`, submits, and maps them.
+    /// Waiting is done by blocking on the device poll and a channel, never by spinning.
+    pub fn finish_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
+        let staging: Vec<wgpu::Buffer> = reads
+            .iter()
+            .map(|&(_, len)| self.staging_buffer((len.max(1) * 4) as u64))
+            .collect();
+        for (&(src, len), dst) in reads.iter().zip(&staging) {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, Some((len * 4) as u64));
+        }
+        scoped(&self.device, "submit", || {
+            self.queue.submit([encoder.finish()]);
+        })?;
+        let mut out = Vec::with_capacity(reads.len());
+        for (&(_, len), buf) in reads.iter().zip(&staging) {
+            out.push(self.map_read(buf, len)?);
+        }
+        let mut pool = self.staging.lock().expect("staging lock");
+        for buf in staging {
+            pool.entry(buf.size()).or_default().push(buf);
+        }
+        Ok(out)
+    }
+
+    /// Reads `len` f32 values from the start of a storage buffer.
+    pub fn read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sinter read"),
+            });
+        Ok(self
+            .finish_and_read(encoder, &[(buffer, len)])?
+            .pop()
+            .expect("one read requested"))
+    }
+
+    fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        let class = crate::pool::size_class(bytes);
+        if let Some(b) = self
+            .staging
+            .lock()
+            .expect("staging lock")
+            .get_mut(&class)
+            .and_then(Vec::pop)
+        {
+            return b;
+        }
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sinter staging"),
+            size: class,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn map_read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let slice = buffer.slice(..(len * 4) as u64);
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver lives until we have read the result, so this send cannot be lost.
+            let _ = sender.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| DeviceError::Map(e.to_string()))?;
+        match pollster::block_on(receiver.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(DeviceError::Map(e.to_string())),
+            None => return Err(DeviceError::Map("map callback dropped".into())),
+        }
+        let data = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| DeviceError::Map(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        buffer.unmap();
+        Ok(data)
+    }
+}
+
+/// Splits a 1-D count of workgroups into a 2-D grid that respects the per-dimension limit.
+/// Kernels rebuild the flat index as `gid.x + gid.y * (num_workgroups.x * WG)`.
+pub fn grid_1d(groups: u32, limit: u32) -> [u32; 3] {
+    if groups <= limit {
+        [groups, 1, 1]
+    } else {
+        let y = groups.div_ceil(limit);
+        [groups.div_ceil(y), y, 1]
+    }
+}

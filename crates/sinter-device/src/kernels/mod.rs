@@ -1,0 +1,3 @@
+//! Launch builders for each kernel family: each function checks shapes, picks the entry point and
+//! grid, and returns a prepared [`Dispatch`](crate::Dispatch). The WGSL lives in `shaders/<family>.wgsl`.
+

@@ -1,0 +1,17 @@
+//! sinter-device: the GPU side of sinter. It finds and chooses adapters, owns the wgpu device,
+//! compiles and caches the WGSL kernels in `shaders/`, pools buffers, and prepares kernel launches.
+
+pub mod adapter;
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod pool;
+pub mod shaders;
+pub mod testing;
+
+pub use adapter::{enumerate_adapters, pick_adapter, AdapterClass, AdapterReport, DeviceChoice};
+pub use error::{DeviceError, Result};
+pub use gpu::{grid_1d, Dispatch, Gpu, Launch};
+pub use pool::PoolStats;
+pub use shaders::Shader;
+pub use wgpu;

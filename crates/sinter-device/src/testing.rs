@@ -1,0 +1,57 @@
+//! The adapter that tests run kernels on. With `SINTER_REQUIRE_ADAPTER=1` (set by the test
+//! command and CI) a missing adapter fails the test instead of skipping it.
+
+use crate::adapter::{pick_adapter, DeviceChoice};
+use crate::gpu::Gpu;
+use std::sync::OnceLock;
+
+pub const REQUIRE_ENV: &str = "SINTER_REQUIRE_ADAPTER";
+
+fn open() -> Option<Gpu> {
+    // Tests use the choice in SINTER_DEVICE when set to gpu or software; otherwise any adapter,
+    // hardware first, falling back to a software one.
+    let choice = match DeviceChoice::from_env() {
+        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software)) => c,
+        _ => DeviceChoice::Auto,
+    };
+    let adapter = match pick_adapter(choice) {
+        Ok(Some(a)) => Some(a),
+        Ok(None) => pick_adapter(DeviceChoice::Software).ok().flatten(),
+        Err(e) => {
+            eprintln!("sinter tests: {e}");
+            None
+        }
+    };
+    adapter.and_then(|a| match Gpu::new(a) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("sinter tests: {e}");
+            None
+        }
+    })
+}
+
+/// The shared test adapter, opened once per test binary. `None` only when no adapter exists and
+/// adapters are not required; the caller then says loudly that it skipped.
+pub fn test_gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    let gpu = GPU.get_or_init(open).as_ref();
+    if gpu.is_none() {
+        let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| v != "0" && !v.is_empty());
+        assert!(
+            !required,
+            "{REQUIRE_ENV} is set but no adapter was found: install Mesa's lavapipe \
+             (apt-get install mesa-vulkan-drivers) or run on a machine with a GPU"
+        );
+        eprintln!("WARNING: no GPU or software adapter found; shader test SKIPPED (set {REQUIRE_ENV}=1 to make this a failure)");
+    }
+    gpu
+}
+
+/// Uploads, runs one prepared dispatch and reads `len` values of `out`: the common path of kernel tests.
+pub fn run_one(gpu: &Gpu, dispatch: &crate::Dispatch, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    gpu.run(&[dispatch], &[(out, len)])
+        .expect("kernel run")
+        .pop()
+        .expect("one read")
+}

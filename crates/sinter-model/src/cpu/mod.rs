@@ -1,0 +1,24 @@
+//! The native CPU backend's kernels: one module per kernel family, mirroring `shaders/`.
+//! They are generic over f32 (training) and f64 (gradient checks), and are the reference the WGSL is tested against.
+
+/// A floating-point element type the CPU kernels run in.
+pub trait Real:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + num_traits::NumAssign
+    + Default
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + std::iter::Sum
+    + 'static
+{
+    fn of(x: f64) -> Self {
+        <Self as num_traits::FromPrimitive>::from_f64(x).expect("finite conversion")
+    }
+    fn f64(self) -> f64 {
+        num_traits::ToPrimitive::to_f64(&self).expect("finite conversion")
+    }
+}
+impl Real for f32 {}
+impl Real for f64 {}

@@ -1,0 +1,1 @@
+// conv2d kernels: placeholder until the family is written.

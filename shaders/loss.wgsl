@@ -1,0 +1,1 @@
+// loss kernels: placeholder until the family is written.

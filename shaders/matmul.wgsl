@@ -1,0 +1,1 @@
+// matmul kernels: placeholder until the family is written.

@@ -1,0 +1,1 @@
+// optim kernels: placeholder until the family is written.

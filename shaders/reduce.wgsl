@@ -1,0 +1,1 @@
+// reduce kernels: placeholder until the family is written.

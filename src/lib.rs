@@ -1,0 +1,1 @@
+pub use sinter_device; pub use sinter_model;
