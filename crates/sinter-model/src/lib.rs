@@ -2,3 +2,6 @@
 //! nodes, the planner schedules a training step, and a backend (CPU or GPU) runs it.
 
 pub mod cpu;
+pub mod error;
+
+pub use error::{ModelError, Result};

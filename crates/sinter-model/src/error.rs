@@ -1,0 +1,64 @@
+//! The model crate's one error type: bad shapes (naming the op, the shapes and the line that
+//! recorded it), bad files (naming the file and the problem), device failures and numeric faults.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// A tensor operation got shapes it cannot combine.
+    #[error("{op} at {location}: {detail}")]
+    Shape {
+        op: &'static str,
+        detail: String,
+        location: String,
+    },
+    /// Autodiff or planning was asked for something the graph cannot give.
+    #[error("{0}")]
+    Graph(String),
+    /// A data file (IDX, text) is missing, truncated or inconsistent.
+    #[error("{file}: {problem}")]
+    Data { file: PathBuf, problem: String },
+    /// A parameter or checkpoint file does not match the model or is corrupt.
+    #[error("{file}: {problem}")]
+    Checkpoint { file: PathBuf, problem: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Device(#[from] sinter_device::DeviceError),
+    /// The loss or a gradient became NaN or infinite.
+    #[error("step {step}: {what} is not finite ({value})")]
+    NonFinite { step: u64, what: String, value: f32 },
+    /// A training step needs more memory than the adapter allows.
+    #[error("the step needs {needed} bytes in one buffer but the adapter's limit is {limit} bytes ({what})")]
+    TooLarge { what: String, needed: u64, limit: u64 },
+    /// A bad option or hyperparameter.
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+impl ModelError {
+    pub fn data(file: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Self::Data {
+            file: file.into(),
+            problem: problem.into(),
+        }
+    }
+    pub fn checkpoint(file: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Self::Checkpoint {
+            file: file.into(),
+            problem: problem.into(),
+        }
+    }
+    pub fn io(file: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            file: file.into(),
+            source,
+        }
+    }
+}
