@@ -1,1 +1,88 @@
-// optim kernels: placeholder until the family is written.
+// Optimizer updates with PyTorch semantics, one fused kernel per parameter tensor: SGD (momentum,
+// Nesterov, weight decay) and Adam / AdamW. Per-step values come from buffers so plans never change.
+
+const WG: u32 = 256u;
+
+override NESTEROV: bool = false;
+// AdamW: weight decay shrinks the parameter directly instead of being added to the gradient.
+override DECOUPLED: bool = false;
+
+struct SgdParams {
+    len: u32,
+    momentum: f32,
+    weight_decay: f32,
+    _pad: u32,
+}
+
+struct AdamParams {
+    len: u32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> ps: SgdParams;
+@group(0) @binding(0) var<uniform> pa: AdamParams;
+// grad: [len]; scale: [1], the global-norm clipping factor (1 when not clipping);
+// hyper: [lr, 1 - beta1^t, 1 - beta2^t], written by the host every step.
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read> scale: array<f32>;
+@group(0) @binding(3) var<storage, read> hyper: array<f32>;
+@group(0) @binding(4) var<storage, read_write> param: array<f32>;
+// SGD: velocity [len]; Adam: first and second moments [len].
+@group(0) @binding(5) var<storage, read_write> velocity: array<f32>;
+@group(0) @binding(5) var<storage, read_write> m1: array<f32>;
+@group(0) @binding(6) var<storage, read_write> m2: array<f32>;
+
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * (nwg.x * WG);
+}
+
+// g = grad·s + wd·p; v = μv + g; g = nesterov ? g + μv : v; p -= lr·g
+@compute @workgroup_size(WG)
+fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= ps.len {
+        return;
+    }
+    let lr = hyper[0];
+    let w = param[i];
+    var g = grad[i] * scale[0] + ps.weight_decay * w;
+    let v = ps.momentum * velocity[i] + g;
+    velocity[i] = v;
+    if NESTEROV {
+        g = g + ps.momentum * v;
+    } else {
+        g = v;
+    }
+    param[i] = w - lr * g;
+}
+
+// g = grad·s (+ wd·p unless decoupled, else p *= 1 - lr·wd); m = β1m + (1-β1)g;
+// v = β2v + (1-β2)g²; p -= lr·(m/bc1) / (sqrt(v/bc2) + eps)
+@compute @workgroup_size(WG)
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= pa.len {
+        return;
+    }
+    let lr = hyper[0];
+    let bc1 = hyper[1];
+    let bc2 = hyper[2];
+    var w = param[i];
+    var g = grad[i] * scale[0];
+    if DECOUPLED {
+        w = w * (1.0 - lr * pa.weight_decay);
+    } else {
+        g = g + pa.weight_decay * w;
+    }
+    let m = pa.beta1 * m1[i] + (1.0 - pa.beta1) * g;
+    let v = pa.beta2 * m2[i] + (1.0 - pa.beta2) * g * g;
+    m1[i] = m;
+    m2[i] = v;
+    param[i] = w - lr * (m / bc1) / (sqrt(v / bc2) + pa.eps);
+}

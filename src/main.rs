@@ -1,1 +1,42 @@
-fn main() {}
+//! The `sinter` command line: `train` a model, list adapters with `info`.
+//! Each subcommand lives in `src/cli/`; this file parses arguments and reports errors.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "sinter",
+    version,
+    about = "Train neural networks with WGSL kernels on any GPU, or on the CPU"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on the shipped MNIST digits (or on IDX files with --data).
+    Train(cli::train::TrainArgs),
+    /// List the adapters found and say which one `--device auto` would use.
+    Info,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Train(a) => cli::train::run(a),
+        Command::Info => cli::info::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

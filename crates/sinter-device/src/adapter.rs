@@ -71,9 +71,16 @@ impl AdapterClass {
             wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => {
                 // Some software rasterizers report `Other`; recognise them by name.
                 let name = info.name.to_ascii_lowercase();
-                if ["llvmpipe", "lavapipe", "softpipe", "swiftshader", "warp", "basic render"]
-                    .iter()
-                    .any(|s| name.contains(s))
+                if [
+                    "llvmpipe",
+                    "lavapipe",
+                    "softpipe",
+                    "swiftshader",
+                    "warp",
+                    "basic render",
+                ]
+                .iter()
+                .any(|s| name.contains(s))
                 {
                     Self::Software
                 } else {
@@ -137,7 +144,8 @@ impl AdapterReport {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             f16: features.contains(wgpu::Features::SHADER_F16),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            timestamps_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            timestamps_inside_passes: features
+                .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
         }
     }
 }
@@ -173,7 +181,12 @@ pub fn pick_adapter(choice: DeviceChoice) -> Result<Option<wgpu::Adapter>> {
             .iter()
             .map(|a| {
                 let info = a.get_info();
-                format!("{} [{:?}, {}]", info.name, info.backend, AdapterClass::of(&info))
+                format!(
+                    "{} [{:?}, {}]",
+                    info.name,
+                    info.backend,
+                    AdapterClass::of(&info)
+                )
             })
             .collect();
         if names.is_empty() {

@@ -158,7 +158,8 @@ impl Gpu {
     /// Overwrites the start of `buffer` with `data` (queued; takes effect at the next submit).
     pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, data: &[T]) {
         if !data.is_empty() {
-            self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            self.queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(data));
         }
     }
 
@@ -195,7 +196,12 @@ impl Gpu {
             entry,
             overrides: overrides.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
         };
-        if let Some(p) = self.pipelines.lock().expect("pipeline cache lock").get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .expect("pipeline cache lock")
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let module = self.module(shader)?;
@@ -218,7 +224,10 @@ impl Gpu {
             entry,
             message: e.to_string(),
         })?;
-        log::debug!("compiled pipeline {}.wgsl::{entry} {overrides:?}", shader.name());
+        log::debug!(
+            "compiled pipeline {}.wgsl::{entry} {overrides:?}",
+            shader.name()
+        );
         let pipeline = Arc::new(pipeline);
         self.pipelines
             .lock()
@@ -259,12 +268,16 @@ impl Gpu {
             binding: 0,
             resource: params.as_entire_binding(),
         }];
-        entries.extend(launch.buffers.iter().enumerate().map(|(i, b)| {
-            wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
-            }
-        }));
+        entries.extend(
+            launch
+                .buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.as_entire_binding(),
+                }),
+        );
         let bind_group = scoped(&self.device, &launch.tag, || {
             self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&launch.tag),

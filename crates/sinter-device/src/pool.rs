@@ -81,10 +81,25 @@ mod tests {
 
     #[test]
     fn size_classes_cover_the_request_with_bounded_slack() {
-        for bytes in [1u64, 255, 256, 257, 1000, 4096, 5000, 6144, 6145, 1 << 20, 3 << 20] {
+        for bytes in [
+            1u64,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            5000,
+            6144,
+            6145,
+            1 << 20,
+            3 << 20,
+        ] {
             let c = size_class(bytes);
             assert!(c >= bytes, "class {c} smaller than request {bytes}");
-            assert!(c <= (bytes.max(256) * 3).div_ceil(2), "class {c} too loose for {bytes}");
+            assert!(
+                c <= (bytes.max(256) * 3).div_ceil(2),
+                "class {c} too loose for {bytes}"
+            );
             assert_eq!(c % 64, 0, "class {c} not 64-byte aligned");
         }
     }

@@ -34,7 +34,11 @@ pub enum ModelError {
     NonFinite { step: u64, what: String, value: f32 },
     /// A training step needs more memory than the adapter allows.
     #[error("the step needs {needed} bytes in one buffer but the adapter's limit is {limit} bytes ({what})")]
-    TooLarge { what: String, needed: u64, limit: u64 },
+    TooLarge {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
     /// A bad option or hyperparameter.
     #[error("{0}")]
     Config(String),

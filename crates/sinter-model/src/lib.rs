@@ -1,7 +1,22 @@
 //! sinter-model: models as graphs. Tensor operations record nodes, `backward` appends gradient
 //! nodes, the planner schedules a training step, and a backend (CPU or GPU) runs it.
 
+pub mod backend;
+pub mod backward;
+pub mod checkpoint;
 pub mod cpu;
+pub mod data;
 pub mod error;
+pub mod graph;
+pub mod nn;
+pub mod optim;
+pub mod plan;
+pub mod train;
+pub mod vars;
 
+pub use backend::{Backend, Program, StepScalars};
+pub use backward::{backward, Gradients};
 pub use error::{ModelError, Result};
+pub use graph::{ConvConfig, Graph, GraphBuilder, NodeId, Op, PoolConfig, Tensor};
+pub use plan::{MemoryReport, Plan};
+pub use vars::{VarId, VarKind, VarStore};

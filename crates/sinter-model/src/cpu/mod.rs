@@ -22,3 +22,10 @@ pub trait Real:
 }
 impl Real for f32 {}
 impl Real for f64 {}
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod optim;
+pub mod pool;
+pub mod reduce;

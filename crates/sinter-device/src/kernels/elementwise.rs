@@ -1,0 +1,475 @@
+//! Launch builders for `shaders/elementwise.wgsl`: unary activations and their gradients, affine
+//! maps, and binary ops and copies with numpy broadcasting (shapes and strides go in the uniform).
+
+use crate::error::{DeviceError, Result};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Launch};
+use crate::shaders::Shader;
+
+/// Invocations per workgroup of every flat elementwise kernel (`WG` in the WGSL).
+const WG: usize = 256;
+
+/// A one-input elementwise function. Its gradient is recomputed from the forward input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// max(x, 0); relu'(0) = 0.
+    Relu,
+    /// The tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))): WGSL has no erf.
+    Gelu,
+    Tanh,
+    Sigmoid,
+    Exp,
+    Log,
+    Neg,
+    Sqrt,
+    /// |x|; abs'(0) = 0.
+    Abs,
+    Square,
+    /// 1 / x.
+    Recip,
+}
+
+impl UnaryOp {
+    pub const ALL: [UnaryOp; 11] = [
+        UnaryOp::Relu,
+        UnaryOp::Gelu,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Sqrt,
+        UnaryOp::Abs,
+        UnaryOp::Square,
+        UnaryOp::Recip,
+    ];
+
+    /// The value of the WGSL override `OP` that selects this op.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "relu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Square => "square",
+            UnaryOp::Recip => "recip",
+        }
+    }
+
+    /// Arithmetic per element of the forward, counting a transcendental as one.
+    fn flops(self) -> u64 {
+        match self {
+            UnaryOp::Gelu => 9,
+            UnaryOp::Sigmoid => 4,
+            UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Recip => 1,
+            UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt => 1,
+        }
+    }
+}
+
+/// A two-input elementwise function, applied with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    /// 1.0 where a ≥ b, else 0.0.
+    Ge,
+    /// 1.0 where a == b, else 0.0.
+    Eq,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 8] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::Ge,
+        BinaryOp::Eq,
+    ];
+
+    /// The value of the WGSL override `OP` that selects this op.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+            BinaryOp::Ge => "ge",
+            BinaryOp::Eq => "eq",
+        }
+    }
+}
+
+/// The most axes a broadcasting kernel handles (two vec4<u32> per shape in the uniform).
+pub const MAX_RANK: usize = 6;
+
+/// The numpy broadcast of two shapes: right-aligned, an axis of 1 stretches to the other's size.
+/// `None` when some aligned pair differs and neither is 1.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let axis = |s: &[usize], k: usize| {
+        // Axis k of the output, counted from the left, aligned to s from the right.
+        (k + s.len()).checked_sub(rank).map_or(1, |j| s[j])
+    };
+    (0..rank)
+        .map(|k| match (axis(a, k), axis(b, k)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Row-major element strides of `shape` seen through the output shape `out` (right-aligned):
+/// 0 on axes where `shape` has 1 (or no axis), so the same element is read along them.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let pad = out.len() - shape.len();
+    let mut strides = vec![0; out.len()];
+    let mut step = 1;
+    for (j, &d) in shape.iter().enumerate().rev() {
+        if d != 1 {
+            strides[j + pad] = step;
+        }
+        step *= d;
+    }
+    strides
+}
+
+/// Merges adjacent axes that both operands walk contiguously (or both broadcast), and drops
+/// axes of size 1, so the kernel does as few divisions per element as possible.
+fn coalesce(shape: &[usize], sa: &[usize], sb: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (mut d, mut a, mut b): (Vec<usize>, Vec<usize>, Vec<usize>) = (vec![], vec![], vec![]);
+    for k in 0..shape.len() {
+        if shape[k] == 1 {
+            continue;
+        }
+        if let (Some(&ld), Some(&la), Some(&lb)) = (d.last(), a.last(), b.last()) {
+            // The previous kept axis is the outer one: it merges when its stride is exactly
+            // this axis's stride times its size, for both operands.
+            if la == sa[k] * shape[k] && lb == sb[k] * shape[k] {
+                *d.last_mut().expect("non-empty") = ld * shape[k];
+                *a.last_mut().expect("non-empty") = sa[k];
+                *b.last_mut().expect("non-empty") = sb[k];
+                continue;
+            }
+        }
+        d.push(shape[k]);
+        a.push(sa[k]);
+        b.push(sb[k]);
+    }
+    (d, a, b)
+}
+
+/// Refuses an empty tensor or one that does not fit the kernels' u32 indexing.
+pub(crate) fn check_len(op: &str, what: &str, len: usize) -> Result<()> {
+    if len == 0 || len > u32::MAX as usize {
+        return Err(DeviceError::BadShape {
+            op: op.to_string(),
+            detail: format!(
+                "{what} has {len} elements; expected between 1 and {}",
+                u32::MAX
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a buffer that cannot hold `len` f32 values (pool buffers may be larger, never smaller).
+pub(crate) fn check_buffer(op: &str, what: &str, buf: &wgpu::Buffer, len: usize) -> Result<()> {
+    if buf.size() < (len as u64) * 4 {
+        return Err(DeviceError::BadShape {
+            op: op.to_string(),
+            detail: format!(
+                "buffer {what} holds {} f32 values but the shape needs {len}",
+                buf.size() / 4
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A 1-D grid covering `len` invocations in workgroups of `wg`.
+pub(crate) fn grid_for(gpu: &Gpu, len: usize, wg: usize) -> [u32; 3] {
+    grid_1d(
+        len.div_ceil(wg) as u32,
+        gpu.limits.max_compute_workgroups_per_dimension,
+    )
+}
+
+fn flat_params(len: usize, alpha: f32, beta: f32) -> [u32; 4] {
+    [len as u32, alpha.to_bits(), beta.to_bits(), 0]
+}
+
+/// y = f(x), elementwise.
+// x, y: [len]
+pub fn unary(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    op: UnaryOp,
+    len: usize,
+    tag: &str,
+) -> Result<Dispatch> {
+    let name = format!("unary {}", op.name());
+    check_len(&name, "x", len)?;
+    check_buffer(&name, "x", x, len)?;
+    check_buffer(&name, "y", y, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry: "unary",
+        overrides: &[("OP", op.code() as f64)],
+        params: &flat_params(len, 0.0, 0.0),
+        buffers: &[x, y],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: op.flops() * len as u64,
+        bytes: 8 * len as u64,
+    })
+}
+
+/// dx = dy · f'(x), with f' recomputed from the forward input x.
+// x, dy, dx: [len]
+pub fn unary_grad(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    op: UnaryOp,
+    len: usize,
+    tag: &str,
+) -> Result<Dispatch> {
+    let name = format!("unary_grad {}", op.name());
+    check_len(&name, "x", len)?;
+    check_buffer(&name, "x", x, len)?;
+    check_buffer(&name, "dy", dy, len)?;
+    check_buffer(&name, "dx", dx, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry: "unary_grad",
+        overrides: &[("OP", op.code() as f64)],
+        params: &flat_params(len, 0.0, 0.0),
+        buffers: &[x, dy, dx],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: (op.flops() + 2) * len as u64,
+        bytes: 12 * len as u64,
+    })
+}
+
+/// y = alpha · x + beta, elementwise.
+// x, y: [len]
+pub fn affine(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    len: usize,
+    alpha: f32,
+    beta: f32,
+    tag: &str,
+) -> Result<Dispatch> {
+    check_len("affine", "x", len)?;
+    check_buffer("affine", "x", x, len)?;
+    check_buffer("affine", "y", y, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry: "affine",
+        overrides: &[],
+        params: &flat_params(len, alpha, beta),
+        buffers: &[x, y],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: 2 * len as u64,
+        bytes: 8 * len as u64,
+    })
+}
+
+/// The `BroadcastParams` uniform: len, rank, then shape and both stride arrays, 8 words each.
+fn broadcast_params(shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<u32> {
+    let len: usize = shape.iter().product();
+    let mut words = vec![len as u32, shape.len() as u32, 0, 0];
+    for v in [shape, sa, sb] {
+        let mut block = [0u32; 8];
+        for (w, &s) in block.iter_mut().zip(v) {
+            *w = s as u32;
+        }
+        words.extend_from_slice(&block);
+    }
+    words
+}
+
+/// Refuses a shape with a zero dim, too many axes, or more elements than u32 indexing allows.
+fn check_shape(op: &str, what: &str, shape: &[usize]) -> Result<usize> {
+    if shape.len() > MAX_RANK {
+        return Err(DeviceError::BadShape {
+            op: op.to_string(),
+            detail: format!(
+                "{what} {shape:?} has rank {} > MAX_RANK {MAX_RANK}",
+                shape.len()
+            ),
+        });
+    }
+    let len: usize = shape.iter().product();
+    check_len(op, &format!("{what} {shape:?}"), len)?;
+    Ok(len)
+}
+
+/// out = a op b, with numpy broadcasting; out has `broadcast_shape(a_shape, b_shape)`.
+// a: a_shape, b: b_shape, out: broadcast of both (rank ≤ MAX_RANK)
+#[allow(clippy::too_many_arguments)]
+pub fn binary(
+    gpu: &Gpu,
+    a: &wgpu::Buffer,
+    a_shape: &[usize],
+    b: &wgpu::Buffer,
+    b_shape: &[usize],
+    out: &wgpu::Buffer,
+    op: BinaryOp,
+    tag: &str,
+) -> Result<Dispatch> {
+    let name = format!("binary {}", op.name());
+    let la = check_shape(&name, "a", a_shape)?;
+    let lb = check_shape(&name, "b", b_shape)?;
+    let shape = broadcast_shape(a_shape, b_shape).ok_or_else(|| DeviceError::BadShape {
+        op: name.clone(),
+        detail: format!("shapes a {a_shape:?} and b {b_shape:?} do not broadcast"),
+    })?;
+    let len: usize = shape.iter().product();
+    check_len(&name, &format!("out {shape:?}"), len)?;
+    check_buffer(&name, "a", a, la)?;
+    check_buffer(&name, "b", b, lb)?;
+    check_buffer(&name, "out", out, len)?;
+    let (entry, params) = if a_shape == b_shape {
+        ("binary_flat", broadcast_params(&[len], &[1], &[1]))
+    } else {
+        let (d, sa, sb) = coalesce(
+            &shape,
+            &broadcast_strides(a_shape, &shape),
+            &broadcast_strides(b_shape, &shape),
+        );
+        ("binary_bcast", broadcast_params(&d, &sa, &sb))
+    };
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry,
+        overrides: &[("OP", op.code() as f64)],
+        params: &params,
+        buffers: &[a, b, out],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: len as u64,
+        bytes: 4 * (la + lb + len) as u64,
+    })
+}
+
+/// out = x repeated along the axes where x has 1 (or no axis); x_shape must broadcast to out_shape.
+// x: x_shape, out: out_shape
+pub fn broadcast_to(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    x_shape: &[usize],
+    out: &wgpu::Buffer,
+    out_shape: &[usize],
+    tag: &str,
+) -> Result<Dispatch> {
+    let lx = check_shape("broadcast_to", "x", x_shape)?;
+    let len = check_shape("broadcast_to", "out", out_shape)?;
+    if broadcast_shape(x_shape, out_shape).as_deref() != Some(out_shape) {
+        return Err(DeviceError::BadShape {
+            op: "broadcast_to".into(),
+            detail: format!("x {x_shape:?} does not broadcast to {out_shape:?}"),
+        });
+    }
+    check_buffer("broadcast_to", "x", x, lx)?;
+    check_buffer("broadcast_to", "out", out, len)?;
+    let sx = broadcast_strides(x_shape, out_shape);
+    let (d, sx, _) = coalesce(out_shape, &sx, &sx);
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry: "broadcast_to",
+        overrides: &[],
+        params: &broadcast_params(&d, &sx, &sx),
+        buffers: &[x, out],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: 0,
+        bytes: 4 * (lx + len) as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_shape_follows_numpy() {
+        assert_eq!(broadcast_shape(&[7, 13, 5], &[13, 1]), Some(vec![7, 13, 5]));
+        assert_eq!(broadcast_shape(&[3, 1, 4], &[1, 5, 1]), Some(vec![3, 5, 4]));
+        assert_eq!(broadcast_shape(&[1], &[33, 65, 17]), Some(vec![33, 65, 17]));
+        assert_eq!(broadcast_shape(&[], &[2, 3]), Some(vec![2, 3]));
+        assert_eq!(broadcast_shape(&[4, 5], &[4, 5]), Some(vec![4, 5]));
+        assert_eq!(broadcast_shape(&[2, 1], &[1]), Some(vec![2, 1]));
+        assert_eq!(broadcast_shape(&[3], &[4]), None);
+        assert_eq!(broadcast_shape(&[2, 3], &[3, 3]), None);
+        assert_eq!(broadcast_shape(&[7, 13, 5], &[13, 2]), None);
+    }
+
+    #[test]
+    fn strides_are_zero_on_broadcast_axes() {
+        assert_eq!(broadcast_strides(&[13, 1], &[7, 13, 5]), vec![0, 1, 0]);
+        assert_eq!(broadcast_strides(&[3, 1, 4], &[3, 5, 4]), vec![4, 0, 1]);
+        assert_eq!(broadcast_strides(&[7, 13, 5], &[7, 13, 5]), vec![65, 5, 1]);
+    }
+
+    #[test]
+    fn coalesce_merges_contiguous_and_broadcast_runs() {
+        // [7,13,5] + [13,1]: a is contiguous throughout, b broadcasts on the last axis only.
+        let out = [7, 13, 5];
+        let (d, a, b) = coalesce(
+            &out,
+            &broadcast_strides(&out, &out),
+            &broadcast_strides(&[13, 1], &out),
+        );
+        assert_eq!((d, a, b), (vec![7, 13, 5], vec![65, 5, 1], vec![0, 1, 0]));
+        // A scalar against a full tensor collapses to one axis.
+        let out = [33, 65, 17];
+        let (d, a, b) = coalesce(
+            &out,
+            &broadcast_strides(&[1], &out),
+            &broadcast_strides(&out, &out),
+        );
+        assert_eq!((d, a, b), (vec![33 * 65 * 17], vec![0], vec![1]));
+        // Bias over the last axis: [2,3,4] + [4] → [6, 4].
+        let out = [2, 3, 4];
+        let (d, a, b) = coalesce(
+            &out,
+            &broadcast_strides(&out, &out),
+            &broadcast_strides(&[4], &out),
+        );
+        assert_eq!((d, a, b), (vec![6, 4], vec![4, 1], vec![0, 1]));
+        // All-ones shape: nothing left, the kernel sees rank 0 and reads element 0.
+        let (d, _, _) = coalesce(&[1, 1], &[0, 0], &[0, 0]);
+        assert!(d.is_empty());
+    }
+}

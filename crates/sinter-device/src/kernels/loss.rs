@@ -1,0 +1,138 @@
+//! Launch builders for `shaders/loss.wgsl`: mean softmax cross-entropy over rows of logits, its
+//! gradient, and the number of correctly classified rows. Targets are class indices stored as f32.
+
+use super::elementwise::{check_buffer, check_len, grid_for};
+use crate::error::{DeviceError, Result};
+use crate::gpu::{Dispatch, Gpu, Launch};
+use crate::shaders::Shader;
+
+/// Invocations per workgroup of every loss kernel (`WG` in the WGSL).
+const WG: usize = 256;
+
+/// The bits of a quiet NaN, passed to the kernels that must write NaN for a bad target.
+const NAN_BITS: u32 = 0x7fc0_0000;
+
+/// Logits [rows, classes] scored against targets [rows].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CrossEntropyShape {
+    pub rows: usize,
+    pub classes: usize,
+}
+
+impl CrossEntropyShape {
+    fn check(&self, op: &str) -> Result<()> {
+        let CrossEntropyShape { rows, classes } = *self;
+        if rows == 0 || classes == 0 {
+            return Err(DeviceError::BadShape {
+                op: op.to_string(),
+                detail: format!("zero-sized dim in logits [rows, classes] = [{rows}, {classes}]"),
+            });
+        }
+        check_len(op, &format!("logits [{rows}, {classes}]"), rows * classes)
+    }
+
+    fn params(&self) -> [u32; 4] {
+        [self.rows as u32, self.classes as u32, NAN_BITS, 0]
+    }
+
+    /// A workgroup per row pays off once a row has as many classes as the workgroup has invocations.
+    pub fn grad_uses_tree(&self) -> bool {
+        self.classes >= WG
+    }
+}
+
+/// loss[0] = mean over rows of (logsumexp(row) − row[target]); NaN if any target is not a class.
+// logits: [rows, classes], targets: [rows], loss: [1]
+pub fn cross_entropy(
+    gpu: &Gpu,
+    logits: &wgpu::Buffer,
+    targets: &wgpu::Buffer,
+    loss: &wgpu::Buffer,
+    shape: &CrossEntropyShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    const OP: &str = "cross_entropy";
+    shape.check(OP)?;
+    let len = shape.rows * shape.classes;
+    check_buffer(OP, "logits", logits, len)?;
+    check_buffer(OP, "targets", targets, shape.rows)?;
+    check_buffer(OP, "loss", loss, 1)?;
+    gpu.prepare(Launch {
+        shader: Shader::Loss,
+        entry: "cross_entropy",
+        overrides: &[],
+        params: &shape.params(),
+        buffers: &[logits, targets, loss],
+        workgroups: [1, 1, 1],
+        tag: tag.to_string(),
+        // max, subtract, exp, add per logit; log and two adds per row.
+        flops: 4 * len as u64 + 3 * shape.rows as u64,
+        bytes: 4 * (2 * len + 2 * shape.rows + 1) as u64,
+    })
+}
+
+/// dlogits = (softmax(row) − onehot(target)) · dloss[0] / rows; a row with a bad target is NaN.
+// logits: [rows, classes], targets: [rows], dloss: [1], dlogits: [rows, classes]
+pub fn cross_entropy_grad(
+    gpu: &Gpu,
+    logits: &wgpu::Buffer,
+    targets: &wgpu::Buffer,
+    dloss: &wgpu::Buffer,
+    dlogits: &wgpu::Buffer,
+    shape: &CrossEntropyShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    const OP: &str = "cross_entropy_grad";
+    shape.check(OP)?;
+    let len = shape.rows * shape.classes;
+    check_buffer(OP, "logits", logits, len)?;
+    check_buffer(OP, "targets", targets, shape.rows)?;
+    check_buffer(OP, "dloss", dloss, 1)?;
+    check_buffer(OP, "dlogits", dlogits, len)?;
+    let (entry, workgroups) = if shape.grad_uses_tree() {
+        ("cross_entropy_grad_tree", grid_for(gpu, shape.rows, 1))
+    } else {
+        ("cross_entropy_grad_rows", grid_for(gpu, shape.rows, WG))
+    };
+    gpu.prepare(Launch {
+        shader: Shader::Loss,
+        entry,
+        overrides: &[],
+        params: &shape.params(),
+        buffers: &[logits, targets, dloss, dlogits],
+        workgroups,
+        tag: tag.to_string(),
+        // max, then exp+add, then exp, multiply, subtract and scale per logit.
+        flops: 8 * len as u64,
+        bytes: 4 * (4 * len + shape.rows + 1) as u64,
+    })
+}
+
+/// out[0] = number of rows whose first argmax equals the target, as f32.
+// logits: [rows, classes], targets: [rows], out: [1]
+pub fn count_correct(
+    gpu: &Gpu,
+    logits: &wgpu::Buffer,
+    targets: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    shape: &CrossEntropyShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    const OP: &str = "count_correct";
+    shape.check(OP)?;
+    let len = shape.rows * shape.classes;
+    check_buffer(OP, "logits", logits, len)?;
+    check_buffer(OP, "targets", targets, shape.rows)?;
+    check_buffer(OP, "out", out, 1)?;
+    gpu.prepare(Launch {
+        shader: Shader::Loss,
+        entry: "count_correct",
+        overrides: &[],
+        params: &shape.params(),
+        buffers: &[logits, targets, out],
+        workgroups: [1, 1, 1],
+        tag: tag.to_string(),
+        flops: len as u64,
+        bytes: 4 * (len + shape.rows + 1) as u64,
+    })
+}

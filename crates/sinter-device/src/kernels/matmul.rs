@@ -1,0 +1,347 @@
+//! Launch builders for `shaders/matmul.wgsl`: batched C = op(A)·op(B), with transposed operands
+//! and broadcast batch strides, in numbered variants; [`matmul`] picks the best for the adapter.
+
+use crate::adapter::AdapterClass;
+use crate::error::{DeviceError, Result};
+use crate::gpu::{Dispatch, Gpu, Launch};
+use crate::shaders::Shader;
+use std::fmt;
+
+/// The shape of one batched matrix product C = op(A)·op(B).
+///
+/// op(A) is [m, k] and op(B) is [k, n]; C is dense [batch, m, n]. A batch stride of 0 reuses
+/// one matrix for every batch item (a weight shared by a batch of activations).
+// a: [batch, m, k], stored [batch, k, m] when trans_a
+// b: [batch, k, n], stored [batch, n, k] when trans_b
+// c: [batch, m, n]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulShape {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored [k, m] (its transpose), so dB-style products need no explicit transpose.
+    pub trans_a: bool,
+    /// B is stored [n, k].
+    pub trans_b: bool,
+    /// Elements between consecutive batch items of A; 0 broadcasts A.
+    pub a_batch_stride: usize,
+    /// Elements between consecutive batch items of B; 0 broadcasts B.
+    pub b_batch_stride: usize,
+}
+
+impl MatmulShape {
+    /// A dense, untransposed product: A [batch, m, k] · B [batch, k, n].
+    pub fn new(batch: usize, m: usize, n: usize, k: usize) -> Self {
+        Self {
+            batch,
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            a_batch_stride: m * k,
+            b_batch_stride: k * n,
+        }
+    }
+
+    /// The same product with A and/or B read from their stored transposes.
+    pub fn with_trans(self, trans_a: bool, trans_b: bool) -> Self {
+        Self {
+            trans_a,
+            trans_b,
+            ..self
+        }
+    }
+
+    /// One A for every batch item (stride 0).
+    pub fn broadcast_a(self) -> Self {
+        Self {
+            a_batch_stride: 0,
+            ..self
+        }
+    }
+
+    /// One B for every batch item (stride 0).
+    pub fn broadcast_b(self) -> Self {
+        Self {
+            b_batch_stride: 0,
+            ..self
+        }
+    }
+
+    /// Multiply-adds counted as two operations: 2·batch·m·n·k.
+    pub fn flops(&self) -> u64 {
+        2 * self.batch as u64 * self.m as u64 * self.n as u64 * self.k as u64
+    }
+
+    /// Elements of A the product reads: the last batch item ends at (batch−1)·stride + m·k.
+    pub fn a_len(&self) -> usize {
+        (self.batch.max(1) - 1) * self.a_batch_stride + self.m * self.k
+    }
+
+    /// Elements of B the product reads.
+    pub fn b_len(&self) -> usize {
+        (self.batch.max(1) - 1) * self.b_batch_stride + self.k * self.n
+    }
+
+    /// Elements of C the product writes: batch·m·n.
+    pub fn c_len(&self) -> usize {
+        self.batch * self.m * self.n
+    }
+
+    /// Why this shape cannot be computed, if it cannot: a zero-sized axis, or a nonzero batch
+    /// stride smaller than one matrix (batch items would overlap, which is never intended).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.batch == 0 || self.m == 0 || self.n == 0 || self.k == 0 {
+            return Err(format!("{self}: every axis must be at least 1"));
+        }
+        if self.a_batch_stride != 0 && self.a_batch_stride < self.m * self.k {
+            return Err(format!(
+                "{self}: a_batch_stride {} is neither 0 (broadcast) nor at least m·k = {}",
+                self.a_batch_stride,
+                self.m * self.k
+            ));
+        }
+        if self.b_batch_stride != 0 && self.b_batch_stride < self.k * self.n {
+            return Err(format!(
+                "{self}: b_batch_stride {} is neither 0 (broadcast) nor at least k·n = {}",
+                self.b_batch_stride,
+                self.k * self.n
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for MatmulShape {
+    /// E.g. `[3] A[7, 5]ᵀ · B[5, 13] → C[7, 13]` (stored shapes of A and B, batch strides when not dense).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (ar, ac) = if self.trans_a {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        };
+        let (br, bc) = if self.trans_b {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        };
+        let t = |x: bool| if x { "ᵀ" } else { "" };
+        write!(
+            f,
+            "[{}] A[{ar}, {ac}]{} · B[{br}, {bc}]{} → C[{}, {}]",
+            self.batch,
+            t(self.trans_a),
+            t(self.trans_b),
+            self.m,
+            self.n
+        )?;
+        if self.a_batch_stride != self.m * self.k || self.b_batch_stride != self.k * self.n {
+            write!(
+                f,
+                " (batch strides a {}, b {})",
+                self.a_batch_stride, self.b_batch_stride
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The numbered kernel variants of `shaders/matmul.wgsl`, kept so the benchmark can show what
+/// each step buys. All compute the same thing for every shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulVariant {
+    /// One output per invocation from global memory.
+    V1Naive,
+    /// A 4×4 block per invocation from global memory, no shared memory.
+    V2Blocked,
+    /// 64×64 workgroup tiles staged through shared memory in k-steps of 16, vec4 loads when aligned.
+    V3Tiled,
+    /// 16×16 per workgroup of 8 with only workgroup-uniform loads: for software adapters.
+    V4Strip,
+}
+
+impl MatmulVariant {
+    pub const ALL: [MatmulVariant; 4] = [
+        MatmulVariant::V1Naive,
+        MatmulVariant::V2Blocked,
+        MatmulVariant::V3Tiled,
+        MatmulVariant::V4Strip,
+    ];
+
+    /// The WGSL entry point.
+    pub fn entry(self) -> &'static str {
+        match self {
+            MatmulVariant::V1Naive => "matmul_v1_naive",
+            MatmulVariant::V2Blocked => "matmul_v2_blocked",
+            MatmulVariant::V3Tiled => "matmul_v3_tiled",
+            MatmulVariant::V4Strip => "matmul_v4_strip",
+        }
+    }
+
+    /// The tile of C one workgroup computes, as (rows, columns).
+    fn tile(self) -> (usize, usize) {
+        match self {
+            MatmulVariant::V1Naive => (16, 16),
+            MatmulVariant::V2Blocked => (32, 32),
+            MatmulVariant::V3Tiled => (64, 64),
+            MatmulVariant::V4Strip => (16, 16),
+        }
+    }
+
+    /// The variant [`matmul`] uses on `gpu`. Software adapters run a workgroup as SIMD lanes on
+    /// one CPU thread, where per-lane loads and barriers are slow and v4 avoids both; hardware
+    /// GPUs want the shared-memory tiles of v3.
+    pub fn best_for(gpu: &Gpu) -> Self {
+        match gpu.report.class {
+            AdapterClass::Software => MatmulVariant::V4Strip,
+            _ => MatmulVariant::V3Tiled,
+        }
+    }
+}
+
+fn bad_shape(detail: String) -> DeviceError {
+    DeviceError::BadShape {
+        op: "matmul".into(),
+        detail,
+    }
+}
+
+/// C = op(A)·op(B) with the variant best for this adapter (see [`MatmulVariant::best_for`]).
+// a: [batch | 1, m, k] (stored [.., k, m] when trans_a), b: [batch | 1, k, n] (stored [.., n, k]
+// when trans_b), c: [batch, m, n]
+pub fn matmul(
+    gpu: &Gpu,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+    shape: &MatmulShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    matmul_with(gpu, MatmulVariant::best_for(gpu), a, b, c, shape, tag)
+}
+
+/// C = op(A)·op(B) with a chosen variant: the benchmark's entry, and `matmul`'s.
+pub fn matmul_with(
+    gpu: &Gpu,
+    variant: MatmulVariant,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+    shape: &MatmulShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    let s = shape;
+    s.check().map_err(bad_shape)?;
+    // The kernels index in u32.
+    let words = [s.a_len(), s.b_len(), s.c_len()];
+    if words.iter().any(|&w| w > u32::MAX as usize) {
+        return Err(bad_shape(format!(
+            "{s}: an operand has more than 2^32 elements"
+        )));
+    }
+    for (what, buf, len) in [
+        ("a", a, s.a_len()),
+        ("b", b, s.b_len()),
+        ("c", c, s.c_len()),
+    ] {
+        let bytes = len as u64 * 4;
+        gpu.check_binding("matmul", bytes)?;
+        if buf.size() < bytes {
+            return Err(bad_shape(format!(
+                "{s}: buffer {what} holds {} f32 values but the shape needs {len}",
+                buf.size() / 4
+            )));
+        }
+        // v3 reads through a vec4 view of each buffer; a buffer whose size is not a multiple of
+        // 16 bytes would hide its last elements from that view.
+        if variant == MatmulVariant::V3Tiled && buf.size() % 16 != 0 {
+            return Err(bad_shape(format!(
+                "{s}: buffer {what} is {} bytes, not a multiple of 16 as matmul_v3_tiled needs",
+                buf.size()
+            )));
+        }
+    }
+    let (tile_rows, tile_cols) = variant.tile();
+    let workgroups = [
+        s.n.div_ceil(tile_cols) as u32,
+        s.m.div_ceil(tile_rows) as u32,
+        s.batch as u32,
+    ];
+    // Whole vec4 moves in v3 need every contiguous axis and batch offset on a 4-element grid.
+    let aligned = (if s.trans_a { s.m } else { s.k }) % 4 == 0
+        && (if s.trans_b { s.k } else { s.n }) % 4 == 0
+        && s.n % 4 == 0
+        && s.a_batch_stride % 4 == 0
+        && s.b_batch_stride % 4 == 0;
+    let flag = |x: bool| if x { 1.0 } else { 0.0 };
+    let mut overrides = vec![("TRANS_A", flag(s.trans_a)), ("TRANS_B", flag(s.trans_b))];
+    if variant == MatmulVariant::V3Tiled {
+        overrides.push(("ALIGNED", flag(aligned)));
+    }
+    let params = [
+        s.m as u32,
+        s.n as u32,
+        s.k as u32,
+        s.batch as u32,
+        s.a_batch_stride as u32,
+        s.b_batch_stride as u32,
+        0,
+        0,
+    ];
+    // Each operand is read from memory once at best; the profiler reports that lower bound.
+    let a_read = if s.a_batch_stride == 0 {
+        s.m * s.k
+    } else {
+        s.batch * s.m * s.k
+    };
+    let b_read = if s.b_batch_stride == 0 {
+        s.k * s.n
+    } else {
+        s.batch * s.k * s.n
+    };
+    gpu.prepare(Launch {
+        shader: Shader::Matmul,
+        entry: variant.entry(),
+        overrides: &overrides,
+        params: &params,
+        buffers: &[a, b, c],
+        workgroups,
+        tag: tag.to_string(),
+        flops: s.flops(),
+        bytes: 4 * (a_read + b_read + s.c_len()) as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_strides_and_lengths() {
+        let s = MatmulShape::new(3, 7, 13, 5);
+        assert_eq!((s.a_batch_stride, s.b_batch_stride), (35, 65));
+        assert_eq!((s.a_len(), s.b_len(), s.c_len()), (105, 195, 273));
+        assert_eq!(s.flops(), 2 * 3 * 7 * 13 * 5);
+        let w = s.broadcast_b();
+        assert_eq!(w.b_len(), 65);
+        assert!(w.check().is_ok());
+    }
+
+    #[test]
+    fn zero_axes_and_overlapping_strides_are_refused() {
+        assert!(MatmulShape::new(1, 0, 4, 4).check().is_err());
+        assert!(MatmulShape::new(0, 4, 4, 4).check().is_err());
+        let mut s = MatmulShape::new(2, 4, 4, 4);
+        s.a_batch_stride = 3;
+        let err = s.check().unwrap_err();
+        assert!(err.contains("a_batch_stride 3"), "{err}");
+    }
+
+    #[test]
+    fn display_shows_stored_shapes() {
+        let s = MatmulShape::new(2, 3, 4, 5).with_trans(true, false);
+        assert_eq!(s.to_string(), "[2] A[5, 3]ᵀ · B[5, 4] → C[3, 4]");
+    }
+}

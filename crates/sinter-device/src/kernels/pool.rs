@@ -1,0 +1,287 @@
+//! Launch builders for 2-D max and average pooling (NCHW, PyTorch semantics, floor mode) and their
+//! gradients, in `shaders/pool.wgsl`. One invocation per output element; backward gathers, no atomics.
+
+use super::conv::check_buffer;
+use crate::{grid_1d, DeviceError, Dispatch, Gpu, Launch, Result, Shader};
+
+/// Invocations per workgroup (`WG` in pool.wgsl).
+const WG: u32 = 64;
+
+/// The shape of one 2-D pooling. x: [N, C, H, W] → y: [N, C, OH, OW] with
+/// OH = (H + 2·ph − KH) / sh + 1 (floor mode, no dilation; likewise OW).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pool2dShape {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// [sh, sw]
+    pub stride: [usize; 2],
+    /// [ph, pw]: at most half the kernel, as in PyTorch, so every window holds a real element.
+    pub pad: [usize; 2],
+}
+
+impl Pool2dShape {
+    /// [OH, OW], or `None` when the window does not fit the padded input (or a kernel size or
+    /// stride is zero).
+    pub fn out_hw(&self) -> Option<[usize; 2]> {
+        let dim = |size: usize, k: usize, s: usize, p: usize| {
+            if k == 0 || s == 0 {
+                return None;
+            }
+            (size + 2 * p).checked_sub(k).map(|room| room / s + 1)
+        };
+        Some([
+            dim(self.h, self.kh, self.stride[0], self.pad[0])?,
+            dim(self.w, self.kw, self.stride[1], self.pad[1])?,
+        ])
+    }
+
+    /// The shapes in words, for error messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "x [N, C, H, W] = [{}, {}, {}, {}], kernel [{}, {}], stride {:?}, pad {:?}",
+            self.n, self.c, self.h, self.w, self.kh, self.kw, self.stride, self.pad
+        )
+    }
+
+    /// Refuses zero-sized dimensions, zero strides, padding over half the kernel and windows
+    /// that do not fit, with an error naming `op` and the shapes.
+    pub fn check(&self, op: &str) -> Result<()> {
+        let bad = |why: &str| {
+            Err(DeviceError::BadShape {
+                op: op.to_string(),
+                detail: format!("{why} ({})", self.describe()),
+            })
+        };
+        if [self.n, self.c, self.h, self.w, self.kh, self.kw].contains(&0) {
+            return bad("zero-sized dimension");
+        }
+        if self.stride.contains(&0) {
+            return bad("stride must be at least 1");
+        }
+        if 2 * self.pad[0] > self.kh || 2 * self.pad[1] > self.kw {
+            return bad("padding must be at most half the kernel");
+        }
+        if self.out_hw().is_none() {
+            return bad("the kernel is larger than the padded input");
+        }
+        if self.x_len().max(self.y_len()) >= i32::MAX as usize || self.h.max(self.w) >= 1 << 30 {
+            return bad("tensor too large for 32-bit indexing");
+        }
+        Ok(())
+    }
+
+    /// Elements of x (and dx): N·C·H·W.
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    /// Elements of y (and dy): N·C·OH·OW (0 when the window does not fit).
+    pub fn y_len(&self) -> usize {
+        self.out_hw()
+            .map_or(0, |[oh, ow]| self.n * self.c * oh * ow)
+    }
+
+    /// The params uniform (the `Params` struct in pool.wgsl).
+    fn params(&self) -> [u32; 12] {
+        let [oh, ow] = self.out_hw().expect("checked shape");
+        [
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.kh,
+            self.kw,
+            self.stride[0],
+            self.stride[1],
+            self.pad[0],
+            self.pad[1],
+            oh,
+            ow,
+        ]
+        .map(|v| v as u32)
+    }
+}
+
+/// Checks shape and buffers, then prepares `entry` with one invocation per element of a tensor of
+/// `threads` elements.
+fn launch(
+    gpu: &Gpu,
+    entry: &'static str,
+    buffers: &[(&str, &wgpu::Buffer, usize)],
+    threads: usize,
+    shape: &Pool2dShape,
+    tag: &str,
+    flops: u64,
+) -> Result<Dispatch> {
+    let described = shape.describe();
+    for &(name, buffer, len) in buffers {
+        check_buffer(entry, name, buffer, len, &described)?;
+    }
+    let bufs: Vec<&wgpu::Buffer> = buffers.iter().map(|b| b.1).collect();
+    let bytes = 4 * buffers.iter().map(|b| b.2 as u64).sum::<u64>();
+    gpu.prepare(Launch {
+        shader: Shader::Pool,
+        entry,
+        overrides: &[],
+        params: &shape.params(),
+        buffers: &bufs,
+        workgroups: grid_1d(
+            (threads as u32).div_ceil(WG),
+            gpu.limits.max_compute_workgroups_per_dimension,
+        ),
+        tag: tag.to_string(),
+        flops,
+        bytes,
+    })
+}
+
+fn window(shape: &Pool2dShape) -> u64 {
+    (shape.kh * shape.kw) as u64
+}
+
+/// y = max over each window of x. x: [N, C, H, W] → y: [N, C, OH, OW].
+pub fn max_pool2d(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    shape: &Pool2dShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    let op = "max_pool2d";
+    shape.check(op)?;
+    let (xl, yl) = (shape.x_len(), shape.y_len());
+    let flops = yl as u64 * window(shape);
+    launch(
+        gpu,
+        op,
+        &[("x", x, xl), ("y", y, yl)],
+        yl,
+        shape,
+        tag,
+        flops,
+    )
+}
+
+/// dx = ∂L/∂x of max pooling: each window's dy goes to its first maximum in x.
+/// x: [N, C, H, W], dy: [N, C, OH, OW] → dx: [N, C, H, W] (overwritten).
+pub fn max_pool2d_grad(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    shape: &Pool2dShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    let op = "max_pool2d_grad";
+    shape.check(op)?;
+    let (xl, yl) = (shape.x_len(), shape.y_len());
+    // Each window's argmax is recomputed once per input element it covers.
+    let overlap = (shape.kh.div_ceil(shape.stride[0]) * shape.kw.div_ceil(shape.stride[1])) as u64;
+    let flops = xl as u64 * overlap * window(shape);
+    let bufs = [("x", x, xl), ("dy", dy, yl), ("dx", dx, xl)];
+    launch(gpu, op, &bufs, xl, shape, tag, flops)
+}
+
+/// y = mean over each window of x, padding counted as zeros (divides by KH·KW).
+/// x: [N, C, H, W] → y: [N, C, OH, OW].
+pub fn avg_pool2d(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    shape: &Pool2dShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    let op = "avg_pool2d";
+    shape.check(op)?;
+    let (xl, yl) = (shape.x_len(), shape.y_len());
+    let flops = yl as u64 * window(shape);
+    launch(
+        gpu,
+        op,
+        &[("x", x, xl), ("y", y, yl)],
+        yl,
+        shape,
+        tag,
+        flops,
+    )
+}
+
+/// dx = ∂L/∂x of average pooling: each window spreads dy / (KH·KW) over its elements.
+/// dy: [N, C, OH, OW] → dx: [N, C, H, W] (overwritten).
+pub fn avg_pool2d_grad(
+    gpu: &Gpu,
+    dy: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    shape: &Pool2dShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    let op = "avg_pool2d_grad";
+    shape.check(op)?;
+    let (xl, yl) = (shape.x_len(), shape.y_len());
+    let overlap = (shape.kh.div_ceil(shape.stride[0]) * shape.kw.div_ceil(shape.stride[1])) as u64;
+    let flops = xl as u64 * overlap;
+    launch(
+        gpu,
+        op,
+        &[("dy", dy, yl), ("dx", dx, xl)],
+        xl,
+        shape,
+        tag,
+        flops,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> Pool2dShape {
+        Pool2dShape {
+            n: 1,
+            c: 2,
+            h: 7,
+            w: 6,
+            kh: 3,
+            kw: 2,
+            stride: [2, 2],
+            pad: [1, 0],
+        }
+    }
+
+    #[test]
+    fn out_hw_follows_pytorch() {
+        // OH = (7 + 2 − 3)/2 + 1 = 4, OW = (6 − 2)/2 + 1 = 3
+        assert_eq!(shape().out_hw(), Some([4, 3]));
+        assert_eq!(Pool2dShape { kh: 10, ..shape() }.out_hw(), None);
+    }
+
+    #[test]
+    fn check_refuses_bad_shapes() {
+        assert!(shape().check("max_pool2d").is_ok());
+        let e = Pool2dShape {
+            pad: [2, 0],
+            ..shape()
+        }
+        .check("max_pool2d")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("max_pool2d") && e.contains("[1, 2, 7, 6]"),
+            "{e}"
+        );
+        assert!(Pool2dShape { h: 0, ..shape() }.check("avg_pool2d").is_err());
+        assert!(Pool2dShape {
+            stride: [1, 0],
+            ..shape()
+        }
+        .check("avg_pool2d")
+        .is_err());
+        assert!(Pool2dShape { kw: 9, ..shape() }
+            .check("avg_pool2d")
+            .is_err());
+    }
+}

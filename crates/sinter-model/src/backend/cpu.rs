@@ -1,0 +1,284 @@
+//! The CPU backend: runs a plan with the native kernels in `cpu/`, in f32 for training or in f64
+//! for gradient checks. Buffers are allocated once per plan; a step allocates nothing.
+
+use super::StepScalars;
+use crate::cpu::{self, Real};
+use crate::error::Result;
+use crate::graph::{NodeId, Op};
+use crate::plan::{self, Plan, Storage};
+use crate::vars::{VarId, VarStore};
+use sinter_device::kernels::reduce::ReduceShape;
+use std::time::{Duration, Instant};
+
+/// Variable values held in memory.
+#[derive(Debug, Default)]
+pub struct CpuBackend<T: Real> {
+    pub vars: Vec<Vec<T>>,
+}
+
+/// A plan with its buffers.
+#[derive(Debug)]
+pub struct CpuProgram<T: Real> {
+    pub plan: Plan,
+    slots: Vec<Vec<T>>,
+    /// Time spent in each node of `plan.order` during the last run, when timing is on.
+    pub node_times: Option<Vec<Duration>>,
+}
+
+impl<T: Real> CpuBackend<T> {
+    pub fn new() -> Self {
+        Self { vars: Vec::new() }
+    }
+
+    /// Adds the initial values of variables this backend has not seen yet.
+    pub fn load_vars(&mut self, store: &VarStore) {
+        for info in &store.vars[self.vars.len()..] {
+            self.vars
+                .push(info.init.iter().map(|&v| T::of(v as f64)).collect());
+        }
+    }
+
+    pub fn read_var(&self, id: VarId) -> Vec<f32> {
+        self.vars[id.0].iter().map(|v| v.f64() as f32).collect()
+    }
+
+    pub fn write_var(&mut self, id: VarId, data: &[f32]) {
+        assert_eq!(
+            self.vars[id.0].len(),
+            data.len(),
+            "write_var: length of var {id:?}"
+        );
+        for (d, &s) in self.vars[id.0].iter_mut().zip(data) {
+            *d = T::of(s as f64);
+        }
+    }
+
+    pub fn compile(&self, plan: Plan) -> CpuProgram<T> {
+        let mut slots: Vec<Vec<T>> = plan.slots.iter().map(|&n| vec![T::zero(); n]).collect();
+        for (i, node) in plan.nodes.iter().enumerate() {
+            if let (Op::Fill(v), Storage::Slot(s)) = (&node.op, plan.storage[i]) {
+                slots[s][..node.numel()].fill(T::of(*v));
+            }
+        }
+        CpuProgram {
+            plan,
+            slots,
+            node_times: None,
+        }
+    }
+
+    /// Runs one step in f64-capable precision; feeds are given as f64 so gradient checks lose nothing.
+    pub fn run_f64(
+        &mut self,
+        prog: &mut CpuProgram<T>,
+        feeds: &[&[f64]],
+        scalars: &StepScalars,
+    ) -> Result<Vec<Vec<f64>>> {
+        prog.feed(feeds, T::of)?;
+        prog.execute(&mut self.vars, scalars)?;
+        Ok(prog
+            .outputs()
+            .map(|o| o.iter().map(|v| v.f64()).collect())
+            .collect())
+    }
+
+    pub fn run(
+        &mut self,
+        prog: &mut CpuProgram<T>,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<Vec<Vec<f32>>> {
+        prog.feed(feeds, |v| T::of(v as f64))?;
+        prog.execute(&mut self.vars, scalars)?;
+        Ok(prog
+            .outputs()
+            .map(|o| o.iter().map(|v| v.f64() as f32).collect())
+            .collect())
+    }
+}
+
+impl<T: Real> CpuProgram<T> {
+    fn feed<S: Copy>(&mut self, feeds: &[&[S]], convert: impl Fn(S) -> T) -> Result<()> {
+        super::check_feeds(&self.plan, feeds.iter().map(|f| f.len()))?;
+        for (k, values) in feeds.iter().enumerate() {
+            let Storage::Slot(s) = self.plan.storage[self.plan.inputs[k]] else {
+                unreachable!("inputs have slots")
+            };
+            for (d, &v) in self.slots[s].iter_mut().zip(values.iter()) {
+                *d = convert(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn outputs(&self) -> impl Iterator<Item = &[T]> {
+        self.plan.outputs.iter().map(|&o| self.value(&[], o))
+    }
+
+    fn value<'a>(&'a self, vars: &'a [Vec<T>], id: NodeId) -> &'a [T] {
+        let n = self.plan.nodes[id].numel();
+        match self.plan.storage[id] {
+            Storage::Slot(s) => &self.slots[s][..n],
+            Storage::Var(v) => &vars[v.0][..n],
+            Storage::None => panic!(
+                "node {id} ({}) has no storage in this plan",
+                self.plan.nodes[id].tag
+            ),
+        }
+    }
+
+    fn execute(&mut self, vars: &mut [Vec<T>], scalars: &StepScalars) -> Result<()> {
+        let timing = self.node_times.is_some();
+        let mut times = Vec::with_capacity(if timing { self.plan.order.len() } else { 0 });
+        for k in 0..self.plan.order.len() {
+            let i = self.plan.order[k];
+            let start = timing.then(Instant::now);
+            self.execute_node(vars, i, scalars)?;
+            if let Some(s) = start {
+                times.push(s.elapsed());
+            }
+        }
+        if timing {
+            self.node_times = Some(times);
+        }
+        Ok(())
+    }
+
+    fn execute_node(
+        &mut self,
+        vars: &mut [Vec<T>],
+        i: NodeId,
+        scalars: &StepScalars,
+    ) -> Result<()> {
+        let node = &self.plan.nodes[i];
+        if let Op::SgdUpdate {
+            param,
+            velocity,
+            config,
+        } = &node.op
+        {
+            let (grad, scale) = (
+                self.value(vars, node.inputs[0]).to_vec(),
+                self.value(vars, node.inputs[1])[0],
+            );
+            let mut p = std::mem::take(&mut vars[param.0]);
+            cpu::optim::sgd(
+                &mut p,
+                &grad,
+                &mut vars[velocity.0],
+                scale,
+                T::of(scalars.lr),
+                config,
+            );
+            vars[param.0] = p;
+            return Ok(());
+        }
+        if let Op::AdamUpdate {
+            param,
+            m,
+            v,
+            config,
+        } = &node.op
+        {
+            let (grad, scale) = (
+                self.value(vars, node.inputs[0]).to_vec(),
+                self.value(vars, node.inputs[1])[0],
+            );
+            let mut p = std::mem::take(&mut vars[param.0]);
+            let mut mm = std::mem::take(&mut vars[m.0]);
+            cpu::optim::adam(
+                &mut p,
+                &grad,
+                &mut mm,
+                &mut vars[v.0],
+                scale,
+                T::of(scalars.lr),
+                T::of(scalars.bias_correction1),
+                T::of(scalars.bias_correction2),
+                config,
+            );
+            vars[param.0] = p;
+            vars[m.0] = mm;
+            return Ok(());
+        }
+        let Storage::Slot(s) = self.plan.storage[i] else {
+            unreachable!("valued nodes have slots")
+        };
+        let mut out = std::mem::take(&mut self.slots[s]);
+        let y = &mut out[..node.numel()];
+        let x = |k: usize| self.value(vars, node.inputs[k]);
+        let shape = |k: usize| self.plan.shape(node.inputs[k]);
+        match &node.op {
+            Op::Unary(u) => cpu::elementwise::unary(*u, x(0), y),
+            Op::UnaryGrad(u) => cpu::elementwise::unary_grad(*u, x(0), x(1), y),
+            Op::Affine { alpha, beta } => {
+                cpu::elementwise::affine(x(0), y, T::of(*alpha), T::of(*beta))
+            }
+            Op::Binary(b) => cpu::elementwise::binary(*b, x(0), shape(0), x(1), shape(1), y),
+            Op::BroadcastTo => cpu::elementwise::broadcast_to(x(0), shape(0), y, &node.shape),
+            Op::Reduce { op, axis, .. } => {
+                cpu::reduce::reduce(*op, x(0), y, &ReduceShape::along(shape(0), *axis))
+            }
+            Op::MatMul { trans_a, trans_b } => {
+                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
+                cpu::matmul::matmul(x(0), x(1), y, &s)
+            }
+            Op::Conv2d(c) => {
+                let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], node.inputs[1], *c);
+                cpu::conv::conv2d_forward(x(0), x(1), y, &s)
+            }
+            Op::Conv2dGradInput(c) => {
+                // inputs [dy, w]; the node has x's shape
+                let s = crate::graph::conv_shape(&node.shape, shape(1), *c)
+                    .expect("checked when recorded");
+                cpu::conv::conv2d_grad_input(x(0), x(1), y, &s)
+            }
+            Op::Conv2dGradWeight(c) => {
+                let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], i, *c);
+                cpu::conv::conv2d_grad_weight(x(0), x(1), y, &s)
+            }
+            Op::MaxPool2d(c) => {
+                cpu::pool::max_pool2d(x(0), y, &plan::pool_kernel_shape(shape(0), *c))
+            }
+            Op::MaxPool2dGrad(c) => {
+                cpu::pool::max_pool2d_grad(x(0), x(1), y, &plan::pool_kernel_shape(shape(0), *c))
+            }
+            Op::AvgPool2d(c) => {
+                cpu::pool::avg_pool2d(x(0), y, &plan::pool_kernel_shape(shape(0), *c))
+            }
+            Op::AvgPool2dGrad(c) => {
+                cpu::pool::avg_pool2d_grad(x(0), y, &plan::pool_kernel_shape(&node.shape, *c))
+            }
+            Op::CrossEntropy => {
+                y[0] = cpu::loss::cross_entropy(x(0), x(1), &plan::cross_entropy_shape(shape(0)));
+            }
+            Op::CrossEntropyGrad => {
+                let dloss = x(2)[0];
+                cpu::loss::cross_entropy_grad(
+                    x(0),
+                    x(1),
+                    dloss,
+                    y,
+                    &plan::cross_entropy_shape(shape(0)),
+                )
+            }
+            Op::CountCorrect => {
+                y[0] = T::of(cpu::loss::count_correct(
+                    x(0),
+                    x(1),
+                    &plan::cross_entropy_shape(shape(0)),
+                ) as f64);
+            }
+            Op::Input { .. }
+            | Op::Var(_)
+            | Op::Fill(_)
+            | Op::Reshape
+            | Op::SgdUpdate { .. }
+            | Op::AdamUpdate { .. } => {
+                unreachable!("{} is not executed", node.op.name())
+            }
+        }
+        self.slots[s] = out;
+        Ok(())
+    }
+}

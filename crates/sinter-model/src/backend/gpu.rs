@@ -1,0 +1,270 @@
+//! The GPU backend: turns a plan into prepared dispatches once (pipelines, buffers, bind groups),
+//! then runs each step as one command encoder, one submit and one small readback.
+
+use super::StepScalars;
+use crate::error::Result;
+use crate::graph::{conv_shape, NodeId, Op};
+use crate::plan::{self, Plan, Storage};
+use crate::vars::{VarId, VarStore};
+use sinter_device::kernels::{conv, elementwise, loss, matmul, optim, pool, reduce};
+use sinter_device::{wgpu, Dispatch, Gpu};
+
+/// Variable buffers on one GPU, plus the per-step scalars every optimizer kernel reads.
+pub struct GpuBackend {
+    pub gpu: Gpu,
+    pub vars: Vec<wgpu::Buffer>,
+    var_lens: Vec<usize>,
+    /// `[lr, 1 − β1^t, 1 − β2^t]`, written before each step.
+    hyper: wgpu::Buffer,
+}
+
+/// A plan with its buffers and its prepared dispatches.
+pub struct GpuProgram {
+    pub plan: Plan,
+    slots: Vec<wgpu::Buffer>,
+    pub dispatches: Vec<Dispatch>,
+}
+
+impl GpuBackend {
+    pub fn new(gpu: Gpu) -> Result<Self> {
+        let hyper = gpu.upload("optimizer scalars", &[0f32; 4])?;
+        Ok(Self {
+            gpu,
+            vars: Vec::new(),
+            var_lens: Vec::new(),
+            hyper,
+        })
+    }
+
+    pub fn load_vars(&mut self, store: &VarStore) -> Result<()> {
+        for info in &store.vars[self.vars.len()..] {
+            let buf = self.gpu.upload(&info.name, &info.init)?;
+            self.vars.push(buf);
+            self.var_lens.push(info.numel());
+        }
+        Ok(())
+    }
+
+    pub fn read_var(&self, id: VarId) -> Result<Vec<f32>> {
+        Ok(self.gpu.read(&self.vars[id.0], self.var_lens[id.0])?)
+    }
+
+    pub fn write_var(&mut self, id: VarId, data: &[f32]) {
+        assert_eq!(
+            self.var_lens[id.0],
+            data.len(),
+            "write_var: length of var {id:?}"
+        );
+        self.gpu.write(&self.vars[id.0], data);
+    }
+
+    /// Allocates the plan's buffers and prepares every dispatch.
+    pub fn compile(&self, plan: Plan) -> Result<GpuProgram> {
+        plan.check_buffer_limit(self.gpu.max_binding())?;
+        let gpu = &self.gpu;
+        let slots = plan
+            .slots
+            .iter()
+            .map(|&n| gpu.buffer("plan buffer", n))
+            .collect::<sinter_device::Result<Vec<_>>>()?;
+        for (i, node) in plan.nodes.iter().enumerate() {
+            if let (Op::Fill(v), Storage::Slot(s)) = (&node.op, plan.storage[i]) {
+                gpu.write(&slots[s], &vec![*v as f32; node.numel()]);
+            }
+        }
+        let mut dispatches = Vec::with_capacity(plan.order.len());
+        for &i in &plan.order {
+            dispatches.push(self.prepare(&plan, &slots, i)?);
+        }
+        log::debug!(
+            "gpu program: {} dispatches, {} buffers",
+            dispatches.len(),
+            slots.len()
+        );
+        Ok(GpuProgram {
+            plan,
+            slots,
+            dispatches,
+        })
+    }
+
+    fn prepare(&self, plan: &Plan, slots: &[wgpu::Buffer], i: NodeId) -> Result<Dispatch> {
+        let gpu = &self.gpu;
+        let node = &plan.nodes[i];
+        let buf = |id: NodeId| -> &wgpu::Buffer {
+            match plan.storage[id] {
+                Storage::Slot(s) => &slots[s],
+                Storage::Var(v) => &self.vars[v.0],
+                Storage::None => panic!("node {id} has no storage"),
+            }
+        };
+        let input = |k: usize| buf(node.inputs[k]);
+        let shape = |k: usize| plan.shape(node.inputs[k]);
+        let (y, tag, len) = (buf(i), node.tag.as_str(), node.numel());
+        let d = match &node.op {
+            Op::Unary(u) => elementwise::unary(gpu, input(0), y, *u, len, tag)?,
+            Op::UnaryGrad(u) => elementwise::unary_grad(gpu, input(0), input(1), y, *u, len, tag)?,
+            Op::Affine { alpha, beta } => {
+                elementwise::affine(gpu, input(0), y, len, *alpha as f32, *beta as f32, tag)?
+            }
+            Op::Binary(b) => {
+                elementwise::binary(gpu, input(0), shape(0), input(1), shape(1), y, *b, tag)?
+            }
+            Op::BroadcastTo => {
+                elementwise::broadcast_to(gpu, input(0), shape(0), y, &node.shape, tag)?
+            }
+            Op::Reduce { op, axis, .. } => {
+                let s = reduce::ReduceShape::along(shape(0), *axis);
+                reduce::reduce(gpu, input(0), y, *op, &s, tag)?
+            }
+            Op::MatMul { trans_a, trans_b } => {
+                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
+                matmul::matmul(gpu, input(0), input(1), y, &s, tag)?
+            }
+            Op::Conv2d(c) => {
+                let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *c);
+                conv::conv2d_forward(gpu, input(0), input(1), y, &s, tag)?
+            }
+            Op::Conv2dGradInput(c) => {
+                let s = conv_shape(&node.shape, shape(1), *c).expect("checked when recorded");
+                conv::conv2d_grad_input(gpu, input(0), input(1), y, &s, tag)?
+            }
+            Op::Conv2dGradWeight(c) => {
+                let s = plan::conv_kernel_shape(plan, node.inputs[0], i, *c);
+                conv::conv2d_grad_weight(gpu, input(0), input(1), y, &s, tag)?
+            }
+            Op::MaxPool2d(c) => pool::max_pool2d(
+                gpu,
+                input(0),
+                y,
+                &plan::pool_kernel_shape(shape(0), *c),
+                tag,
+            )?,
+            Op::MaxPool2dGrad(c) => pool::max_pool2d_grad(
+                gpu,
+                input(0),
+                input(1),
+                y,
+                &plan::pool_kernel_shape(shape(0), *c),
+                tag,
+            )?,
+            Op::AvgPool2d(c) => pool::avg_pool2d(
+                gpu,
+                input(0),
+                y,
+                &plan::pool_kernel_shape(shape(0), *c),
+                tag,
+            )?,
+            Op::AvgPool2dGrad(c) => pool::avg_pool2d_grad(
+                gpu,
+                input(0),
+                y,
+                &plan::pool_kernel_shape(&node.shape, *c),
+                tag,
+            )?,
+            Op::CrossEntropy => loss::cross_entropy(
+                gpu,
+                input(0),
+                input(1),
+                y,
+                &plan::cross_entropy_shape(shape(0)),
+                tag,
+            )?,
+            Op::CrossEntropyGrad => loss::cross_entropy_grad(
+                gpu,
+                input(0),
+                input(1),
+                input(2),
+                y,
+                &plan::cross_entropy_shape(shape(0)),
+                tag,
+            )?,
+            Op::CountCorrect => loss::count_correct(
+                gpu,
+                input(0),
+                input(1),
+                y,
+                &plan::cross_entropy_shape(shape(0)),
+                tag,
+            )?,
+            Op::SgdUpdate {
+                param,
+                velocity,
+                config,
+            } => optim::sgd(
+                gpu,
+                input(0),
+                input(1),
+                &self.hyper,
+                &self.vars[param.0],
+                &self.vars[velocity.0],
+                self.var_lens[param.0],
+                config,
+                tag,
+            )?,
+            Op::AdamUpdate {
+                param,
+                m,
+                v,
+                config,
+            } => optim::adam(
+                gpu,
+                input(0),
+                input(1),
+                &self.hyper,
+                &self.vars[param.0],
+                &self.vars[m.0],
+                &self.vars[v.0],
+                self.var_lens[param.0],
+                config,
+                tag,
+            )?,
+            Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Reshape => {
+                unreachable!("{} is not executed", node.op.name())
+            }
+        };
+        Ok(d)
+    }
+
+    /// Returns a program's buffers to the device's pool.
+    pub fn release(&self, prog: GpuProgram) {
+        for buf in prog.slots {
+            self.gpu.recycle(buf);
+        }
+    }
+
+    /// One step: write the feeds and scalars, record every dispatch, submit once, read the outputs.
+    pub fn run(
+        &mut self,
+        prog: &GpuProgram,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<Vec<Vec<f32>>> {
+        super::check_feeds(&prog.plan, feeds.iter().map(|f| f.len()))?;
+        for (k, data) in feeds.iter().enumerate() {
+            let Storage::Slot(s) = prog.plan.storage[prog.plan.inputs[k]] else {
+                unreachable!("inputs have slots")
+            };
+            self.gpu.write(&prog.slots[s], data);
+        }
+        let hyper = [
+            scalars.lr as f32,
+            scalars.bias_correction1 as f32,
+            scalars.bias_correction2 as f32,
+            0.0,
+        ];
+        self.gpu.write(&self.hyper, &hyper);
+        let dispatches: Vec<&Dispatch> = prog.dispatches.iter().collect();
+        let reads: Vec<(&wgpu::Buffer, usize)> = prog
+            .plan
+            .outputs
+            .iter()
+            .map(|&o| match prog.plan.storage[o] {
+                Storage::Slot(s) => (&prog.slots[s], prog.plan.nodes[o].numel()),
+                Storage::Var(v) => (&self.vars[v.0], prog.plan.nodes[o].numel()),
+                Storage::None => panic!("output {o} has no storage"),
+            })
+            .collect();
+        Ok(self.gpu.run(&dispatches, &reads)?)
+    }
+}

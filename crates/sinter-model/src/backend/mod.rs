@@ -1,0 +1,177 @@
+//! Backends run a plan: `Cpu` with native Rust kernels, `Gpu` with the WGSL kernels through wgpu.
+//! Device choice lives here: a hardware GPU first, else the CPU backend with a one-line notice.
+
+pub mod cpu;
+pub mod gpu;
+
+use crate::error::{ModelError, Result};
+use crate::graph::{Graph, NodeId};
+use crate::plan::{MemoryReport, Plan};
+use crate::vars::{VarId, VarStore};
+use sinter_device::{pick_adapter, DeviceChoice, Gpu};
+
+pub use cpu::{CpuBackend, CpuProgram};
+pub use gpu::{GpuBackend, GpuProgram};
+
+/// Values that change every step without changing the plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepScalars {
+    pub lr: f64,
+    /// `1 − β1^t` for Adam (1 otherwise).
+    pub bias_correction1: f64,
+    /// `1 − β2^t` for Adam (1 otherwise).
+    pub bias_correction2: f64,
+}
+
+impl Default for StepScalars {
+    fn default() -> Self {
+        Self {
+            lr: 0.0,
+            bias_correction1: 1.0,
+            bias_correction2: 1.0,
+        }
+    }
+}
+
+/// Where a model trains.
+pub enum Backend {
+    Cpu(CpuBackend<f32>),
+    Gpu(Box<GpuBackend>),
+}
+
+/// A compiled plan for one backend.
+pub enum Program {
+    Cpu(CpuProgram<f32>),
+    Gpu(GpuProgram),
+}
+
+impl Program {
+    pub fn plan(&self) -> &Plan {
+        match self {
+            Program::Cpu(p) => &p.plan,
+            Program::Gpu(p) => &p.plan,
+        }
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        self.plan().memory
+    }
+}
+
+impl Backend {
+    /// Opens the backend for `choice`. The second value is a notice for the user when `auto`
+    /// falls back to the CPU backend.
+    pub fn open(choice: DeviceChoice) -> Result<(Self, Option<String>)> {
+        match pick_adapter(choice)? {
+            Some(adapter) => {
+                let gpu = Gpu::new(adapter)?;
+                log::info!(
+                    "using {} ({:?}, {})",
+                    gpu.report.name,
+                    gpu.report.backend,
+                    gpu.report.class
+                );
+                Ok((Backend::Gpu(Box::new(GpuBackend::new(gpu)?)), None))
+            }
+            None => {
+                let notice = (choice == DeviceChoice::Auto).then(|| {
+                    "sinter: no hardware GPU found; training on the CPU backend (use --device software to run the WGSL kernels on a software adapter)".to_string()
+                });
+                Ok((Backend::Cpu(CpuBackend::new()), notice))
+            }
+        }
+    }
+
+    /// A one-line description: `CPU backend (2 threads)` or `GPU llvmpipe (Vulkan, software)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Cpu(_) => format!("CPU backend ({} threads)", rayon::current_num_threads()),
+            Backend::Gpu(g) => {
+                let r = &g.gpu.report;
+                format!("GPU {} ({:?}, {})", r.name, r.backend, r.class)
+            }
+        }
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Backend::Gpu(_))
+    }
+
+    pub fn load_vars(&mut self, store: &VarStore) -> Result<()> {
+        match self {
+            Backend::Cpu(c) => {
+                c.load_vars(store);
+                Ok(())
+            }
+            Backend::Gpu(g) => g.load_vars(store),
+        }
+    }
+
+    pub fn read_var(&self, id: VarId) -> Result<Vec<f32>> {
+        match self {
+            Backend::Cpu(c) => Ok(c.read_var(id)),
+            Backend::Gpu(g) => g.read_var(id),
+        }
+    }
+
+    pub fn write_var(&mut self, id: VarId, data: &[f32]) {
+        match self {
+            Backend::Cpu(c) => c.write_var(id, data),
+            Backend::Gpu(g) => g.write_var(id, data),
+        }
+    }
+
+    /// Plans `graph` for `outputs` (plus every optimizer update in it) and prepares it to run.
+    pub fn compile(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
+        let plan = Plan::new(graph, outputs)?;
+        Ok(match self {
+            Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
+            Backend::Gpu(g) => Program::Gpu(g.compile(plan)?),
+        })
+    }
+
+    /// Runs one step: `feeds` in the order of the plan's inputs; returns the outputs.
+    pub fn run(
+        &mut self,
+        prog: &mut Program,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<Vec<Vec<f32>>> {
+        match (self, prog) {
+            (Backend::Cpu(c), Program::Cpu(p)) => c.run(p, feeds, scalars),
+            (Backend::Gpu(g), Program::Gpu(p)) => g.run(p, feeds, scalars),
+            _ => Err(ModelError::Graph(
+                "program was compiled for another backend".into(),
+            )),
+        }
+    }
+}
+
+/// Checks the feeds against the plan's inputs, naming the input whose size is wrong.
+pub(crate) fn check_feeds(plan: &Plan, lens: impl ExactSizeIterator<Item = usize>) -> Result<()> {
+    if lens.len() != plan.inputs.len() {
+        let names: Vec<&str> = plan
+            .inputs
+            .iter()
+            .map(|&i| plan.nodes[i].tag.as_str())
+            .collect();
+        return Err(ModelError::Config(format!(
+            "the step takes {} inputs ({}) but {} were given",
+            plan.inputs.len(),
+            names.join(", "),
+            lens.len()
+        )));
+    }
+    for (k, len) in lens.enumerate() {
+        let node = &plan.nodes[plan.inputs[k]];
+        if len != node.numel() {
+            return Err(ModelError::Config(format!(
+                "input '{}' has shape {:?} ({} values) but {len} values were given",
+                node.tag,
+                node.shape,
+                node.numel()
+            )));
+        }
+    }
+    Ok(())
+}

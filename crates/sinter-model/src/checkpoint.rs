@@ -1,0 +1,458 @@
+//! Parameter and training-checkpoint files: F32 safetensors written atomically (a crash never leaves
+//! a half-written file), and a training checkpoint with a format version and checksum on top.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use safetensors::{Dtype, SafeTensorError, SafeTensors, View};
+
+use crate::{ModelError, Result};
+
+/// The training-checkpoint format this build writes and the newest it reads.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+
+/// Metadata keys the checkpoint format owns; a caller's metadata may not use the `sinter-` prefix.
+const KEY_VERSION: &str = "sinter-checkpoint";
+const KEY_CHECKSUM: &str = "sinter-crc32";
+const KEY_STEP: &str = "sinter-step";
+const RESERVED_PREFIX: &str = "sinter-";
+/// Tensor-name prefixes that keep parameters and optimizer state apart in one file.
+const PARAM_PREFIX: &str = "param/";
+const OPTIM_PREFIX: &str = "optim/";
+
+/// A named f32 tensor, dense row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl NamedTensor {
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> NamedTensor {
+        let name = name.into();
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "tensor {name}: shape {shape:?} does not match {} values",
+            data.len()
+        );
+        NamedTensor { name, shape, data }
+    }
+}
+
+/// Writes a file so that, whatever happens, `path` holds either its old content or all of the new:
+/// the bytes go to a temporary file in the same folder, are flushed and fsynced, and the temporary
+/// file is renamed over `path` (then, on unix, the folder is fsynced so the rename itself lasts).
+/// If `write` fails, the temporary file is removed and `path` is untouched.
+pub fn write_atomic(
+    path: impl AsRef<Path>,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<()> {
+    static UNIQUE: AtomicU64 = AtomicU64::new(0);
+    let path = path.as_ref();
+    let Some(file_name) = path.file_name() else {
+        return Err(ModelError::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+        ));
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Process id + counter: concurrent saves (threads or processes) never share a temp file.
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.{}-{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| -> io::Result<()> {
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut w = BufWriter::new(file);
+        write(&mut w)?;
+        let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // Best effort: the temp file may not exist if creating it was what failed.
+        let _ = fs::remove_file(&tmp);
+        return Err(ModelError::io(path, e));
+    }
+    #[cfg(unix)]
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        // The new file is in place; only its survival across a power cut is in doubt, and even
+        // then the old content would survive instead. Not worth failing a training run over.
+        log::warn!(
+            "{}: could not fsync the folder after saving: {e}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Saves tensors (F32) and string metadata as a safetensors file, atomically.
+pub fn save_safetensors(
+    path: impl AsRef<Path>,
+    tensors: &[NamedTensor],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let entries: Vec<(&str, &NamedTensor)> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let bytes = encode(path, &entries, metadata)?;
+    write_atomic(path, |w| w.write_all(&bytes))
+}
+
+/// Loads every tensor of a safetensors file (sorted by name) and its metadata. Only F32 tensors
+/// are accepted.
+pub fn load_safetensors(
+    path: impl AsRef<Path>,
+) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    let path = path.as_ref();
+    let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    decode(&bytes, path)
+}
+
+/// Everything a training run needs to continue: parameters, optimizer state (moments, step
+/// counts…), the step reached, and string metadata (model name, optimizer config, batcher and rng
+/// state) for the trainer to interpret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingCheckpoint {
+    pub params: Vec<NamedTensor>,
+    pub optimizer_state: Vec<NamedTensor>,
+    pub step: u64,
+    pub meta: BTreeMap<String, String>,
+}
+
+impl TrainingCheckpoint {
+    /// Saves atomically as safetensors: tensors named `param/<name>` and `optim/<name>`, metadata
+    /// carrying the format version, the step and a CRC-32 over names, shapes, data, step and metadata.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if let Some(key) = self.meta.keys().find(|k| k.starts_with(RESERVED_PREFIX)) {
+            return Err(ModelError::checkpoint(
+                path,
+                format!("metadata key {key:?} uses the prefix {RESERVED_PREFIX:?}, which the checkpoint format reserves"),
+            ));
+        }
+        let names: Vec<(String, &NamedTensor)> = self
+            .params
+            .iter()
+            .map(|t| (format!("{PARAM_PREFIX}{}", t.name), t))
+            .chain(
+                self.optimizer_state
+                    .iter()
+                    .map(|t| (format!("{OPTIM_PREFIX}{}", t.name), t)),
+            )
+            .collect();
+        let mut entries: Vec<(&str, &NamedTensor)> =
+            names.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(ModelError::checkpoint(
+                path,
+                format!("two tensors are named {}", w[0].0),
+            ));
+        }
+        let mut metadata = self.meta.clone();
+        metadata.insert(KEY_VERSION.into(), CHECKPOINT_FORMAT_VERSION.to_string());
+        metadata.insert(KEY_STEP.into(), self.step.to_string());
+        metadata.insert(
+            KEY_CHECKSUM.into(),
+            checksum(
+                entries
+                    .iter()
+                    .map(|(n, t)| (*n, t.shape.as_slice(), t.data.as_slice())),
+                self.step,
+                &self.meta,
+            ),
+        );
+        let bytes = encode(path, &entries, &metadata)?;
+        write_atomic(path, |w| w.write_all(&bytes))
+    }
+
+    /// Loads and verifies a checkpoint written by `save`: the format version must be one this
+    /// build reads and the checksum must match. Tensors come back sorted by name.
+    pub fn load(path: impl AsRef<Path>) -> Result<TrainingCheckpoint> {
+        let path = path.as_ref();
+        let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        TrainingCheckpoint::from_bytes(&bytes, path)
+    }
+
+    /// `load` for a checkpoint already in memory; `file` only names it in errors.
+    pub fn from_bytes(bytes: &[u8], file: impl AsRef<Path>) -> Result<TrainingCheckpoint> {
+        let path = file.as_ref();
+        let (tensors, mut meta) = decode(bytes, path)?;
+        let err = |problem: String| ModelError::checkpoint(path, problem);
+
+        let version = meta.remove(KEY_VERSION).ok_or_else(|| {
+            err(format!(
+                "is not a sinter training checkpoint: its metadata has no {KEY_VERSION:?} entry"
+            ))
+        })?;
+        match version.parse::<u32>() {
+            Ok(v) if v == CHECKPOINT_FORMAT_VERSION => {}
+            Ok(v) if v > CHECKPOINT_FORMAT_VERSION => {
+                return Err(err(format!(
+                    "format version {v} is newer than this sinter understands (it reads version {CHECKPOINT_FORMAT_VERSION}); use a newer sinter"
+                )))
+            }
+            _ => {
+                return Err(err(format!(
+                    "format version {version:?} is not one sinter writes (expected {CHECKPOINT_FORMAT_VERSION})"
+                )))
+            }
+        }
+        let stored = meta
+            .remove(KEY_CHECKSUM)
+            .ok_or_else(|| err(format!("has no {KEY_CHECKSUM:?} checksum entry")))?;
+        let step_text = meta
+            .remove(KEY_STEP)
+            .ok_or_else(|| err(format!("has no {KEY_STEP:?} entry")))?;
+        // The checksum is checked before anything else is believed, the step included.
+        let step = step_text.parse::<u64>().ok();
+        let computed = checksum(
+            tensors
+                .iter()
+                .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())),
+            step.unwrap_or(u64::MAX),
+            &meta,
+        );
+        let (Some(step), true) = (step, stored == computed) else {
+            return Err(err(format!(
+                "checksum mismatch: file is corrupt (stored crc32 {stored:?}, computed {computed:?})"
+            )));
+        };
+        if let Some(key) = meta.keys().find(|k| k.starts_with(RESERVED_PREFIX)) {
+            return Err(err(format!("unknown reserved metadata key {key:?}")));
+        }
+
+        let mut params = Vec::new();
+        let mut optimizer_state = Vec::new();
+        for mut t in tensors {
+            if let Some(name) = t.name.strip_prefix(PARAM_PREFIX) {
+                t.name = name.to_string();
+                params.push(t);
+            } else if let Some(name) = t.name.strip_prefix(OPTIM_PREFIX) {
+                t.name = name.to_string();
+                optimizer_state.push(t);
+            } else {
+                return Err(err(format!(
+                    "tensor {} is neither a parameter ({PARAM_PREFIX}…) nor optimizer state ({OPTIM_PREFIX}…)",
+                    t.name
+                )));
+            }
+        }
+        Ok(TrainingCheckpoint {
+            params,
+            optimizer_state,
+            step,
+            meta,
+        })
+    }
+}
+
+/// Checks loaded tensors against what a model expects, reporting every missing name, unexpected
+/// name and shape mismatch in one message that names `file`.
+pub fn check_against(
+    tensors: &[NamedTensor],
+    expected: &[(String, Vec<usize>)],
+    file: impl AsRef<Path>,
+) -> Result<()> {
+    let found: HashMap<&str, &[usize]> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.shape.as_slice()))
+        .collect();
+    let wanted: HashMap<&str, &[usize]> = expected
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    let mut missing = Vec::new();
+    let mut mismatched = Vec::new();
+    for (name, shape) in expected {
+        match found.get(name.as_str()) {
+            None => missing.push(format!("{name} {shape:?}")),
+            Some(got) if *got != shape.as_slice() => mismatched.push(format!(
+                "{name} is {got:?} in the file but the model expects {shape:?}"
+            )),
+            Some(_) => {}
+        }
+    }
+    let unexpected: Vec<String> = tensors
+        .iter()
+        .filter(|t| !wanted.contains_key(t.name.as_str()))
+        .map(|t| format!("{} {:?}", t.name, t.shape))
+        .collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing {}", missing.join(", ")));
+    }
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected {}", unexpected.join(", ")));
+    }
+    if !mismatched.is_empty() {
+        problems.push(format!("wrong shape: {}", mismatched.join(", ")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::checkpoint(
+            file.as_ref(),
+            format!("does not match the model: {}", problems.join("; ")),
+        ))
+    }
+}
+
+/// An F32 tensor as the safetensors serializer sees it.
+struct F32View<'a> {
+    shape: &'a [usize],
+    bytes: Cow<'a, [u8]>,
+}
+
+impl View for &F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// safetensors stores little-endian; on little-endian hosts the f32s are borrowed as they are.
+fn le_bytes(data: &[f32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(data))
+    } else {
+        Cow::Owned(data.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+}
+
+fn encode(
+    path: &Path,
+    entries: &[(&str, &NamedTensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let err = |problem: String| ModelError::checkpoint(path, problem);
+    let mut seen = std::collections::HashSet::new();
+    let mut views = Vec::with_capacity(entries.len());
+    for &(name, t) in entries {
+        if name.is_empty() || name == "__metadata__" {
+            return Err(err(format!("{name:?} cannot name a tensor")));
+        }
+        if !seen.insert(name) {
+            return Err(err(format!("two tensors are named {name}")));
+        }
+        let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel != Some(t.data.len()) {
+            return Err(err(format!(
+                "tensor {name} has shape {:?} but {} values",
+                t.shape,
+                t.data.len()
+            )));
+        }
+        views.push((
+            name,
+            F32View {
+                shape: &t.shape,
+                bytes: le_bytes(&t.data),
+            },
+        ));
+    }
+    let info = (!metadata.is_empty()).then(|| {
+        metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>()
+    });
+    safetensors::serialize(views.iter().map(|(n, v)| (*n, v)), info)
+        .map_err(|e| err(format!("cannot encode as safetensors: {e}")))
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    let err = |problem: String| ModelError::checkpoint(path, problem);
+    let invalid = |e: SafeTensorError| {
+        err(match e {
+            SafeTensorError::MetadataIncompleteBuffer
+            | SafeTensorError::InvalidHeaderLength
+            | SafeTensorError::HeaderTooSmall => {
+                format!("is truncated or has extra bytes: its length does not match its safetensors header ({e})")
+            }
+            e => format!("is not a valid safetensors file: {e}"),
+        })
+    };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
+    let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
+    let mut tensors = Vec::with_capacity(st.len());
+    for (name, view) in st.iter() {
+        if view.dtype() != Dtype::F32 {
+            return Err(err(format!(
+                "tensor {name} has dtype {:?}; sinter reads only F32 tensors",
+                view.dtype()
+            )));
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.push(NamedTensor {
+            name: name.to_string(),
+            shape: view.shape().to_vec(),
+            data,
+        });
+    }
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    let metadata = header
+        .metadata()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((tensors, metadata))
+}
+
+/// CRC-32 (hex) over every tensor's name, shape and little-endian data in name order, then the
+/// step and the caller's metadata. Names, shapes and metadata are covered too, so that a flipped
+/// bit anywhere that still parses is caught, not only one in the data.
+fn checksum<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    step: u64,
+    meta: &BTreeMap<String, String>,
+) -> String {
+    let mut sorted: Vec<_> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = crc32fast::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        // Length-prefixed, so that moving bytes between adjacent fields changes the sum.
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    for (name, shape, data) in sorted {
+        field(name.as_bytes());
+        let dims: Vec<u8> = shape
+            .iter()
+            .flat_map(|&d| (d as u64).to_le_bytes())
+            .collect();
+        field(&dims);
+        field(&le_bytes(data));
+    }
+    field(&step.to_le_bytes());
+    for (k, v) in meta {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    format!("{:08x}", h.finalize())
+}

@@ -1,0 +1,272 @@
+//! CPU elementwise kernels: unary activations and their gradients, affine maps, and binary ops and
+//! copies with numpy broadcasting. Same semantics as `shaders/elementwise.wgsl`.
+
+use super::Real;
+use rayon::prelude::*;
+use sinter_device::kernels::elementwise::{broadcast_shape, broadcast_strides, BinaryOp, UnaryOp};
+
+/// Below this many elements a plain loop beats handing work to rayon.
+const PAR_MIN: usize = 1 << 15;
+/// Elements per rayon task.
+const CHUNK: usize = 1 << 13;
+
+/// f(v) for one element. Gelu is the tanh approximation 0.5v(1 + tanh(√(2/π)(v + 0.044715v³))),
+/// matching the WGSL (which has no erf).
+pub fn unary_value<T: Real>(op: UnaryOp, v: T) -> T {
+    let (zero, one) = (T::zero(), T::one());
+    match op {
+        UnaryOp::Relu => {
+            if v > zero {
+                v
+            } else {
+                zero
+            }
+        }
+        UnaryOp::Gelu => v * sigmoid(T::of(2.0) * gelu_u(v)),
+        UnaryOp::Tanh => v.tanh(),
+        UnaryOp::Sigmoid => sigmoid(v),
+        UnaryOp::Exp => v.exp(),
+        UnaryOp::Log => v.ln(),
+        UnaryOp::Neg => -v,
+        UnaryOp::Sqrt => v.sqrt(),
+        UnaryOp::Abs => v.abs(),
+        UnaryOp::Square => v * v,
+        UnaryOp::Recip => one / v,
+    }
+}
+
+/// f'(v) for one element; relu'(0) = 0 and abs'(0) = 0.
+pub fn unary_deriv<T: Real>(op: UnaryOp, v: T) -> T {
+    let (zero, one) = (T::zero(), T::one());
+    match op {
+        UnaryOp::Relu => {
+            if v > zero {
+                one
+            } else {
+                zero
+            }
+        }
+        UnaryOp::Gelu => {
+            // d/dv v·σ(2u) = σ(2u) + 2v·σ'(2u)·k(1 + 3cv²)
+            let z = T::of(2.0) * gelu_u(v);
+            let du = T::of(GELU_K) * (one + T::of(3.0 * GELU_C) * v * v);
+            sigmoid(z) + T::of(2.0) * v * sigmoid_grad(z) * du
+        }
+        UnaryOp::Tanh => {
+            // 1 − tanh²(v) = 4e / (1 + e)², e = exp(−2|v|): no cancellation near tanh = ±1.
+            let e = (T::of(-2.0) * v.abs()).exp();
+            T::of(4.0) * e / ((one + e) * (one + e))
+        }
+        UnaryOp::Sigmoid => sigmoid_grad(v),
+        UnaryOp::Exp => v.exp(),
+        UnaryOp::Log => one / v,
+        UnaryOp::Neg => -one,
+        UnaryOp::Sqrt => T::of(0.5) / v.sqrt(),
+        UnaryOp::Abs => {
+            if v > zero {
+                one
+            } else if v < zero {
+                -one
+            } else {
+                zero
+            }
+        }
+        UnaryOp::Square => T::of(2.0) * v,
+        UnaryOp::Recip => -one / (v * v),
+    }
+}
+
+const GELU_K: f64 = 0.797_884_560_802_865_4; // √(2/π)
+const GELU_C: f64 = 0.044715;
+
+/// u = k(v + cv³), the argument of tanh in GELU; 0.5(1 + tanh u) = σ(2u) avoids cancelling in
+/// the negative tail.
+fn gelu_u<T: Real>(v: T) -> T {
+    T::of(GELU_K) * (v + T::of(GELU_C) * v * v * v)
+}
+
+/// exp(−|v|) never overflows, so both branches stay finite.
+fn sigmoid<T: Real>(v: T) -> T {
+    let e = (-v.abs()).exp();
+    let s = T::one() / (T::one() + e);
+    if v >= T::zero() {
+        s
+    } else {
+        e * s
+    }
+}
+
+/// σ'(v) = e / (1 + e)², e = exp(−|v|): equal to σ(1 − σ) without its cancellation near σ = 1.
+fn sigmoid_grad<T: Real>(v: T) -> T {
+    let e = (-v.abs()).exp();
+    e / ((T::one() + e) * (T::one() + e))
+}
+
+/// out[i] = f(a[i]), in parallel for large slices.
+fn map1<T: Real>(a: &[T], out: &mut [T], f: impl Fn(T) -> T + Sync) {
+    assert_eq!(
+        a.len(),
+        out.len(),
+        "elementwise: input and output lengths differ"
+    );
+    if out.len() < PAR_MIN {
+        out.iter_mut().zip(a).for_each(|(o, &v)| *o = f(v));
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK))
+            .for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &v)| *o = f(v)));
+    }
+}
+
+/// out[i] = f(a[i], b[i]), in parallel for large slices.
+fn map2<T: Real>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> T + Sync) {
+    assert!(
+        a.len() == out.len() && b.len() == out.len(),
+        "elementwise: lengths {} and {} do not match the output's {}",
+        a.len(),
+        b.len(),
+        out.len()
+    );
+    let run = |o: &mut [T], a: &[T], b: &[T]| {
+        for ((o, &u), &v) in o.iter_mut().zip(a).zip(b) {
+            *o = f(u, v);
+        }
+    };
+    if out.len() < PAR_MIN {
+        run(out, a, b);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| run(o, a, b));
+    }
+}
+
+/// y = f(x), elementwise.
+// x, y: [len]
+pub fn unary<T: Real>(op: UnaryOp, x: &[T], y: &mut [T]) {
+    map1(x, y, |v| unary_value(op, v));
+}
+
+/// dx = dy · f'(x), with f' recomputed from the forward input x.
+// x, dy, dx: [len]
+pub fn unary_grad<T: Real>(op: UnaryOp, x: &[T], dy: &[T], dx: &mut [T]) {
+    map2(x, dy, dx, |v, g| g * unary_deriv(op, v));
+}
+
+/// y = alpha · x + beta, elementwise.
+// x, y: [len]
+pub fn affine<T: Real>(x: &[T], y: &mut [T], alpha: T, beta: T) {
+    map1(x, y, |v| alpha * v + beta);
+}
+
+/// a op b for one pair of elements.
+pub fn binary_value<T: Real>(op: BinaryOp, a: T, b: T) -> T {
+    let flag = |c: bool| if c { T::one() } else { T::zero() };
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Ge => flag(a >= b),
+        BinaryOp::Eq => flag(a == b),
+    }
+}
+
+/// Calls `f(out_row, a_offset, b_offset)` for every row of the output's last axis, where the
+/// offsets are the operands' elements at the start of that row. Parallel when the output is large.
+fn for_each_row<T: Real>(
+    out: &mut [T],
+    shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    f: impl Fn(&mut [T], usize, usize) + Sync,
+) {
+    let rank = shape.len();
+    let last = shape.last().copied().unwrap_or(1);
+    let body = |(row, o): (usize, &mut [T])| {
+        let (mut rem, mut oa, mut ob) = (row, 0, 0);
+        for k in (0..rank.saturating_sub(1)).rev() {
+            let c = rem % shape[k];
+            rem /= shape[k];
+            oa += c * sa[k];
+            ob += c * sb[k];
+        }
+        f(o, oa, ob);
+    };
+    if out.len() < PAR_MIN {
+        out.chunks_mut(last).enumerate().for_each(body);
+    } else {
+        out.par_chunks_mut(last).enumerate().for_each(body);
+    }
+}
+
+/// out = a op b, with numpy broadcasting; out has `broadcast_shape(a_shape, b_shape)`.
+// a: a_shape, b: b_shape, out: broadcast of both
+pub fn binary<T: Real>(
+    op: BinaryOp,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out: &mut [T],
+) {
+    let shape = broadcast_shape(a_shape, b_shape).unwrap_or_else(|| {
+        panic!(
+            "binary {}: shapes a {a_shape:?} and b {b_shape:?} do not broadcast",
+            op.name()
+        )
+    });
+    let len: usize = shape.iter().product();
+    assert!(
+        a.len() == a_shape.iter().product::<usize>()
+            && b.len() == b_shape.iter().product::<usize>()
+            && out.len() == len,
+        "binary {}: buffers of {}, {} and {} elements for shapes a {a_shape:?}, b {b_shape:?}, out {shape:?}",
+        op.name(),
+        a.len(),
+        b.len(),
+        out.len()
+    );
+    if a_shape == b_shape {
+        return map2(a, b, out, |u, v| binary_value(op, u, v));
+    }
+    let sa = broadcast_strides(a_shape, &shape);
+    let sb = broadcast_strides(b_shape, &shape);
+    let (la, lb) = (
+        sa.last().copied().unwrap_or(0),
+        sb.last().copied().unwrap_or(0),
+    );
+    for_each_row(out, &shape, &sa, &sb, |o, oa, ob| {
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = binary_value(op, a[oa + j * la], b[ob + j * lb]);
+        }
+    });
+}
+
+/// out = x repeated along the axes where x has 1 (or no axis); x_shape must broadcast to out_shape.
+// x: x_shape, out: out_shape
+pub fn broadcast_to<T: Real>(x: &[T], x_shape: &[usize], out: &mut [T], out_shape: &[usize]) {
+    assert!(
+        broadcast_shape(x_shape, out_shape).as_deref() == Some(out_shape),
+        "broadcast_to: x {x_shape:?} does not broadcast to {out_shape:?}"
+    );
+    let len: usize = out_shape.iter().product();
+    assert!(
+        x.len() == x_shape.iter().product::<usize>() && out.len() == len,
+        "broadcast_to: buffers of {} and {} elements for x {x_shape:?} and out {out_shape:?}",
+        x.len(),
+        out.len()
+    );
+    let sx = broadcast_strides(x_shape, out_shape);
+    let last = out_shape.last().copied().unwrap_or(1);
+    let lx = sx.last().copied().unwrap_or(0);
+    for_each_row(out, out_shape, &sx, &sx, |o, ox, _| {
+        if lx == 0 {
+            o.fill(x[ox]);
+        } else {
+            o.copy_from_slice(&x[ox..ox + last]);
+        }
+    });
+}

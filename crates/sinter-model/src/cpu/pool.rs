@@ -1,0 +1,223 @@
+//! CPU 2-D max and average pooling (NCHW, PyTorch semantics, floor mode) and their gradients,
+//! parallel over the N·C planes. The CPU backend trains with these; the WGSL is tested against them.
+
+use super::conv::check_lens;
+use super::Real;
+use rayon::prelude::*;
+use sinter_device::kernels::pool::Pool2dShape;
+
+/// Checked sizes of one pooling, per plane.
+#[derive(Clone, Copy)]
+struct Geometry {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    stride: [usize; 2],
+    pad: [usize; 2],
+}
+
+impl Geometry {
+    /// Checks the shape and slice lengths; `lens` are (name, length, is-input-sized).
+    fn new(op: &str, s: &Pool2dShape, lens: &[(&str, usize, bool)]) -> Self {
+        let lens: Vec<_> = lens
+            .iter()
+            .map(|&(n, got, input)| (n, got, if input { s.x_len() } else { s.y_len() }))
+            .collect();
+        check_lens(op, s.check(op), &s.describe(), &lens);
+        let [oh, ow] = s.out_hw().expect("checked shape");
+        Self {
+            h: s.h,
+            w: s.w,
+            kh: s.kh,
+            kw: s.kw,
+            oh,
+            ow,
+            stride: s.stride,
+            pad: s.pad,
+        }
+    }
+
+    fn x_plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    fn y_plane(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// The input rows [lo, hi) of window row `oy` that are not padding, and likewise columns.
+    fn rows(&self, oy: usize) -> (usize, usize) {
+        clip(oy * self.stride[0], self.pad[0], self.kh, self.h)
+    }
+
+    fn cols(&self, ox: usize) -> (usize, usize) {
+        clip(ox * self.stride[1], self.pad[1], self.kw, self.w)
+    }
+
+    /// The flat index in its plane of the first maximum of window (oy, ox); padding is −∞, and
+    /// ties go to the first maximum in row-major window order.
+    fn argmax<T: Real>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
+        let ((r0, r1), (c0, c1)) = (self.rows(oy), self.cols(ox));
+        let mut arg = r0 * self.w + c0;
+        for r in r0..r1 {
+            for c in c0..c1 {
+                let i = r * self.w + c;
+                if plane[i] > plane[arg] {
+                    arg = i;
+                }
+            }
+        }
+        arg
+    }
+}
+
+/// The window [start − pad, start − pad + k) clipped to [0, size).
+fn clip(start: usize, pad: usize, k: usize, size: usize) -> (usize, usize) {
+    let lo = start.saturating_sub(pad);
+    let hi = (start + k).saturating_sub(pad).min(size);
+    (lo, hi.max(lo))
+}
+
+/// Each function panics with the shapes when the shape is invalid or a slice is too short
+/// (callers check shapes when the graph is built); longer slices are used up to the shape's length.
+///
+/// y = max over each window of x. x: [N, C, H, W] → y: [N, C, OH, OW].
+pub fn max_pool2d<T: Real>(x: &[T], y: &mut [T], s: &Pool2dShape) {
+    let g = Geometry::new(
+        "max_pool2d",
+        s,
+        &[("x", x.len(), true), ("y", y.len(), false)],
+    );
+    let (x, y) = (&x[..s.x_len()], &mut y[..s.y_len()]);
+    y.par_chunks_mut(g.y_plane())
+        .zip(x.par_chunks(g.x_plane()))
+        .for_each(|(y, x)| {
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = x[g.argmax(x, i / g.ow, i % g.ow)];
+            }
+        });
+}
+
+/// dx = ∂L/∂x of max pooling: each window's dy goes to its first maximum in x (recomputed).
+/// x: [N, C, H, W], dy: [N, C, OH, OW] → dx: [N, C, H, W] (overwritten).
+pub fn max_pool2d_grad<T: Real>(x: &[T], dy: &[T], dx: &mut [T], s: &Pool2dShape) {
+    let g = Geometry::new(
+        "max_pool2d_grad",
+        s,
+        &[
+            ("x", x.len(), true),
+            ("dy", dy.len(), false),
+            ("dx", dx.len(), true),
+        ],
+    );
+    let (x, dy, dx) = (&x[..s.x_len()], &dy[..s.y_len()], &mut dx[..s.x_len()]);
+    dx.par_chunks_mut(g.x_plane())
+        .zip(x.par_chunks(g.x_plane()))
+        .zip(dy.par_chunks(g.y_plane()))
+        .for_each(|((dx, x), dy)| {
+            dx.fill(T::zero());
+            for (i, &d) in dy.iter().enumerate() {
+                dx[g.argmax(x, i / g.ow, i % g.ow)] += d;
+            }
+        });
+}
+
+/// y = mean over each window of x, padding counted as zeros (divides by KH·KW).
+/// x: [N, C, H, W] → y: [N, C, OH, OW].
+pub fn avg_pool2d<T: Real>(x: &[T], y: &mut [T], s: &Pool2dShape) {
+    let g = Geometry::new(
+        "avg_pool2d",
+        s,
+        &[("x", x.len(), true), ("y", y.len(), false)],
+    );
+    let scale = T::one() / T::of((g.kh * g.kw) as f64);
+    let (x, y) = (&x[..s.x_len()], &mut y[..s.y_len()]);
+    y.par_chunks_mut(g.y_plane())
+        .zip(x.par_chunks(g.x_plane()))
+        .for_each(|(y, x)| {
+            for (i, v) in y.iter_mut().enumerate() {
+                let ((r0, r1), (c0, c1)) = (g.rows(i / g.ow), g.cols(i % g.ow));
+                let mut sum = T::zero();
+                for r in r0..r1 {
+                    sum += x[r * g.w + c0..r * g.w + c1].iter().copied().sum::<T>();
+                }
+                *v = sum * scale;
+            }
+        });
+}
+
+/// dx = ∂L/∂x of average pooling: each window spreads dy / (KH·KW) over its elements.
+/// dy: [N, C, OH, OW] → dx: [N, C, H, W] (overwritten).
+pub fn avg_pool2d_grad<T: Real>(dy: &[T], dx: &mut [T], s: &Pool2dShape) {
+    let g = Geometry::new(
+        "avg_pool2d_grad",
+        s,
+        &[("dy", dy.len(), false), ("dx", dx.len(), true)],
+    );
+    let scale = T::one() / T::of((g.kh * g.kw) as f64);
+    let (dy, dx) = (&dy[..s.y_len()], &mut dx[..s.x_len()]);
+    dx.par_chunks_mut(g.x_plane())
+        .zip(dy.par_chunks(g.y_plane()))
+        .for_each(|(dx, dy)| {
+            dx.fill(T::zero());
+            for (i, &d) in dy.iter().enumerate() {
+                let ((r0, r1), (c0, c1)) = (g.rows(i / g.ow), g.cols(i % g.ow));
+                let d = d * scale;
+                for r in r0..r1 {
+                    for v in &mut dx[r * g.w + c0..r * g.w + c1] {
+                        *v += d;
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(h: usize, w: usize) -> Pool2dShape {
+        Pool2dShape {
+            n: 1,
+            c: 1,
+            h,
+            w,
+            kh: 2,
+            kw: 2,
+            stride: [2, 2],
+            pad: [0, 0],
+        }
+    }
+
+    #[test]
+    fn max_grad_goes_to_the_first_of_tied_maxima() {
+        // One 2×2 window of equal values: only the top-left one gets the gradient.
+        let s = shape(2, 2);
+        let mut dx = vec![9.0; 4];
+        max_pool2d_grad(&[1.0f64; 4], &[5.0], &mut dx, &s);
+        assert_eq!(dx, [5.0, 0.0, 0.0, 0.0]);
+        // A tie between the bottom two: the bottom-left (earlier in row-major order) wins.
+        max_pool2d_grad(&[0.0f64, -1.0, 3.0, 3.0], &[2.0], &mut dx, &s);
+        assert_eq!(dx, [0.0, 0.0, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn padding_is_minus_infinity_for_max_and_zero_for_avg() {
+        let s = Pool2dShape {
+            kh: 3,
+            kw: 3,
+            stride: [2, 2],
+            pad: [1, 1],
+            ..shape(2, 2)
+        };
+        let x = [-4.0f64, -3.0, -2.0, -1.0];
+        let mut y = vec![0.0; 1];
+        max_pool2d(&x, &mut y, &s);
+        assert_eq!(y, [-1.0]);
+        avg_pool2d(&x, &mut y, &s);
+        assert_eq!(y, [-10.0 / 9.0]);
+    }
+}

@@ -1,0 +1,10 @@
+//! The data a training run reads: IDX files (MNIST and its relatives), the MNIST subset shipped in
+//! `data/` and compiled in, and the batcher that turns a dataset into reproducible, resumable batches.
+
+pub mod batcher;
+pub mod idx;
+pub mod mnist;
+
+pub use batcher::{Batcher, BatcherState, Order};
+pub use idx::{parse_idx, read_idx, IdxArray};
+pub use mnist::{embedded_mnist, load_dir, load_idx_pair, ImageDataset};

@@ -1,0 +1,267 @@
+//! Modules: layers that own parameters in a [`VarStore`] and record their forward pass into a
+//! graph. Parameters are named and initialized as PyTorch does (Kaiming-uniform, seeded).
+
+use crate::error::Result;
+use crate::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
+use crate::vars::{VarId, VarStore};
+use rand_chacha::ChaCha8Rng;
+use sinter_device::kernels::elementwise::UnaryOp;
+
+/// `y = x · Wᵀ + b`, with `W: [out, in]` as in PyTorch.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: VarId,
+    pub bias: VarId,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+impl Linear {
+    /// PyTorch's default initialization: weight and bias uniform in ±1/√in
+    /// (Kaiming-uniform with a = √5 reduces to that bound).
+    pub fn new(
+        store: &mut VarStore,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let bound = 1.0 / (in_features as f32).sqrt();
+        let weight = store.param_uniform(
+            &format!("{name}.weight"),
+            &[out_features, in_features],
+            bound,
+            rng,
+        );
+        let bias = store.param_uniform(&format!("{name}.bias"), &[out_features], bound, rng);
+        Self {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        }
+    }
+
+    pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
+        let g = x.builder();
+        let w = param(&g, store, self.weight);
+        let b = param(&g, store, self.bias);
+        x.matmul_t(&w, false, true)?.add(&b)
+    }
+}
+
+/// 2-D convolution with bias, `weight: [out, in, k, k]`.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    pub weight: VarId,
+    pub bias: VarId,
+    pub config: ConvConfig,
+    pub out_channels: usize,
+}
+
+impl Conv2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: &mut VarStore,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        config: ConvConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let fan_in = in_channels * kernel * kernel;
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let weight = store.param_uniform(
+            &format!("{name}.weight"),
+            &[out_channels, in_channels, kernel, kernel],
+            bound,
+            rng,
+        );
+        let bias = store.param_uniform(&format!("{name}.bias"), &[out_channels], bound, rng);
+        Self {
+            weight,
+            bias,
+            config,
+            out_channels,
+        }
+    }
+
+    pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
+        let g = x.builder();
+        let w = param(&g, store, self.weight);
+        let b = param(&g, store, self.bias).reshape(&[self.out_channels, 1, 1])?;
+        x.conv2d(&w, self.config)?.add(&b)
+    }
+}
+
+fn param(g: &GraphBuilder, store: &VarStore, id: VarId) -> Tensor {
+    let info = store.get(id);
+    let short = info
+        .name
+        .rsplit('.')
+        .next()
+        .unwrap_or(&info.name)
+        .to_string();
+    g.var(id, &info.shape, &short)
+}
+
+/// Dropout with a mask fed at every step: the trainer draws it from its seeded generator, so the
+/// same seed gives the same masks on every backend. Off in evaluation.
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    pub p: f32,
+}
+
+/// One layer of a [`Sequential`].
+#[derive(Clone, Debug)]
+pub enum Layer {
+    Linear(Linear),
+    Conv2d(Conv2d),
+    MaxPool2d(PoolConfig),
+    AvgPool2d(PoolConfig),
+    /// `[N, …]` → `[N, ∏…]`, a reshape (no copy).
+    Flatten,
+    Activation(UnaryOp),
+    Dropout(Dropout),
+}
+
+/// Whether a forward pass is for training (dropout on) or evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// Named layers applied in order, as `torch.nn.Sequential` with named children.
+#[derive(Clone, Debug, Default)]
+pub struct Sequential {
+    pub layers: Vec<(String, Layer)>,
+}
+
+impl Sequential {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, name: &str, layer: Layer) -> &mut Self {
+        self.layers.push((name.to_string(), layer));
+        self
+    }
+
+    /// Records the forward pass. In training mode every dropout layer adds an input
+    /// `<name>.mask` that the caller feeds (see [`Sequential::dropout_masks`]).
+    pub fn forward(&self, store: &VarStore, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let g = x.builder();
+        let mut h = x.clone();
+        for (name, layer) in &self.layers {
+            h = g.scoped(name, || -> Result<Tensor> {
+                Ok(match layer {
+                    Layer::Linear(l) => l.forward(store, &h)?,
+                    Layer::Conv2d(c) => c.forward(store, &h)?,
+                    Layer::MaxPool2d(p) => h.max_pool2d(*p)?,
+                    Layer::AvgPool2d(p) => h.avg_pool2d(*p)?,
+                    Layer::Flatten => h.flatten(1)?,
+                    Layer::Activation(u) => h.unary(*u),
+                    Layer::Dropout(_) if mode == Mode::Eval => h.clone(),
+                    Layer::Dropout(_) => {
+                        let mask = g.input(&format!("{name}.mask"), &h.shape());
+                        h.mul(&mask)?
+                    }
+                })
+            })?;
+        }
+        Ok(h)
+    }
+
+    /// The dropout probabilities of the layers, in the order their masks are fed.
+    pub fn dropout_rates(&self) -> Vec<f32> {
+        self.layers
+            .iter()
+            .filter_map(|(_, l)| match l {
+                Layer::Dropout(d) => Some(d.p),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The project's default network, as in its founding document: two 3×3 convolutions with
+/// ReLU and 2×2 max-pooling, then two linear layers. Parameter names match PyTorch's `state_dict`.
+/// `image` is `[height, width]`; for 28×28 MNIST digits `fc1` is 64·7·7 → 128.
+pub fn default_cnn(
+    store: &mut VarStore,
+    in_channels: usize,
+    image: [usize; 2],
+    classes: usize,
+    rng: &mut ChaCha8Rng,
+) -> Sequential {
+    let flat = 64 * (image[0] / 4) * (image[1] / 4);
+    let mut m = Sequential::new();
+    m.push(
+        "conv1",
+        Layer::Conv2d(Conv2d::new(
+            store,
+            "conv1",
+            in_channels,
+            32,
+            3,
+            ConvConfig::padded(1),
+            rng,
+        )),
+    )
+    .push("relu1", Layer::Activation(UnaryOp::Relu))
+    .push("pool1", Layer::MaxPool2d(PoolConfig::square(2)))
+    .push(
+        "conv2",
+        Layer::Conv2d(Conv2d::new(
+            store,
+            "conv2",
+            32,
+            64,
+            3,
+            ConvConfig::padded(1),
+            rng,
+        )),
+    )
+    .push("relu2", Layer::Activation(UnaryOp::Relu))
+    .push("pool2", Layer::MaxPool2d(PoolConfig::square(2)))
+    .push("flatten", Layer::Flatten)
+    .push(
+        "fc1",
+        Layer::Linear(Linear::new(store, "fc1", flat, 128, rng)),
+    )
+    .push("relu3", Layer::Activation(UnaryOp::Relu))
+    .push(
+        "fc2",
+        Layer::Linear(Linear::new(store, "fc2", 128, classes, rng)),
+    );
+    m
+}
+
+/// A perceptron with two hidden layers: flatten, `in → hidden → hidden → classes` with ReLU.
+pub fn mlp(
+    store: &mut VarStore,
+    in_features: usize,
+    hidden: usize,
+    classes: usize,
+    rng: &mut ChaCha8Rng,
+) -> Sequential {
+    let mut m = Sequential::new();
+    m.push("flatten", Layer::Flatten)
+        .push(
+            "fc1",
+            Layer::Linear(Linear::new(store, "fc1", in_features, hidden, rng)),
+        )
+        .push("relu1", Layer::Activation(UnaryOp::Relu))
+        .push(
+            "fc2",
+            Layer::Linear(Linear::new(store, "fc2", hidden, hidden, rng)),
+        )
+        .push("relu2", Layer::Activation(UnaryOp::Relu))
+        .push(
+            "fc3",
+            Layer::Linear(Linear::new(store, "fc3", hidden, classes, rng)),
+        );
+    m
+}

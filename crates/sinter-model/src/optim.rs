@@ -1,0 +1,236 @@
+//! Optimizers as graph nodes: SGD (momentum, Nesterov, weight decay), Adam and AdamW append one
+//! fused update per parameter; learning-rate schedules and global-norm clipping live here too.
+
+use crate::backend::StepScalars;
+use crate::error::{ModelError, Result};
+use crate::graph::{GraphBuilder, NodeId, Op, Tensor};
+use crate::vars::{VarId, VarKind, VarStore};
+use sinter_device::kernels::elementwise::BinaryOp;
+use sinter_device::kernels::optim::{AdamConfig, SgdConfig};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    Sgd(SgdConfig),
+    /// Adam, or AdamW when `decoupled`.
+    Adam(AdamConfig),
+}
+
+impl OptimizerKind {
+    pub fn sgd(momentum: f32, nesterov: bool, weight_decay: f32) -> Self {
+        Self::Sgd(SgdConfig {
+            momentum,
+            weight_decay,
+            nesterov,
+        })
+    }
+
+    /// Adam with PyTorch's defaults (β = 0.9, 0.999; ε = 1e-8).
+    pub fn adam(weight_decay: f32) -> Self {
+        Self::Adam(AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled: false,
+        })
+    }
+
+    /// AdamW with PyTorch's defaults (weight decay 0.01 unless given).
+    pub fn adamw(weight_decay: f32) -> Self {
+        Self::Adam(AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled: true,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd(_) => "sgd",
+            Self::Adam(c) if c.decoupled => "adamw",
+            Self::Adam(_) => "adam",
+        }
+    }
+}
+
+/// How the learning rate changes with the step (0-based).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `gamma` every `every` steps.
+    Step {
+        every: u64,
+        gamma: f64,
+    },
+    /// Linear warm-up over `warmup` steps, then cosine decay to `min_factor`·lr at `total`.
+    Cosine {
+        warmup: u64,
+        total: u64,
+        min_factor: f64,
+    },
+}
+
+impl Schedule {
+    pub fn factor(&self, step: u64) -> f64 {
+        match *self {
+            Schedule::Constant => 1.0,
+            Schedule::Step { every, gamma } => gamma.powi((step / every.max(1)) as i32),
+            Schedule::Cosine {
+                warmup,
+                total,
+                min_factor,
+            } => {
+                if step < warmup {
+                    (step + 1) as f64 / warmup as f64
+                } else {
+                    let span = total.saturating_sub(warmup).max(1) as f64;
+                    let t = ((step - warmup) as f64 / span).min(1.0);
+                    min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+                }
+            }
+        }
+    }
+}
+
+/// An optimizer over every parameter of a store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this value.
+    pub clip_norm: Option<f64>,
+}
+
+impl Optimizer {
+    pub fn new(kind: OptimizerKind, lr: f64) -> Self {
+        Self {
+            kind,
+            lr,
+            schedule: Schedule::Constant,
+            clip_norm: None,
+        }
+    }
+
+    /// The per-step scalars for step `step` (0-based; Adam's bias correction uses t = step + 1).
+    pub fn scalars(&self, step: u64) -> StepScalars {
+        let lr = self.lr * self.schedule.factor(step);
+        match self.kind {
+            OptimizerKind::Sgd(_) => StepScalars {
+                lr,
+                ..StepScalars::default()
+            },
+            OptimizerKind::Adam(c) => {
+                let t = (step + 1).min(i32::MAX as u64) as i32;
+                StepScalars {
+                    lr,
+                    bias_correction1: 1.0 - (c.beta1 as f64).powi(t),
+                    bias_correction2: 1.0 - (c.beta2 as f64).powi(t),
+                }
+            }
+        }
+    }
+
+    /// Creates the optimizer's state variables (zeros) for every parameter; idempotent.
+    pub fn add_state(&self, store: &mut VarStore) {
+        for id in store.ids(VarKind::Param) {
+            let info = store.get(id).clone();
+            let names: &[&str] = match self.kind {
+                OptimizerKind::Sgd(_) => &["momentum"],
+                OptimizerKind::Adam(_) => &["adam_m", "adam_v"],
+            };
+            for n in names {
+                let name = format!("{}.{n}", info.name);
+                if store.find(&name).is_none() {
+                    store.add(
+                        &name,
+                        &info.shape,
+                        VarKind::OptimizerState,
+                        vec![0.0; info.numel()],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Appends the update of every parameter, given `(param, gradient node)` pairs.
+    pub fn append_updates(
+        &self,
+        g: &GraphBuilder,
+        store: &VarStore,
+        grads: &[(VarId, NodeId)],
+    ) -> Result<()> {
+        let scale = match self.clip_norm {
+            None => g.scoped("optimizer", || g.fill(1.0, &[1])),
+            Some(max) => g.scoped("clip", || clip_scale(g, grads, max))?,
+        };
+        for &(param, grad) in grads {
+            let name = &store.get(param).name;
+            let state = |suffix: &str| {
+                store.find(&format!("{name}.{suffix}")).ok_or_else(|| {
+                    ModelError::Graph(format!(
+                        "optimizer state {name}.{suffix} missing: call add_state first"
+                    ))
+                })
+            };
+            let op = match self.kind {
+                OptimizerKind::Sgd(config) => Op::SgdUpdate {
+                    param,
+                    velocity: state("momentum")?,
+                    config,
+                },
+                OptimizerKind::Adam(config) => Op::AdamUpdate {
+                    param,
+                    m: state("adam_m")?,
+                    v: state("adam_v")?,
+                    config,
+                },
+            };
+            let tag = format!("{} · {name}", self.kind.name());
+            g.push(op, &[grad, scale.id], vec![], &tag);
+        }
+        Ok(())
+    }
+}
+
+/// `min(1, max / (‖g‖ + 1e-6))` over the global norm of all gradients, as one scalar node.
+fn clip_scale(g: &GraphBuilder, grads: &[(VarId, NodeId)], max: f64) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for &(_, grad) in grads {
+        let sq = g.tensor(grad).square().sum_all();
+        total = Some(match total {
+            None => sq,
+            Some(t) => t.add(&sq)?,
+        });
+    }
+    let total = total.ok_or_else(|| ModelError::Graph("no gradients to clip".into()))?;
+    let norm = total.sqrt().affine(1.0, 1e-6).reshape(&[1])?;
+    let ratio = g.fill(max, &[1]).div(&norm)?;
+    ratio.binary(BinaryOp::Min, &g.fill(1.0, &[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_schedule_warms_up_then_decays() {
+        let s = Schedule::Cosine {
+            warmup: 10,
+            total: 110,
+            min_factor: 0.0,
+        };
+        assert!((s.factor(0) - 0.1).abs() < 1e-12);
+        assert!((s.factor(9) - 1.0).abs() < 1e-12);
+        assert!((s.factor(60) - 0.5).abs() < 1e-12);
+        assert!(s.factor(110).abs() < 1e-12);
+        let st = Schedule::Step {
+            every: 10,
+            gamma: 0.5,
+        };
+        assert_eq!(st.factor(9), 1.0);
+        assert_eq!(st.factor(25), 0.25);
+    }
+}

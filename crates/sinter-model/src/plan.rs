@@ -1,0 +1,352 @@
+//! The planner: keeps the nodes a step needs, orders them, and assigns each value a buffer by
+//! liveness, so buffers are reused within a step and the peak memory is known before the step runs.
+
+use crate::error::{ModelError, Result};
+use crate::graph::{conv_shape, pool_shape, Graph, Node, NodeId, Op};
+use crate::vars::VarId;
+use sinter_device::kernels::conv::Conv2dShape;
+use sinter_device::kernels::loss::CrossEntropyShape;
+use sinter_device::kernels::matmul::MatmulShape;
+use sinter_device::kernels::pool::Pool2dShape;
+
+/// Where a node's value lives while the step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// A planned buffer, shared over time with values whose lifetimes do not overlap.
+    Slot(usize),
+    /// A persistent variable.
+    Var(VarId),
+    /// The node is not part of this plan, or produces no value (an optimizer update).
+    None,
+}
+
+/// A scheduled step: which nodes run, in which order, and where every value lives.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The nodes of the graph (the plan owns its copy).
+    pub nodes: Vec<Node>,
+    /// Nodes to execute, in order (leaves and reshapes are not executed).
+    pub order: Vec<NodeId>,
+    pub storage: Vec<Storage>,
+    /// Capacity of each slot, in elements.
+    pub slots: Vec<usize>,
+    /// `Input` nodes, in the order feeds are given to `run`.
+    pub inputs: Vec<NodeId>,
+    /// Values read back after each run, in order.
+    pub outputs: Vec<NodeId>,
+    pub memory: MemoryReport,
+}
+
+/// What the planner predicts a step needs, in bytes of f32 values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Largest total of values alive at the same moment (the lower bound any plan needs).
+    pub peak_live_bytes: u64,
+    /// Total of all planned buffers: what the backend allocates for the step.
+    pub planned_bytes: u64,
+    /// What the step would need with no reuse (every value its own buffer).
+    pub unshared_bytes: u64,
+    /// Persistent variables the step touches.
+    pub variable_bytes: u64,
+    /// The largest single buffer.
+    pub largest_buffer_bytes: u64,
+    pub buffers: usize,
+}
+
+impl Plan {
+    /// Plans the nodes needed for `outputs` and every optimizer update in `graph`.
+    pub fn new(graph: &Graph, outputs: &[NodeId]) -> Result<Self> {
+        let nodes = graph.nodes.clone();
+        let n = nodes.len();
+        for &o in outputs {
+            if o >= n {
+                return Err(ModelError::Graph(format!(
+                    "output node {o} is not in the graph"
+                )));
+            }
+        }
+
+        // Keep what the outputs and the updates depend on.
+        let mut needed = vec![false; n];
+        for &o in outputs {
+            needed[o] = true;
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            if node.op.is_update() {
+                needed[i] = true;
+            }
+        }
+        for i in (0..n).rev() {
+            if needed[i] {
+                for &j in &nodes[i].inputs {
+                    needed[j] = true;
+                }
+            }
+        }
+
+        // A reshape shares its input's storage: everything is planned on the alias root.
+        let mut root: Vec<NodeId> = (0..n).collect();
+        for (i, node) in nodes.iter().enumerate() {
+            if node.op == Op::Reshape {
+                root[i] = root[node.inputs[0]];
+            }
+        }
+        let mut last_use = vec![0usize; n];
+        for (i, node) in nodes.iter().enumerate() {
+            if needed[i] {
+                for &j in &node.inputs {
+                    last_use[root[j]] = last_use[root[j]].max(i);
+                }
+            }
+        }
+        let pinned = |i: NodeId| {
+            let r = root[i];
+            matches!(nodes[r].op, Op::Input { .. } | Op::Fill(_))
+                || outputs.iter().any(|&o| root[o] == r)
+        };
+
+        let mut storage = vec![Storage::None; n];
+        let mut slots: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut order = Vec::new();
+        let (mut live, mut peak, mut unshared, mut variables) = (0u64, 0u64, 0u64, 0u64);
+        let mut live_of_slot: Vec<u64> = Vec::new();
+        for i in 0..n {
+            if !needed[i] {
+                continue;
+            }
+            let node = &nodes[i];
+            match &node.op {
+                Op::Var(id) => {
+                    storage[i] = Storage::Var(*id);
+                    variables += 4 * node.numel() as u64;
+                    continue;
+                }
+                Op::Reshape => {
+                    storage[i] = storage[root[i]];
+                    continue;
+                }
+                op if op.is_update() => {}
+                _ => {
+                    let len = node.numel().max(1);
+                    // Best fit among free slots, else a new slot. Inputs and constants are written
+                    // outside the step, so they get buffers of their own.
+                    let own = matches!(node.op, Op::Input { .. } | Op::Fill(_));
+                    let pick = free
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &s)| slots[s] >= len)
+                        .min_by_key(|(_, &s)| slots[s])
+                        .map(|(k, _)| k)
+                        .filter(|_| !own);
+                    let slot = match pick {
+                        Some(k) => free.swap_remove(k),
+                        None => {
+                            slots.push(len);
+                            live_of_slot.push(0);
+                            slots.len() - 1
+                        }
+                    };
+                    storage[i] = Storage::Slot(slot);
+                    live_of_slot[slot] = 4 * len as u64;
+                    live += 4 * len as u64;
+                    unshared += 4 * len as u64;
+                    peak = peak.max(live);
+                }
+            }
+            if !matches!(node.op, Op::Input { .. } | Op::Fill(_)) {
+                order.push(i);
+            }
+            // Free the inputs whose last use is this node (and values nobody reads).
+            let mut done: Vec<NodeId> = node.inputs.iter().map(|&j| root[j]).collect();
+            if !node.op.is_update() {
+                done.push(i);
+            }
+            done.sort_unstable();
+            done.dedup();
+            for r in done {
+                if last_use[r] <= i && !pinned(r) {
+                    if let Storage::Slot(s) = storage[r] {
+                        if !free.contains(&s) && live_of_slot[s] > 0 {
+                            live -= live_of_slot[s];
+                            live_of_slot[s] = 0;
+                            free.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        let inputs = (0..n)
+            .filter(|&i| needed[i] && matches!(nodes[i].op, Op::Input { .. }))
+            .collect();
+        let planned: u64 = slots.iter().map(|&s| 4 * s as u64).sum();
+        let memory = MemoryReport {
+            peak_live_bytes: peak,
+            planned_bytes: planned,
+            unshared_bytes: unshared,
+            variable_bytes: variables,
+            largest_buffer_bytes: slots.iter().map(|&s| 4 * s as u64).max().unwrap_or(0),
+            buffers: slots.len(),
+        };
+        log::debug!(
+            "plan: {} of {n} nodes, {} buffers, {} B planned ({} B peak live, {} B without reuse)",
+            order.len(),
+            slots.len(),
+            memory.planned_bytes,
+            memory.peak_live_bytes,
+            memory.unshared_bytes
+        );
+        Ok(Plan {
+            nodes,
+            order,
+            storage,
+            slots,
+            inputs,
+            outputs: outputs.to_vec(),
+            memory,
+        })
+    }
+
+    /// Refuses a plan with a buffer larger than `limit` bytes, naming the node that needs it.
+    pub fn check_buffer_limit(&self, limit: u64) -> Result<()> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let bytes = 4 * node.numel() as u64;
+            if self.storage[i] != Storage::None && bytes > limit {
+                return Err(ModelError::TooLarge {
+                    what: format!("{} ({}, shape {:?})", node.tag, node.op.name(), node.shape),
+                    needed: bytes,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id].shape
+    }
+}
+
+// ---- kernel shapes of graph ops, shared by both backends ----------------------------------------
+
+/// The kernel shape of a (possibly batched) matrix product node.
+pub fn matmul_kernel_shape(a: &[usize], b: &[usize], trans_a: bool, trans_b: bool) -> MatmulShape {
+    let (ra, rb) = (a.len(), b.len());
+    let (m, k) = if trans_a {
+        (a[ra - 1], a[ra - 2])
+    } else {
+        (a[ra - 2], a[ra - 1])
+    };
+    let n = if trans_b { b[rb - 2] } else { b[rb - 1] };
+    let batch_a: usize = a[..ra - 2].iter().product();
+    let batch_b: usize = b[..rb - 2].iter().product();
+    MatmulShape {
+        batch: batch_a.max(batch_b),
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        a_batch_stride: if ra > 2 { m * k } else { 0 },
+        b_batch_stride: if rb > 2 { k * n } else { 0 },
+    }
+}
+
+pub fn conv_kernel_shape(
+    plan: &Plan,
+    x: NodeId,
+    w: NodeId,
+    c: crate::graph::ConvConfig,
+) -> Conv2dShape {
+    conv_shape(plan.shape(x), plan.shape(w), c).expect("checked when recorded")
+}
+
+pub fn pool_kernel_shape(x: &[usize], c: crate::graph::PoolConfig) -> Pool2dShape {
+    pool_shape(x, c).expect("checked when recorded")
+}
+
+pub fn cross_entropy_shape(logits: &[usize]) -> CrossEntropyShape {
+    CrossEntropyShape {
+        rows: logits[0],
+        classes: logits[1],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::GraphBuilder;
+
+    #[test]
+    fn buffers_are_reused_after_last_use() {
+        let g = GraphBuilder::new();
+        let x = g.input("x", &[1000]);
+        let a = x.relu();
+        let b = a.tanh();
+        let c = b.sigmoid();
+        let d = c.exp();
+        let out = d.sum_all();
+        let graph = g.finish();
+        let plan = Plan::new(&graph, &[out.id]).unwrap();
+        // x (pinned), then a/b alternate with c/d: a chain needs only two rotating buffers.
+        assert!(plan.memory.buffers <= 4, "{:?}", plan.memory);
+        assert!(plan.memory.planned_bytes < plan.memory.unshared_bytes);
+        assert!(plan.memory.peak_live_bytes <= plan.memory.planned_bytes);
+        // No node writes into a buffer one of its inputs still occupies.
+        for &i in &plan.order {
+            for &j in &plan.nodes[i].inputs {
+                assert_ne!(
+                    plan.storage[i], plan.storage[j],
+                    "node {i} overwrites its input {j}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inputs_and_constants_never_share_a_buffer() {
+        // The constant is recorded after `a` and `b` are dead: it must still get its own buffer,
+        // because it is written once at compile time and a step would overwrite a shared one.
+        let g = GraphBuilder::new();
+        let x = g.input("x", &[3]);
+        let a = x.relu();
+        let b = a.tanh().sum_all();
+        let c = g.fill(1.0, &[]);
+        let out = b.add(&c).unwrap().exp();
+        let plan = Plan::new(&g.finish(), &[out.id]).unwrap();
+        for pinned in [x.id, c.id] {
+            for (i, st) in plan.storage.iter().enumerate() {
+                if i != pinned {
+                    assert_ne!(
+                        *st, plan.storage[pinned],
+                        "node {i} shares the buffer of node {pinned}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dead_nodes_are_not_planned() {
+        let g = GraphBuilder::new();
+        let x = g.input("x", &[4]);
+        let used = x.relu().sum_all();
+        let _unused = x.exp();
+        let graph = g.finish();
+        let plan = Plan::new(&graph, &[used.id]).unwrap();
+        assert!(plan.order.iter().all(|&i| !matches!(
+            plan.nodes[i].op,
+            Op::Unary(sinter_device::kernels::elementwise::UnaryOp::Exp)
+        )));
+    }
+
+    #[test]
+    fn an_oversized_buffer_is_refused_with_its_size_and_the_limit() {
+        let g = GraphBuilder::new();
+        let x = g.input("x", &[1 << 20]);
+        let y = x.relu().sum_all();
+        let plan = Plan::new(&g.finish(), &[y.id]).unwrap();
+        let err = plan.check_buffer_limit(1 << 16).unwrap_err().to_string();
+        assert!(err.contains("4194304") && err.contains("65536"), "{err}");
+    }
+}

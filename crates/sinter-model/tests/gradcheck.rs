@@ -1,0 +1,274 @@
+//! Every backward rule against central finite differences, in f64 on the CPU backend.
+//! Each case builds `loss = Σ f(inputs) · r` for fixed random `r` and compares every input's gradient.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sinter_device::kernels::elementwise::{BinaryOp, UnaryOp};
+use sinter_device::kernels::reduce::ReduceOp;
+use sinter_model::backend::CpuBackend;
+use sinter_model::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
+use sinter_model::{backward, Result, StepScalars};
+
+/// Finite-difference step and tolerance: in f64 the central difference is accurate to about
+/// h² · |f'''| + ε/h ≈ 1e-10 here, so 1e-6 absolute + 1e-6 relative leaves a wide margin
+/// while still catching any wrong rule (which is off by O(1)).
+const H: f64 = 1e-6;
+const ATOL: f64 = 1e-6;
+const RTOL: f64 = 1e-6;
+/// At most this many elements of each input are perturbed (all of them for small inputs).
+const MAX_PROBES: usize = 40;
+
+struct Case {
+    name: &'static str,
+    shapes: Vec<Vec<usize>>,
+    /// Inputs are drawn from this range (kept away from kinks and poles where a rule is undefined).
+    range: (f64, f64),
+    /// Inputs that are not differentiated (e.g. class indices), drawn by `fixed`.
+    fixed: Vec<(usize, Vec<f64>)>,
+}
+
+fn check(case: Case, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(case.name.len() as u64 * 7919);
+    let g = GraphBuilder::new();
+    let inputs: Vec<Tensor> = case
+        .shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| g.input(&format!("x{k}"), s))
+        .collect();
+    let out =
+        f(&inputs).unwrap_or_else(|e| panic!("{}: building the graph failed: {e}", case.name));
+    let r = g.input("r", &out.shape());
+    let loss = out.mul(&r).unwrap().sum_all();
+    let diff: Vec<usize> = (0..inputs.len())
+        .filter(|k| !case.fixed.iter().any(|(i, _)| i == k))
+        .collect();
+    let wrt: Vec<usize> = diff.iter().map(|&k| inputs[k].id).collect();
+    let grads = backward(&loss, &wrt).unwrap();
+    let mut outputs = vec![loss.id];
+    for &k in &diff {
+        let gid = grads
+            .of(inputs[k].id)
+            .unwrap_or_else(|| panic!("{}: input {k} got no gradient", case.name));
+        outputs.push(gid);
+    }
+    let graph = g.finish();
+    let mut cpu = CpuBackend::<f64>::new();
+    let plan = sinter_model::Plan::new(&graph, &outputs).unwrap();
+    let mut prog = cpu.compile(plan);
+
+    let mut values: Vec<Vec<f64>> = case
+        .shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| match case.fixed.iter().find(|(i, _)| *i == k) {
+            Some((_, v)) => v.clone(),
+            None => (0..s.iter().product())
+                .map(|_| rng.random_range(case.range.0..case.range.1))
+                .collect(),
+        })
+        .collect();
+    let r_values: Vec<f64> = (0..out.numel())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let mut run = |values: &[Vec<f64>]| {
+        let mut feeds: Vec<&[f64]> = values.iter().map(|v| v.as_slice()).collect();
+        feeds.push(&r_values);
+        cpu.run_f64(&mut prog, &feeds, &StepScalars::default())
+            .unwrap()
+    };
+    let analytic = run(&values);
+    for (slot, &k) in diff.iter().enumerate() {
+        let n = values[k].len();
+        let probes: Vec<usize> = if n <= MAX_PROBES {
+            (0..n).collect()
+        } else {
+            (0..MAX_PROBES).map(|_| rng.random_range(0..n)).collect()
+        };
+        for j in probes {
+            let orig = values[k][j];
+            values[k][j] = orig + H;
+            let plus = run(&values)[0][0];
+            values[k][j] = orig - H;
+            let minus = run(&values)[0][0];
+            values[k][j] = orig;
+            let numeric = (plus - minus) / (2.0 * H);
+            let got = analytic[slot + 1][j];
+            assert!(
+                (got - numeric).abs() <= ATOL + RTOL * numeric.abs(),
+                "{}: d loss / d x{k}[{j}] = {got} by autodiff but {numeric} by finite differences",
+                case.name
+            );
+        }
+    }
+}
+
+fn case(name: &'static str, shapes: &[&[usize]]) -> Case {
+    Case {
+        name,
+        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
+        range: (-2.0, 2.0),
+        fixed: vec![],
+    }
+}
+
+#[test]
+fn unary_rules() {
+    for op in [
+        UnaryOp::Relu,
+        UnaryOp::Gelu,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Exp,
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Square,
+    ] {
+        check(case(op.name(), &[&[3, 7]]), |x| Ok(x[0].unary(op)));
+    }
+    for op in [UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Recip] {
+        let mut c = case(op.name(), &[&[3, 7]]);
+        c.range = (0.5, 3.0);
+        check(c, |x| Ok(x[0].unary(op)));
+    }
+    check(case("affine", &[&[5]]), |x| Ok(x[0].affine(-1.5, 0.25)));
+}
+
+#[test]
+fn binary_rules_with_broadcasting() {
+    for op in [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ] {
+        check(case(op.name(), &[&[4, 3, 5], &[3, 1]]), |x| {
+            x[0].binary(op, &x[1])
+        });
+        check(case(op.name(), &[&[1, 6], &[5, 1]]), |x| {
+            x[0].binary(op, &x[1])
+        });
+    }
+    let mut c = case("div", &[&[4, 3], &[3]]);
+    c.range = (0.5, 2.0);
+    check(c, |x| x[0].div(&x[1]));
+    check(case("broadcast_to", &[&[3, 1]]), |x| {
+        x[0].broadcast_to(&[2, 3, 4])
+    });
+}
+
+#[test]
+fn reduce_and_reshape_rules() {
+    for keep in [false, true] {
+        for axis in 0..3 {
+            check(case("sum", &[&[3, 4, 5]]), |x| {
+                x[0].reduce(ReduceOp::Sum, axis, keep)
+            });
+            check(case("mean", &[&[3, 4, 5]]), |x| {
+                x[0].reduce(ReduceOp::Mean, axis, keep)
+            });
+            check(case("max", &[&[3, 4, 5]]), |x| {
+                x[0].reduce(ReduceOp::Max, axis, keep)
+            });
+        }
+    }
+    check(case("reshape", &[&[3, 4]]), |x| {
+        Ok(x[0].reshape(&[2, 6])?.square())
+    });
+    check(case("sum_all", &[&[3, 4]]), |x| Ok(x[0].square().sum_all()));
+    check(case("mse", &[&[4, 3], &[4, 3]]), |x| x[0].mse(&x[1]));
+}
+
+#[test]
+fn matmul_rules() {
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a: &[usize] = if ta { &[5, 3] } else { &[3, 5] };
+        let b: &[usize] = if tb { &[4, 5] } else { &[5, 4] };
+        check(case("matmul", &[a, b]), |x| x[0].matmul_t(&x[1], ta, tb));
+    }
+    check(case("batched matmul", &[&[2, 3, 5], &[2, 5, 4]]), |x| {
+        x[0].matmul(&x[1])
+    });
+    check(
+        case("broadcast matmul (rank-2 b)", &[&[2, 3, 5], &[5, 4]]),
+        |x| x[0].matmul(&x[1]),
+    );
+    check(
+        case("broadcast matmul (rank-2 a, bᵀ)", &[&[3, 5], &[2, 4, 5]]),
+        |x| x[0].matmul_t(&x[1], false, true),
+    );
+}
+
+#[test]
+fn convolution_rules() {
+    let configs = [
+        ConvConfig::padded(1),
+        ConvConfig {
+            stride: [2, 2],
+            pad: [1, 0],
+            dilation: [1, 1],
+        },
+        ConvConfig {
+            stride: [1, 2],
+            pad: [2, 2],
+            dilation: [2, 1],
+        },
+        ConvConfig::padded(0),
+    ];
+    for c in configs {
+        check(case("conv2d", &[&[2, 3, 7, 6], &[4, 3, 3, 2]]), |x| {
+            x[0].conv2d(&x[1], c)
+        });
+    }
+}
+
+#[test]
+fn pooling_rules() {
+    let configs = [
+        PoolConfig::square(2),
+        PoolConfig {
+            kernel: [3, 3],
+            stride: [2, 2],
+            pad: [1, 1],
+        },
+        PoolConfig {
+            kernel: [2, 3],
+            stride: [1, 2],
+            pad: [0, 1],
+        },
+    ];
+    for c in configs {
+        check(case("max_pool2d", &[&[2, 3, 7, 6]]), |x| x[0].max_pool2d(c));
+        check(case("avg_pool2d", &[&[2, 3, 7, 6]]), |x| x[0].avg_pool2d(c));
+    }
+}
+
+#[test]
+fn cross_entropy_rule() {
+    let mut c = case("cross_entropy", &[&[6, 5], &[6]]);
+    c.range = (-3.0, 3.0);
+    c.fixed = vec![(1, vec![0.0, 4.0, 2.0, 2.0, 1.0, 3.0])];
+    check(c, |x| x[0].cross_entropy(&x[1]));
+}
+
+#[test]
+fn a_value_used_twice_accumulates_its_gradients() {
+    // y = x·x + tanh(x): dy/dx = 2x + 1 − tanh²(x), reached along three uses of x.
+    check(case("x*x + tanh x", &[&[7]]), |x| {
+        x[0].mul(&x[0])?.add(&x[0].tanh())
+    });
+    // A linear layer on a shared weight applied twice.
+    check(case("shared weight", &[&[3, 4], &[4, 4]]), |x| {
+        let h = x[0].matmul_t(&x[1], false, true)?.tanh();
+        h.matmul_t(&x[1], false, true)
+    });
+}
+
+#[test]
+fn non_scalar_loss_is_an_error() {
+    let g = GraphBuilder::new();
+    let x = g.input("x", &[3]);
+    let err = backward(&x.relu(), &[x.id]).unwrap_err().to_string();
+    assert!(err.contains("scalar") && err.contains("[3]"), "{err}");
+}

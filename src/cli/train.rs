@@ -1,0 +1,291 @@
+//! `sinter train`: trains the default CNN (or an MLP) on the shipped MNIST digits or on IDX files,
+//! with a progress bar, evaluation each epoch, checkpoints, and a final accuracy and throughput.
+
+use super::{CliError, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sinter_device::DeviceChoice;
+use sinter_model::checkpoint::{load_safetensors, save_safetensors, TrainingCheckpoint};
+use sinter_model::data::{embedded_mnist, load_dir, ImageDataset};
+use sinter_model::nn::{default_cnn, mlp};
+use sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
+use sinter_model::train::{Classifier, ClassifierConfig};
+use sinter_model::{Backend, VarStore};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelName {
+    /// conv 3×3 (→32) · ReLU · max-pool 2 · conv 3×3 (→64) · ReLU · max-pool 2 · fc 128 · ReLU · fc
+    Cnn,
+    /// A perceptron with two hidden layers of 256 units.
+    Mlp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerName {
+    /// SGD with momentum (0.9 by default).
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleName {
+    Constant,
+    /// Linear warm-up over 5% of the steps, then cosine decay to zero.
+    Cosine,
+    /// Halve the learning rate at each epoch.
+    Step,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
+    pub model: ModelName,
+    /// A folder of IDX files (train-images-idx3-ubyte[.gz], … or images/labels-idx?-ubyte.gz);
+    /// default: the 10,000 MNIST digits built into the binary.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: u64,
+    /// Train for this many steps instead of whole epochs.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
+    pub optimizer: OptimizerName,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay (default: 0.01 for adamw, 0 otherwise).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    #[arg(long, value_enum, default_value_t = ScheduleName::Constant)]
+    pub schedule: ScheduleName,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Initial parameters from a safetensors file (names as PyTorch's state_dict).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Write the trained parameters to this safetensors file.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Write a full training checkpoint here at the end of each epoch and of the run.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from a training checkpoint (parameters, optimizer state, step, data order).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop with an error when the loss becomes NaN or infinite.
+    #[arg(long)]
+    pub stop_on_nan: bool,
+    /// No progress bar (for logs).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn load_data(args: &TrainArgs) -> Result<(ImageDataset, ImageDataset)> {
+    Ok(match &args.data {
+        Some(dir) => load_dir(dir)?,
+        None => embedded_mnist()?,
+    })
+}
+
+fn optimizer(args: &TrainArgs, total_steps: u64, steps_per_epoch: u64) -> Result<Optimizer> {
+    let kind = match args.optimizer {
+        OptimizerName::Sgd => OptimizerKind::sgd(
+            args.momentum,
+            args.nesterov,
+            args.weight_decay.unwrap_or(0.0),
+        ),
+        OptimizerName::Adam => OptimizerKind::adam(args.weight_decay.unwrap_or(0.0)),
+        OptimizerName::Adamw => OptimizerKind::adamw(args.weight_decay.unwrap_or(0.01)),
+    };
+    let lr = args.lr.unwrap_or(match args.optimizer {
+        OptimizerName::Sgd => 0.05,
+        _ => 1e-3,
+    });
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(CliError::Usage(format!(
+            "--lr must be a positive number, got {lr}"
+        )));
+    }
+    let mut opt = Optimizer::new(kind, lr);
+    opt.clip_norm = args.clip_norm;
+    opt.schedule = match args.schedule {
+        ScheduleName::Constant => Schedule::Constant,
+        ScheduleName::Cosine => Schedule::Cosine {
+            warmup: total_steps / 20,
+            total: total_steps,
+            min_factor: 0.0,
+        },
+        ScheduleName::Step => Schedule::Step {
+            every: steps_per_epoch,
+            gamma: 0.5,
+        },
+    };
+    Ok(opt)
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    if args.batch == 0 {
+        return Err(CliError::Usage("--batch must be at least 1".into()));
+    }
+    let choice = match &args.device {
+        Some(d) => DeviceChoice::parse(d)?,
+        None => DeviceChoice::from_env()?,
+    };
+    let (train_set, test_set) = load_data(&args)?;
+    if args.batch > train_set.n {
+        return Err(CliError::Usage(format!(
+            "--batch {} is larger than the {} training examples",
+            args.batch, train_set.n
+        )));
+    }
+    let (backend, notice) = Backend::open(choice)?;
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut store = VarStore::new();
+    let image = [train_set.channels, train_set.rows, train_set.cols];
+    let (name, model) = match args.model {
+        ModelName::Cnn => (
+            "cnn",
+            default_cnn(
+                &mut store,
+                image[0],
+                [image[1], image[2]],
+                train_set.classes,
+                &mut rng,
+            ),
+        ),
+        ModelName::Mlp => (
+            "mlp",
+            mlp(
+                &mut store,
+                image.iter().product(),
+                256,
+                train_set.classes,
+                &mut rng,
+            ),
+        ),
+    };
+    let steps_per_epoch = (train_set.n / args.batch) as u64;
+    let total_steps = args.steps.unwrap_or(args.epochs * steps_per_epoch);
+    let config = ClassifierConfig {
+        batch: args.batch,
+        eval_batch: 500,
+        seed: args.seed,
+        shuffle: !args.no_shuffle,
+        stop_on_nan: args.stop_on_nan,
+    };
+    let opt = optimizer(&args, total_steps, steps_per_epoch)?;
+    let mut c = Classifier::new(name, model, store, backend, opt, config, image, train_set.n)?;
+    if let Some(path) = &args.init {
+        let (tensors, _) = load_safetensors(path)?;
+        c.set_params(&tensors, path)?;
+    }
+    if let Some(path) = &args.resume {
+        let ckpt = TrainingCheckpoint::load(path)?;
+        c.restore(&ckpt, path)?;
+        eprintln!("resumed from {} at step {}", path.display(), c.step);
+    }
+    let mem = c.train_memory();
+    log::info!(
+        "training step plan: {:.1} MiB in {} buffers (peak live {:.1} MiB, {:.1} MiB without reuse)",
+        mem.planned_bytes as f64 / 1048576.0,
+        mem.buffers,
+        mem.peak_live_bytes as f64 / 1048576.0,
+        mem.unshared_bytes as f64 / 1048576.0
+    );
+    eprintln!(
+        "training {name} on {} ({} train / {} test images) for {} steps, batch {}, {} lr {}",
+        c.backend.describe(),
+        train_set.n,
+        test_set.n,
+        total_steps,
+        args.batch,
+        c.optimizer.kind.name(),
+        c.optimizer.lr
+    );
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total_steps)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(c.step);
+    let started = Instant::now();
+    let first_step = c.step;
+    let mut seen = 0usize;
+    let mut last_loss = f32::NAN;
+    while c.step < total_steps {
+        let s = c.train_step(&train_set)?;
+        seen += args.batch;
+        last_loss = s.loss;
+        let rate = seen as f64 / started.elapsed().as_secs_f64();
+        bar.set_message(format!("loss {:.4} · {:.0} img/s", s.loss, rate));
+        bar.inc(1);
+        let end_of_epoch = c.step % steps_per_epoch.max(1) == 0;
+        if end_of_epoch || c.step == total_steps {
+            let eval = c.evaluate(&test_set)?;
+            bar.println(format!(
+                "step {:>5} (epoch {:.2}): train loss {:.4}, test loss {:.4}, test accuracy {:.2}%",
+                c.step,
+                c.step as f64 / steps_per_epoch.max(1) as f64,
+                s.loss,
+                eval.loss,
+                eval.accuracy * 100.0
+            ));
+            if let Some(path) = &args.checkpoint {
+                c.checkpoint()?.save(path)?;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let train_secs = started.elapsed().as_secs_f64();
+    let eval = c.evaluate(&test_set)?;
+    if let Some(path) = &args.save {
+        let mut meta = BTreeMap::new();
+        meta.insert("model".to_string(), name.to_string());
+        save_safetensors(path, &c.params()?, &meta)?;
+        eprintln!("saved parameters to {}", path.display());
+    }
+    let images_per_sec = seen as f64 / train_secs.max(1e-9);
+    println!(
+        "test accuracy {:.2}% ({} images) after {} steps · final train loss {:.4} · {:.0} images/s · {:.1} s · {}",
+        eval.accuracy * 100.0,
+        eval.examples,
+        c.step - first_step,
+        last_loss,
+        images_per_sec,
+        train_secs,
+        c.backend.describe()
+    );
+    Ok(())
+}

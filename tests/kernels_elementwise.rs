@@ -1,0 +1,844 @@
+//! The elementwise, reduce, loss and optimizer kernels on an adapter against their CPU references
+//! (run in f64), over odd and broadcast shapes, long reductions, extreme logits, and bad input.
+
+mod common;
+
+use common::{assert_close, rand_classes, rand_vec, rng, to_f64};
+use rand::Rng;
+use sinter::sinter_device::kernels::elementwise::{self as ew, BinaryOp, UnaryOp};
+use sinter::sinter_device::kernels::loss::{self, CrossEntropyShape};
+use sinter::sinter_device::kernels::optim::{self, AdamConfig, SgdConfig};
+use sinter::sinter_device::kernels::reduce::{self, ReduceOp, ReduceShape};
+use sinter::sinter_device::testing::{run_one, test_gpu};
+use sinter::sinter_device::{wgpu, DeviceError, Dispatch, Gpu};
+use sinter::sinter_model::cpu;
+
+/// Unary ops and gradients: WGSL's exp/log/tanh are accurate to a few ULP (relative), while tanh
+/// built from exponentials loses absolute accuracy near 0, hence the atol.
+const UNARY_ATOL: f64 = 2e-6;
+const UNARY_RTOL: f64 = 2e-5;
+/// One correctly rounded f32 operation per element (a few ULP for division).
+const BINARY_RTOL: f64 = 1e-6;
+/// Sums of n terms in f32: a fixed floor plus a bound that grows with n (the workgroup tree keeps
+/// the real error near √n·ε·|partial|, far below this for uniform data).
+const SUM_ATOL: f64 = 1e-5;
+const SUM_ATOL_PER_TERM: f64 = 1e-8;
+const SUM_RTOL: f64 = 1e-5;
+/// Cross-entropy: exp and log per logit, summed per row and over rows in f32.
+const CE_ATOL: f64 = 1e-5;
+const CE_RTOL: f64 = 1e-5;
+/// Cross-entropy gradient entries are O(dloss / rows): atol is relative to that scale.
+const CE_GRAD_ATOL_PER_UNIT: f64 = 1e-5;
+const CE_GRAD_RTOL: f64 = 1e-4;
+/// A few steps of f32 updates of O(1) parameters.
+const OPTIM_ATOL: f64 = 1e-6;
+const OPTIM_RTOL: f64 = 1e-5;
+
+/// Written past the end of output buffers: a kernel that writes beyond its shape changes it.
+const SENTINEL: f32 = 12345.0;
+const TAIL: usize = 7;
+
+/// An output buffer of `len` values followed by TAIL sentinels.
+fn out_buffer(gpu: &Gpu, op: &str, len: usize) -> wgpu::Buffer {
+    gpu.upload(op, &vec![SENTINEL; len + TAIL]).expect("upload")
+}
+
+/// Runs `d`, reads `len` values of `out` and checks the sentinels after them are intact.
+fn run_checked(gpu: &Gpu, what: &str, d: &Dispatch, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    let mut got = run_one(gpu, d, out, len + TAIL);
+    let tail = got.split_off(len);
+    assert!(
+        tail.iter().all(|&v| v == SENTINEL),
+        "{what}: wrote past the end of its output: {tail:?}"
+    );
+    got
+}
+
+/// Inputs inside op's domain, with saturating extremes and zeros where the op allows them.
+fn unary_input(op: UnaryOp, seed: u64, len: usize) -> Vec<f32> {
+    let mut r = rng(seed);
+    let mut x = match op {
+        UnaryOp::Log | UnaryOp::Sqrt => rand_vec(&mut r, len, 0.05, 5.0),
+        UnaryOp::Recip => rand_vec(&mut r, len, 0.2, 4.0)
+            .into_iter()
+            .map(|v| if r.random::<bool>() { v } else { -v })
+            .collect(),
+        UnaryOp::Exp => rand_vec(&mut r, len, -10.0, 10.0),
+        _ => rand_vec(&mut r, len, -8.0, 8.0),
+    };
+    if !matches!(
+        op,
+        UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Recip | UnaryOp::Exp
+    ) {
+        x.extend_from_slice(&[-100.0, -30.0, -0.0, 0.0, 30.0, 100.0]);
+    }
+    x
+}
+
+#[test]
+fn unary_ops_match_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    for (k, op) in UnaryOp::ALL.into_iter().enumerate() {
+        for len in [1, 1000, 4099] {
+            let x = unary_input(op, 10 + k as u64, len);
+            let n = x.len();
+            let xb = gpu.upload("x", &x).unwrap();
+            let yb = out_buffer(gpu, "y", n);
+            let d = ew::unary(gpu, &xb, &yb, op, n, "test").unwrap();
+            let what = format!("unary {} len {n}", op.name());
+            let got = run_checked(gpu, &what, &d, &yb, n);
+            let mut want = vec![0.0; n];
+            cpu::elementwise::unary(op, &to_f64(&x), &mut want);
+            assert_close(&what, &got, &want, UNARY_ATOL, UNARY_RTOL);
+        }
+    }
+}
+
+#[test]
+fn unary_grads_match_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    for (k, op) in UnaryOp::ALL.into_iter().enumerate() {
+        let x = unary_input(op, 30 + k as u64, 2053);
+        let n = x.len();
+        let dy = rand_vec(&mut rng(50 + k as u64), n, -2.0, 2.0);
+        let (xb, dyb) = (gpu.upload("x", &x).unwrap(), gpu.upload("dy", &dy).unwrap());
+        let dxb = out_buffer(gpu, "dx", n);
+        let d = ew::unary_grad(gpu, &xb, &dyb, &dxb, op, n, "test").unwrap();
+        let what = format!("unary_grad {} len {n}", op.name());
+        let got = run_checked(gpu, &what, &d, &dxb, n);
+        let mut want = vec![0.0; n];
+        cpu::elementwise::unary_grad(op, &to_f64(&x), &to_f64(&dy), &mut want);
+        assert_close(&what, &got, &want, UNARY_ATOL, UNARY_RTOL);
+    }
+    // The conventions at 0, checked directly rather than through the CPU reference.
+    let x = gpu.upload("x", &[0.0f32, 0.0]).unwrap();
+    let dy = gpu.upload("dy", &[1.0f32, 1.0]).unwrap();
+    for op in [UnaryOp::Relu, UnaryOp::Abs] {
+        let dx = gpu.buffer("dx", 2).unwrap();
+        let d = ew::unary_grad(gpu, &x, &dy, &dx, op, 2, "test").unwrap();
+        assert_eq!(
+            run_one(gpu, &d, &dx, 2),
+            vec![0.0, 0.0],
+            "{}'(0)",
+            op.name()
+        );
+    }
+}
+
+#[test]
+fn gelu_is_the_tanh_approximation() {
+    // Values of 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))), computed independently.
+    let x = [-3.0f64, -1.0, 0.5, 2.0];
+    let want = [
+        -0.0036373920817729943,
+        -0.15880800939172324,
+        0.34571400982514394,
+        1.954597694087775,
+    ];
+    let mut got = [0.0f64; 4];
+    cpu::elementwise::unary(UnaryOp::Gelu, &x, &mut got);
+    for i in 0..4 {
+        assert!(
+            (got[i] - want[i]).abs() < 1e-12,
+            "gelu({}) = {}, want {}",
+            x[i],
+            got[i],
+            want[i]
+        );
+    }
+}
+
+#[test]
+fn affine_matches_cpu_including_a_2d_grid() {
+    let Some(gpu) = test_gpu() else { return };
+    let x = rand_vec(&mut rng(1), 3001, -4.0, 4.0);
+    let xb = gpu.upload("x", &x).unwrap();
+    let yb = out_buffer(gpu, "y", x.len());
+    let d = ew::affine(gpu, &xb, &yb, x.len(), -1.5, 0.25, "test").unwrap();
+    let got = run_checked(gpu, "affine len 3001", &d, &yb, x.len());
+    let mut want = vec![0.0; x.len()];
+    cpu::elementwise::affine(&to_f64(&x), &mut want, -1.5, 0.25);
+    assert_close("affine len 3001", &got, &want, 0.0, BINARY_RTOL);
+
+    // More workgroups than one grid dimension allows: the kernel must rebuild the flat index.
+    let limit = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let len = limit * 256 + 777;
+    if (len as u64) * 4 > gpu.max_binding() {
+        eprintln!("affine 2-D grid case skipped: {len} floats exceed the binding limit");
+        return;
+    }
+    // Small integers, so 2x + 1 is exact and the check is equality.
+    let x: Vec<f32> = (0..len).map(|i| (i % 1000) as f32).collect();
+    let xb = gpu.upload("x", &x).unwrap();
+    let yb = out_buffer(gpu, "y", len);
+    let d = ew::affine(gpu, &xb, &yb, len, 2.0, 1.0, "test").unwrap();
+    assert!(
+        d.workgroups[1] > 1,
+        "expected a 2-D grid, got {:?}",
+        d.workgroups
+    );
+    let got = run_checked(gpu, "affine 2-D grid", &d, &yb, len);
+    for (i, &g) in got.iter().enumerate() {
+        assert_eq!(
+            g,
+            2.0 * (i % 1000) as f32 + 1.0,
+            "affine 2-D grid: index {i}"
+        );
+    }
+}
+
+/// Operands for `op`: divisors away from 0, and for comparisons a few small integers so that
+/// equal pairs are common.
+fn binary_input(op: BinaryOp, seed: u64, len: usize, divisor: bool) -> Vec<f32> {
+    let mut r = rng(seed);
+    match op {
+        BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Max | BinaryOp::Min => {
+            (0..len).map(|_| r.random_range(0..4) as f32).collect()
+        }
+        BinaryOp::Div if divisor => rand_vec(&mut r, len, 0.5, 2.0)
+            .into_iter()
+            .map(|v| if r.random::<bool>() { v } else { -v })
+            .collect(),
+        _ => rand_vec(&mut r, len, -3.0, 3.0),
+    }
+}
+
+const BROADCAST_CASES: [(&[usize], &[usize]); 9] = [
+    (&[7, 13, 5], &[13, 1]),
+    (&[13, 1], &[7, 13, 5]),
+    (&[3, 1, 4], &[1, 5, 1]),
+    (&[1], &[33, 65, 17]),
+    (&[33, 65, 17], &[1]),
+    (&[33, 65, 17], &[33, 65, 17]),
+    (&[2, 3, 4], &[4]),
+    (&[1, 1], &[1]),
+    (&[2, 1, 3, 1, 2, 1], &[1, 4, 1, 5, 1, 3]),
+];
+
+#[test]
+fn binary_ops_broadcast_like_numpy() {
+    let Some(gpu) = test_gpu() else { return };
+    for (k, op) in BinaryOp::ALL.into_iter().enumerate() {
+        for (c, &(sa, sb)) in BROADCAST_CASES.iter().enumerate() {
+            let (la, lb) = (sa.iter().product(), sb.iter().product());
+            let seed = 100 * k as u64 + c as u64;
+            let a = binary_input(op, seed, la, false);
+            let b = binary_input(op, seed + 50, lb, true);
+            let shape = ew::broadcast_shape(sa, sb).unwrap();
+            let len: usize = shape.iter().product();
+            let (ab, bb) = (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap());
+            let ob = out_buffer(gpu, "out", len);
+            let d = ew::binary(gpu, &ab, sa, &bb, sb, &ob, op, "test").unwrap();
+            let what = format!("binary {} {sa:?} with {sb:?}", op.name());
+            let got = run_checked(gpu, &what, &d, &ob, len);
+            let mut want = vec![0.0; len];
+            cpu::elementwise::binary(op, &to_f64(&a), sa, &to_f64(&b), sb, &mut want);
+            assert_close(&what, &got, &want, 0.0, BINARY_RTOL);
+        }
+    }
+}
+
+#[test]
+fn broadcast_to_copies_along_broadcast_axes() {
+    let Some(gpu) = test_gpu() else { return };
+    let cases: [(&[usize], &[usize]); 6] = [
+        (&[13, 1], &[7, 13, 5]),
+        (&[1], &[33, 65, 17]),
+        (&[3, 1, 4], &[2, 3, 5, 4]),
+        (&[7, 13, 5], &[7, 13, 5]),
+        (&[5], &[3, 5]),
+        (&[1, 1], &[1, 1]),
+    ];
+    for (c, &(xs, os)) in cases.iter().enumerate() {
+        let x = rand_vec(&mut rng(200 + c as u64), xs.iter().product(), -1.0, 1.0);
+        let len: usize = os.iter().product();
+        let xb = gpu.upload("x", &x).unwrap();
+        let ob = out_buffer(gpu, "out", len);
+        let d = ew::broadcast_to(gpu, &xb, xs, &ob, os, "test").unwrap();
+        let what = format!("broadcast_to {xs:?} -> {os:?}");
+        let got = run_checked(gpu, &what, &d, &ob, len);
+        let mut want = vec![0.0; len];
+        cpu::elementwise::broadcast_to(&to_f64(&x), xs, &mut want, os);
+        assert_close(&what, &got, &want, 0.0, 0.0);
+    }
+}
+
+/// The error text of a launch that must fail.
+fn err_text(r: Result<Dispatch, DeviceError>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error, got a dispatch"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_names(msg: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(msg.contains(p), "error {msg:?} should mention {p:?}");
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors_naming_op_and_shapes() {
+    let Some(gpu) = test_gpu() else { return };
+    let a = gpu.buffer("a", 64).unwrap();
+    let b = gpu.buffer("b", 64).unwrap();
+    let o = gpu.buffer("o", 64).unwrap();
+    let msg = err_text(ew::binary(gpu, &a, &[3], &b, &[4], &o, BinaryOp::Add, "t"));
+    assert_names(&msg, &["binary add", "[3]", "[4]", "broadcast"]);
+    let msg = err_text(ew::binary(
+        gpu,
+        &a,
+        &[7, 13, 5],
+        &b,
+        &[13, 2],
+        &o,
+        BinaryOp::Mul,
+        "t",
+    ));
+    assert_names(&msg, &["binary mul", "[7, 13, 5]", "[13, 2]"]);
+    let msg = err_text(ew::binary(
+        gpu,
+        &a,
+        &[0, 3],
+        &b,
+        &[3],
+        &o,
+        BinaryOp::Sub,
+        "t",
+    ));
+    assert_names(&msg, &["binary sub", "[0, 3]"]);
+    let msg = err_text(ew::binary(
+        gpu,
+        &a,
+        &[1; 7],
+        &b,
+        &[1],
+        &o,
+        BinaryOp::Div,
+        "t",
+    ));
+    assert_names(&msg, &["binary div", "MAX_RANK"]);
+    let msg = err_text(ew::binary(
+        gpu,
+        &a,
+        &[100],
+        &b,
+        &[100],
+        &o,
+        BinaryOp::Add,
+        "t",
+    ));
+    assert_names(&msg, &["binary add", "buffer a"]);
+    let msg = err_text(ew::broadcast_to(gpu, &a, &[2], &o, &[3], "t"));
+    assert_names(&msg, &["broadcast_to", "[2]", "[3]"]);
+    let msg = err_text(ew::broadcast_to(gpu, &a, &[3, 1], &o, &[3], "t"));
+    assert_names(&msg, &["broadcast_to", "[3, 1]", "[3]"]);
+    let msg = err_text(ew::unary(gpu, &a, &o, UnaryOp::Relu, 0, "t"));
+    assert_names(&msg, &["unary relu", "0 elements"]);
+    let msg = err_text(ew::unary_grad(gpu, &a, &b, &o, UnaryOp::Tanh, 0, "t"));
+    assert_names(&msg, &["unary_grad tanh", "0 elements"]);
+    let msg = err_text(reduce::reduce(
+        gpu,
+        &a,
+        &o,
+        ReduceOp::Sum,
+        &ReduceShape {
+            outer: 2,
+            n: 0,
+            inner: 3,
+        },
+        "t",
+    ));
+    assert_names(&msg, &["reduce sum", "[2, 0, 3]"]);
+    let ce = CrossEntropyShape {
+        rows: 0,
+        classes: 10,
+    };
+    let msg = err_text(loss::cross_entropy(gpu, &a, &b, &o, &ce, "t"));
+    assert_names(&msg, &["cross_entropy", "[0, 10]"]);
+    let ce = CrossEntropyShape {
+        rows: 10,
+        classes: 10,
+    };
+    let msg = err_text(loss::cross_entropy_grad(gpu, &a, &b, &o, &o, &ce, "t"));
+    assert_names(&msg, &["cross_entropy_grad", "logits"]);
+    let cfg = SgdConfig {
+        momentum: 0.9,
+        weight_decay: 0.0,
+        nesterov: false,
+    };
+    let msg = err_text(optim::sgd(gpu, &a, &b, &b, &o, &o, 0, &cfg, "t"));
+    assert_names(&msg, &["sgd", "0 elements"]);
+}
+
+/// The f64 reference of a reduction.
+fn reduce_ref(op: ReduceOp, x: &[f32], s: &ReduceShape) -> Vec<f64> {
+    let mut want = vec![0.0; s.output_len()];
+    cpu::reduce::reduce(op, &to_f64(x), &mut want, s);
+    want
+}
+
+fn run_reduce(gpu: &Gpu, op: ReduceOp, x: &[f32], s: &ReduceShape) -> Vec<f32> {
+    let xb = gpu.upload("x", x).unwrap();
+    let yb = out_buffer(gpu, "y", s.output_len());
+    let d = reduce::reduce(gpu, &xb, &yb, op, s, "test").unwrap();
+    run_checked(
+        gpu,
+        &format!("reduce {} {s:?}", op.name()),
+        &d,
+        &yb,
+        s.output_len(),
+    )
+}
+
+fn reduce_tolerance(op: ReduceOp, n: usize) -> (f64, f64) {
+    let atol = SUM_ATOL + SUM_ATOL_PER_TERM * n as f64;
+    match op {
+        ReduceOp::Sum => (atol, SUM_RTOL),
+        ReduceOp::Mean => (atol / n as f64, SUM_RTOL),
+        // Max and argmax pick an element: exact.
+        ReduceOp::Max | ReduceOp::Argmax => (0.0, 0.0),
+    }
+}
+
+#[test]
+fn reduce_every_axis_matches_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    let shapes: [&[usize]; 8] = [
+        &[7, 13, 5],
+        &[33, 65, 17],
+        &[5, 1, 3],
+        &[1],
+        &[1, 1],
+        &[3, 1000, 7],
+        &[2, 5000],
+        &[300, 2],
+    ];
+    let mut used_tree = false;
+    let mut used_rows = false;
+    for (k, shape) in shapes.iter().enumerate() {
+        for axis in 0..shape.len() {
+            let s = ReduceShape::along(shape, axis);
+            used_tree |= s.uses_tree();
+            used_rows |= !s.uses_tree();
+            for op in ReduceOp::ALL {
+                let mut r = rng(300 + k as u64);
+                // Argmax/max also see ties (small integers): the first maximum must win.
+                let x = if matches!(op, ReduceOp::Argmax | ReduceOp::Max) && k % 2 == 0 {
+                    (0..s.input_len())
+                        .map(|_| r.random_range(0..5) as f32)
+                        .collect()
+                } else {
+                    rand_vec(&mut r, s.input_len(), -1.0, 1.0)
+                };
+                let got = run_reduce(gpu, op, &x, &s);
+                let (atol, rtol) = reduce_tolerance(op, s.n);
+                let what = format!("reduce {} {shape:?} axis {axis}", op.name());
+                assert_close(&what, &got, &reduce_ref(op, &x, &s), atol, rtol);
+            }
+        }
+    }
+    assert!(
+        used_tree && used_rows,
+        "the shapes must exercise both reduce kernels"
+    );
+}
+
+#[test]
+fn reduce_whole_tensor_of_1_2m() {
+    let Some(gpu) = test_gpu() else { return };
+    let s = ReduceShape {
+        outer: 1,
+        n: 1_200_000,
+        inner: 1,
+    };
+    let x = rand_vec(&mut rng(400), s.n, -1.0, 1.0);
+    for op in ReduceOp::ALL {
+        let got = run_reduce(gpu, op, &x, &s);
+        let want = reduce_ref(op, &x, &s);
+        let (atol, rtol) = reduce_tolerance(op, s.n);
+        eprintln!(
+            "reduce {} n=1.2M: got {} want {} |err| {:e} (atol {atol:e})",
+            op.name(),
+            got[0],
+            want[0],
+            (got[0] as f64 - want[0]).abs()
+        );
+        assert_close(
+            &format!("reduce {} n=1.2M", op.name()),
+            &got,
+            &want,
+            atol,
+            rtol,
+        );
+    }
+}
+
+/// Logits in [-scale, scale] and valid targets.
+fn ce_input(s: &CrossEntropyShape, seed: u64, scale: f32) -> (Vec<f32>, Vec<f32>) {
+    let mut r = rng(seed);
+    let logits = rand_vec(&mut r, s.rows * s.classes, -scale, scale);
+    let targets = rand_classes(&mut r, s.rows, s.classes);
+    (logits, targets)
+}
+
+const CE_SHAPES: [(usize, usize); 8] = [
+    (1, 1),
+    (1, 10),
+    (7, 13),
+    (64, 10),
+    (3, 300),
+    (5, 1000),
+    (100_000, 10),
+    (33, 17),
+];
+
+#[test]
+fn cross_entropy_forward_matches_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    for (k, &(rows, classes)) in CE_SHAPES.iter().enumerate() {
+        for scale in [3.0f32, 80.0] {
+            let s = CrossEntropyShape { rows, classes };
+            let (logits, targets) = ce_input(&s, 500 + k as u64, scale);
+            let lb = gpu.upload("logits", &logits).unwrap();
+            let tb = gpu.upload("targets", &targets).unwrap();
+            let out = out_buffer(gpu, "loss", 1);
+            let d = loss::cross_entropy(gpu, &lb, &tb, &out, &s, "test").unwrap();
+            let what = format!("cross_entropy [{rows}, {classes}] logits ±{scale}");
+            let got = run_checked(gpu, &what, &d, &out, 1);
+            let want = cpu::loss::cross_entropy(&to_f64(&logits), &to_f64(&targets), &s);
+            assert!(got[0].is_finite(), "{what}: not finite: {}", got[0]);
+            assert_close(&what, &got, &[want], CE_ATOL, CE_RTOL);
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_grad_matches_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    let dloss = 1.7f32;
+    for (k, &(rows, classes)) in CE_SHAPES.iter().enumerate() {
+        for scale in [3.0f32, 80.0] {
+            let s = CrossEntropyShape { rows, classes };
+            let (logits, targets) = ce_input(&s, 600 + k as u64, scale);
+            let lb = gpu.upload("logits", &logits).unwrap();
+            let tb = gpu.upload("targets", &targets).unwrap();
+            let db = gpu.upload("dloss", &[dloss]).unwrap();
+            let out = out_buffer(gpu, "dlogits", logits.len());
+            let d = loss::cross_entropy_grad(gpu, &lb, &tb, &db, &out, &s, "test").unwrap();
+            let what = format!("cross_entropy_grad [{rows}, {classes}] logits ±{scale}");
+            let got = run_checked(gpu, &what, &d, &out, logits.len());
+            let mut want = vec![0.0; logits.len()];
+            cpu::loss::cross_entropy_grad(
+                &to_f64(&logits),
+                &to_f64(&targets),
+                dloss as f64,
+                &mut want,
+                &s,
+            );
+            let atol = CE_GRAD_ATOL_PER_UNIT * dloss as f64 / rows as f64;
+            assert_close(&what, &got, &want, atol, CE_GRAD_RTOL);
+        }
+    }
+}
+
+#[test]
+fn count_correct_matches_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    for (k, &(rows, classes)) in CE_SHAPES.iter().enumerate() {
+        let s = CrossEntropyShape { rows, classes };
+        let mut r = rng(700 + k as u64);
+        // Small integer logits make ties common; half the targets are the first argmax.
+        let logits: Vec<f32> = (0..rows * classes)
+            .map(|_| r.random_range(0..4) as f32)
+            .collect();
+        let mut targets = rand_classes(&mut r, rows, classes);
+        for (row, t) in logits.chunks(classes).zip(targets.iter_mut()) {
+            if r.random::<bool>() {
+                let m = row.iter().copied().fold(f32::MIN, f32::max);
+                *t = row.iter().position(|&v| v == m).unwrap() as f32;
+            }
+        }
+        let lb = gpu.upload("logits", &logits).unwrap();
+        let tb = gpu.upload("targets", &targets).unwrap();
+        let out = out_buffer(gpu, "count", 1);
+        let d = loss::count_correct(gpu, &lb, &tb, &out, &s, "test").unwrap();
+        let what = format!("count_correct [{rows}, {classes}]");
+        let got = run_checked(gpu, &what, &d, &out, 1);
+        let want = cpu::loss::count_correct(&logits, &targets, &s);
+        assert_eq!(got[0], want as f32, "{what}");
+    }
+}
+
+#[test]
+fn bad_targets_make_nan_without_reading_out_of_bounds() {
+    let Some(gpu) = test_gpu() else { return };
+    let s = CrossEntropyShape {
+        rows: 4,
+        classes: 3,
+    };
+    let logits = rand_vec(&mut rng(800), 12, -1.0, 1.0);
+    for bad in [3.0f32, -1.0, 1.5, f32::NAN, 1e9] {
+        let targets = [0.0, bad, 2.0, 1.0];
+        let lb = gpu.upload("logits", &logits).unwrap();
+        let tb = gpu.upload("targets", &targets).unwrap();
+        let db = gpu.upload("dloss", &[1.0f32]).unwrap();
+        let (lo, go, co) = (
+            gpu.buffer("loss", 1).unwrap(),
+            gpu.buffer("dlogits", 12).unwrap(),
+            gpu.buffer("count", 1).unwrap(),
+        );
+        let d1 = loss::cross_entropy(gpu, &lb, &tb, &lo, &s, "test").unwrap();
+        let d2 = loss::cross_entropy_grad(gpu, &lb, &tb, &db, &go, &s, "test").unwrap();
+        let d3 = loss::count_correct(gpu, &lb, &tb, &co, &s, "test").unwrap();
+        let got = gpu
+            .run(&[&d1, &d2, &d3], &[(&lo, 1), (&go, 12), (&co, 1)])
+            .unwrap();
+        let (l64, t64) = (to_f64(&logits), to_f64(&targets));
+        assert!(
+            got[0][0].is_nan(),
+            "cross_entropy with target {bad}: {}",
+            got[0][0]
+        );
+        assert!(
+            cpu::loss::cross_entropy(&l64, &t64, &s).is_nan(),
+            "cpu cross_entropy with target {bad}"
+        );
+        let mut want = vec![0.0; 12];
+        cpu::loss::cross_entropy_grad(&l64, &t64, 1.0, &mut want, &s);
+        // Row 1 is NaN, the other rows are the ordinary gradient.
+        assert_close(
+            &format!("cross_entropy_grad with target {bad}"),
+            &got[1],
+            &want,
+            1e-6,
+            1e-5,
+        );
+        assert!(got[1][3..6].iter().all(|v| v.is_nan()));
+        assert_eq!(
+            got[2][0],
+            cpu::loss::count_correct(&logits, &targets, &s) as f32
+        );
+    }
+}
+
+const SGD_CONFIGS: [(SgdConfig, f32); 4] = [
+    (
+        SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        },
+        1.0,
+    ),
+    (
+        SgdConfig {
+            momentum: 0.9,
+            weight_decay: 0.0,
+            nesterov: false,
+        },
+        1.0,
+    ),
+    (
+        SgdConfig {
+            momentum: 0.9,
+            weight_decay: 1e-2,
+            nesterov: true,
+        },
+        1.0,
+    ),
+    (
+        SgdConfig {
+            momentum: 0.8,
+            weight_decay: 5e-4,
+            nesterov: false,
+        },
+        0.5,
+    ),
+];
+
+#[test]
+fn sgd_steps_match_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    for (k, &(cfg, scale)) in SGD_CONFIGS.iter().enumerate() {
+        for len in [1, 1003, 70_001] {
+            let mut r = rng(900 + k as u64);
+            let p0 = rand_vec(&mut r, len, -1.0, 1.0);
+            let (pb, vb) = (
+                gpu.upload("p", &p0).unwrap(),
+                gpu.upload("v", &vec![0.0f32; len]).unwrap(),
+            );
+            let gb = gpu.buffer("g", len).unwrap();
+            let sb = gpu.upload("scale", &[scale]).unwrap();
+            let hb = gpu.upload("hyper", &[0.0f32; 3]).unwrap();
+            // Prepared once: every step only rewrites the grad and hyper buffers, like a training plan.
+            let d = optim::sgd(gpu, &gb, &sb, &hb, &pb, &vb, len, &cfg, "test").unwrap();
+            let (mut p, mut v) = (to_f64(&p0), vec![0.0; len]);
+            for step in 0..4 {
+                let g = rand_vec(&mut r, len, -1.0, 1.0);
+                let lr = 0.1f32 / (step + 1) as f32;
+                gpu.write(&gb, &g);
+                gpu.write(&hb, &[lr, 0.0, 0.0]);
+                let got = gpu.run(&[&d], &[(&pb, len), (&vb, len)]).unwrap();
+                cpu::optim::sgd(&mut p, &to_f64(&g), &mut v, scale as f64, lr as f64, &cfg);
+                let what = format!("sgd {cfg:?} scale {scale} len {len} step {step}");
+                assert_close(
+                    &format!("{what} param"),
+                    &got[0],
+                    &p,
+                    OPTIM_ATOL,
+                    OPTIM_RTOL,
+                );
+                assert_close(
+                    &format!("{what} velocity"),
+                    &got[1],
+                    &v,
+                    OPTIM_ATOL,
+                    OPTIM_RTOL,
+                );
+            }
+        }
+    }
+}
+
+const ADAM_CONFIGS: [(AdamConfig, f32); 3] = [
+    (
+        AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        },
+        1.0,
+    ),
+    (
+        AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            decoupled: false,
+        },
+        0.5,
+    ),
+    (
+        AdamConfig {
+            beta1: 0.85,
+            beta2: 0.99,
+            eps: 1e-6,
+            weight_decay: 0.1,
+            decoupled: true,
+        },
+        1.0,
+    ),
+];
+
+#[test]
+fn adam_and_adamw_steps_match_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    for (k, &(cfg, scale)) in ADAM_CONFIGS.iter().enumerate() {
+        for len in [1, 1003, 70_001] {
+            let mut r = rng(1000 + k as u64);
+            let p0 = rand_vec(&mut r, len, -1.0, 1.0);
+            let zeros = vec![0.0f32; len];
+            let pb = gpu.upload("p", &p0).unwrap();
+            let (mb, vb) = (
+                gpu.upload("m", &zeros).unwrap(),
+                gpu.upload("v", &zeros).unwrap(),
+            );
+            let gb = gpu.buffer("g", len).unwrap();
+            let sb = gpu.upload("scale", &[scale]).unwrap();
+            let hb = gpu.upload("hyper", &[0.0f32; 3]).unwrap();
+            let d = optim::adam(gpu, &gb, &sb, &hb, &pb, &mb, &vb, len, &cfg, "test").unwrap();
+            let (mut p, mut m, mut v) = (to_f64(&p0), vec![0.0; len], vec![0.0; len]);
+            for t in 1..=4 {
+                let g = rand_vec(&mut r, len, -1.0, 1.0);
+                let hyper = optim::adam_hyper(0.01, &cfg, t);
+                gpu.write(&gb, &g);
+                gpu.write(&hb, &hyper);
+                let got = gpu
+                    .run(&[&d], &[(&pb, len), (&mb, len), (&vb, len)])
+                    .unwrap();
+                let [lr, bc1, bc2] = hyper.map(|h| h as f64);
+                cpu::optim::adam(
+                    &mut p,
+                    &to_f64(&g),
+                    &mut m,
+                    &mut v,
+                    scale as f64,
+                    lr,
+                    bc1,
+                    bc2,
+                    &cfg,
+                );
+                let what = format!("adam {cfg:?} scale {scale} len {len} step {t}");
+                assert_close(
+                    &format!("{what} param"),
+                    &got[0],
+                    &p,
+                    OPTIM_ATOL,
+                    OPTIM_RTOL,
+                );
+                assert_close(&format!("{what} m"), &got[1], &m, OPTIM_ATOL, OPTIM_RTOL);
+                assert_close(&format!("{what} v"), &got[2], &v, OPTIM_ATOL, OPTIM_RTOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn adam_hyper_is_lr_and_bias_corrections() {
+    let cfg = AdamConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+    };
+    let [lr, bc1, bc2] = optim::adam_hyper(3e-4, &cfg, 2);
+    assert_eq!(lr, 3e-4);
+    assert!((bc1 as f64 - (1.0 - 0.81)).abs() < 1e-6, "bc1 {bc1}");
+    assert!(
+        (bc2 as f64 - (1.0 - 0.999f64 * 0.999)).abs() < 1e-7,
+        "bc2 {bc2}"
+    );
+}
+
+#[test]
+fn cpu_f32_sums_stay_close_to_f64() {
+    // The CPU backend trains in f32: its pairwise and blocked sums must not drift with n.
+    let x = rand_vec(&mut rng(1100), 1_200_000, -1.0, 1.0);
+    for s in [
+        ReduceShape {
+            outer: 1,
+            n: 1_200_000,
+            inner: 1,
+        },
+        ReduceShape {
+            outer: 2,
+            n: 6000,
+            inner: 100,
+        },
+    ] {
+        let (mut y32, mut y64) = (vec![0.0f32; s.output_len()], vec![0.0f64; s.output_len()]);
+        cpu::reduce::reduce(ReduceOp::Sum, &x, &mut y32, &s);
+        cpu::reduce::reduce(ReduceOp::Sum, &to_f64(&x), &mut y64, &s);
+        let (atol, rtol) = reduce_tolerance(ReduceOp::Sum, s.n);
+        assert_close(&format!("cpu f32 reduce sum {s:?}"), &y32, &y64, atol, rtol);
+    }
+    let s = CrossEntropyShape {
+        rows: 100_000,
+        classes: 10,
+    };
+    let (logits, targets) = ce_input(&s, 1101, 3.0);
+    let got = cpu::loss::cross_entropy(&logits, &targets, &s);
+    let want = cpu::loss::cross_entropy(&to_f64(&logits), &to_f64(&targets), &s);
+    assert_close(
+        "cpu f32 cross_entropy [100000, 10]",
+        &[got],
+        &[want],
+        CE_ATOL,
+        CE_RTOL,
+    );
+}

@@ -1,0 +1,269 @@
+//! The matmul kernels (every numbered variant and the default choice) against the CPU reference
+//! run in f64, over odd shapes, every transpose, broadcast batches and long k; plus bad input.
+
+mod common;
+
+use common::{assert_close, rand_vec, rng, to_f64};
+use proptest::prelude::*;
+use sinter::sinter_device::kernels::matmul::{matmul, matmul_with, MatmulShape, MatmulVariant};
+use sinter::sinter_device::testing::{run_one, test_gpu};
+use sinter::sinter_device::{DeviceError, Gpu};
+use sinter::sinter_model::cpu::matmul as cpu;
+
+/// Absolute tolerance at k = 64, scaled by √(k/64). The kernels sum k products of values in
+/// [−1, 1] in f32 one after another; each addition rounds by at most 2⁻²⁴ of a partial sum of size
+/// ~√i/3, so the error is a random walk of about 2⁻²⁴·k/4 (1.5e-5 at k = 1000). 1e-4·√(k/64)
+/// leaves a margin of 25× or more at every k tested while a wrong index, a missed edge or a dropped
+/// k-step shows up as an error of order 0.1 or larger.
+const ATOL_AT_K64: f64 = 1e-4;
+const RTOL: f64 = 1e-4;
+
+fn atol(k: usize) -> f64 {
+    ATOL_AT_K64 * (k as f64 / 64.0).sqrt().max(1.0)
+}
+
+/// Random operands for `s`, with every element of the buffers (including gaps between padded
+/// batch items) drawn, so a kernel reading the wrong place gets a wrong value, not a zero.
+fn operands(s: &MatmulShape, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut r = rng(seed);
+    (
+        rand_vec(&mut r, s.a_len(), -1.0, 1.0),
+        rand_vec(&mut r, s.b_len(), -1.0, 1.0),
+    )
+}
+
+fn reference(a: &[f32], b: &[f32], s: &MatmulShape) -> Vec<f64> {
+    let mut c = vec![0.0f64; s.c_len()];
+    cpu::matmul(&to_f64(a), &to_f64(b), &mut c, s);
+    c
+}
+
+/// Runs `s` on the GPU with `variant` (None: the default `matmul`) and checks it against f64.
+fn check_case(gpu: &Gpu, variant: Option<MatmulVariant>, s: &MatmulShape, seed: u64) {
+    let (a, b) = operands(s, seed);
+    let want = reference(&a, &b, s);
+    let ab = gpu.upload("test a", &a).unwrap();
+    let bb = gpu.upload("test b", &b).unwrap();
+    let cb = gpu.buffer("test c", s.c_len()).unwrap();
+    // Poison C so that an output the kernel forgets to write cannot pass as a stale right answer.
+    gpu.write(&cb, &vec![f32::NAN; s.c_len()]);
+    let d = match variant {
+        Some(v) => matmul_with(gpu, v, &ab, &bb, &cb, s, "test"),
+        None => matmul(gpu, &ab, &bb, &cb, s, "test"),
+    }
+    .unwrap_or_else(|e| panic!("{s}: {e}"));
+    assert_eq!(d.flops, s.flops());
+    let got = run_one(gpu, &d, &cb, s.c_len());
+    let name = variant.map_or("matmul (default)", |v| v.entry());
+    assert_close(&format!("{name} {s}"), &got, &want, atol(s.k), RTOL);
+    for buf in [ab, bb, cb] {
+        gpu.recycle(buf);
+    }
+}
+
+/// Every variant and the default on one shape.
+fn check_all(gpu: &Gpu, s: &MatmulShape, seed: u64) {
+    for v in MatmulVariant::ALL {
+        check_case(gpu, Some(v), s, seed);
+    }
+    check_case(gpu, None, s, seed);
+}
+
+const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+#[test]
+fn odd_and_tile_sized_shapes() {
+    let Some(gpu) = test_gpu() else { return };
+    let shapes = [
+        (1, 1, 1, 1),
+        (1, 7, 13, 5),
+        (1, 33, 65, 17),
+        (1, 64, 64, 64),
+        (1, 65, 63, 66),
+        (1, 1, 100, 9),
+        (1, 100, 1, 9),
+        (1, 128, 3136, 64),
+        (3, 7, 13, 5),
+        (3, 33, 65, 17),
+    ];
+    for (i, &(batch, m, n, k)) in shapes.iter().enumerate() {
+        check_all(gpu, &MatmulShape::new(batch, m, n, k), i as u64);
+    }
+}
+
+#[test]
+fn every_transpose_combination() {
+    let Some(gpu) = test_gpu() else { return };
+    // Unaligned (odd axes) and aligned (multiples of 4: v3's vec4 path) shapes.
+    for (i, &(m, n, k)) in [(33, 65, 17), (64, 48, 32), (5, 8, 12)].iter().enumerate() {
+        for (j, &(ta, tb)) in TRANSPOSES.iter().enumerate() {
+            let s = MatmulShape::new(2, m, n, k).with_trans(ta, tb);
+            check_all(gpu, &s, (10 * i + j) as u64);
+        }
+    }
+}
+
+#[test]
+fn broadcast_and_padded_batch_strides() {
+    let Some(gpu) = test_gpu() else { return };
+    for (j, &(ta, tb)) in TRANSPOSES.iter().enumerate() {
+        let s = MatmulShape::new(3, 19, 23, 11).with_trans(ta, tb);
+        check_all(gpu, &s.broadcast_a(), 100 + j as u64);
+        check_all(gpu, &s.broadcast_b(), 200 + j as u64);
+        // A weight shared by a batch, on the aligned path.
+        let w = MatmulShape::new(3, 16, 32, 8)
+            .with_trans(ta, tb)
+            .broadcast_b();
+        check_all(gpu, &w, 300 + j as u64);
+        // Batch items further apart than one matrix: the gaps must never be read.
+        let mut padded = s;
+        padded.a_batch_stride += 5;
+        padded.b_batch_stride += 8;
+        check_all(gpu, &padded, 400 + j as u64);
+    }
+}
+
+#[test]
+fn long_k() {
+    let Some(gpu) = test_gpu() else { return };
+    check_all(gpu, &MatmulShape::new(1, 9, 11, 1000), 500);
+    check_all(gpu, &MatmulShape::new(1, 64, 64, 1000), 501);
+    check_all(
+        gpu,
+        &MatmulShape::new(2, 20, 36, 1001).with_trans(true, true),
+        502,
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_small_shapes(
+        batch in 1usize..4,
+        m in 1usize..70,
+        n in 1usize..70,
+        k in 1usize..70,
+        ta in any::<bool>(),
+        tb in any::<bool>(),
+        bcast in 0usize..3,
+        seed in any::<u64>(),
+    ) {
+        let Some(gpu) = test_gpu() else { return Ok(()) };
+        let mut s = MatmulShape::new(batch, m, n, k).with_trans(ta, tb);
+        if bcast == 1 {
+            s = s.broadcast_a();
+        } else if bcast == 2 {
+            s = s.broadcast_b();
+        }
+        check_all(gpu, &s, seed);
+    }
+}
+
+fn expect_bad_shape(result: Result<impl Sized, DeviceError>, needle: &str) {
+    match result {
+        Err(e @ DeviceError::BadShape { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("matmul"),
+                "error does not name the op: {msg}"
+            );
+            assert!(
+                msg.contains(needle),
+                "error '{msg}' does not mention '{needle}'"
+            );
+        }
+        Err(e) => panic!("expected BadShape mentioning '{needle}', got {e}"),
+        Ok(_) => panic!("expected BadShape mentioning '{needle}', got Ok"),
+    }
+}
+
+#[test]
+fn zero_sized_axes_are_refused() {
+    let Some(gpu) = test_gpu() else { return };
+    let buf = gpu.buffer("test", 64).unwrap();
+    for (batch, m, n, k) in [(1, 0, 4, 4), (1, 4, 0, 4), (1, 4, 4, 0), (0, 4, 4, 4)] {
+        let s = MatmulShape::new(batch, m, n, k);
+        for v in MatmulVariant::ALL {
+            expect_bad_shape(
+                matmul_with(gpu, v, &buf, &buf, &buf, &s, "zero"),
+                "every axis must be at least 1",
+            );
+        }
+        expect_bad_shape(matmul(gpu, &buf, &buf, &buf, &s, "zero"), &s.to_string());
+    }
+}
+
+#[test]
+fn short_buffers_and_overlapping_strides_are_refused() {
+    let Some(gpu) = test_gpu() else { return };
+    // 200×200 needs 40000 values per operand; the small buffer holds far fewer.
+    let s = MatmulShape::new(1, 200, 200, 200);
+    let big = gpu.buffer("test big", s.a_len()).unwrap();
+    let small = gpu.buffer("test small", 1000).unwrap();
+    expect_bad_shape(matmul(gpu, &small, &big, &big, &s, "t"), "buffer a holds");
+    expect_bad_shape(matmul(gpu, &big, &small, &big, &s, "t"), "buffer b holds");
+    expect_bad_shape(matmul(gpu, &big, &big, &small, &s, "t"), "buffer c holds");
+    // The message carries the shape, stored A and B shapes included.
+    let t = s.with_trans(true, false);
+    expect_bad_shape(
+        matmul(gpu, &small, &big, &big, &t, "t"),
+        "A[200, 200]ᵀ · B[200, 200] → C[200, 200]",
+    );
+    let mut overlap = MatmulShape::new(2, 8, 8, 8);
+    overlap.b_batch_stride = 10;
+    expect_bad_shape(
+        matmul(gpu, &big, &big, &big, &overlap, "t"),
+        "b_batch_stride 10",
+    );
+}
+
+/// The product by its definition, in f64: the check on the CPU reference itself.
+fn naive(a: &[f64], b: &[f64], s: &MatmulShape) -> Vec<f64> {
+    let mut c = vec![0.0; s.c_len()];
+    for z in 0..s.batch {
+        let (ao, bo) = (z * s.a_batch_stride, z * s.b_batch_stride);
+        for i in 0..s.m {
+            for j in 0..s.n {
+                c[(z * s.m + i) * s.n + j] = (0..s.k)
+                    .map(|p| {
+                        let av = a[ao + if s.trans_a { p * s.m + i } else { i * s.k + p }];
+                        let bv = b[bo + if s.trans_b { j * s.k + p } else { p * s.n + j }];
+                        av * bv
+                    })
+                    .sum();
+            }
+        }
+    }
+    c
+}
+
+#[test]
+fn cpu_reference_in_f32_matches_naive_f64() {
+    // Covers gemm's single-threaded path, the parallel-over-batch path (4 × 64³) and the
+    // parallel-within-a-product path (2 × 128³), with every transpose and broadcast.
+    let shapes = [
+        MatmulShape::new(1, 7, 13, 5),
+        MatmulShape::new(2, 70, 90, 300),
+        MatmulShape::new(4, 64, 64, 64),
+        MatmulShape::new(2, 128, 128, 128),
+    ];
+    for (i, base) in shapes.iter().enumerate() {
+        for (j, &(ta, tb)) in TRANSPOSES.iter().enumerate() {
+            for (l, s) in [
+                base.with_trans(ta, tb),
+                base.with_trans(ta, tb).broadcast_a(),
+                base.with_trans(ta, tb).broadcast_b(),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let (a, b) = operands(s, (100 * i + 10 * j + l) as u64);
+                let mut got = vec![f32::NAN; s.c_len()];
+                cpu::matmul(&a, &b, &mut got, s);
+                let want = naive(&to_f64(&a), &to_f64(&b), s);
+                assert_close(&format!("cpu matmul f32 {s}"), &got, &want, atol(s.k), RTOL);
+            }
+        }
+    }
+}
