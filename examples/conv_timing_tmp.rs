@@ -107,7 +107,15 @@ fn main() {
             let pb = gpu.buffer("p", p.y_len()).unwrap();
             let pd = [
                 max_pool2d(gpu, &yb, &pb, &p, "mp").unwrap(),
-                max_pool2d_grad(gpu, &yb, &pb, &dxb, &p, "mpg").unwrap(),
+                max_pool2d_grad(
+                    gpu,
+                    &yb,
+                    &pb,
+                    &gpu.buffer("pdx", p.x_len()).unwrap(),
+                    &p,
+                    "mpg",
+                )
+                .unwrap(),
             ];
             for d in &pd {
                 gpu.run(&[d], &[(&pb, 1)]).unwrap();

@@ -18,9 +18,15 @@ struct Params {
 // [k, n], or [n, k] when TRANS_B. C is always [m, n].
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
-// v3 only: the contiguous axis of A, of B and of C and both batch strides are multiples of 4,
-// so tiles move as whole vec4s. The launch builder sets it; it is never a guess.
+// v3: the contiguous axis of A, of B and of C and both batch strides are multiples of 4, so
+// tiles move as whole vec4s. v4 has one flag per buffer: A_VEC4 (A's contiguous axis and batch
+// stride), B_VEC4 (the same for B), C_VEC4 (n). K_EXACT: k is a multiple of 4, so v4 needs no
+// mask on its last k-step. The launch builder sets them from the shape; they are never guesses.
 override ALIGNED: bool = false;
+override A_VEC4: bool = false;
+override B_VEC4: bool = false;
+override C_VEC4: bool = false;
+override K_EXACT: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -295,89 +301,261 @@ fn store_c4_row4(base: u32, row: u32, col: u32, v: vec4<f32>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// v4: one SIMD-width strip per workgroup, for software adapters (lavapipe, llvmpipe). They run a
-// workgroup on one CPU thread with invocations as SIMD lanes, load a value whose address is the
-// same in every lane once and broadcast it, but fetch a per-lane address lane by lane. So here
-// every load is workgroup-uniform: the 8 lanes share 16 rows of A, and the B value each lane
-// needs is picked out of 16 broadcast columns with selects. No shared memory, no barriers
-// (a barrier is a coroutine switch there). On a hardware GPU this shape wastes most of a warp;
-// the launch builder prefers v3 there.
-// Each workgroup computes C[16 rows, 16 cols]; lane l owns columns l and 8 + l.
-// Grid: [ceil(n / 16), ceil(m / 16), batch].
+// v4: wide register blocks for software adapters (lavapipe, llvmpipe). They run a workgroup on
+// one CPU thread with invocations as SIMD lanes: arithmetic is cheap, but every load from a
+// storage buffer (or from shared memory) becomes a loop over the lanes, whatever the address. So
+// each invocation holds a 32×16 block of C (32 mat4x4 accumulators: one per 4×4 sub-block), and
+// each k-step of 4 loads 8 + 4 vec4 runs of A and B for 2048 multiply-adds. Matrices make the
+// inner step a single `acc += a * b` per sub-block, and `transpose` is free in SIMD-of-lanes
+// code, so either storage order of A and B is loaded along its contiguous axis. No shared memory,
+// no barriers (a barrier there is a coroutine switch). On a hardware GPU this many registers per
+// invocation would spill; the launch builder uses v3 there.
+// Grid: [ceil(n / 128), ceil(m / 32), batch]; workgroup of 8 along n.
 
-// Element `lane` (0..8) of the eight values (lo, hi).
-fn pick8(lane: u32, lo: vec4<f32>, hi: vec4<f32>) -> f32 {
-    let v = select(lo, hi, lane >= 4u);
-    let h = select(v.xy, v.zw, (lane & 2u) != 0u);
-    return select(h.x, h.y, (lane & 1u) != 0u);
+// Element i of A, of B, through the vec4 views (v4 binds only those).
+fn a_one(i: u32) -> f32 {
+    return a4[i >> 2u][i & 3u];
 }
 
-fn a_rows4(base: u32, rows: vec4<u32>, kk: u32) -> vec4<f32> {
-    return vec4<f32>(a_at(base, rows.x, kk), a_at(base, rows.y, kk), a_at(base, rows.z, kk), a_at(base, rows.w, kk));
+fn b_one(i: u32) -> f32 {
+    return b4[i >> 2u][i & 3u];
 }
 
-fn b_cols4(base: u32, kk: u32, cols: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(b_at(base, kk, cols.x), b_at(base, kk, cols.y), b_at(base, kk, cols.z), b_at(base, kk, cols.w));
+// op(A)[r..r+4, k0..k0+4] as a matrix whose column j is k index k0 + j (components: the rows).
+// Rows and k indices past the edge are clamped: their products are masked or dropped later.
+fn a_tile(base: u32, r: u32, k0: u32) -> mat4x4<f32> {
+    let step = vec4<u32>(0u, 1u, 2u, 3u);
+    let rows = min(vec4<u32>(r) + step, vec4<u32>(p.m - 1u));
+    let ks = min(vec4<u32>(k0) + step, vec4<u32>(p.k - 1u));
+    if TRANS_A {
+        // Stored [k, m]: each k index holds the 4 rows side by side.
+        if A_VEC4 {
+            // m is a multiple of 4, so a run starting at r is all inside or all past the edge.
+            let rr = min(r, p.m - 4u);
+            return mat4x4<f32>(
+                a4[(base + ks.x * p.m + rr) >> 2u],
+                a4[(base + ks.y * p.m + rr) >> 2u],
+                a4[(base + ks.z * p.m + rr) >> 2u],
+                a4[(base + ks.w * p.m + rr) >> 2u],
+            );
+        }
+        return mat4x4<f32>(
+            vec4<f32>(a_one(base + ks.x * p.m + rows.x), a_one(base + ks.x * p.m + rows.y), a_one(base + ks.x * p.m + rows.z), a_one(base + ks.x * p.m + rows.w)),
+            vec4<f32>(a_one(base + ks.y * p.m + rows.x), a_one(base + ks.y * p.m + rows.y), a_one(base + ks.y * p.m + rows.z), a_one(base + ks.y * p.m + rows.w)),
+            vec4<f32>(a_one(base + ks.z * p.m + rows.x), a_one(base + ks.z * p.m + rows.y), a_one(base + ks.z * p.m + rows.z), a_one(base + ks.z * p.m + rows.w)),
+            vec4<f32>(a_one(base + ks.w * p.m + rows.x), a_one(base + ks.w * p.m + rows.y), a_one(base + ks.w * p.m + rows.z), a_one(base + ks.w * p.m + rows.w)),
+        );
+    }
+    // Stored [m, k]: each row holds the 4 k indices side by side.
+    if A_VEC4 {
+        // k is a multiple of 4, so k0..k0+4 is inside.
+        return transpose(mat4x4<f32>(
+            a4[(base + rows.x * p.k + k0) >> 2u],
+            a4[(base + rows.y * p.k + k0) >> 2u],
+            a4[(base + rows.z * p.k + k0) >> 2u],
+            a4[(base + rows.w * p.k + k0) >> 2u],
+        ));
+    }
+    return transpose(mat4x4<f32>(
+        vec4<f32>(a_one(base + rows.x * p.k + ks.x), a_one(base + rows.x * p.k + ks.y), a_one(base + rows.x * p.k + ks.z), a_one(base + rows.x * p.k + ks.w)),
+        vec4<f32>(a_one(base + rows.y * p.k + ks.x), a_one(base + rows.y * p.k + ks.y), a_one(base + rows.y * p.k + ks.z), a_one(base + rows.y * p.k + ks.w)),
+        vec4<f32>(a_one(base + rows.z * p.k + ks.x), a_one(base + rows.z * p.k + ks.y), a_one(base + rows.z * p.k + ks.z), a_one(base + rows.z * p.k + ks.w)),
+        vec4<f32>(a_one(base + rows.w * p.k + ks.x), a_one(base + rows.w * p.k + ks.y), a_one(base + rows.w * p.k + ks.z), a_one(base + rows.w * p.k + ks.w)),
+    ));
+}
+
+// op(B)[k0..k0+4, c..c+4] as a matrix whose column j is output column c + j (components: the k
+// indices). Past the last k index the components are zero, so clamped A values add nothing.
+fn b_tile(base: u32, k0: u32, c: u32) -> mat4x4<f32> {
+    let step = vec4<u32>(0u, 1u, 2u, 3u);
+    let cols = min(vec4<u32>(c) + step, vec4<u32>(p.n - 1u));
+    let ks = min(vec4<u32>(k0) + step, vec4<u32>(p.k - 1u));
+    var t: mat4x4<f32>;
+    if TRANS_B {
+        // Stored [n, k]: each column holds the 4 k indices side by side.
+        if B_VEC4 {
+            t = mat4x4<f32>(
+                b4[(base + cols.x * p.k + k0) >> 2u],
+                b4[(base + cols.y * p.k + k0) >> 2u],
+                b4[(base + cols.z * p.k + k0) >> 2u],
+                b4[(base + cols.w * p.k + k0) >> 2u],
+            );
+        } else {
+            t = mat4x4<f32>(
+                vec4<f32>(b_one(base + cols.x * p.k + ks.x), b_one(base + cols.x * p.k + ks.y), b_one(base + cols.x * p.k + ks.z), b_one(base + cols.x * p.k + ks.w)),
+                vec4<f32>(b_one(base + cols.y * p.k + ks.x), b_one(base + cols.y * p.k + ks.y), b_one(base + cols.y * p.k + ks.z), b_one(base + cols.y * p.k + ks.w)),
+                vec4<f32>(b_one(base + cols.z * p.k + ks.x), b_one(base + cols.z * p.k + ks.y), b_one(base + cols.z * p.k + ks.z), b_one(base + cols.z * p.k + ks.w)),
+                vec4<f32>(b_one(base + cols.w * p.k + ks.x), b_one(base + cols.w * p.k + ks.y), b_one(base + cols.w * p.k + ks.z), b_one(base + cols.w * p.k + ks.w)),
+            );
+        }
+    } else {
+        // Stored [k, n]: each k index holds the 4 columns side by side.
+        if B_VEC4 {
+            let cc = min(c, p.n - 4u);
+            t = transpose(mat4x4<f32>(
+                b4[(base + ks.x * p.n + cc) >> 2u],
+                b4[(base + ks.y * p.n + cc) >> 2u],
+                b4[(base + ks.z * p.n + cc) >> 2u],
+                b4[(base + ks.w * p.n + cc) >> 2u],
+            ));
+        } else {
+            t = transpose(mat4x4<f32>(
+                vec4<f32>(b_one(base + ks.x * p.n + cols.x), b_one(base + ks.x * p.n + cols.y), b_one(base + ks.x * p.n + cols.z), b_one(base + ks.x * p.n + cols.w)),
+                vec4<f32>(b_one(base + ks.y * p.n + cols.x), b_one(base + ks.y * p.n + cols.y), b_one(base + ks.y * p.n + cols.z), b_one(base + ks.y * p.n + cols.w)),
+                vec4<f32>(b_one(base + ks.z * p.n + cols.x), b_one(base + ks.z * p.n + cols.y), b_one(base + ks.z * p.n + cols.z), b_one(base + ks.z * p.n + cols.w)),
+                vec4<f32>(b_one(base + ks.w * p.n + cols.x), b_one(base + ks.w * p.n + cols.y), b_one(base + ks.w * p.n + cols.z), b_one(base + ks.w * p.n + cols.w)),
+            ));
+        }
+    }
+    if !K_EXACT {
+        let live = vec4<u32>(k0) + step < vec4<u32>(p.k);
+        let zero = vec4<f32>(0.0);
+        t = mat4x4<f32>(select(zero, t[0], live), select(zero, t[1], live), select(zero, t[2], live), select(zero, t[3], live));
+    }
+    return t;
+}
+
+// Stores the 4×4 sub-block `acc` (column j: output column c + j) at rows r.., columns c...
+fn store_tile(base: u32, r: u32, c: u32, acc: mat4x4<f32>) {
+    if C_VEC4 {
+        // n is a multiple of 4 and c is too: the row segment is all inside or all outside.
+        if c < p.n {
+            let rows = transpose(acc);
+            for (var i = 0u; i < 4u; i++) {
+                if r + i < p.m {
+                    c4[(base + (r + i) * p.n + c) >> 2u] = rows[i];
+                }
+            }
+        }
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        for (var i = 0u; i < 4u; i++) {
+            if r + i < p.m && c + j < p.n {
+                let at = base + (r + i) * p.n + c + j;
+                c4[at >> 2u][at & 3u] = acc[j][i];
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(8)
-fn matmul_v4_strip(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lane: u32,
-) {
-    let r0 = wid.y * 16u;
-    let c0 = wid.x * 16u;
-    let bz = wid.z;
+fn matmul_v4_wide(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c0 = gid.x * 16u;
+    let r0 = gid.y * 32u;
+    let bz = gid.z;
     let ab = bz * p.a_stride;
     let bb = bz * p.b_stride;
-    // Clamped like v2; all of these depend only on the workgroup, so they stay uniform.
-    let step = vec4<u32>(0u, 1u, 2u, 3u);
-    let ml = vec4<u32>(p.m - 1u);
-    let nl = vec4<u32>(p.n - 1u);
-    let ra0 = min(vec4<u32>(r0) + step, ml);
-    let ra1 = min(vec4<u32>(r0 + 4u) + step, ml);
-    let ra2 = min(vec4<u32>(r0 + 8u) + step, ml);
-    let ra3 = min(vec4<u32>(r0 + 12u) + step, ml);
-    let cb0 = min(vec4<u32>(c0) + step, nl);
-    let cb1 = min(vec4<u32>(c0 + 4u) + step, nl);
-    let cb2 = min(vec4<u32>(c0 + 8u) + step, nl);
-    let cb3 = min(vec4<u32>(c0 + 12u) + step, nl);
-    // lo_i: rows 4i..4i+3 at column l; hi_i: the same rows at column 8 + l.
-    var lo0 = vec4<f32>(0.0);
-    var lo1 = vec4<f32>(0.0);
-    var lo2 = vec4<f32>(0.0);
-    var lo3 = vec4<f32>(0.0);
-    var hi0 = vec4<f32>(0.0);
-    var hi1 = vec4<f32>(0.0);
-    var hi2 = vec4<f32>(0.0);
-    var hi3 = vec4<f32>(0.0);
-    for (var kk = 0u; kk < p.k; kk++) {
-        let blo = vec4<f32>(pick8(lane, b_cols4(bb, kk, cb0), b_cols4(bb, kk, cb1)));
-        let bhi = vec4<f32>(pick8(lane, b_cols4(bb, kk, cb2), b_cols4(bb, kk, cb3)));
-        let a0 = a_rows4(ab, ra0, kk);
-        let a1 = a_rows4(ab, ra1, kk);
-        let a2 = a_rows4(ab, ra2, kk);
-        let a3 = a_rows4(ab, ra3, kk);
-        lo0 = fma(a0, blo, lo0);
-        lo1 = fma(a1, blo, lo1);
-        lo2 = fma(a2, blo, lo2);
-        lo3 = fma(a3, blo, lo3);
-        hi0 = fma(a0, bhi, hi0);
-        hi1 = fma(a1, bhi, hi1);
-        hi2 = fma(a2, bhi, hi2);
-        hi3 = fma(a3, bhi, hi3);
+    // acc<i><t>: rows r0 + 4i.., columns c0 + 4t...
+    var acc00 = mat4x4<f32>();
+    var acc01 = mat4x4<f32>();
+    var acc02 = mat4x4<f32>();
+    var acc03 = mat4x4<f32>();
+    var acc10 = mat4x4<f32>();
+    var acc11 = mat4x4<f32>();
+    var acc12 = mat4x4<f32>();
+    var acc13 = mat4x4<f32>();
+    var acc20 = mat4x4<f32>();
+    var acc21 = mat4x4<f32>();
+    var acc22 = mat4x4<f32>();
+    var acc23 = mat4x4<f32>();
+    var acc30 = mat4x4<f32>();
+    var acc31 = mat4x4<f32>();
+    var acc32 = mat4x4<f32>();
+    var acc33 = mat4x4<f32>();
+    var acc40 = mat4x4<f32>();
+    var acc41 = mat4x4<f32>();
+    var acc42 = mat4x4<f32>();
+    var acc43 = mat4x4<f32>();
+    var acc50 = mat4x4<f32>();
+    var acc51 = mat4x4<f32>();
+    var acc52 = mat4x4<f32>();
+    var acc53 = mat4x4<f32>();
+    var acc60 = mat4x4<f32>();
+    var acc61 = mat4x4<f32>();
+    var acc62 = mat4x4<f32>();
+    var acc63 = mat4x4<f32>();
+    var acc70 = mat4x4<f32>();
+    var acc71 = mat4x4<f32>();
+    var acc72 = mat4x4<f32>();
+    var acc73 = mat4x4<f32>();
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        let b0 = b_tile(bb, k0, c0);
+        let b1 = b_tile(bb, k0, c0 + 4u);
+        let b2 = b_tile(bb, k0, c0 + 8u);
+        let b3 = b_tile(bb, k0, c0 + 12u);
+        let a0 = a_tile(ab, r0, k0);
+        acc00 += a0 * b0;
+        acc01 += a0 * b1;
+        acc02 += a0 * b2;
+        acc03 += a0 * b3;
+        let a1 = a_tile(ab, r0 + 4u, k0);
+        acc10 += a1 * b0;
+        acc11 += a1 * b1;
+        acc12 += a1 * b2;
+        acc13 += a1 * b3;
+        let a2 = a_tile(ab, r0 + 8u, k0);
+        acc20 += a2 * b0;
+        acc21 += a2 * b1;
+        acc22 += a2 * b2;
+        acc23 += a2 * b3;
+        let a3 = a_tile(ab, r0 + 12u, k0);
+        acc30 += a3 * b0;
+        acc31 += a3 * b1;
+        acc32 += a3 * b2;
+        acc33 += a3 * b3;
+        let a4_ = a_tile(ab, r0 + 16u, k0);
+        acc40 += a4_ * b0;
+        acc41 += a4_ * b1;
+        acc42 += a4_ * b2;
+        acc43 += a4_ * b3;
+        let a5 = a_tile(ab, r0 + 20u, k0);
+        acc50 += a5 * b0;
+        acc51 += a5 * b1;
+        acc52 += a5 * b2;
+        acc53 += a5 * b3;
+        let a6 = a_tile(ab, r0 + 24u, k0);
+        acc60 += a6 * b0;
+        acc61 += a6 * b1;
+        acc62 += a6 * b2;
+        acc63 += a6 * b3;
+        let a7 = a_tile(ab, r0 + 28u, k0);
+        acc70 += a7 * b0;
+        acc71 += a7 * b1;
+        acc72 += a7 * b2;
+        acc73 += a7 * b3;
     }
     let cb = bz * p.m * p.n;
-    let col_lo = c0 + lane;
-    let col_hi = c0 + 8u + lane;
-    for (var i = 0u; i < 4u; i++) {
-        store_c(cb, r0 + i, col_lo, lo0[i]);
-        store_c(cb, r0 + 4u + i, col_lo, lo1[i]);
-        store_c(cb, r0 + 8u + i, col_lo, lo2[i]);
-        store_c(cb, r0 + 12u + i, col_lo, lo3[i]);
-        store_c(cb, r0 + i, col_hi, hi0[i]);
-        store_c(cb, r0 + 4u + i, col_hi, hi1[i]);
-        store_c(cb, r0 + 8u + i, col_hi, hi2[i]);
-        store_c(cb, r0 + 12u + i, col_hi, hi3[i]);
-    }
+    store_tile(cb, r0, c0, acc00);
+    store_tile(cb, r0, c0 + 4u, acc01);
+    store_tile(cb, r0, c0 + 8u, acc02);
+    store_tile(cb, r0, c0 + 12u, acc03);
+    store_tile(cb, r0 + 4u, c0, acc10);
+    store_tile(cb, r0 + 4u, c0 + 4u, acc11);
+    store_tile(cb, r0 + 4u, c0 + 8u, acc12);
+    store_tile(cb, r0 + 4u, c0 + 12u, acc13);
+    store_tile(cb, r0 + 8u, c0, acc20);
+    store_tile(cb, r0 + 8u, c0 + 4u, acc21);
+    store_tile(cb, r0 + 8u, c0 + 8u, acc22);
+    store_tile(cb, r0 + 8u, c0 + 12u, acc23);
+    store_tile(cb, r0 + 12u, c0, acc30);
+    store_tile(cb, r0 + 12u, c0 + 4u, acc31);
+    store_tile(cb, r0 + 12u, c0 + 8u, acc32);
+    store_tile(cb, r0 + 12u, c0 + 12u, acc33);
+    store_tile(cb, r0 + 16u, c0, acc40);
+    store_tile(cb, r0 + 16u, c0 + 4u, acc41);
+    store_tile(cb, r0 + 16u, c0 + 8u, acc42);
+    store_tile(cb, r0 + 16u, c0 + 12u, acc43);
+    store_tile(cb, r0 + 20u, c0, acc50);
+    store_tile(cb, r0 + 20u, c0 + 4u, acc51);
+    store_tile(cb, r0 + 20u, c0 + 8u, acc52);
+    store_tile(cb, r0 + 20u, c0 + 12u, acc53);
+    store_tile(cb, r0 + 24u, c0, acc60);
+    store_tile(cb, r0 + 24u, c0 + 4u, acc61);
+    store_tile(cb, r0 + 24u, c0 + 8u, acc62);
+    store_tile(cb, r0 + 24u, c0 + 12u, acc63);
+    store_tile(cb, r0 + 28u, c0, acc70);
+    store_tile(cb, r0 + 28u, c0 + 4u, acc71);
+    store_tile(cb, r0 + 28u, c0 + 8u, acc72);
+    store_tile(cb, r0 + 28u, c0 + 12u, acc73);
 }

@@ -94,8 +94,10 @@ fn odd_and_tile_sized_shapes() {
 #[test]
 fn every_transpose_combination() {
     let Some(gpu) = test_gpu() else { return };
-    // Unaligned (odd axes) and aligned (multiples of 4: v3's vec4 path) shapes.
-    for (i, &(m, n, k)) in [(33, 65, 17), (64, 48, 32), (5, 8, 12)].iter().enumerate() {
+    // Unaligned (odd axes), aligned (multiples of 4: the vec4 paths of v3 and v4) and partly
+    // aligned shapes (m, n multiples of 4 but k odd: v4's masked last k-step).
+    let shapes = [(33, 65, 17), (64, 48, 32), (5, 8, 12), (8, 12, 7)];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (j, &(ta, tb)) in TRANSPOSES.iter().enumerate() {
             let s = MatmulShape::new(2, m, n, k).with_trans(ta, tb);
             check_all(gpu, &s, (10 * i + j) as u64);

@@ -254,14 +254,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let end_of_epoch = c.step % steps_per_epoch.max(1) == 0;
         if end_of_epoch || c.step == total_steps {
             let eval = c.evaluate(&test_set)?;
-            bar.println(format!(
+            let line = format!(
                 "step {:>5} (epoch {:.2}): train loss {:.4}, test loss {:.4}, test accuracy {:.2}%",
                 c.step,
                 c.step as f64 / steps_per_epoch.max(1) as f64,
                 s.loss,
                 eval.loss,
                 eval.accuracy * 100.0
-            ));
+            );
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
             if let Some(path) = &args.checkpoint {
                 c.checkpoint()?.save(path)?;
             }

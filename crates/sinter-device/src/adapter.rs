@@ -161,8 +161,12 @@ fn instance() -> wgpu::Instance {
 /// Every adapter wgpu can see, best first: discrete, integrated, other hardware, then software;
 /// within a class Vulkan/Metal/DX12 before GL.
 pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
+    enumerate_on(wgpu::Backends::all())
+}
+
+fn enumerate_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let instance = instance();
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
     adapters.sort_by_key(|a| {
         let info = a.get_info();
         (AdapterClass::of(&info), info.backend == wgpu::Backend::Gl)
@@ -171,13 +175,38 @@ pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
 }
 
 /// The adapter a choice resolves to: `Ok(None)` means "use the CPU backend".
+///
+/// Vulkan, Metal and DX12 are searched first; GL only when they find no adapter at all (or no
+/// software one, for `software`), because opening GL (EGL) is slow and noisy without a display.
 pub fn pick_adapter(choice: DeviceChoice) -> Result<Option<wgpu::Adapter>> {
+    let wanted = |a: &wgpu::Adapter| {
+        let class = AdapterClass::of(&a.get_info());
+        match choice {
+            DeviceChoice::Software => !class.is_hardware(),
+            _ => class.is_hardware(),
+        }
+    };
     if choice == DeviceChoice::Cpu {
         return Ok(None);
     }
-    let adapters = enumerate_adapters();
+    let searches = if std::env::var_os("WGPU_BACKEND").is_some() {
+        vec![wgpu::Backends::all()]
+    } else {
+        vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL]
+    };
+    for backends in searches {
+        let adapters = enumerate_on(backends);
+        let any = !adapters.is_empty();
+        if let Some(a) = adapters.into_iter().find(wanted) {
+            return Ok(Some(a));
+        }
+        // A working Vulkan/Metal/DX12 stack lists every GPU it has; GL would add none.
+        if any && choice != DeviceChoice::Software {
+            break;
+        }
+    }
     let seen = || {
-        let names: Vec<String> = adapters
+        let names: Vec<String> = enumerate_adapters()
             .iter()
             .map(|a| {
                 let info = a.get_info();
@@ -195,25 +224,18 @@ pub fn pick_adapter(choice: DeviceChoice) -> Result<Option<wgpu::Adapter>> {
             names.join("; ")
         }
     };
-    let class = |a: &wgpu::Adapter| AdapterClass::of(&a.get_info());
     match choice {
-        DeviceChoice::Cpu => unreachable!("handled above"),
-        DeviceChoice::Auto => Ok(adapters.into_iter().find(|a| class(a).is_hardware())),
-        DeviceChoice::Gpu => match adapters.iter().position(|a| class(a).is_hardware()) {
-            Some(i) => Ok(Some(adapters.into_iter().nth(i).expect("index in range"))),
-            None => Err(DeviceError::NoAdapter {
-                wanted: "hardware GPU",
-                seen: seen(),
-                hint: "use --device cpu for the CPU backend or --device software for a software adapter",
-            }),
-        },
-        DeviceChoice::Software => match adapters.iter().position(|a| !class(a).is_hardware()) {
-            Some(i) => Ok(Some(adapters.into_iter().nth(i).expect("index in range"))),
-            None => Err(DeviceError::NoAdapter {
-                wanted: "software",
-                seen: seen(),
-                hint: "install Mesa's lavapipe (apt-get install mesa-vulkan-drivers)",
-            }),
-        },
+        DeviceChoice::Auto | DeviceChoice::Cpu => Ok(None),
+        DeviceChoice::Gpu => Err(DeviceError::NoAdapter {
+            wanted: "hardware GPU",
+            seen: seen(),
+            hint:
+                "use --device cpu for the CPU backend or --device software for a software adapter",
+        }),
+        DeviceChoice::Software => Err(DeviceError::NoAdapter {
+            wanted: "software",
+            seen: seen(),
+            hint: "install Mesa's lavapipe (apt-get install mesa-vulkan-drivers)",
+        }),
     }
 }

@@ -158,8 +158,9 @@ pub enum MatmulVariant {
     V2Blocked,
     /// 64×64 workgroup tiles staged through shared memory in k-steps of 16, vec4 loads when aligned.
     V3Tiled,
-    /// 16×16 per workgroup of 8 with only workgroup-uniform loads: for software adapters.
-    V4Strip,
+    /// A 32×16 block per invocation held in mat4x4 accumulators, vec4 loads where aligned, no
+    /// shared memory: for software adapters, where every buffer load costs a loop over the lanes.
+    V4Wide,
 }
 
 impl MatmulVariant {
@@ -167,7 +168,7 @@ impl MatmulVariant {
         MatmulVariant::V1Naive,
         MatmulVariant::V2Blocked,
         MatmulVariant::V3Tiled,
-        MatmulVariant::V4Strip,
+        MatmulVariant::V4Wide,
     ];
 
     /// The WGSL entry point.
@@ -176,7 +177,7 @@ impl MatmulVariant {
             MatmulVariant::V1Naive => "matmul_v1_naive",
             MatmulVariant::V2Blocked => "matmul_v2_blocked",
             MatmulVariant::V3Tiled => "matmul_v3_tiled",
-            MatmulVariant::V4Strip => "matmul_v4_strip",
+            MatmulVariant::V4Wide => "matmul_v4_wide",
         }
     }
 
@@ -186,16 +187,17 @@ impl MatmulVariant {
             MatmulVariant::V1Naive => (16, 16),
             MatmulVariant::V2Blocked => (32, 32),
             MatmulVariant::V3Tiled => (64, 64),
-            MatmulVariant::V4Strip => (16, 16),
+            MatmulVariant::V4Wide => (32, 128),
         }
     }
 
     /// The variant [`matmul`] uses on `gpu`. Software adapters run a workgroup as SIMD lanes on
-    /// one CPU thread, where per-lane loads and barriers are slow and v4 avoids both; hardware
-    /// GPUs want the shared-memory tiles of v3.
+    /// one CPU thread, where each buffer load is a loop over the lanes and a barrier is a context
+    /// switch: v4 makes the fewest loads and no barriers. Hardware GPUs want v3's shared-memory
+    /// tiles (v4's 512 accumulators per invocation would spill there).
     pub fn best_for(gpu: &Gpu) -> Self {
         match gpu.report.class {
-            AdapterClass::Software => MatmulVariant::V4Strip,
+            AdapterClass::Software => MatmulVariant::V4Wide,
             _ => MatmulVariant::V3Tiled,
         }
     }
@@ -254,12 +256,14 @@ pub fn matmul_with(
                 buf.size() / 4
             )));
         }
-        // v3 reads through a vec4 view of each buffer; a buffer whose size is not a multiple of
-        // 16 bytes would hide its last elements from that view.
-        if variant == MatmulVariant::V3Tiled && buf.size() % 16 != 0 {
+        // v3 and v4 read through a vec4 view of each buffer; a buffer whose size is not a
+        // multiple of 16 bytes would hide its last elements from that view.
+        let vec4_view = matches!(variant, MatmulVariant::V3Tiled | MatmulVariant::V4Wide);
+        if vec4_view && buf.size() % 16 != 0 {
             return Err(bad_shape(format!(
-                "{s}: buffer {what} is {} bytes, not a multiple of 16 as matmul_v3_tiled needs",
-                buf.size()
+                "{s}: buffer {what} is {} bytes, not a multiple of 16 as {} needs",
+                buf.size(),
+                variant.entry()
             )));
         }
     }
@@ -269,16 +273,22 @@ pub fn matmul_with(
         s.m.div_ceil(tile_rows) as u32,
         s.batch as u32,
     ];
-    // Whole vec4 moves in v3 need every contiguous axis and batch offset on a 4-element grid.
-    let aligned = (if s.trans_a { s.m } else { s.k }) % 4 == 0
-        && (if s.trans_b { s.k } else { s.n }) % 4 == 0
-        && s.n % 4 == 0
-        && s.a_batch_stride % 4 == 0
-        && s.b_batch_stride % 4 == 0;
+    // A vec4 load needs the run it reads (along the operand's contiguous axis) and the batch
+    // item's first element on a 4-element grid.
+    let a_vec4 = (if s.trans_a { s.m } else { s.k }) % 4 == 0 && s.a_batch_stride % 4 == 0;
+    let b_vec4 = (if s.trans_b { s.k } else { s.n }) % 4 == 0 && s.b_batch_stride % 4 == 0;
+    let c_vec4 = s.n % 4 == 0;
     let flag = |x: bool| if x { 1.0 } else { 0.0 };
     let mut overrides = vec![("TRANS_A", flag(s.trans_a)), ("TRANS_B", flag(s.trans_b))];
-    if variant == MatmulVariant::V3Tiled {
-        overrides.push(("ALIGNED", flag(aligned)));
+    match variant {
+        MatmulVariant::V3Tiled => overrides.push(("ALIGNED", flag(a_vec4 && b_vec4 && c_vec4))),
+        MatmulVariant::V4Wide => overrides.extend([
+            ("A_VEC4", flag(a_vec4)),
+            ("B_VEC4", flag(b_vec4)),
+            ("C_VEC4", flag(c_vec4)),
+            ("K_EXACT", flag(s.k % 4 == 0)),
+        ]),
+        MatmulVariant::V1Naive | MatmulVariant::V2Blocked => {}
     }
     let params = [
         s.m as u32,

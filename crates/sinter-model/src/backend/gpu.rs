@@ -100,7 +100,13 @@ impl GpuBackend {
         };
         let input = |k: usize| buf(node.inputs[k]);
         let shape = |k: usize| plan.shape(node.inputs[k]);
-        let (y, tag, len) = (buf(i), node.tag.as_str(), node.numel());
+        let (tag, len) = (node.tag.as_str(), node.numel());
+        // Optimizer updates write variables and have no output buffer of their own.
+        let y = if node.op.is_update() {
+            &self.hyper
+        } else {
+            buf(i)
+        };
         let d = match &node.op {
             Op::Unary(u) => elementwise::unary(gpu, input(0), y, *u, len, tag)?,
             Op::UnaryGrad(u) => elementwise::unary_grad(gpu, input(0), input(1), y, *u, len, tag)?,

@@ -91,22 +91,101 @@ impl Geometry {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
     }
 
-    /// For tap `kx`, the output columns [lo, hi) whose input column ow·sw − pw + kx·dw lies in
+    /// For tap `kx`, the output columns [lo, hi) whose input column ox·sw − pw + kx·dw lies in
     /// [0, W), and that input column's offset (−pw + kx·dw).
     fn valid_cols(&self, kx: usize) -> (usize, usize, isize) {
-        let off = (kx * self.dilation[1]) as isize - self.pad[1] as isize;
-        let s = self.stride[1] as isize;
-        let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-        let room = self.w as isize - off;
-        let hi = if room <= 0 { 0 } else { (room + s - 1) / s };
-        let hi = (hi as usize).min(self.ow);
-        ((lo as usize).min(hi), hi, off)
+        valid_range(
+            kx * self.dilation[1],
+            self.pad[1],
+            self.stride[1],
+            self.w,
+            self.ow,
+        )
     }
 
-    /// The input row of output row `oy` under tap `ky`, if it is not padding.
-    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        let ih = (oy * self.stride[0] + ky * self.dilation[0]) as isize - self.pad[0] as isize;
-        (ih >= 0 && (ih as usize) < self.h).then_some(ih as usize)
+    /// Likewise for tap `ky`: the output rows whose input row is not padding, and its offset.
+    fn valid_rows(&self, ky: usize) -> (usize, usize, isize) {
+        valid_range(
+            ky * self.dilation[0],
+            self.pad[0],
+            self.stride[0],
+            self.h,
+            self.oh,
+        )
+    }
+
+    /// With stride 1 and OW = W ("same" width, like the default model's layers), one tap's im2col
+    /// row is a single shifted copy of the input plane, apart from the columns that wrap around
+    /// an edge, so it can be copied in one piece instead of OH pieces.
+    fn rows_are_contiguous(&self) -> bool {
+        self.stride == [1, 1] && self.ow == self.w
+    }
+}
+
+/// The outputs [lo, hi) (of `out`) at which input index o·stride + tap − pad lies in [0, size),
+/// and the offset tap − pad.
+fn valid_range(
+    tap: usize,
+    pad: usize,
+    stride: usize,
+    size: usize,
+    out: usize,
+) -> (usize, usize, isize) {
+    let off = tap as isize - pad as isize;
+    let s = stride as isize;
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let room = size as isize - off;
+    let hi = if room <= 0 { 0 } else { (room + s - 1) / s };
+    let hi = (hi as usize).min(out);
+    ((lo as usize).min(hi), hi, off)
+}
+
+/// One tap's row of the im2col matrix when `rows_are_contiguous`: row[q] = plane[q + shift] for q
+/// in [a, b), and zero elsewhere and in the wrapped columns outside [lo, hi) of every output row.
+struct Span {
+    a: usize,
+    b: usize,
+    shift: isize,
+    /// Valid output rows.
+    rows: (usize, usize),
+    /// Valid output columns.
+    cols: (usize, usize),
+}
+
+impl Span {
+    fn of(g: &Geometry, ky: usize, kx: usize) -> Option<Self> {
+        let (ylo, yhi, offy) = g.valid_rows(ky);
+        let (lo, hi, offx) = g.valid_cols(kx);
+        if ylo >= yhi || lo >= hi {
+            return None;
+        }
+        let shift = offy * g.w as isize + offx;
+        // Only the wrapped columns of the first and last valid rows can fall outside the plane.
+        let a = ((ylo * g.ow) as isize).max(-shift) as usize;
+        let b = ((yhi * g.ow) as isize).min((g.h * g.w) as isize - shift) as usize;
+        Some(Self {
+            a,
+            b: b.max(a),
+            shift,
+            rows: (ylo, yhi),
+            cols: (lo, hi),
+        })
+    }
+
+    fn source(&self) -> std::ops::Range<usize> {
+        (self.a as isize + self.shift) as usize..(self.b as isize + self.shift) as usize
+    }
+
+    /// Zeroes the wrapped columns of the valid rows of `row`.
+    fn clear_wrapped<T: Real>(&self, row: &mut [T], ow: usize) {
+        let (lo, hi) = self.cols;
+        if lo == 0 && hi == ow {
+            return;
+        }
+        for out in row[self.rows.0 * ow..self.rows.1 * ow].chunks_exact_mut(ow) {
+            out[..lo].fill(T::zero());
+            out[hi..].fill(T::zero());
+        }
     }
 }
 
@@ -114,20 +193,32 @@ impl Geometry {
 fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T]) {
     let (p, hw) = (g.p(), g.h * g.w);
     let mut rows = col.chunks_exact_mut(p);
-    for c in 0..g.c {
-        let plane = &x[c * hw..(c + 1) * hw];
+    for plane in x.chunks_exact(hw) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let row = rows.next().expect("col has C·KH·KW rows");
-                let (lo, hi, off) = g.valid_cols(kx);
-                for (oy, out) in row.chunks_exact_mut(g.ow).enumerate() {
-                    let Some(ih) = g.input_row(oy, ky).filter(|_| lo < hi) else {
-                        out.fill(T::zero());
+                if g.rows_are_contiguous() {
+                    let Some(span) = Span::of(g, ky, kx) else {
+                        row.fill(T::zero());
                         continue;
                     };
+                    row[..span.a].fill(T::zero());
+                    row[span.b..].fill(T::zero());
+                    row[span.a..span.b].copy_from_slice(&plane[span.source()]);
+                    span.clear_wrapped(row, g.ow);
+                    continue;
+                }
+                let (lo, hi, off) = g.valid_cols(kx);
+                let (ylo, yhi, offy) = g.valid_rows(ky);
+                for (oy, out) in row.chunks_exact_mut(g.ow).enumerate() {
+                    if lo >= hi || oy < ylo || oy >= yhi {
+                        out.fill(T::zero());
+                        continue;
+                    }
+                    let ih = (oy * g.stride[0]) as isize + offy;
                     out[..lo].fill(T::zero());
                     out[hi..].fill(T::zero());
-                    let src = &plane[ih * g.w..(ih + 1) * g.w];
+                    let src = &plane[ih as usize * g.w..(ih as usize + 1) * g.w];
                     let first = (lo as isize * g.stride[1] as isize + off) as usize;
                     if g.stride[1] == 1 {
                         out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
@@ -143,23 +234,33 @@ fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T]) {
     }
 }
 
-/// dx: [C, H, W] += col2im(dcol), the adjoint of `im2col`: every tap adds back to the pixel it read.
-fn col2im<T: Real>(g: &Geometry, dcol: &[T], dx: &mut [T]) {
+/// dx: [C, H, W] += col2im(dcol), the adjoint of `im2col`: every tap adds back to the pixel it
+/// read. dcol is scratch: its entries for padding taps may be zeroed on the way.
+fn col2im<T: Real>(g: &Geometry, dcol: &mut [T], dx: &mut [T]) {
     let (p, hw) = (g.p(), g.h * g.w);
-    let mut rows = dcol.chunks_exact(p);
-    for c in 0..g.c {
-        let plane = &mut dx[c * hw..(c + 1) * hw];
+    let mut rows = dcol.chunks_exact_mut(p);
+    for plane in dx.chunks_exact_mut(hw) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let row = rows.next().expect("dcol has C·KH·KW rows");
+                if g.rows_are_contiguous() {
+                    let Some(span) = Span::of(g, ky, kx) else {
+                        continue;
+                    };
+                    span.clear_wrapped(row, g.ow);
+                    for (d, &s) in plane[span.source()].iter_mut().zip(&row[span.a..span.b]) {
+                        *d += s;
+                    }
+                    continue;
+                }
                 let (lo, hi, off) = g.valid_cols(kx);
+                let (ylo, yhi, offy) = g.valid_rows(ky);
                 if lo >= hi {
                     continue;
                 }
-                for (oy, src) in row.chunks_exact(g.ow).enumerate() {
-                    let Some(ih) = g.input_row(oy, ky) else {
-                        continue;
-                    };
+                for oy in ylo..yhi {
+                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    let ih = ((oy * g.stride[0]) as isize + offy) as usize;
                     let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
                     let first = (lo as isize * g.stride[1] as isize + off) as usize;
                     let taps = dst[first..].iter_mut().step_by(g.stride[1]);

@@ -1,0 +1,243 @@
+//! End-to-end training: a model learns on the shipped MNIST digits, the WGSL kernels on an
+//! adapter agree with the CPU backend step by step, and a resumed run equals an uninterrupted one.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sinter::sinter_device::testing::test_gpu;
+use sinter::sinter_device::{pick_adapter, DeviceChoice, Gpu};
+use sinter::sinter_model::backend::{CpuBackend, GpuBackend};
+use sinter::sinter_model::data::{embedded_mnist, ImageDataset};
+use sinter::sinter_model::nn::{default_cnn, mlp, Sequential};
+use sinter::sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
+use sinter::sinter_model::train::{Classifier, ClassifierConfig};
+use sinter::sinter_model::{Backend, VarStore};
+use std::sync::OnceLock;
+
+fn data() -> &'static (ImageDataset, ImageDataset) {
+    static DATA: OnceLock<(ImageDataset, ImageDataset)> = OnceLock::new();
+    DATA.get_or_init(|| embedded_mnist().expect("the embedded MNIST digits load"))
+}
+
+#[derive(Clone, Copy)]
+enum Arch {
+    Mlp,
+    Cnn,
+}
+
+fn model(arch: Arch, seed: u64) -> (Sequential, VarStore) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut store = VarStore::new();
+    let m = match arch {
+        Arch::Mlp => mlp(&mut store, 784, 256, 10, &mut rng),
+        Arch::Cnn => default_cnn(&mut store, 1, [28, 28], 10, &mut rng),
+    };
+    (m, store)
+}
+
+fn classifier(backend: Backend, arch: Arch, opt: Optimizer, batch: usize, seed: u64) -> Classifier {
+    let (m, store) = model(arch, seed);
+    let config = ClassifierConfig {
+        batch,
+        eval_batch: 500,
+        seed,
+        shuffle: true,
+        stop_on_nan: true,
+    };
+    Classifier::new(
+        "test",
+        m,
+        store,
+        backend,
+        opt,
+        config,
+        [1, 28, 28],
+        data().0.n,
+    )
+    .expect("classifier builds")
+}
+
+/// A second device on the test adapter (each backend owns its device).
+fn gpu_backend() -> Option<Backend> {
+    test_gpu()?;
+    let choice = match DeviceChoice::from_env() {
+        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software)) => c,
+        _ => DeviceChoice::Auto,
+    };
+    let adapter = pick_adapter(choice)
+        .ok()
+        .flatten()
+        .or_else(|| pick_adapter(DeviceChoice::Software).ok().flatten())
+        .expect("test_gpu found an adapter");
+    Some(Backend::Gpu(Box::new(
+        GpuBackend::new(Gpu::new(adapter).expect("device opens")).expect("backend"),
+    )))
+}
+
+fn cpu_backend() -> Backend {
+    Backend::Cpu(CpuBackend::new())
+}
+
+/// Trains `steps` steps and returns the loss of each.
+fn losses(c: &mut Classifier, steps: usize) -> Vec<f32> {
+    (0..steps)
+        .map(|_| c.train_step(&data().0).expect("step runs").loss)
+        .collect()
+}
+
+/// Relative agreement of GPU and CPU losses at every step. f32 kernels that sum in a different
+/// order drift apart slowly as training amplifies rounding; 1e-3 after hundreds of steps (and
+/// 1e-4 over the first 20) is far below the step-to-step change of the loss.
+fn assert_losses_agree(what: &str, gpu: &[f32], cpu: &[f32], rtol: f32) {
+    for (step, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        assert!(
+            (g - c).abs() <= rtol * c.abs(),
+            "{what}: step {step}: GPU loss {g} vs CPU loss {c} (rtol {rtol})"
+        );
+    }
+}
+
+/// Six epochs of Adam with a cosine schedule: the MLP's recipe for the 8,000 training digits.
+const MLP_STEPS: usize = 6 * 125;
+
+fn mlp_optimizer() -> Optimizer {
+    let mut opt = Optimizer::new(OptimizerKind::adam(0.0), 2e-3);
+    opt.schedule = Schedule::Cosine {
+        warmup: MLP_STEPS as u64 / 20,
+        total: MLP_STEPS as u64,
+        min_factor: 0.0,
+    };
+    opt
+}
+
+#[test]
+fn mlp_reaches_95_percent_on_the_cpu_backend() {
+    let mut c = classifier(cpu_backend(), Arch::Mlp, mlp_optimizer(), 64, 1);
+    let before = c.evaluate(&data().1).unwrap();
+    losses(&mut c, MLP_STEPS);
+    let after = c.evaluate(&data().1).unwrap();
+    eprintln!(
+        "MLP on CPU: test accuracy {:.2}% → {:.2}%",
+        before.accuracy * 100.0,
+        after.accuracy * 100.0
+    );
+    assert!(
+        after.accuracy >= 0.95,
+        "MLP test accuracy {:.2}% < 95%",
+        after.accuracy * 100.0
+    );
+    assert!(
+        after.loss < before.loss / 5.0,
+        "test loss fell only from {} to {}",
+        before.loss,
+        after.loss
+    );
+}
+
+#[test]
+fn mlp_reaches_95_percent_on_an_adapter() {
+    let Some(backend) = gpu_backend() else { return };
+    let mut c = classifier(backend, Arch::Mlp, mlp_optimizer(), 64, 1);
+    losses(&mut c, MLP_STEPS);
+    let after = c.evaluate(&data().1).unwrap();
+    eprintln!(
+        "MLP on {}: test accuracy {:.2}%",
+        c.backend.describe(),
+        after.accuracy * 100.0
+    );
+    assert!(
+        after.accuracy >= 0.95,
+        "MLP test accuracy {:.2}% < 95%",
+        after.accuracy * 100.0
+    );
+}
+
+#[test]
+fn mlp_on_an_adapter_matches_the_cpu_backend_for_20_steps() {
+    let Some(backend) = gpu_backend() else { return };
+    for opt in [
+        Optimizer::new(OptimizerKind::sgd(0.9, true, 1e-4), 0.05),
+        Optimizer::new(OptimizerKind::adamw(0.01), 1e-3),
+    ] {
+        let name = opt.kind.name();
+        let mut clip = opt.clone();
+        clip.clip_norm = Some(1.0);
+        let mut g = classifier(
+            gpu_backend().unwrap_or_else(|| unreachable!()),
+            Arch::Mlp,
+            clip.clone(),
+            32,
+            7,
+        );
+        let mut c = classifier(cpu_backend(), Arch::Mlp, clip, 32, 7);
+        assert_losses_agree(name, &losses(&mut g, 20), &losses(&mut c, 20), 1e-4);
+    }
+    drop(backend);
+}
+
+#[test]
+fn cnn_on_an_adapter_matches_the_cpu_backend_for_200_steps() {
+    let Some(backend) = gpu_backend() else { return };
+    // SGD rather than Adam: Adam divides by √v, which magnifies the last-bit differences of
+    // gradients near zero, so its trajectories part sooner without either being wrong.
+    let opt = Optimizer::new(OptimizerKind::sgd(0.9, false, 0.0), 0.02);
+    let mut g = classifier(backend, Arch::Cnn, opt.clone(), 8, 3);
+    let mut c = classifier(cpu_backend(), Arch::Cnn, opt, 8, 3);
+    let (lg, lc) = (losses(&mut g, 200), losses(&mut c, 200));
+    // The first steps agree to the rounding of f32 sums; later ones within the drift bound.
+    assert_losses_agree("cnn (first 5 steps)", &lg[..5], &lc[..5], 1e-5);
+    assert_losses_agree("cnn", &lg, &lc, 1e-3);
+    let head: f32 = lc[..20].iter().sum::<f32>() / 20.0;
+    let tail: f32 = lc[180..].iter().sum::<f32>() / 20.0;
+    assert!(tail < head * 0.6, "CNN loss did not fall: {head} → {tail}");
+}
+
+#[test]
+fn cnn_learns_on_the_cpu_backend() {
+    let mut c = classifier(
+        cpu_backend(),
+        Arch::Cnn,
+        Optimizer::new(OptimizerKind::adam(0.0), 1e-3),
+        64,
+        5,
+    );
+    losses(&mut c, 250);
+    let eval = c.evaluate(&data().1).unwrap();
+    eprintln!(
+        "CNN on CPU after 250 steps: test accuracy {:.2}%",
+        eval.accuracy * 100.0
+    );
+    assert!(
+        eval.accuracy >= 0.95,
+        "CNN test accuracy {:.2}% < 95% after 2 epochs",
+        eval.accuracy * 100.0
+    );
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one() {
+    let opt = Optimizer::new(OptimizerKind::adamw(0.01), 1e-3);
+    let mut whole = classifier(cpu_backend(), Arch::Mlp, opt.clone(), 32, 11);
+    losses(&mut whole, 30);
+
+    let mut first = classifier(cpu_backend(), Arch::Mlp, opt.clone(), 32, 11);
+    losses(&mut first, 17);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join("resume-test.ckpt");
+    first.checkpoint().unwrap().save(&path).unwrap();
+    drop(first);
+
+    // A fresh process would build the model from a different seed; the checkpoint overrides it.
+    let mut second = classifier(cpu_backend(), Arch::Mlp, opt, 32, 99);
+    let ckpt = sinter::sinter_model::checkpoint::TrainingCheckpoint::load(&path).unwrap();
+    second.restore(&ckpt, &path).unwrap();
+    assert_eq!(second.step, 17);
+    losses(&mut second, 13);
+    for (a, b) in whole.params().unwrap().iter().zip(second.params().unwrap()) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(
+            a.data, b.data,
+            "{} differs between the resumed and the uninterrupted run",
+            a.name
+        );
+    }
+}
