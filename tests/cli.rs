@@ -1,0 +1,149 @@
+//! The `sinter` command line as a user meets it: `info`, a short `train`, and clear errors with a
+//! non-zero exit for missing or corrupt data files, mismatched parameter files and bad options.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn sinter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sinter"))
+        .args(args)
+        .env("SINTER_DEVICE", "cpu")
+        .output()
+        .expect("sinter runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn info_lists_adapters_and_the_auto_choice() {
+    let o = sinter(&["info"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("auto:"), "{out}");
+}
+
+#[test]
+fn a_short_training_run_reports_accuracy_and_device_and_saves_parameters() {
+    let dir = scratch("train");
+    let params = dir.join("mlp.safetensors");
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "20",
+        "--quiet",
+        "--save",
+        params.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("test accuracy") && out.contains("images/s") && out.contains("CPU backend"),
+        "{out}"
+    );
+    assert!(params.exists());
+
+    // The saved parameters initialize the same model, and are refused by another one.
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "1",
+        "--quiet",
+        "--init",
+        params.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sinter(&[
+        "train",
+        "--model",
+        "cnn",
+        "--steps",
+        "1",
+        "--quiet",
+        "--init",
+        params.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("mlp.safetensors") && err.contains("conv1.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_data_folder_is_a_clear_error() {
+    let o = sinter(&["train", "--data", "/no/such/folder", "--steps", "1"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("/no/such/folder") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wrong_idx_magic_number_names_the_file() {
+    let dir = scratch("bad-magic");
+    std::fs::write(dir.join("images-idx3-ubyte"), [0u8, 0, 9, 9, 0, 0, 0, 1]).unwrap();
+    std::fs::write(dir.join("labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
+    let o = sinter(&["train", "--data", dir.to_str().unwrap(), "--steps", "1"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("images-idx3-ubyte") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_idx_file_names_the_file() {
+    let dir = scratch("truncated");
+    // Claims 10 images of 28×28 but holds 5 bytes of pixels.
+    let mut images = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
+    images.extend([1, 2, 3, 4, 5]);
+    std::fs::write(dir.join("images-idx3-ubyte"), images).unwrap();
+    std::fs::write(
+        dir.join("labels-idx1-ubyte"),
+        [0u8, 0, 8, 1, 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
+    )
+    .unwrap();
+    let o = sinter(&["train", "--data", dir.to_str().unwrap(), "--steps", "1"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("images-idx3-ubyte") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let o = sinter(&["train", "--device", "tpu", "--steps", "1"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown device 'tpu'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sinter(&["train", "--batch", "0", "--steps", "1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--batch"), "{}", stderr(&o));
+    let o = sinter(&["train", "--lr=-1", "--steps", "1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--lr"), "{}", stderr(&o));
+}
