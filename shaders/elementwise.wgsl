@@ -95,7 +95,7 @@ fn gelu_grad(v: f32) -> f32 {
 
 fn unary_op(v: f32) -> f32 {
     switch OP {
-        case 0u: { return max(v, 0.0); }
+        case 0u: { return select(v, 0.0, v < 0.0); } // NaN passes through
         case 1u: { return gelu(v); }
         case 2u: { return tanh_safe(v); }
         case 3u: { return sigmoid(v); }

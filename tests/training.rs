@@ -38,7 +38,7 @@ fn classifier(backend: Backend, arch: Arch, opt: Optimizer, batch: usize, seed: 
     let (m, store) = model(arch, seed);
     let config = ClassifierConfig {
         batch,
-        eval_batch: 500,
+        eval_batch: 200,
         seed,
         shuffle: true,
         stop_on_nan: true,
@@ -240,4 +240,91 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
             a.name
         );
     }
+}
+
+#[test]
+fn gpu_memory_matches_the_plan_and_a_steady_loop_allocates_nothing() {
+    let Some(backend) = gpu_backend() else { return };
+    let before = backend.pool_stats().expect("a GPU backend");
+    let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
+    let mut c = classifier(backend, Arch::Cnn, opt, 16, 3);
+    let compiled = c.backend.pool_stats().unwrap();
+    let train = c.train_memory();
+    let eval: u64 = c.eval_memory().iter().map(|m| m.planned_bytes).sum();
+    let predicted = c.variable_bytes() + train.planned_bytes + eval;
+    let allocated = compiled.bytes_allocated - before.bytes_allocated;
+    eprintln!(
+        "CNN batch 16: train step planned {} B in {} buffers (peak live {} B, {} B without reuse); \
+         variables {} B; eval {} B; predicted {} B, allocated {} B",
+        train.planned_bytes,
+        train.buffers,
+        train.peak_live_bytes,
+        train.unshared_bytes,
+        c.variable_bytes(),
+        eval,
+        predicted,
+        allocated
+    );
+    assert!(
+        train.planned_bytes < train.unshared_bytes * 3 / 4,
+        "liveness reuse saves little: {train:?}"
+    );
+    assert!(
+        train.planned_bytes <= train.peak_live_bytes * 3 / 2,
+        "plan far above the peak live bytes: {train:?}"
+    );
+    // Allocation rounds each buffer up to its pool size class (at most 4/3), plus the 16-byte
+    // optimizer-scalar buffer.
+    assert!(
+        allocated >= predicted,
+        "allocated {allocated} < predicted {predicted}"
+    );
+    assert!(
+        allocated <= predicted * 4 / 3 + 4096,
+        "allocated {allocated} far above predicted {predicted}"
+    );
+    losses(&mut c, 3);
+    c.evaluate(&data().1).unwrap();
+    let warm = c.backend.pool_stats().unwrap();
+    losses(&mut c, 5);
+    c.evaluate(&data().1).unwrap();
+    assert_eq!(
+        c.backend.pool_stats().unwrap(),
+        warm,
+        "the steady training loop allocated GPU buffers"
+    );
+}
+
+#[test]
+fn a_nan_loss_is_reported_with_its_step() {
+    let (train, _) = data();
+    let mut poisoned = train.clone();
+    let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.01);
+    let (m, store) = model(Arch::Mlp, 1);
+    let config = ClassifierConfig {
+        batch: 16,
+        eval_batch: 200,
+        seed: 1,
+        shuffle: false,
+        stop_on_nan: true,
+    };
+    let mut c = Classifier::new(
+        "nan",
+        m,
+        store,
+        cpu_backend(),
+        opt,
+        config,
+        [1, 28, 28],
+        train.n,
+    )
+    .unwrap();
+    c.train_step(train).unwrap();
+    // The second batch (examples 16..32) holds a NaN pixel.
+    poisoned.images[20 * 784 + 300] = f32::NAN;
+    let err = c.train_step(&poisoned).unwrap_err().to_string();
+    assert!(
+        err.contains("step 1") && err.contains("not finite"),
+        "{err}"
+    );
 }

@@ -193,7 +193,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let total_steps = args.steps.unwrap_or(args.epochs * steps_per_epoch);
     let config = ClassifierConfig {
         batch: args.batch,
-        eval_batch: 500,
+        eval_batch: 200,
         seed: args.seed,
         shuffle: !args.no_shuffle,
         stop_on_nan: args.stop_on_nan,

@@ -161,6 +161,16 @@ impl Classifier {
         self.train.memory()
     }
 
+    /// What the planner predicted for each evaluation program compiled so far.
+    pub fn eval_memory(&self) -> Vec<MemoryReport> {
+        self.eval.iter().map(|(_, p)| p.memory()).collect()
+    }
+
+    /// Bytes of all persistent variables (parameters and optimizer state).
+    pub fn variable_bytes(&self) -> u64 {
+        self.store.vars.iter().map(|v| 4 * v.numel() as u64).sum()
+    }
+
     fn eval_program(&mut self, batch: usize) -> Result<usize> {
         if let Some(k) = self.eval.iter().position(|(b, _)| *b == batch) {
             return Ok(k);

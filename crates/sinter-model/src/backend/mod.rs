@@ -93,6 +93,14 @@ impl Backend {
         }
     }
 
+    /// GPU buffer-pool counters (None on the CPU backend).
+    pub fn pool_stats(&self) -> Option<sinter_device::PoolStats> {
+        match self {
+            Backend::Cpu(_) => None,
+            Backend::Gpu(g) => Some(g.gpu.pool_stats()),
+        }
+    }
+
     pub fn is_gpu(&self) -> bool {
         matches!(self, Backend::Gpu(_))
     }

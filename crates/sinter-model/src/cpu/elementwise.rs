@@ -15,11 +15,12 @@ const CHUNK: usize = 1 << 13;
 pub fn unary_value<T: Real>(op: UnaryOp, v: T) -> T {
     let (zero, one) = (T::zero(), T::one());
     match op {
+        // NaN passes through (as in PyTorch), so a diverged run is seen at the loss.
         UnaryOp::Relu => {
-            if v > zero {
-                v
-            } else {
+            if v < zero {
                 zero
+            } else {
+                v
             }
         }
         UnaryOp::Gelu => v * sigmoid(T::of(2.0) * gelu_u(v)),
