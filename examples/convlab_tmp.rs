@@ -63,6 +63,21 @@ fn main() {
         },
     };
     let gpu = test_gpu().unwrap();
+    let overrides: Vec<(&str, f64)> = std::env::var("OVR")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (
+                        &*Box::leak(k.to_string().into_boxed_str()),
+                        v.parse().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let src = std::fs::read_to_string(file).unwrap();
     let module = gpu
         .device
@@ -77,7 +92,10 @@ fn main() {
             layout: None,
             module: &module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &overrides,
+                zero_initialize_workgroup_memory: false,
+            },
             cache: None,
         });
     let x: Vec<f32> = (0..s.x_len())

@@ -328,3 +328,59 @@ fn a_nan_loss_is_reported_with_its_step() {
         "{err}"
     );
 }
+
+#[test]
+fn dropout_masks_are_the_same_on_every_backend_and_off_in_evaluation() {
+    use sinter::sinter_model::nn::{Dropout, Layer};
+    let Some(backend) = gpu_backend() else { return };
+    let with_dropout = |seed: u64| {
+        let (mut m, store) = model(Arch::Mlp, seed);
+        m.layers
+            .insert(3, ("drop1".into(), Layer::Dropout(Dropout { p: 0.3 })));
+        (m, store)
+    };
+    let config = ClassifierConfig {
+        batch: 32,
+        eval_batch: 200,
+        seed: 4,
+        shuffle: true,
+        stop_on_nan: true,
+    };
+    let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
+    let (m, store) = with_dropout(4);
+    let mut g = Classifier::new(
+        "drop",
+        m,
+        store,
+        backend,
+        opt.clone(),
+        config.clone(),
+        [1, 28, 28],
+        data().0.n,
+    )
+    .unwrap();
+    let (m, store) = with_dropout(4);
+    let mut c = Classifier::new(
+        "drop",
+        m,
+        store,
+        cpu_backend(),
+        opt,
+        config,
+        [1, 28, 28],
+        data().0.n,
+    )
+    .unwrap();
+    assert_losses_agree(
+        "dropout mlp",
+        &losses(&mut g, 20),
+        &losses(&mut c, 20),
+        1e-4,
+    );
+    // Evaluation is deterministic: no mask, so two evaluations agree exactly.
+    let (a, b) = (
+        c.evaluate(&data().1).unwrap(),
+        c.evaluate(&data().1).unwrap(),
+    );
+    assert_eq!(a, b);
+}

@@ -332,7 +332,10 @@ impl Gpu {
                 label: Some("sinter"),
             });
         self.record(&mut encoder, dispatches);
-        log::trace!("submitting {} dispatches", dispatches.len());
+        log::debug!(
+            "submitting {} dispatches in one command encoder",
+            dispatches.len()
+        );
         self.finish_and_read(encoder, reads)
     }
 

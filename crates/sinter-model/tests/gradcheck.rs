@@ -272,3 +272,24 @@ fn non_scalar_loss_is_an_error() {
     let err = backward(&x.relu(), &[x.id]).unwrap_err().to_string();
     assert!(err.contains("scalar") && err.contains("[3]"), "{err}");
 }
+
+#[test]
+fn a_parameter_the_loss_does_not_reach_is_reported_by_name() {
+    use sinter_model::backward::param_gradients;
+    use sinter_model::VarId;
+    let g = GraphBuilder::new();
+    let used = g.var(VarId(0), &[3], "used");
+    let unused = g.var(VarId(1), &[3], "unused");
+    let _ = unused.relu();
+    let loss = used.square().sum_all();
+    let grads = backward(&loss, &[]).unwrap();
+    let params = vec![
+        (VarId(0), used.id, "fc.weight".to_string()),
+        (VarId(1), unused.id, "fc.bias".to_string()),
+    ];
+    let err = param_gradients(&grads, &params).unwrap_err().to_string();
+    assert!(
+        err.contains("fc.bias") && !err.contains("fc.weight"),
+        "{err}"
+    );
+}
