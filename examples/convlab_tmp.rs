@@ -136,19 +136,20 @@ fn main() {
             contents: bytemuck_cast(&params),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-    let (ins, out_len, want): ([Vec<f32>; 2], usize, Vec<f32>) = if entry.starts_with("fwd") {
-        let mut y = vec![0.0; s.y_len()];
-        cc::conv2d_forward(&x, &w, &mut y, &s);
-        ([x.clone(), w.clone()], s.y_len(), y)
-    } else if entry.starts_with("gi") {
-        let mut d = vec![0.0; s.x_len()];
-        cc::conv2d_grad_input(&dy, &w, &mut d, &s);
-        ([dy.clone(), w.clone()], s.x_len(), d)
-    } else {
-        let mut d = vec![0.0; s.w_len()];
-        cc::conv2d_grad_weight(&x, &dy, &mut d, &s);
-        ([x.clone(), dy.clone()], s.w_len(), d)
-    };
+    let (ins, out_len, want): ([Vec<f32>; 2], usize, Vec<f32>) =
+        if (entry.starts_with("fwd") || entry.contains("forward")) {
+            let mut y = vec![0.0; s.y_len()];
+            cc::conv2d_forward(&x, &w, &mut y, &s);
+            ([x.clone(), w.clone()], s.y_len(), y)
+        } else if (entry.starts_with("gi") || entry.contains("grad_input")) {
+            let mut d = vec![0.0; s.x_len()];
+            cc::conv2d_grad_input(&dy, &w, &mut d, &s);
+            ([dy.clone(), w.clone()], s.x_len(), d)
+        } else {
+            let mut d = vec![0.0; s.w_len()];
+            cc::conv2d_grad_weight(&x, &dy, &mut d, &s);
+            ([x.clone(), dy.clone()], s.w_len(), d)
+        };
     let b0 = gpu.upload("a", &ins[0]).unwrap();
     let b1 = gpu.upload("b", &ins[1]).unwrap();
     let bo = gpu.buffer("o", out_len).unwrap();
@@ -182,7 +183,7 @@ fn main() {
         .collect();
     let groups = if scheme.starts_with("pix") {
         // parts: pixels per workgroup, channels per workgroup
-        let (pix, rows) = if entry.starts_with("fwd") {
+        let (pix, rows) = if (entry.starts_with("fwd") || entry.contains("forward")) {
             (s.n * oh * ow, s.c_out)
         } else {
             (s.n * s.h * s.w, s.c_in)

@@ -35,12 +35,22 @@ override K_EXACT: bool = false;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-// The same buffers seen as vec4s, for v3's tile loads and stores. Bindings only have to be
-// distinct within one entry point, and the buffer pool hands out sizes that are multiples of 16
-// bytes (checked by the launch builder), so no element is out of reach of this view.
+// The same buffers seen as vec4s, for the vec4 loads and stores of v3 and v4 (which bind only
+// these). Bindings only have to be distinct within one entry point, and the buffer pool hands out
+// sizes that are multiples of 16 bytes (checked by the launch builder), so no element is out of
+// reach of this view.
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
+
+// Element i of A, of B, through the vec4 views.
+fn a_one(i: u32) -> f32 {
+    return a4[i >> 2u][i & 3u];
+}
+
+fn b_one(i: u32) -> f32 {
+    return b4[i >> 2u][i & 3u];
+}
 
 // op(A)[row, kk] of the batch item starting at `base`.
 fn a_at(base: u32, row: u32, kk: u32) -> f32 {
@@ -143,15 +153,6 @@ const K3: u32 = 16u;
 var<workgroup> as3: array<vec4<f32>, 256>;
 var<workgroup> bs3: array<vec4<f32>, 256>;
 
-// Scalar read through the vec4 view (v3 binds only that view).
-fn a4_at(i: u32) -> f32 {
-    return a4[i >> 2u][i & 3u];
-}
-
-fn b4_at(i: u32) -> f32 {
-    return b4[i >> 2u][i & 3u];
-}
-
 // Four consecutive elements of A starting at flat index i, each zero when its own coordinate
 // (`first + j` along the contiguous axis) is at or past `limit`. With ALIGNED one vec4 load.
 fn a_run4(i: u32, first: u32, limit: u32) -> vec4<f32> {
@@ -164,7 +165,7 @@ fn a_run4(i: u32, first: u32, limit: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         if first + j < limit {
-            v[j] = a4_at(i + j);
+            v[j] = a_one(i + j);
         }
     }
     return v;
@@ -180,7 +181,7 @@ fn b_run4(i: u32, first: u32, limit: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         if first + j < limit {
-            v[j] = b4_at(i + j);
+            v[j] = b_one(i + j);
         }
     }
     return v;
@@ -311,15 +312,6 @@ fn store_c4_row4(base: u32, row: u32, col: u32, v: vec4<f32>) {
 // no barriers (a barrier there is a coroutine switch). On a hardware GPU this many registers per
 // invocation would spill; the launch builder uses v3 there.
 // Grid: [ceil(n / 128), ceil(m / 32), batch]; workgroup of 8 along n.
-
-// Element i of A, of B, through the vec4 views (v4 binds only those).
-fn a_one(i: u32) -> f32 {
-    return a4[i >> 2u][i & 3u];
-}
-
-fn b_one(i: u32) -> f32 {
-    return b4[i >> 2u][i & 3u];
-}
 
 // op(A)[r..r+4, k0..k0+4] as a matrix whose column j is k index k0 + j (components: the rows).
 // Rows and k indices past the edge are clamped: their products are masked or dropped later.

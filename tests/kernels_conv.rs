@@ -101,7 +101,7 @@ fn conv_cases() -> Vec<(&'static str, Conv2dShape)> {
         ),
         (
             "wide channels",
-            conv(3, 7, [5, 4], 33, [3, 3], [1, 2], [1, 0], [1, 1]),
+            conv(3, 19, [5, 4], 33, [3, 3], [1, 2], [1, 0], [1, 1]),
         ),
         (
             "model conv1",

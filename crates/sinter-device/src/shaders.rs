@@ -11,10 +11,14 @@ pub enum Shader {
     Pool,
     Loss,
     Optim,
+    Softmax,
+    Norm,
+    Embedding,
+    Attention,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Matmul,
@@ -22,6 +26,10 @@ impl Shader {
         Shader::Pool,
         Shader::Loss,
         Shader::Optim,
+        Shader::Softmax,
+        Shader::Norm,
+        Shader::Embedding,
+        Shader::Attention,
     ];
 
     /// The file name under `shaders/`, without the extension.
@@ -34,6 +42,10 @@ impl Shader {
             Shader::Pool => "pool",
             Shader::Loss => "loss",
             Shader::Optim => "optim",
+            Shader::Softmax => "softmax",
+            Shader::Norm => "norm",
+            Shader::Embedding => "embedding",
+            Shader::Attention => "attention",
         }
     }
 
@@ -46,6 +58,10 @@ impl Shader {
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
             Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../../shaders/optim.wgsl"),
+            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            Shader::Norm => include_str!("../../../shaders/norm.wgsl"),
+            Shader::Embedding => include_str!("../../../shaders/embedding.wgsl"),
+            Shader::Attention => include_str!("../../../shaders/attention.wgsl"),
         }
     }
 }

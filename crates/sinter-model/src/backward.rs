@@ -234,12 +234,79 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
             vec![Some(d), None]
         }
         Op::CountCorrect => vec![None, None],
+        // dx = y ∘ (dy − Σ dy∘y)
+        Op::Softmax => vec![Some(g.push(Op::SoftmaxGrad, &[y.id, dy.id], y.shape(), ""))],
+        // dx = dy − softmax(x) · Σ dy
+        Op::LogSoftmax => vec![Some(g.push(
+            Op::LogSoftmaxGrad,
+            &[y.id, dy.id],
+            y.shape(),
+            "",
+        ))],
+        // With x̂ = (x − μ)·rstd and g = dy∘γ: dx = rstd·(g − mean(g) − x̂·mean(g∘x̂)),
+        // dγ = Σ_rows dy∘x̂, dβ = Σ_rows dy.
+        Op::LayerNorm { eps } => {
+            let (x, gamma, beta) = (input(0), input(1), input(2));
+            let dx = g.push(
+                Op::LayerNormGradInput { eps },
+                &[x.id, gamma.id, dy.id],
+                x.shape(),
+                "",
+            );
+            let dgamma = g.push(
+                Op::LayerNormGradGamma { eps },
+                &[x.id, dy.id],
+                gamma.shape(),
+                "",
+            );
+            vec![Some(dx), Some(dgamma), Some(dy.sum_to(&beta.shape())?)]
+        }
+        // dtable[v] = Σ over positions holding token v of dout; ids get none
+        Op::Embedding => {
+            let (ids, table) = (input(0), input(1));
+            vec![
+                None,
+                Some(g.push(Op::EmbeddingGrad, &[ids.id, dy.id], table.shape(), "")),
+            ]
+        }
+        // P = softmax(scale·QKᵀ), recomputed from the saved log-sum-exp:
+        // dV = Pᵀ·dO, dS = P∘(dO·Vᵀ − Δ) with Δ = rowsum(dO∘O), dQ = scale·dS·K, dK = scale·dSᵀ·Q
+        Op::Attention { causal, scale } => {
+            let (q, k, v) = (input(0), input(1), input(2));
+            let lse = g.secondary(i, 1).ok_or_else(|| {
+                ModelError::Graph(format!("attention node {i} lost its log-sum-exp output"))
+            })?;
+            let qs = q.shape();
+            let outs = g.push_multi(
+                Op::AttentionGrad { causal, scale },
+                &[q.id, k.id, v.id, y.id, dy.id, lse.id],
+                vec![qs.clone(), k.shape(), v.shape(), vec![qs[0], qs[2], qs[1]]],
+                "",
+            );
+            vec![
+                Some(outs[0].clone()),
+                Some(outs[1].clone()),
+                Some(outs[2].clone()),
+            ]
+        }
+        Op::Secondary(_) => {
+            return Err(ModelError::Graph(format!(
+                "a secondary output ({}) is not differentiable",
+                node.tag
+            )))
+        }
         Op::UnaryGrad(_)
         | Op::Conv2dGradInput(_)
         | Op::Conv2dGradWeight(_)
         | Op::MaxPool2dGrad(_)
         | Op::AvgPool2dGrad(_)
         | Op::CrossEntropyGrad
+        | Op::SoftmaxGrad
+        | Op::LogSoftmaxGrad
+        | Op::LayerNormGradInput { .. }
+        | Op::LayerNormGradGamma { .. }
+        | Op::EmbeddingGrad
+        | Op::AttentionGrad { .. }
         | Op::SgdUpdate { .. }
         | Op::AdamUpdate { .. } => {
             return Err(ModelError::Graph(format!(

@@ -107,6 +107,45 @@ pub enum Op {
     CrossEntropyGrad,
     /// Number of rows whose arg-max equals the target: a scalar.
     CountCorrect,
+    /// Softmax along the last axis.
+    Softmax,
+    /// Log-softmax along the last axis.
+    LogSoftmax,
+    /// inputs `[y, dy]` with `y` the softmax output.
+    SoftmaxGrad,
+    /// inputs `[y, dy]` with `y` the log-softmax output.
+    LogSoftmaxGrad,
+    /// Layer normalization over the last axis; inputs `[x, gamma, beta]`.
+    LayerNorm {
+        eps: f32,
+    },
+    /// inputs `[x, gamma, dy]`; the node has x's shape.
+    LayerNormGradInput {
+        eps: f32,
+    },
+    /// inputs `[x, dy]`; the node has gamma's shape.
+    LayerNormGradGamma {
+        eps: f32,
+    },
+    /// Rows of a table picked by token ids (stored as floats); inputs `[ids, table]`.
+    Embedding,
+    /// inputs `[ids, dout]`; the node has the table's shape.
+    EmbeddingGrad,
+    /// Fused scaled-dot-product attention of q, k, v: `[B, T, H, D]`. Its secondary output 1 is
+    /// the log-sum-exp of each query row, `[B, H, T]`, saved for the backward pass.
+    Attention {
+        causal: bool,
+        scale: f32,
+    },
+    /// inputs `[q, k, v, o, do, lse]`; the node is dq; secondary outputs 1, 2, 3 are dk, dv and a
+    /// `[B, H, T]` scratch row (Σ do∘o).
+    AttentionGrad {
+        causal: bool,
+        scale: f32,
+    },
+    /// The k-th secondary output (k ≥ 1) of the node that is its only input. The planner gives it
+    /// a buffer when its producer runs.
+    Secondary(usize),
     /// In-place SGD step; inputs `[grad, scale]`; no output.
     SgdUpdate {
         param: VarId,
@@ -147,6 +186,18 @@ impl Op {
             Op::CrossEntropy => "cross_entropy".into(),
             Op::CrossEntropyGrad => "cross_entropy_grad".into(),
             Op::CountCorrect => "count_correct".into(),
+            Op::Softmax => "softmax".into(),
+            Op::LogSoftmax => "log_softmax".into(),
+            Op::SoftmaxGrad => "softmax_grad".into(),
+            Op::LogSoftmaxGrad => "log_softmax_grad".into(),
+            Op::LayerNorm { .. } => "layer_norm".into(),
+            Op::LayerNormGradInput { .. } => "layer_norm_grad_input".into(),
+            Op::LayerNormGradGamma { .. } => "layer_norm_grad_gamma".into(),
+            Op::Embedding => "embedding".into(),
+            Op::EmbeddingGrad => "embedding_grad".into(),
+            Op::Attention { .. } => "attention".into(),
+            Op::AttentionGrad { .. } => "attention_grad".into(),
+            Op::Secondary(k) => format!("output {k}"),
             Op::SgdUpdate { .. } => "sgd".into(),
             Op::AdamUpdate { .. } => "adam".into(),
         }
@@ -182,6 +233,8 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Prefix for tags of nodes recorded now (set by modules: `conv1`, `fc2`, …).
     scope: Vec<String>,
+    /// The one leaf node of each variable used.
+    var_leaves: std::collections::HashMap<VarId, NodeId>,
 }
 
 /// A handle to a node of a shared graph; operations on it record new nodes.
@@ -222,6 +275,7 @@ impl GraphBuilder {
         Graph {
             nodes: g.nodes.clone(),
             scope: Vec::new(),
+            var_leaves: g.var_leaves.clone(),
         }
     }
 
@@ -289,6 +343,43 @@ impl GraphBuilder {
         self.tensor(id)
     }
 
+    /// Records a node with secondary outputs: the primary output has `shapes[0]`, and one
+    /// [`Op::Secondary`] node is recorded per further shape. Returns all outputs in order.
+    #[track_caller]
+    pub fn push_multi(
+        &self,
+        op: Op,
+        inputs: &[NodeId],
+        shapes: Vec<Vec<usize>>,
+        what: &str,
+    ) -> Vec<Tensor> {
+        let loc = Location::caller();
+        let mut shapes = shapes.into_iter();
+        let primary = self.push_at(
+            op,
+            inputs,
+            shapes.next().expect("at least one output"),
+            what,
+            loc,
+        );
+        let mut outs = vec![primary.clone()];
+        for (k, shape) in shapes.enumerate() {
+            outs.push(self.push_at(Op::Secondary(k + 1), &[primary.id], shape, what, loc));
+        }
+        outs
+    }
+
+    /// The secondary output `k` of node `id`, if it was recorded.
+    pub fn secondary(&self, id: NodeId, k: usize) -> Option<Tensor> {
+        let g = self.graph.borrow();
+        let found = g.nodes[id + 1..]
+            .iter()
+            .position(|n| n.op == Op::Secondary(k) && n.inputs == [id])
+            .map(|p| id + 1 + p);
+        drop(g);
+        found.map(|i| self.tensor(i))
+    }
+
     /// A batch fed at every step.
     #[track_caller]
     pub fn input(&self, name: &str, shape: &[usize]) -> Tensor {
@@ -302,10 +393,22 @@ impl GraphBuilder {
         )
     }
 
-    /// A persistent variable (parameter or optimizer state) of the given shape.
+    /// A persistent variable (parameter or optimizer state) of the given shape. A variable has
+    /// one leaf per graph however often it is used, so its gradients from every use meet there.
     #[track_caller]
     pub fn var(&self, id: VarId, shape: &[usize], name: &str) -> Tensor {
-        self.push(Op::Var(id), &[], shape.to_vec(), name)
+        let existing = self.graph.borrow().var_leaves.get(&id).copied();
+        if let Some(leaf) = existing {
+            return self.tensor(leaf);
+        }
+        let leaf = self.push(Op::Var(id), &[], shape.to_vec(), name);
+        self.graph.borrow_mut().var_leaves.insert(id, leaf.id);
+        leaf
+    }
+
+    /// The leaf of variable `id`, if this graph uses it.
+    pub fn var_leaf(&self, id: VarId) -> Option<NodeId> {
+        self.graph.borrow().var_leaves.get(&id).copied()
     }
 
     #[track_caller]
@@ -651,6 +754,99 @@ impl Tensor {
             Op::AvgPool2d(config)
         };
         Ok(self.record(op, &[self.id], vec![s.n, s.c, oh, ow], loc))
+    }
+
+    // ---- sequence models ---------------------------------------------------------------------
+
+    #[track_caller]
+    fn last_axis(&self, op: &'static str) -> Result<usize> {
+        match self.shape().last() {
+            Some(&d) if d > 0 => Ok(d),
+            _ => Err(shape_err(
+                op,
+                format!("needs a non-empty last axis, got {:?}", self.shape()),
+                Location::caller(),
+            )),
+        }
+    }
+
+    /// Softmax along the last axis.
+    #[track_caller]
+    pub fn softmax(&self) -> Result<Tensor> {
+        self.last_axis("softmax")?;
+        Ok(self.record(Op::Softmax, &[self.id], self.shape(), Location::caller()))
+    }
+
+    /// Log-softmax along the last axis.
+    #[track_caller]
+    pub fn log_softmax(&self) -> Result<Tensor> {
+        self.last_axis("log_softmax")?;
+        Ok(self.record(Op::LogSoftmax, &[self.id], self.shape(), Location::caller()))
+    }
+
+    /// Layer normalization over the last axis with scale `gamma` and shift `beta` (both `[d]`).
+    #[track_caller]
+    pub fn layer_norm(&self, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
+        let loc = Location::caller();
+        let d = self.last_axis("layer_norm")?;
+        if gamma.shape() != [d] || beta.shape() != [d] {
+            return Err(shape_err(
+                "layer_norm",
+                format!(
+                    "x {:?} needs gamma and beta of shape [{d}], got {:?} and {:?}",
+                    self.shape(),
+                    gamma.shape(),
+                    beta.shape()
+                ),
+                loc,
+            ));
+        }
+        Ok(self.record(
+            Op::LayerNorm { eps },
+            &[self.id, gamma.id, beta.id],
+            self.shape(),
+            loc,
+        ))
+    }
+
+    /// Looks up `table: [V, d]` rows for these token ids: the result has shape `ids.shape + [d]`.
+    #[track_caller]
+    pub fn embedding(&self, table: &Tensor) -> Result<Tensor> {
+        let loc = Location::caller();
+        let t = table.shape();
+        if t.len() != 2 {
+            return Err(shape_err(
+                "embedding",
+                format!("table must be [vocab, dim], got {t:?}"),
+                loc,
+            ));
+        }
+        let mut shape = self.shape();
+        shape.push(t[1]);
+        Ok(self.record(Op::Embedding, &[self.id, table.id], shape, loc))
+    }
+
+    /// Fused scaled-dot-product attention; `self` is q and all of q, k, v are `[B, T, H, D]`.
+    #[track_caller]
+    pub fn attention(&self, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+        let loc = Location::caller();
+        let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
+        if qs.len() != 4 || qs != ks || qs != vs {
+            return Err(shape_err(
+                "attention",
+                format!("q, k, v must share one [B, T, H, D] shape, got {qs:?}, {ks:?}, {vs:?}"),
+                loc,
+            ));
+        }
+        let scale = 1.0 / (qs[3] as f32).sqrt();
+        let lse = vec![qs[0], qs[2], qs[1]];
+        let outs = self.builder().push_multi(
+            Op::Attention { causal, scale },
+            &[self.id, k.id, v.id],
+            vec![qs, lse],
+            "",
+        );
+        Ok(outs[0].clone())
     }
 
     // ---- losses and metrics ------------------------------------------------------------------

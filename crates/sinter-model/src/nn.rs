@@ -46,7 +46,19 @@ impl Linear {
         let g = x.builder();
         let w = param(&g, store, self.weight);
         let b = param(&g, store, self.bias);
-        x.matmul_t(&w, false, true)?.add(&b)
+        let shape = x.shape();
+        if shape.len() <= 2 {
+            return x.matmul_t(&w, false, true)?.add(&b);
+        }
+        // [.., in] → [rows, in] so the weight gradient is one product, not a sum over a batch.
+        let rows = shape[..shape.len() - 1].iter().product();
+        let y = x
+            .reshape(&[rows, self.in_features])?
+            .matmul_t(&w, false, true)?
+            .add(&b)?;
+        let mut out = shape;
+        *out.last_mut().expect("rank > 2") = self.out_features;
+        y.reshape(&out)
     }
 }
 

@@ -4,10 +4,14 @@
 use crate::error::{ModelError, Result};
 use crate::graph::{conv_shape, pool_shape, Graph, Node, NodeId, Op};
 use crate::vars::VarId;
+use sinter_device::kernels::attention::AttentionShape;
 use sinter_device::kernels::conv::Conv2dShape;
+use sinter_device::kernels::embedding::EmbeddingShape;
 use sinter_device::kernels::loss::CrossEntropyShape;
 use sinter_device::kernels::matmul::MatmulShape;
+use sinter_device::kernels::norm::LayerNormShape;
 use sinter_device::kernels::pool::Pool2dShape;
+use sinter_device::kernels::softmax::RowsShape;
 
 /// Where a node's value lives while the step runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +34,8 @@ pub struct Plan {
     pub storage: Vec<Storage>,
     /// Capacity of each slot, in elements.
     pub slots: Vec<usize>,
+    /// The secondary outputs of each node (see [`Op::Secondary`]), in order.
+    pub extras: Vec<Vec<NodeId>>,
     /// `Input` nodes, in the order feeds are given to `run`.
     pub inputs: Vec<NodeId>,
     /// Values read back after each run, in order.
@@ -51,6 +57,54 @@ pub struct MemoryReport {
     /// The largest single buffer.
     pub largest_buffer_bytes: u64,
     pub buffers: usize,
+}
+
+/// Hands out slots by best fit and tracks how many bytes are alive.
+#[derive(Default)]
+struct SlotAllocator {
+    slots: Vec<usize>,
+    free: Vec<usize>,
+    live_of_slot: Vec<u64>,
+    live: u64,
+    peak: u64,
+    unshared: u64,
+}
+
+impl SlotAllocator {
+    /// A slot for `len` elements: the smallest free one that fits, else a new one. `own` asks
+    /// for a new slot that nothing else will share (inputs and constants, written outside a step).
+    fn allocate(&mut self, len: usize, own: bool) -> usize {
+        let len = len.max(1);
+        let best = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| self.slots[s] >= len)
+            .min_by_key(|(_, &s)| self.slots[s])
+            .map(|(k, _)| k);
+        let slot = match best.filter(|_| !own) {
+            Some(k) => self.free.swap_remove(k),
+            None => {
+                self.slots.push(len);
+                self.live_of_slot.push(0);
+                self.slots.len() - 1
+            }
+        };
+        let bytes = 4 * len as u64;
+        self.live_of_slot[slot] = bytes;
+        self.live += bytes;
+        self.unshared += bytes;
+        self.peak = self.peak.max(self.live);
+        slot
+    }
+
+    fn release(&mut self, slot: usize) {
+        if self.live_of_slot[slot] > 0 {
+            self.live -= self.live_of_slot[slot];
+            self.live_of_slot[slot] = 0;
+            self.free.push(slot);
+        }
+    }
 }
 
 impl Plan {
@@ -76,10 +130,27 @@ impl Plan {
                 needed[i] = true;
             }
         }
+        // Secondary outputs, by producer: they get buffers whenever their producer runs.
+        let mut extras: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+        for (j, node) in nodes.iter().enumerate() {
+            if let Op::Secondary(k) = node.op {
+                let producer = &mut extras[node.inputs[0]];
+                producer.push(j);
+                assert_eq!(
+                    producer.len(),
+                    k,
+                    "secondary outputs of node {} recorded out of order",
+                    node.inputs[0]
+                );
+            }
+        }
         for i in (0..n).rev() {
             if needed[i] {
                 for &j in &nodes[i].inputs {
                     needed[j] = true;
+                }
+                for &e in &extras[i] {
+                    needed[e] = true;
                 }
             }
         }
@@ -106,11 +177,9 @@ impl Plan {
         };
 
         let mut storage = vec![Storage::None; n];
-        let mut slots: Vec<usize> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
         let mut order = Vec::new();
-        let (mut live, mut peak, mut unshared, mut variables) = (0u64, 0u64, 0u64, 0u64);
-        let mut live_of_slot: Vec<u64> = Vec::new();
+        let mut variables = 0u64;
+        let mut alloc = SlotAllocator::default();
         for i in 0..n {
             if !needed[i] {
                 continue;
@@ -126,35 +195,18 @@ impl Plan {
                     storage[i] = storage[root[i]];
                     continue;
                 }
+                // Allocated with its producer; only its freeing is handled here.
+                Op::Secondary(_) => {}
                 op if op.is_update() => {}
                 _ => {
-                    let len = node.numel().max(1);
-                    // Best fit among free slots, else a new slot. Inputs and constants are written
-                    // outside the step, so they get buffers of their own.
                     let own = matches!(node.op, Op::Input { .. } | Op::Fill(_));
-                    let pick = free
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, &s)| slots[s] >= len)
-                        .min_by_key(|(_, &s)| slots[s])
-                        .map(|(k, _)| k)
-                        .filter(|_| !own);
-                    let slot = match pick {
-                        Some(k) => free.swap_remove(k),
-                        None => {
-                            slots.push(len);
-                            live_of_slot.push(0);
-                            slots.len() - 1
-                        }
-                    };
-                    storage[i] = Storage::Slot(slot);
-                    live_of_slot[slot] = 4 * len as u64;
-                    live += 4 * len as u64;
-                    unshared += 4 * len as u64;
-                    peak = peak.max(live);
+                    storage[i] = Storage::Slot(alloc.allocate(node.numel(), own));
+                    for &e in &extras[i] {
+                        storage[e] = Storage::Slot(alloc.allocate(nodes[e].numel(), false));
+                    }
                 }
             }
-            if !matches!(node.op, Op::Input { .. } | Op::Fill(_)) {
+            if !matches!(node.op, Op::Input { .. } | Op::Fill(_) | Op::Secondary(_)) {
                 order.push(i);
             }
             // Free the inputs whose last use is this node (and values nobody reads).
@@ -167,11 +219,7 @@ impl Plan {
             for r in done {
                 if last_use[r] <= i && !pinned(r) {
                     if let Storage::Slot(s) = storage[r] {
-                        if !free.contains(&s) && live_of_slot[s] > 0 {
-                            live -= live_of_slot[s];
-                            live_of_slot[s] = 0;
-                            free.push(s);
-                        }
+                        alloc.release(s);
                     }
                 }
             }
@@ -179,6 +227,13 @@ impl Plan {
         let inputs = (0..n)
             .filter(|&i| needed[i] && matches!(nodes[i].op, Op::Input { .. }))
             .collect();
+        let SlotAllocator {
+            slots,
+            live: _,
+            peak,
+            unshared,
+            ..
+        } = alloc;
         let planned: u64 = slots.iter().map(|&s| 4 * s as u64).sum();
         let memory = MemoryReport {
             peak_live_bytes: peak,
@@ -201,6 +256,7 @@ impl Plan {
             order,
             storage,
             slots,
+            extras,
             inputs,
             outputs: outputs.to_vec(),
             memory,
@@ -263,6 +319,44 @@ pub fn conv_kernel_shape(
 
 pub fn pool_kernel_shape(x: &[usize], c: crate::graph::PoolConfig) -> Pool2dShape {
     pool_shape(x, c).expect("checked when recorded")
+}
+
+/// A tensor as rows of its last axis.
+pub fn rows_shape(x: &[usize]) -> RowsShape {
+    let cols = *x.last().expect("rank ≥ 1");
+    RowsShape {
+        rows: x.iter().product::<usize>() / cols.max(1),
+        cols,
+    }
+}
+
+pub fn layer_norm_shape(x: &[usize], eps: f32) -> LayerNormShape {
+    let r = rows_shape(x);
+    LayerNormShape {
+        rows: r.rows,
+        dim: r.cols,
+        eps,
+    }
+}
+
+pub fn embedding_shape(ids: &[usize], table: &[usize]) -> EmbeddingShape {
+    EmbeddingShape {
+        tokens: ids.iter().product(),
+        vocab: table[0],
+        dim: table[1],
+    }
+}
+
+/// q: `[B, T, H, D]`.
+pub fn attention_shape(q: &[usize], causal: bool, scale: f32) -> AttentionShape {
+    AttentionShape {
+        batch: q[0],
+        seq: q[1],
+        heads: q[2],
+        head_dim: q[3],
+        causal,
+        scale,
+    }
 }
 
 pub fn cross_entropy_shape(logits: &[usize]) -> CrossEntropyShape {

@@ -101,19 +101,9 @@ impl Classifier {
         let grads = backward(&g.tensor(loss), &[])?;
         let mut params = Vec::new();
         for id in store.ids(VarKind::Param) {
-            // The parameter's leaf in this graph (a model may use a parameter more than once;
-            // all its uses share one leaf per call to `forward`, so collect every leaf).
-            let leaves: Vec<NodeId> = (0..g.len())
-                .filter(|&i| g.node(i).op == crate::graph::Op::Var(id))
-                .collect();
-            if leaves.len() != 1 {
-                return Err(ModelError::Graph(format!(
-                    "parameter {} appears {} times in the graph; expected once",
-                    store.get(id).name,
-                    leaves.len()
-                )));
-            }
-            params.push((id, leaves[0], store.get(id).name.clone()));
+            // A parameter the model never uses has no leaf: param_gradients reports it.
+            let leaf = g.var_leaf(id).unwrap_or(usize::MAX);
+            params.push((id, leaf, store.get(id).name.clone()));
         }
         let grad_nodes = param_gradients(&grads, &params)?;
         let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();

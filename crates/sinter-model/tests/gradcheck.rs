@@ -7,7 +7,8 @@ use sinter_device::kernels::elementwise::{BinaryOp, UnaryOp};
 use sinter_device::kernels::reduce::ReduceOp;
 use sinter_model::backend::CpuBackend;
 use sinter_model::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
-use sinter_model::{backward, Result, StepScalars};
+use sinter_model::nn_seq::{CellKind, Embedding, Recurrent, TransformerBlock};
+use sinter_model::{backward, Result, StepScalars, VarId, VarKind, VarStore};
 
 /// Finite-difference step and tolerance: in f64 the central difference is accurate to about
 /// h² · |f'''| + ε/h ≈ 1e-10 here, so 1e-6 absolute + 1e-6 relative leaves a wide margin
@@ -292,4 +293,146 @@ fn a_parameter_the_loss_does_not_reach_is_reported_by_name() {
         err.contains("fc.bias") && !err.contains("fc.weight"),
         "{err}"
     );
+}
+
+#[test]
+fn softmax_and_layer_norm_rules() {
+    check(case("softmax", &[&[4, 7]]), |x| x[0].softmax());
+    check(case("log_softmax", &[&[4, 7]]), |x| x[0].log_softmax());
+    check(case("layer_norm", &[&[2, 3, 8], &[8], &[8]]), |x| {
+        x[0].layer_norm(&x[1], &x[2], 1e-5)
+    });
+}
+
+#[test]
+fn embedding_rule_with_repeated_tokens() {
+    let mut c = case("embedding", &[&[2, 5], &[6, 3]]);
+    // Token 4 repeats three times and token 0 twice: their gradients must add up.
+    c.fixed = vec![(0, vec![4.0, 0.0, 4.0, 1.0, 5.0, 0.0, 4.0, 2.0, 3.0, 1.0])];
+    check(c, |x| x[0].embedding(&x[1]));
+}
+
+#[test]
+fn attention_rule() {
+    for causal in [false, true] {
+        check(
+            case("attention", &[&[2, 5, 2, 3], &[2, 5, 2, 3], &[2, 5, 2, 3]]),
+            |x| x[0].attention(&x[1], &x[2], causal),
+        );
+    }
+    // The same tensor as query, key and value: three gradient paths accumulate.
+    check(case("self attention", &[&[1, 4, 1, 3]]), |x| {
+        x[0].attention(&x[0], &x[0], true)
+    });
+}
+
+/// Checks the gradients of every parameter of a module, perturbing the variables themselves.
+fn check_module(
+    name: &str,
+    build: impl Fn(
+        &mut VarStore,
+        &mut ChaCha8Rng,
+    ) -> Box<dyn Fn(&GraphBuilder, &VarStore) -> Result<Tensor>>,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let mut store = VarStore::new();
+    let forward = build(&mut store, &mut rng);
+    let g = GraphBuilder::new();
+    let out = forward(&g, &store).unwrap();
+    let r: Vec<f64> = (0..out.numel())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let rt = g.input("r", &out.shape());
+    let loss = out.mul(&rt).unwrap().sum_all();
+    let grads = backward(&loss, &[]).unwrap();
+    let params: Vec<(VarId, usize)> = store
+        .ids(VarKind::Param)
+        .into_iter()
+        .map(|id| {
+            let leaf = (0..g.len())
+                .find(|&i| g.node(i).op == sinter_model::Op::Var(id))
+                .expect("used");
+            (
+                id,
+                grads
+                    .of(leaf)
+                    .unwrap_or_else(|| panic!("{name}: {} has no gradient", store.get(id).name)),
+            )
+        })
+        .collect();
+    let mut outputs = vec![loss.id];
+    outputs.extend(params.iter().map(|p| p.1));
+    let mut cpu = CpuBackend::<f64>::new();
+    cpu.load_vars(&store);
+    let mut prog = cpu.compile(sinter_model::Plan::new(&g.finish(), &outputs).unwrap());
+    let analytic = cpu
+        .run_f64(&mut prog, &[&r], &StepScalars::default())
+        .unwrap();
+    for (slot, &(id, _)) in params.iter().enumerate() {
+        let n = store.get(id).numel();
+        for _ in 0..6 {
+            let j = rng.random_range(0..n);
+            let orig = cpu.vars[id.0][j];
+            cpu.vars[id.0][j] = orig + H;
+            let plus = cpu
+                .run_f64(&mut prog, &[&r], &StepScalars::default())
+                .unwrap()[0][0];
+            cpu.vars[id.0][j] = orig - H;
+            let minus = cpu
+                .run_f64(&mut prog, &[&r], &StepScalars::default())
+                .unwrap()[0][0];
+            cpu.vars[id.0][j] = orig;
+            let numeric = (plus - minus) / (2.0 * H);
+            let got = analytic[slot + 1][j];
+            assert!(
+                (got - numeric).abs() <= ATOL + RTOL * numeric.abs(),
+                "{name}: d loss / d {}[{j}] = {got} by autodiff but {numeric} by finite differences",
+                store.get(id).name
+            );
+        }
+    }
+}
+
+#[test]
+fn recurrent_cells_through_time() {
+    for kind in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        check_module(&format!("{kind:?} over 4 steps"), |store, rng| {
+            let cell = Recurrent::new(store, "rnn", kind, 3, 5, rng);
+            let xs: Vec<Vec<f64>> = (0..4)
+                .map(|_| (0..6).map(|_| rng.random_range(-1.0..1.0)).collect())
+                .collect();
+            Box::new(move |g: &GraphBuilder, store: &VarStore| {
+                let inputs: Vec<Tensor> = xs
+                    .iter()
+                    .map(|x| {
+                        let shape = [2, 3];
+                        let t = g.fill(0.0, &shape);
+                        // Constant step inputs: x_t = 0 + c_t, with c_t a fixed pattern.
+                        let c = g.fill(x[0], &shape);
+                        t.add(&c).unwrap().affine(1.0, x[1])
+                    })
+                    .collect();
+                let hs = cell.forward(store, &inputs)?;
+                // Every step's state reaches the loss, as every step's logits do in a language model.
+                let mut total = hs[0].clone();
+                for h in &hs[1..] {
+                    total = total.add(h)?;
+                }
+                Ok(total)
+            })
+        });
+    }
+}
+
+#[test]
+fn transformer_block_parameters() {
+    check_module("transformer block", |store, rng| {
+        let block = TransformerBlock::new(store, "block", 8, 2, rng);
+        let embed = Embedding::new(store, "tok", 5, 8, 1.0, rng);
+        Box::new(move |g: &GraphBuilder, store: &VarStore| {
+            let ids = g.fill(0.0, &[2, 3]).affine(1.0, 3.0);
+            let x = embed.forward(store, &ids)?;
+            block.forward(store, &x)
+        })
+    });
 }

@@ -5,9 +5,18 @@ use crate::{grid_1d, DeviceError, Dispatch, Gpu, Launch, Result, Shader};
 
 /// Invocations per workgroup of every conv2d entry point (`WG` in the WGSL).
 const WG: u32 = 64;
-/// Output rows (channels) and columns (pixels or taps) one invocation accumulates (`TM`, `TN`).
-const TM: u32 = 4;
-const TN: u32 = 4;
+/// GEMM columns (pixels, or taps for the weight gradient) one invocation accumulates.
+const COLS: u32 = 8;
+
+/// GEMM rows (channels) per invocation, the `TM` override: the smallest of 4, 8, 16 that covers
+/// `rows`, so that layers with few channels do not compute padding rows.
+fn rows_per_invocation(rows: usize) -> u32 {
+    match rows {
+        0..=4 => 4,
+        5..=8 => 8,
+        _ => 16,
+    }
+}
 
 /// The shape of one 2-D convolution. Bias is not part of it: it is a separate broadcast add.
 ///
@@ -208,25 +217,23 @@ fn launch(
         check_buffer(entry, name, buffer, len, &described)?;
     }
     let limit = gpu.limits.max_compute_workgroups_per_dimension;
-    let tiles = |rows: usize, cols: usize, per_col: u32| {
-        let row_blocks = (rows as u32).div_ceil(TM);
-        let col_blocks = (cols as u32).div_ceil(per_col);
-        let [gx, gy, _] = grid_1d(col_blocks, limit);
-        [gx, gy, row_blocks]
-    };
     let k_taps = shape.c_in * shape.kh * shape.kw;
-    // Forward: M = O, N = N·OH·OW. Input gradient: M = C, N = N·H·W. Each invocation owns TN
-    // columns. Weight gradient: a workgroup owns a TM×TN tile of dw, its invocations split K.
-    let workgroups = match pass {
-        Pass::Forward => tiles(shape.c_out, y / shape.c_out, WG * TN),
-        Pass::GradInput => tiles(shape.c_in, x / shape.c_in, WG * TN),
-        Pass::GradWeight => tiles(shape.c_out, k_taps, TN),
+    // Forward: M = O, N = N·OH·OW. Input gradient: M = C, N = N·H·W. An invocation owns TM rows
+    // and COLS columns WG apart. Weight gradient: M = O, N = C·KH·KW; a workgroup owns a TM × COLS
+    // tile of dw and its invocations split the N·OH·OW reduction.
+    let (rows, cols, cols_per_group) = match pass {
+        Pass::Forward => (shape.c_out, y / shape.c_out, WG * COLS),
+        Pass::GradInput => (shape.c_in, x / shape.c_in, WG * COLS),
+        Pass::GradWeight => (shape.c_out, k_taps, COLS),
     };
+    let tm = rows_per_invocation(rows);
+    let [gx, gy, _] = grid_1d((cols as u32).div_ceil(cols_per_group), limit);
+    let workgroups = [gx, gy, (rows as u32).div_ceil(tm)];
     let bytes = 4 * (x + w + y) as u64;
     gpu.prepare(Launch {
         shader: Shader::Conv2d,
         entry,
-        overrides: &[],
+        overrides: &[("TM", tm as f64)],
         params: &shape.params(),
         buffers: &buffers,
         workgroups,

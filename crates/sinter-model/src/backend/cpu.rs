@@ -144,6 +144,58 @@ impl<T: Real> CpuProgram<T> {
         Ok(())
     }
 
+    /// Attention and its gradient write several outputs: the node's own and its secondaries.
+    fn execute_attention(
+        &mut self,
+        vars: &mut [Vec<T>],
+        i: NodeId,
+        causal: bool,
+        scale: f32,
+    ) -> Result<()> {
+        let node = &self.plan.nodes[i];
+        let mut outs: Vec<(usize, Vec<T>)> = std::iter::once(i)
+            .chain(self.plan.extras[i].iter().copied())
+            .map(|id| {
+                let Storage::Slot(s) = self.plan.storage[id] else {
+                    unreachable!("outputs have slots")
+                };
+                (s, std::mem::take(&mut self.slots[s]))
+            })
+            .collect();
+        let x = |k: usize| self.value(vars, node.inputs[k]);
+        let s = plan::attention_shape(self.plan.shape(node.inputs[0]), causal, scale);
+        let (n, rows) = (s.qkv_len(), s.lse_len());
+        match &mut outs[..] {
+            [(_, o), (_, lse)] if matches!(node.op, Op::Attention { .. }) => {
+                cpu::attention::attention_forward(
+                    x(0),
+                    x(1),
+                    x(2),
+                    &mut o[..n],
+                    &mut lse[..rows],
+                    &s,
+                )
+            }
+            [(_, dq), (_, dk), (_, dv), _delta] => cpu::attention::attention_backward(
+                x(0),
+                x(1),
+                x(2),
+                x(3),
+                x(4),
+                x(5),
+                &mut dq[..n],
+                &mut dk[..n],
+                &mut dv[..n],
+                &s,
+            ),
+            _ => unreachable!("attention nodes are recorded with their secondary outputs"),
+        }
+        for (slot, buf) in outs {
+            self.slots[slot] = buf;
+        }
+        Ok(())
+    }
+
     fn execute_node(
         &mut self,
         vars: &mut [Vec<T>],
@@ -151,55 +203,50 @@ impl<T: Real> CpuProgram<T> {
         scalars: &StepScalars,
     ) -> Result<()> {
         let node = &self.plan.nodes[i];
-        if let Op::SgdUpdate {
-            param,
-            velocity,
-            config,
-        } = &node.op
-        {
-            let (grad, scale) = (
-                self.value(vars, node.inputs[0]).to_vec(),
-                self.value(vars, node.inputs[1])[0],
-            );
-            let mut p = std::mem::take(&mut vars[param.0]);
-            cpu::optim::sgd(
-                &mut p,
-                &grad,
-                &mut vars[velocity.0],
-                scale,
+        if node.op.is_update() {
+            // Gradients and the clipping scale are computed values, so they live in slots and
+            // can be read while the variables are written.
+            let slot = |id: NodeId| match self.plan.storage[id] {
+                Storage::Slot(s) => &self.slots[s][..self.plan.nodes[id].numel()],
+                other => unreachable!("optimizer input {id} stored as {other:?}"),
+            };
+            let (grad, scale, lr) = (
+                slot(node.inputs[0]),
+                slot(node.inputs[1])[0],
                 T::of(scalars.lr),
-                config,
             );
-            vars[param.0] = p;
+            match &node.op {
+                Op::SgdUpdate {
+                    param,
+                    velocity,
+                    config,
+                } => {
+                    let [p, vel] = vars
+                        .get_disjoint_mut([param.0, velocity.0])
+                        .expect("distinct variables");
+                    cpu::optim::sgd(p, grad, vel, scale, lr, config);
+                }
+                Op::AdamUpdate {
+                    param,
+                    m,
+                    v,
+                    config,
+                } => {
+                    let [p, mm, vv] = vars
+                        .get_disjoint_mut([param.0, m.0, v.0])
+                        .expect("distinct variables");
+                    let (bc1, bc2) = (
+                        T::of(scalars.bias_correction1),
+                        T::of(scalars.bias_correction2),
+                    );
+                    cpu::optim::adam(p, grad, mm, vv, scale, lr, bc1, bc2, config);
+                }
+                _ => unreachable!("is_update"),
+            }
             return Ok(());
         }
-        if let Op::AdamUpdate {
-            param,
-            m,
-            v,
-            config,
-        } = &node.op
-        {
-            let (grad, scale) = (
-                self.value(vars, node.inputs[0]).to_vec(),
-                self.value(vars, node.inputs[1])[0],
-            );
-            let mut p = std::mem::take(&mut vars[param.0]);
-            let mut mm = std::mem::take(&mut vars[m.0]);
-            cpu::optim::adam(
-                &mut p,
-                &grad,
-                &mut mm,
-                &mut vars[v.0],
-                scale,
-                T::of(scalars.lr),
-                T::of(scalars.bias_correction1),
-                T::of(scalars.bias_correction2),
-                config,
-            );
-            vars[param.0] = p;
-            vars[m.0] = mm;
-            return Ok(());
+        if let Op::Attention { causal, scale } | Op::AttentionGrad { causal, scale } = node.op {
+            return self.execute_attention(vars, i, causal, scale);
         }
         let Storage::Slot(s) = self.plan.storage[i] else {
             unreachable!("valued nodes have slots")
@@ -209,6 +256,42 @@ impl<T: Real> CpuProgram<T> {
         let x = |k: usize| self.value(vars, node.inputs[k]);
         let shape = |k: usize| self.plan.shape(node.inputs[k]);
         match &node.op {
+            Op::Softmax => cpu::softmax::softmax(x(0), y, &plan::rows_shape(shape(0))),
+            Op::LogSoftmax => cpu::softmax::log_softmax(x(0), y, &plan::rows_shape(shape(0))),
+            Op::SoftmaxGrad => {
+                cpu::softmax::softmax_grad(x(0), x(1), y, &plan::rows_shape(shape(0)))
+            }
+            Op::LogSoftmaxGrad => {
+                cpu::softmax::log_softmax_grad(x(0), x(1), y, &plan::rows_shape(shape(0)))
+            }
+            Op::LayerNorm { eps } => {
+                cpu::norm::layer_norm(x(0), x(1), x(2), y, &plan::layer_norm_shape(shape(0), *eps))
+            }
+            Op::LayerNormGradInput { eps } => cpu::norm::layer_norm_grad_input(
+                x(0),
+                x(1),
+                x(2),
+                y,
+                &plan::layer_norm_shape(shape(0), *eps),
+            ),
+            Op::LayerNormGradGamma { eps } => cpu::norm::layer_norm_grad_gamma(
+                x(0),
+                x(1),
+                y,
+                &plan::layer_norm_shape(shape(0), *eps),
+            ),
+            Op::Embedding => {
+                cpu::embedding::embedding(x(0), x(1), y, &plan::embedding_shape(shape(0), shape(1)))
+            }
+            Op::EmbeddingGrad => cpu::embedding::embedding_grad(
+                x(0),
+                x(1),
+                y,
+                &plan::embedding_shape(shape(0), &node.shape),
+            ),
+            Op::Attention { .. } | Op::AttentionGrad { .. } | Op::Secondary(_) => {
+                unreachable!("{} has several outputs", node.op.name())
+            }
             Op::Unary(u) => cpu::elementwise::unary(*u, x(0), y),
             Op::UnaryGrad(u) => cpu::elementwise::unary_grad(*u, x(0), x(1), y),
             Op::Affine { alpha, beta } => {

@@ -6,7 +6,9 @@ use crate::error::Result;
 use crate::graph::{conv_shape, NodeId, Op};
 use crate::plan::{self, Plan, Storage};
 use crate::vars::{VarId, VarStore};
-use sinter_device::kernels::{conv, elementwise, loss, matmul, optim, pool, reduce};
+use sinter_device::kernels::{
+    attention, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce, softmax,
+};
 use sinter_device::{wgpu, Dispatch, Gpu};
 
 /// Variable buffers on one GPU, plus the per-step scalars every optimizer kernel reads.
@@ -74,7 +76,7 @@ impl GpuBackend {
         }
         let mut dispatches = Vec::with_capacity(plan.order.len());
         for &i in &plan.order {
-            dispatches.push(self.prepare(&plan, &slots, i)?);
+            dispatches.extend(self.prepare(&plan, &slots, i)?);
         }
         log::debug!(
             "gpu program: {} dispatches, {} buffers",
@@ -88,7 +90,8 @@ impl GpuBackend {
         })
     }
 
-    fn prepare(&self, plan: &Plan, slots: &[wgpu::Buffer], i: NodeId) -> Result<Dispatch> {
+    /// The dispatches of node `i` (one for most ops).
+    fn prepare(&self, plan: &Plan, slots: &[wgpu::Buffer], i: NodeId) -> Result<Vec<Dispatch>> {
         let gpu = &self.gpu;
         let node = &plan.nodes[i];
         let buf = |id: NodeId| -> &wgpu::Buffer {
@@ -108,6 +111,56 @@ impl GpuBackend {
             buf(i)
         };
         let d = match &node.op {
+            Op::Softmax => softmax::softmax(gpu, input(0), y, &plan::rows_shape(shape(0)), tag)?,
+            Op::LogSoftmax => {
+                softmax::log_softmax(gpu, input(0), y, &plan::rows_shape(shape(0)), tag)?
+            }
+            Op::SoftmaxGrad => {
+                softmax::softmax_grad(gpu, input(0), input(1), y, &plan::rows_shape(shape(0)), tag)?
+            }
+            Op::LogSoftmaxGrad => softmax::log_softmax_grad(
+                gpu,
+                input(0),
+                input(1),
+                y,
+                &plan::rows_shape(shape(0)),
+                tag,
+            )?,
+            Op::LayerNorm { eps } => {
+                let s = plan::layer_norm_shape(shape(0), *eps);
+                norm::layer_norm(gpu, input(0), input(1), input(2), y, &s, tag)?
+            }
+            Op::LayerNormGradInput { eps } => {
+                let s = plan::layer_norm_shape(shape(0), *eps);
+                norm::layer_norm_grad_input(gpu, input(0), input(1), input(2), y, &s, tag)?
+            }
+            Op::LayerNormGradGamma { eps } => {
+                let s = plan::layer_norm_shape(shape(0), *eps);
+                norm::layer_norm_grad_gamma(gpu, input(0), input(1), y, &s, tag)?
+            }
+            Op::Embedding => {
+                let s = plan::embedding_shape(shape(0), shape(1));
+                embedding::embedding(gpu, input(0), input(1), y, &s, tag)?
+            }
+            Op::EmbeddingGrad => {
+                let s = plan::embedding_shape(shape(0), &node.shape);
+                embedding::embedding_grad(gpu, input(0), input(1), y, &s, tag)?
+            }
+            Op::Attention { causal, scale } => {
+                let s = plan::attention_shape(shape(0), *causal, *scale);
+                let lse = buf(plan.extras[i][0]);
+                attention::attention_forward(gpu, input(0), input(1), input(2), y, lse, &s, tag)?
+            }
+            Op::AttentionGrad { causal, scale } => {
+                let s = plan::attention_shape(shape(0), *causal, *scale);
+                let [dk, dv, delta] = [0, 1, 2].map(|k| buf(plan.extras[i][k]));
+                let (q, k, v, o, d_o, lse) =
+                    (input(0), input(1), input(2), input(3), input(4), input(5));
+                return Ok(attention::attention_backward(
+                    gpu, q, k, v, o, d_o, lse, delta, y, dk, dv, &s, tag,
+                )?);
+            }
+            Op::Secondary(_) => unreachable!("secondary outputs are written by their producer"),
             Op::Unary(u) => elementwise::unary(gpu, input(0), y, *u, len, tag)?,
             Op::UnaryGrad(u) => elementwise::unary_grad(gpu, input(0), input(1), y, *u, len, tag)?,
             Op::Affine { alpha, beta } => {
@@ -229,7 +282,7 @@ impl GpuBackend {
                 unreachable!("{} is not executed", node.op.name())
             }
         };
-        Ok(d)
+        Ok(vec![d])
     }
 
     /// Returns a program's buffers to the device's pool.

@@ -22,10 +22,14 @@ pub trait Real:
 }
 impl Real for f32 {}
 impl Real for f64 {}
+pub mod attention;
 pub mod conv;
 pub mod elementwise;
+pub mod embedding;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod softmax;

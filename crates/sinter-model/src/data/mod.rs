@@ -1,10 +1,12 @@
 //! The data a training run reads: IDX files (MNIST and its relatives), the MNIST subset shipped in
-//! `data/` and compiled in, and the batcher that turns a dataset into reproducible, resumable batches.
+//! `data/` and compiled in, character-level text corpora, and the batcher that turns a dataset into reproducible, resumable batches.
 
 pub mod batcher;
 pub mod idx;
 pub mod mnist;
+pub mod text;
 
 pub use batcher::{Batcher, BatcherState, Order};
 pub use idx::{parse_idx, read_idx, IdxArray};
 pub use mnist::{embedded_mnist, load_dir, load_idx_pair, ImageDataset};
+pub use text::CharCorpus;

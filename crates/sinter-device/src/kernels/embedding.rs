@@ -1,0 +1,116 @@
+//! Launch builders for `shaders/embedding.wgsl`: the embedding lookup and its gradient, a
+//! deterministic scatter-add. Token ids are stored as f32, like class targets in the loss kernels.
+
+use super::elementwise::{check_buffer, check_len, grid_for};
+use crate::error::{DeviceError, Result};
+use crate::gpu::{Dispatch, Gpu, Launch};
+use crate::shaders::Shader;
+
+/// Invocations per workgroup of every embedding kernel (`WG` in the WGSL).
+const WG: usize = 256;
+
+/// The bits of a quiet NaN, written for the row of a token whose id is not a valid row.
+const NAN_BITS: u32 = 0x7fc0_0000;
+
+/// `tokens` ids, each an integer in [0, vocab) stored as f32, looking up rows of a [vocab, dim]
+/// table into [tokens, dim].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EmbeddingShape {
+    pub tokens: usize,
+    pub vocab: usize,
+    pub dim: usize,
+}
+
+impl EmbeddingShape {
+    fn check(&self, op: &str) -> Result<()> {
+        let EmbeddingShape { tokens, vocab, dim } = *self;
+        if tokens == 0 || vocab == 0 || dim == 0 {
+            return Err(DeviceError::BadShape {
+                op: op.to_string(),
+                detail: format!(
+                    "zero-sized dim in ids [{tokens}], table [{vocab}, {dim}], out [{tokens}, {dim}]"
+                ),
+            });
+        }
+        check_len(op, &format!("table [{vocab}, {dim}]"), vocab * dim)?;
+        check_len(op, &format!("out [{tokens}, {dim}]"), tokens * dim)
+    }
+
+    fn params(&self) -> [u32; 4] {
+        [
+            self.tokens as u32,
+            self.vocab as u32,
+            self.dim as u32,
+            NAN_BITS,
+        ]
+    }
+}
+
+/// out[t] = table[ids[t]]; the row of an id that is not an integer in [0, vocab) is NaN.
+// ids: [tokens], table: [vocab, dim], out: [tokens, dim]
+pub fn embedding(
+    gpu: &Gpu,
+    ids: &wgpu::Buffer,
+    table: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    shape: &EmbeddingShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    const OP: &str = "embedding";
+    shape.check(OP)?;
+    let len = shape.tokens * shape.dim;
+    check_buffer(OP, "ids", ids, shape.tokens)?;
+    check_buffer(OP, "table", table, shape.vocab * shape.dim)?;
+    check_buffer(OP, "out", out, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Embedding,
+        entry: "embedding",
+        overrides: &[],
+        params: &shape.params(),
+        buffers: &[ids, table, out],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: 0,
+        // The id is read per element but hits the cache; the table row is read and out written.
+        bytes: 4 * (2 * len + shape.tokens) as u64,
+    })
+}
+
+/// dtable[v] = Σ_{t: ids[t] == v} dout[t]; repeated ids accumulate, invalid ids add nothing.
+/// Deterministic (tokens are summed in order, no atomics). Cost: vocab·tokens id tests plus
+/// tokens·dim adds, so it suits vocabularies up to a few thousand.
+// ids: [tokens], dout: [tokens, dim], dtable: [vocab, dim]
+pub fn embedding_grad(
+    gpu: &Gpu,
+    ids: &wgpu::Buffer,
+    dout: &wgpu::Buffer,
+    dtable: &wgpu::Buffer,
+    shape: &EmbeddingShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    const OP: &str = "embedding_grad";
+    shape.check(OP)?;
+    let EmbeddingShape { tokens, vocab, dim } = *shape;
+    check_buffer(OP, "ids", ids, tokens)?;
+    check_buffer(OP, "dout", dout, tokens * dim)?;
+    check_buffer(OP, "dtable", dtable, vocab * dim)?;
+    // One workgroup per (row v, block of WG columns).
+    let blocks = dim.div_ceil(WG);
+    let groups = vocab * blocks;
+    check_len(
+        OP,
+        &format!("the grid of [vocab {vocab}] × [{blocks} column blocks]"),
+        groups,
+    )?;
+    gpu.prepare(Launch {
+        shader: Shader::Embedding,
+        entry: "embedding_grad",
+        overrides: &[],
+        params: &shape.params(),
+        buffers: &[ids, dout, dtable],
+        workgroups: grid_for(gpu, groups, 1),
+        tag: tag.to_string(),
+        flops: (tokens * dim) as u64,
+        bytes: 4 * (groups * tokens + tokens * dim + vocab * dim) as u64,
+    })
+}

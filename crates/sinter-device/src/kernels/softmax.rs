@@ -1,0 +1,181 @@
+//! Launch builders for `shaders/softmax.wgsl`: softmax and log-softmax along the last axis, and
+//! their gradients from the forward output. Rows up to vocabulary size (~50k columns) are supported.
+
+use super::elementwise::{check_buffer, check_len, grid_for};
+use crate::error::{DeviceError, Result};
+use crate::gpu::{Dispatch, Gpu, Launch};
+use crate::shaders::Shader;
+
+/// Invocations per workgroup of every softmax kernel (`WG` in the WGSL).
+const WG: usize = 256;
+
+/// A tensor seen as [rows, cols]: the op runs along cols, the last axis; rows is the product of
+/// the other axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowsShape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl RowsShape {
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A workgroup per row pays off once a row has as many columns as the workgroup has
+    /// invocations; shorter rows get one invocation each.
+    pub fn uses_tree(&self) -> bool {
+        self.cols >= WG
+    }
+
+    fn check(&self, op: &str) -> Result<()> {
+        let RowsShape { rows, cols } = *self;
+        if rows == 0 || cols == 0 {
+            return Err(DeviceError::BadShape {
+                op: op.to_string(),
+                detail: format!("zero-sized dim in [rows, cols] = [{rows}, {cols}]"),
+            });
+        }
+        check_len(op, &format!("[rows, cols] = [{rows}, {cols}]"), rows * cols)
+    }
+
+    fn params(&self) -> [u32; 4] {
+        [self.rows as u32, self.cols as u32, 0, 0]
+    }
+
+    fn grid(&self, gpu: &Gpu) -> [u32; 3] {
+        if self.uses_tree() {
+            grid_for(gpu, self.rows, 1)
+        } else {
+            grid_for(gpu, self.rows, WG)
+        }
+    }
+}
+
+/// Which of the two functions an entry point computes (the WGSL override `LOG`).
+fn log_code(log: bool) -> f64 {
+    if log {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn forward(
+    gpu: &Gpu,
+    op: &str,
+    log: bool,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    shape: &RowsShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    shape.check(op)?;
+    let len = shape.len();
+    check_buffer(op, "x", x, len)?;
+    check_buffer(op, "y", y, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Softmax,
+        entry: if shape.uses_tree() {
+            "softmax_tree"
+        } else {
+            "softmax_rows"
+        },
+        overrides: &[("LOG", log_code(log))],
+        params: &shape.params(),
+        buffers: &[x, y],
+        workgroups: shape.grid(gpu),
+        tag: tag.to_string(),
+        // Online max and sum (compare, exp, add), then subtract and exp or log per element.
+        flops: 6 * len as u64,
+        bytes: 12 * len as u64,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    gpu: &Gpu,
+    op: &str,
+    log: bool,
+    y: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    shape: &RowsShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    shape.check(op)?;
+    let len = shape.len();
+    check_buffer(op, "y", y, len)?;
+    check_buffer(op, "dy", dy, len)?;
+    check_buffer(op, "dx", dx, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Softmax,
+        entry: if shape.uses_tree() {
+            "softmax_grad_tree"
+        } else {
+            "softmax_grad_rows"
+        },
+        overrides: &[("LOG", log_code(log))],
+        params: &shape.params(),
+        buffers: &[y, dy, dx],
+        workgroups: shape.grid(gpu),
+        tag: tag.to_string(),
+        // A multiply-add for the row sum, then a subtract and a multiply (or exp) per element.
+        flops: 4 * len as u64,
+        bytes: 20 * len as u64,
+    })
+}
+
+/// y = exp(x − max) / Σ exp(x − max) along each row.
+// x, y: [rows, cols]
+pub fn softmax(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    shape: &RowsShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    forward(gpu, "softmax", false, x, y, shape, tag)
+}
+
+/// y = (x − max) − log Σ exp(x − max) along each row.
+// x, y: [rows, cols]
+pub fn log_softmax(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    shape: &RowsShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    forward(gpu, "log_softmax", true, x, y, shape, tag)
+}
+
+/// dx = y ∘ (dy − Σ_j dy_j·y_j), with y the softmax output.
+// y, dy, dx: [rows, cols]
+pub fn softmax_grad(
+    gpu: &Gpu,
+    y: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    shape: &RowsShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    backward(gpu, "softmax_grad", false, y, dy, dx, shape, tag)
+}
+
+/// dx = dy − exp(y)·Σ_j dy_j, with y the log-softmax output.
+// y, dy, dx: [rows, cols]
+pub fn log_softmax_grad(
+    gpu: &Gpu,
+    y: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    shape: &RowsShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    backward(gpu, "log_softmax_grad", true, y, dy, dx, shape, tag)
+}

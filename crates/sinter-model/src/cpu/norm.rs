@@ -1,0 +1,213 @@
+//! CPU layer normalization over the last axis: forward, input gradient and gamma gradient, with the
+//! row statistics recomputed from x as in `shaders/norm.wgsl`.
+
+use super::reduce::pairwise_sum;
+use super::Real;
+use rayon::prelude::*;
+use sinter_device::kernels::norm::LayerNormShape;
+
+/// Below this many elements a plain loop beats handing work to rayon.
+const PAR_MIN: usize = 1 << 15;
+/// Rows per rayon task of the gamma gradient; each task returns one partial row of sums.
+const GAMMA_ROWS: usize = 64;
+
+fn check(op: &str, shape: &LayerNormShape, bufs: &[(&str, usize, usize)]) {
+    let LayerNormShape { rows, dim, eps } = *shape;
+    assert!(
+        rows > 0 && dim > 0,
+        "{op}: zero-sized dim in x [rows, dim] = [{rows}, {dim}]"
+    );
+    assert!(
+        eps.is_finite() && eps >= 0.0,
+        "{op}: eps {eps} for x [{rows}, {dim}]: expected finite and ≥ 0"
+    );
+    for &(what, len, want) in bufs {
+        assert_eq!(
+            len, want,
+            "{op}: {what} has {len} values for x [rows, dim] = [{rows}, {dim}]"
+        );
+    }
+}
+
+/// (mean, 1/sqrt(var + eps)) of one row, var biased. Two passes, so the variance cannot cancel;
+/// `scratch` (a row long) holds the terms so that both sums can be pairwise.
+fn row_stats<T: Real>(x: &[T], scratch: &mut [T], eps: T) -> (T, T) {
+    let n = T::of(x.len() as f64);
+    let mean = pairwise_sum(x) / n;
+    scratch
+        .iter_mut()
+        .zip(x)
+        .for_each(|(s, &v)| *s = (v - mean) * (v - mean));
+    let var = pairwise_sum(scratch) / n;
+    (mean, T::one() / (var + eps).sqrt())
+}
+
+/// Runs `f(out_row, a_row, b_row)` over rows of length `dim`, in parallel when the tensor is large.
+fn rows3<T: Real>(
+    out: &mut [T],
+    a: &[T],
+    b: &[T],
+    dim: usize,
+    f: impl Fn(&mut [T], &[T], &[T]) + Sync + Send,
+) {
+    if out.len() < PAR_MIN {
+        out.chunks_mut(dim)
+            .zip(a.chunks(dim).zip(b.chunks(dim)))
+            .for_each(|(o, (a, b))| f(o, a, b));
+    } else {
+        out.par_chunks_mut(dim)
+            .zip(a.par_chunks(dim).zip(b.par_chunks(dim)))
+            .for_each(|(o, (a, b))| f(o, a, b));
+    }
+}
+
+/// y = (x − mean)/sqrt(var + eps) · gamma + beta, per row.
+// x, y: [rows, dim], gamma, beta: [dim]
+pub fn layer_norm<T: Real>(x: &[T], gamma: &[T], beta: &[T], y: &mut [T], shape: &LayerNormShape) {
+    let (len, dim) = (shape.rows * shape.dim, shape.dim);
+    check(
+        "layer_norm",
+        shape,
+        &[
+            ("x", x.len(), len),
+            ("gamma", gamma.len(), dim),
+            ("beta", beta.len(), dim),
+            ("y", y.len(), len),
+        ],
+    );
+    let eps = T::of(shape.eps as f64);
+    rows3(y, x, x, dim, |y, x, _| {
+        let (mean, rstd) = row_stats(x, y, eps);
+        for (j, (y, &v)) in y.iter_mut().zip(x).enumerate() {
+            *y = (v - mean) * rstd * gamma[j] + beta[j];
+        }
+    });
+}
+
+/// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with x̂ = (x − mean)·rstd and g = dy·gamma.
+// x, dy, dx: [rows, dim], gamma: [dim]
+pub fn layer_norm_grad_input<T: Real>(
+    x: &[T],
+    gamma: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    shape: &LayerNormShape,
+) {
+    let (len, dim) = (shape.rows * shape.dim, shape.dim);
+    check(
+        "layer_norm_grad_input",
+        shape,
+        &[
+            ("x", x.len(), len),
+            ("gamma", gamma.len(), dim),
+            ("dy", dy.len(), len),
+            ("dx", dx.len(), len),
+        ],
+    );
+    let eps = T::of(shape.eps as f64);
+    let n = T::of(dim as f64);
+    rows3(dx, x, dy, dim, |dx, x, dy| {
+        // dx is scratch for the three row sums before it receives the gradient.
+        let (mean, rstd) = row_stats(x, dx, eps);
+        for j in 0..dim {
+            dx[j] = dy[j] * gamma[j];
+        }
+        let mg = pairwise_sum(dx) / n;
+        for j in 0..dim {
+            dx[j] = dy[j] * gamma[j] * ((x[j] - mean) * rstd);
+        }
+        let mgx = pairwise_sum(dx) / n;
+        for j in 0..dim {
+            let xh = (x[j] - mean) * rstd;
+            dx[j] = rstd * (dy[j] * gamma[j] - mg - xh * mgx);
+        }
+    });
+}
+
+/// dgamma[j] = Σ_rows dy·x̂. Blocks of rows are summed in parallel into partial rows, which are
+/// then added in block order, so the result does not depend on scheduling.
+// x, dy: [rows, dim], dgamma: [dim]
+pub fn layer_norm_grad_gamma<T: Real>(x: &[T], dy: &[T], dgamma: &mut [T], shape: &LayerNormShape) {
+    let (len, dim) = (shape.rows * shape.dim, shape.dim);
+    check(
+        "layer_norm_grad_gamma",
+        shape,
+        &[
+            ("x", x.len(), len),
+            ("dy", dy.len(), len),
+            ("dgamma", dgamma.len(), dim),
+        ],
+    );
+    let eps = T::of(shape.eps as f64);
+    let block = |(x, dy): (&[T], &[T])| {
+        let mut acc = vec![T::zero(); dim];
+        let mut scratch = vec![T::zero(); dim];
+        for (x, dy) in x.chunks(dim).zip(dy.chunks(dim)) {
+            let (mean, rstd) = row_stats(x, &mut scratch, eps);
+            for ((a, &v), &d) in acc.iter_mut().zip(x).zip(dy) {
+                *a += d * ((v - mean) * rstd);
+            }
+        }
+        acc
+    };
+    let chunk = GAMMA_ROWS * dim;
+    let parts: Vec<Vec<T>> = if len < PAR_MIN {
+        vec![block((x, dy))]
+    } else {
+        x.par_chunks(chunk)
+            .zip(dy.par_chunks(chunk))
+            .map(block)
+            .collect()
+    };
+    dgamma.fill(T::zero());
+    for part in parts {
+        dgamma.iter_mut().zip(part).for_each(|(g, p)| *g += p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grads_match_finite_differences() {
+        let shape = LayerNormShape {
+            rows: 3,
+            dim: 5,
+            eps: 1e-5,
+        };
+        let x: Vec<f64> = (0..15).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3).collect();
+        let gamma = [0.5, -1.0, 2.0, 1.5, 0.25];
+        let beta = [0.1, 0.2, -0.3, 0.0, 1.0];
+        let dy: Vec<f64> = (0..15).map(|i| ((i * 5 % 13) as f64 - 6.0) * 0.2).collect();
+        // loss = Σ dy·y, so dloss/dx = dx and dloss/dgamma = dgamma.
+        let loss = |x: &[f64], gamma: &[f64]| {
+            let mut y = vec![0.0; 15];
+            layer_norm(x, gamma, &beta, &mut y, &shape);
+            y.iter().zip(&dy).map(|(y, d)| y * d).sum::<f64>()
+        };
+        let mut dx = vec![0.0; 15];
+        layer_norm_grad_input(&x, &gamma, &dy, &mut dx, &shape);
+        let mut dgamma = vec![0.0; 5];
+        layer_norm_grad_gamma(&x, &dy, &mut dgamma, &shape);
+        let h = 1e-6;
+        for i in 0..15 {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let fd = (loss(&xp, &gamma) - loss(&xm, &gamma)) / (2.0 * h);
+            assert!((fd - dx[i]).abs() < 1e-6, "dx[{i}] = {} but fd {fd}", dx[i]);
+        }
+        for j in 0..5 {
+            let (mut gp, mut gm) = (gamma, gamma);
+            gp[j] += h;
+            gm[j] -= h;
+            let fd = (loss(&x, &gp) - loss(&x, &gm)) / (2.0 * h);
+            assert!(
+                (fd - dgamma[j]).abs() < 1e-6,
+                "dgamma[{j}] = {} but fd {fd}",
+                dgamma[j]
+            );
+        }
+    }
+}

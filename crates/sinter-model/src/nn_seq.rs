@@ -1,0 +1,313 @@
+//! Modules for sequence models: layer norm, embeddings, multi-head attention, a pre-norm
+//! transformer block, and recurrent cells (RNN, LSTM, GRU) unrolled over time.
+
+use crate::error::Result;
+use crate::graph::{GraphBuilder, Tensor};
+use crate::nn::Linear;
+use crate::vars::{VarId, VarKind, VarStore};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+fn var(g: &GraphBuilder, store: &VarStore, id: VarId) -> Tensor {
+    let info = store.get(id);
+    let short = info
+        .name
+        .rsplit('.')
+        .next()
+        .unwrap_or(&info.name)
+        .to_string();
+    g.var(id, &info.shape, &short)
+}
+
+/// Layer normalization over the last axis, `weight` (γ) = 1 and `bias` (β) = 0 initially.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub weight: VarId,
+    pub bias: VarId,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    pub fn new(store: &mut VarStore, name: &str, dim: usize) -> Self {
+        Self {
+            weight: store.add(
+                &format!("{name}.weight"),
+                &[dim],
+                VarKind::Param,
+                vec![1.0; dim],
+            ),
+            bias: store.add(
+                &format!("{name}.bias"),
+                &[dim],
+                VarKind::Param,
+                vec![0.0; dim],
+            ),
+            eps: 1e-5,
+        }
+    }
+
+    pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
+        let g = x.builder();
+        x.layer_norm(
+            &var(&g, store, self.weight),
+            &var(&g, store, self.bias),
+            self.eps,
+        )
+    }
+}
+
+/// A table of `vocab` vectors of size `dim`, initialized from N(0, 1) as in PyTorch.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub weight: VarId,
+    pub dim: usize,
+}
+
+impl Embedding {
+    pub fn new(
+        store: &mut VarStore,
+        name: &str,
+        vocab: usize,
+        dim: usize,
+        std: f32,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let normal = rand_distr::Normal::new(0.0f32, std).expect("positive standard deviation");
+        let init = (0..vocab * dim).map(|_| rng.sample(normal)).collect();
+        Self {
+            weight: store.add(
+                &format!("{name}.weight"),
+                &[vocab, dim],
+                VarKind::Param,
+                init,
+            ),
+            dim,
+        }
+    }
+
+    /// `ids: [..]` (token ids as floats) → `[.., dim]`.
+    pub fn forward(&self, store: &VarStore, ids: &Tensor) -> Result<Tensor> {
+        ids.embedding(&var(&ids.builder(), store, self.weight))
+    }
+}
+
+/// Multi-head self-attention with causal masking: q, k, v and output projections around the
+/// fused attention kernel. Works on `[B, T, C]` with `C = heads · head_dim`.
+#[derive(Clone, Debug)]
+pub struct MultiHeadAttention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub out: Linear,
+    pub heads: usize,
+}
+
+impl MultiHeadAttention {
+    pub fn new(
+        store: &mut VarStore,
+        name: &str,
+        width: usize,
+        heads: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        assert!(
+            width % heads == 0,
+            "width {width} is not a multiple of {heads} heads"
+        );
+        Self {
+            q: Linear::new(store, &format!("{name}.q"), width, width, rng),
+            k: Linear::new(store, &format!("{name}.k"), width, width, rng),
+            v: Linear::new(store, &format!("{name}.v"), width, width, rng),
+            out: Linear::new(store, &format!("{name}.out"), width, width, rng),
+            heads,
+        }
+    }
+
+    pub fn forward(&self, store: &VarStore, x: &Tensor, causal: bool) -> Result<Tensor> {
+        let s = x.shape();
+        let (b, t, c) = (s[0], s[1], s[2]);
+        let split = [b, t, self.heads, c / self.heads];
+        // [B, T, C] → [B, T, H, D] is a reshape: the attention kernel reads heads interleaved.
+        let q = self.q.forward(store, x)?.reshape(&split)?;
+        let k = self.k.forward(store, x)?.reshape(&split)?;
+        let v = self.v.forward(store, x)?.reshape(&split)?;
+        let o = q.attention(&k, &v, causal)?.reshape(&[b, t, c])?;
+        self.out.forward(store, &o)
+    }
+}
+
+/// A pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))` with a GELU MLP 4× wide.
+#[derive(Clone, Debug)]
+pub struct TransformerBlock {
+    pub ln1: LayerNorm,
+    pub attn: MultiHeadAttention,
+    pub ln2: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl TransformerBlock {
+    pub fn new(
+        store: &mut VarStore,
+        name: &str,
+        width: usize,
+        heads: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        Self {
+            ln1: LayerNorm::new(store, &format!("{name}.ln1"), width),
+            attn: MultiHeadAttention::new(store, &format!("{name}.attn"), width, heads, rng),
+            ln2: LayerNorm::new(store, &format!("{name}.ln2"), width),
+            fc1: Linear::new(store, &format!("{name}.mlp.fc1"), width, 4 * width, rng),
+            fc2: Linear::new(store, &format!("{name}.mlp.fc2"), 4 * width, width, rng),
+        }
+    }
+
+    pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
+        let g = x.builder();
+        let x = g.scoped("attn", || -> Result<Tensor> {
+            let h = self.ln1.forward(store, x)?;
+            x.add(&self.attn.forward(store, &h, true)?)
+        })?;
+        g.scoped("mlp", || -> Result<Tensor> {
+            let h = self.ln2.forward(store, &x)?;
+            let h = self.fc1.forward(store, &h)?.gelu();
+            x.add(&self.fc2.forward(store, &h)?)
+        })
+    }
+}
+
+/// Which recurrence a [`Recurrent`] layer computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellKind {
+    /// `h = tanh(W x + U h + b)`
+    Rnn,
+    /// Input, forget, cell and output gates.
+    Lstm,
+    /// Reset and update gates.
+    Gru,
+}
+
+impl CellKind {
+    fn gates(self) -> &'static [&'static str] {
+        match self {
+            CellKind::Rnn => &["h"],
+            CellKind::Lstm => &["i", "f", "g", "o"],
+            CellKind::Gru => &["r", "z", "n"],
+        }
+    }
+}
+
+/// One gate's input and hidden projections: `W x + b_w` and `U h + b_u`.
+#[derive(Clone, Debug)]
+struct Gate {
+    input: Linear,
+    hidden: Linear,
+}
+
+/// A recurrent layer unrolled over time (gradients by backpropagation through time). Each gate
+/// has its own input and hidden projections, initialized uniformly in ±1/√hidden as in PyTorch.
+#[derive(Clone, Debug)]
+pub struct Recurrent {
+    pub kind: CellKind,
+    pub hidden: usize,
+    gates: Vec<Gate>,
+}
+
+impl Recurrent {
+    pub fn new(
+        store: &mut VarStore,
+        name: &str,
+        kind: CellKind,
+        input: usize,
+        hidden: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let gates = kind
+            .gates()
+            .iter()
+            .map(|gate| {
+                let mut input_proj =
+                    Linear::new(store, &format!("{name}.{gate}.input"), input, hidden, rng);
+                let mut hidden_proj =
+                    Linear::new(store, &format!("{name}.{gate}.hidden"), hidden, hidden, rng);
+                // PyTorch draws every recurrent weight and bias from ±1/√hidden.
+                let bound = 1.0 / (hidden as f32).sqrt();
+                for l in [&mut input_proj, &mut hidden_proj] {
+                    for id in [l.weight, l.bias] {
+                        let info = &mut store.vars[id.0];
+                        for v in info.init.iter_mut() {
+                            *v = rng.random_range(-bound..=bound);
+                        }
+                    }
+                }
+                Gate {
+                    input: input_proj,
+                    hidden: hidden_proj,
+                }
+            })
+            .collect();
+        Self {
+            kind,
+            hidden,
+            gates,
+        }
+    }
+
+    /// Runs the cell over `xs` (one `[B, input]` tensor per step) from a zero state; returns
+    /// the hidden state after each step.
+    pub fn forward(&self, store: &VarStore, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let g = xs[0].builder();
+        let batch = xs[0].shape()[0];
+        let mut h = g.fill(0.0, &[batch, self.hidden]);
+        let mut c = g.fill(0.0, &[batch, self.hidden]);
+        let mut out = Vec::with_capacity(xs.len());
+        for (t, x) in xs.iter().enumerate() {
+            (h, c) = g.scoped(&format!("t{t}"), || self.step(store, x, &h, &c))?;
+            out.push(h.clone());
+        }
+        Ok(out)
+    }
+
+    fn gate(&self, store: &VarStore, k: usize, x: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let gate = &self.gates[k];
+        gate.input
+            .forward(store, x)?
+            .add(&gate.hidden.forward(store, h)?)
+    }
+
+    /// One step: the new (h, c); c is only meaningful for the LSTM.
+    fn step(
+        &self,
+        store: &VarStore,
+        x: &Tensor,
+        h: &Tensor,
+        c: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        Ok(match self.kind {
+            CellKind::Rnn => (self.gate(store, 0, x, h)?.tanh(), c.clone()),
+            CellKind::Lstm => {
+                // c' = σ(f)∘c + σ(i)∘tanh(g); h' = σ(o)∘tanh(c')
+                let i = self.gate(store, 0, x, h)?.sigmoid();
+                let f = self.gate(store, 1, x, h)?.sigmoid();
+                let gg = self.gate(store, 2, x, h)?.tanh();
+                let o = self.gate(store, 3, x, h)?.sigmoid();
+                let c2 = f.mul(c)?.add(&i.mul(&gg)?)?;
+                (o.mul(&c2.tanh())?, c2)
+            }
+            CellKind::Gru => {
+                // n = tanh(W_n x + b_wn + r∘(U_n h + b_un)); h' = (1 − z)∘n + z∘h
+                let r = self.gate(store, 0, x, h)?.sigmoid();
+                let z = self.gate(store, 1, x, h)?.sigmoid();
+                let gate = &self.gates[2];
+                let n = gate
+                    .input
+                    .forward(store, x)?
+                    .add(&r.mul(&gate.hidden.forward(store, h)?)?)?
+                    .tanh();
+                let keep = z.affine(-1.0, 1.0);
+                (keep.mul(&n)?.add(&z.mul(h)?)?, c.clone())
+            }
+        })
+    }
+}

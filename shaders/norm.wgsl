@@ -1,0 +1,203 @@
+// Layer normalization over the last axis of x viewed as [rows, dim]: forward, input gradient and
+// gamma gradient. Mean and variance are two passes over the row, so the variance cannot cancel.
+
+const WG: u32 = 256u;
+
+struct Params {
+    rows: u32,
+    dim: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// layer_norm: (x, gamma, beta) -> y; layer_norm_grad_input: (x, gamma, dy) -> dx.
+// x, y, dy, dx: [rows, dim]; gamma, beta: [dim]
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+
+// layer_norm_grad_gamma: (x, dyw) -> dgamma; dyw: [rows, dim], dgamma: [dim]
+@group(0) @binding(2) var<storage, read> dyw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dgamma: array<f32>;
+
+var<workgroup> part: array<vec2<f32>, WG>;
+
+fn row_of_thread(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * (nwg.x * WG);
+}
+
+fn row_of_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// (mean, 1/sqrt(var + eps)) of the row at `base`, read by one invocation.
+fn row_stats(base: u32) -> vec2<f32> {
+    var s = 0.0;
+    for (var j = 0u; j < p.dim; j++) {
+        s += x[base + j];
+    }
+    let mean = s / f32(p.dim);
+    var q = 0.0;
+    for (var j = 0u; j < p.dim; j++) {
+        let d = x[base + j] - mean;
+        q += d * d;
+    }
+    return vec2<f32>(mean, inverseSqrt(q / f32(p.dim) + p.eps));
+}
+
+// Sums v over the workgroup; every invocation gets the total. Call from uniform control flow.
+fn tree_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    part[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if lid < s {
+            part[lid] += part[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = part[0];
+    // Everyone must have read the total before the next reduction overwrites part.
+    workgroupBarrier();
+    return total;
+}
+
+// row_stats with the row spread over the workgroup.
+fn row_stats_tree(base: u32, lid: u32) -> vec2<f32> {
+    var s = 0.0;
+    for (var j = lid; j < p.dim; j += WG) {
+        s += x[base + j];
+    }
+    let mean = tree_sum(lid, vec2<f32>(s, 0.0)).x / f32(p.dim);
+    var q = 0.0;
+    for (var j = lid; j < p.dim; j += WG) {
+        let d = x[base + j] - mean;
+        q += d * d;
+    }
+    let var_ = tree_sum(lid, vec2<f32>(q, 0.0)).x / f32(p.dim);
+    return vec2<f32>(mean, inverseSqrt(var_ + p.eps));
+}
+
+// y = (x − mean)·rstd·gamma + beta, one invocation per row (rows shorter than a workgroup).
+@compute @workgroup_size(WG)
+fn layer_norm_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_of_thread(gid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let st = row_stats(base);
+    for (var j = 0u; j < p.dim; j++) {
+        y[base + j] = (x[base + j] - st.x) * st.y * gamma[j] + beta[j];
+    }
+}
+
+// The same with one workgroup per row: coalesced loads for long rows.
+@compute @workgroup_size(WG)
+fn layer_norm_tree(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = row_of_group(wid, nwg);
+    // Uniform across the workgroup, so returning before the barriers is allowed.
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let st = row_stats_tree(base, lid);
+    for (var j = lid; j < p.dim; j += WG) {
+        y[base + j] = (x[base + j] - st.x) * st.y * gamma[j] + beta[j];
+    }
+}
+
+// With x̂ = (x − mean)·rstd and g = dy·gamma: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
+fn grad_input_value(i: u32, j: u32, st: vec2<f32>, sums: vec2<f32>) -> f32 {
+    let n = f32(p.dim);
+    let xh = (x[i] - st.x) * st.y;
+    return st.y * (dy[i] * gamma[j] - sums.x / n - xh * (sums.y / n));
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm_grad_input_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_of_thread(gid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let st = row_stats(base);
+    // (Σ g, Σ g·x̂) over the row.
+    var sums = vec2<f32>(0.0, 0.0);
+    for (var j = 0u; j < p.dim; j++) {
+        let g = dy[base + j] * gamma[j];
+        sums += vec2<f32>(g, g * (x[base + j] - st.x) * st.y);
+    }
+    for (var j = 0u; j < p.dim; j++) {
+        dx[base + j] = grad_input_value(base + j, j, st, sums);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm_grad_input_tree(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = row_of_group(wid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let st = row_stats_tree(base, lid);
+    var sums = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < p.dim; j += WG) {
+        let g = dy[base + j] * gamma[j];
+        sums += vec2<f32>(g, g * (x[base + j] - st.x) * st.y);
+    }
+    let total = tree_sum(lid, sums);
+    for (var j = lid; j < p.dim; j += WG) {
+        dx[base + j] = grad_input_value(base + j, j, st, total);
+    }
+}
+
+// dgamma[j] = Σ_rows dy·x̂. A workgroup owns WG columns and walks all rows in tiles of WG rows:
+// first each invocation computes one row's stats into part, then each sums its column over the
+// tile. Rows are added in order, so the result is deterministic without atomics.
+@compute @workgroup_size(WG)
+fn layer_norm_grad_gamma(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let first = row_of_group(wid, nwg) * WG;
+    // Uniform: a spare workgroup of a rounded-up 2-D grid.
+    if first >= p.dim {
+        return;
+    }
+    let j = first + lid;
+    var acc = 0.0;
+    for (var r0 = 0u; r0 < p.rows; r0 += WG) {
+        let r = r0 + lid;
+        if r < p.rows {
+            part[lid] = row_stats(r * p.dim);
+        }
+        workgroupBarrier();
+        if j < p.dim {
+            let n = min(WG, p.rows - r0);
+            for (var k = 0u; k < n; k++) {
+                let i = (r0 + k) * p.dim + j;
+                let st = part[k];
+                acc += dyw[i] * ((x[i] - st.x) * st.y);
+            }
+        }
+        // The next tile overwrites part.
+        workgroupBarrier();
+    }
+    if j < p.dim {
+        dgamma[j] = acc;
+    }
+}
