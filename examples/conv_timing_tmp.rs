@@ -105,29 +105,34 @@ fn main() {
                 pad: [0, 0],
             };
             let pb = gpu.buffer("p", p.y_len()).unwrap();
+            let pdx = gpu.buffer("pdx", p.x_len()).unwrap();
             let pd = [
                 max_pool2d(gpu, &yb, &pb, &p, "mp").unwrap(),
-                max_pool2d_grad(
-                    gpu,
-                    &yb,
-                    &pb,
-                    &gpu.buffer("pdx", p.x_len()).unwrap(),
-                    &p,
-                    "mpg",
-                )
-                .unwrap(),
+                max_pool2d_grad(gpu, &yb, &pb, &pdx, &p, "mpg").unwrap(),
+                avg_pool2d(gpu, &yb, &pb, &p, "ap").unwrap(),
+                avg_pool2d_grad(gpu, &pb, &pdx, &p, "apg").unwrap(),
             ];
-            for d in &pd {
+            for (i, d) in pd.iter().enumerate() {
                 gpu.run(&[d], &[(&pb, 1)]).unwrap();
+                let c0 = cpu_time();
+                let t0 = Instant::now();
+                for _ in 0..10 {
+                    gpu.run(&[d], &[(&pb, 1)]).unwrap();
+                }
+                println!(
+                    "gpu pool {} after {name}: wall {:.2} ms cpu {:.2} ms",
+                    ["max", "max_grad", "avg", "avg_grad"][i],
+                    t0.elapsed().as_secs_f64() * 100.0,
+                    (cpu_time() - c0) * 100.0
+                );
             }
-            let t0 = Instant::now();
-            for d in &pd {
-                gpu.run(&[d], &[(&pb, 1)]).unwrap();
-            }
-            println!(
-                "gpu pool after {name}: fwd+grad {:.2} ms",
-                t0.elapsed().as_secs_f64() * 1e3
-            );
         }
     }
+}
+
+fn cpu_time() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }

@@ -4,6 +4,9 @@
 // Shapes: x [N, C, H, W], y [N, C, OH, OW]. Padding counts as −∞ for max pooling and as zeros
 // for average pooling, which always divides by KH·KW (count_include_pad = true). The max gradient
 // recomputes each window's argmax from x; on ties the first maximum in row-major window order wins.
+// Each gradient has two forms: a gather over the windows holding each input element (any stride),
+// and, when windows do not overlap (stride ≥ kernel, as in the usual 2×2/2 pooling), one invocation
+// per window that writes its whole cell, several times cheaper.
 
 struct Params {
     n: u32,
@@ -69,6 +72,14 @@ fn windows_over(i: u32, k: u32, s: u32, pad: u32, out: u32) -> vec2<u32> {
     return vec2<u32>(lo, max(lo, hi));
 }
 
+// The input rows [lo, hi) of cell o: [o·s − pad, (o + 1)·s − pad) clipped to [0, size), the last
+// cell extended to the end. With s ≥ k the cells tile the input and each holds its window.
+fn cell(o: u32, s: u32, pad: u32, out: u32, size: u32) -> vec2<u32> {
+    let lo = max(o * s, pad) - pad;
+    let hi = select(min((o + 1u) * s - pad, size), size, o + 1u == out);
+    return vec2<u32>(lo, max(lo, hi));
+}
+
 // ---- max pooling ----
 
 
@@ -114,6 +125,32 @@ fn max_pool2d_grad(
         }
     }
     mpg_dx[i] = g;
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2d_grad_cells(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n * p.c * p.oh * p.ow) {
+        return;
+    }
+    let t = i / p.ow;
+    let plane = t / p.oh;
+    let oh = t % p.oh;
+    let ow = i % p.ow;
+    let arg = window_argmax(plane, oh, ow);
+    let g = mpg_dy[i];
+    let rows = cell(oh, p.sh, p.ph, p.oh, p.h);
+    let cols = cell(ow, p.sw, p.pw, p.ow, p.w);
+    let base = plane * p.h * p.w;
+    for (var r = rows.x; r < rows.y; r++) {
+        for (var c = cols.x; c < cols.y; c++) {
+            let at = r * p.w + c;
+            mpg_dx[base + at] = select(0.0, g, at == arg);
+        }
+    }
 }
 
 // ---- average pooling ----
@@ -174,4 +211,31 @@ fn avg_pool2d_grad(
         }
     }
     apg_dx[i] = g / f32(p.kh * p.kw);
+}
+
+@compute @workgroup_size(WG)
+fn avg_pool2d_grad_cells(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat_index(gid, nwg);
+    if (i >= p.n * p.c * p.oh * p.ow) {
+        return;
+    }
+    let t = i / p.ow;
+    let plane = t / p.oh;
+    let oh = t % p.oh;
+    let ow = i % p.ow;
+    let g = apg_dy[i] / f32(p.kh * p.kw);
+    let rows = cell(oh, p.sh, p.ph, p.oh, p.h);
+    let cols = cell(ow, p.sw, p.pw, p.ow, p.w);
+    // The window's end in input coordinates; its start is the cell's start.
+    let row_end = oh * p.sh + p.kh - p.ph;
+    let col_end = ow * p.sw + p.kw - p.pw;
+    let base = plane * p.h * p.w;
+    for (var r = rows.x; r < rows.y; r++) {
+        for (var c = cols.x; c < cols.y; c++) {
+            apg_dx[base + r * p.w + c] = select(0.0, g, r < row_end && c < col_end);
+        }
+    }
 }

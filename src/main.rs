@@ -1,4 +1,4 @@
-//! The `sinter` command line: `train` a model, list adapters with `info`.
+//! The `sinter` command line: `train` a model, `sample` text from one, list adapters with `info`.
 //! Each subcommand lives in `src/cli/`; this file parses arguments and reports errors.
 
 mod cli;
@@ -21,6 +21,8 @@ struct Args {
 enum Command {
     /// Train a model on the shipped MNIST digits (or on IDX files with --data).
     Train(cli::train::TrainArgs),
+    /// Generate text with a character model saved by `sinter train --model char-… --save FILE`.
+    Sample(cli::sample::SampleArgs),
     /// List the adapters found and say which one `--device auto` would use.
     Info,
 }
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Train(a) => cli::train::run(a),
+        Command::Sample(a) => cli::sample::run(a),
         Command::Info => cli::info::run(),
     };
     match result {

@@ -2,7 +2,9 @@
 //! They turn options into calls on the model and device crates and print what happened.
 
 pub mod info;
+pub mod sample;
 pub mod train;
+pub mod train_text;
 
 /// Errors of the command line: those of the crates, plus bad options.
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,20 @@ pub enum ModelName {
     Cnn,
     /// A perceptron with two hidden layers of 256 units.
     Mlp,
+    /// A pre-norm transformer over characters (--layers, --heads, --width, --context).
+    CharTransformer,
+    /// A character-level Elman RNN (--width hidden units).
+    CharRnn,
+    /// A character-level LSTM.
+    CharLstm,
+    /// A character-level GRU.
+    CharGru,
+}
+
+impl ModelName {
+    pub fn is_text(self) -> bool {
+        !matches!(self, ModelName::Cnn | ModelName::Mlp)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,17 +60,35 @@ pub enum ScheduleName {
 pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
     pub model: ModelName,
-    /// A folder of IDX files (train-images-idx3-ubyte[.gz], … or images/labels-idx?-ubyte.gz);
-    /// default: the 10,000 MNIST digits built into the binary.
+    /// Image models: a folder of IDX files (train-images-idx3-ubyte[.gz], … or
+    /// images/labels-idx?-ubyte.gz); default: the 10,000 MNIST digits built into the binary.
+    /// Text models: a UTF-8 text file; default: the tiny-shakespeare text built in.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Passes over the training images (image models).
     #[arg(long, default_value_t = 3)]
     pub epochs: u64,
     /// Train for this many steps instead of whole epochs.
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Images per step (image models) or windows per step (text models, default 32).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Characters of context (text models).
     #[arg(long, default_value_t = 64)]
-    pub batch: usize,
+    pub context: usize,
+    /// Model width: embedding size of the transformer, hidden units of recurrent models.
+    #[arg(long, default_value_t = 128)]
+    pub width: usize,
+    /// Transformer blocks.
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// After training a text model, print this many sampled characters.
+    #[arg(long, default_value_t = 0)]
+    pub sample: usize,
     /// Learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -108,7 +140,11 @@ fn load_data(args: &TrainArgs) -> Result<(ImageDataset, ImageDataset)> {
     })
 }
 
-fn optimizer(args: &TrainArgs, total_steps: u64, steps_per_epoch: u64) -> Result<Optimizer> {
+pub(super) fn optimizer(
+    args: &TrainArgs,
+    total_steps: u64,
+    steps_per_epoch: u64,
+) -> Result<Optimizer> {
     let kind = match args.optimizer {
         OptimizerName::Sgd => OptimizerKind::sgd(
             args.momentum,
@@ -145,18 +181,22 @@ fn optimizer(args: &TrainArgs, total_steps: u64, steps_per_epoch: u64) -> Result
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    if args.batch == 0 {
+    if args.batch == Some(0) {
         return Err(CliError::Usage("--batch must be at least 1".into()));
     }
     let choice = match &args.device {
         Some(d) => DeviceChoice::parse(d)?,
         None => DeviceChoice::from_env()?,
     };
+    if args.model.is_text() {
+        return super::train_text::run(&args, choice);
+    }
+    let batch = args.batch.unwrap_or(64);
     let (train_set, test_set) = load_data(&args)?;
-    if args.batch > train_set.n {
+    if batch > train_set.n {
         return Err(CliError::Usage(format!(
             "--batch {} is larger than the {} training examples",
-            args.batch, train_set.n
+            batch, train_set.n
         )));
     }
     let (backend, notice) = Backend::open(choice)?;
@@ -188,11 +228,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 &mut rng,
             ),
         ),
+        _ => unreachable!("text models are trained by train_text"),
     };
-    let steps_per_epoch = (train_set.n / args.batch) as u64;
+    let steps_per_epoch = (train_set.n / batch) as u64;
     let total_steps = args.steps.unwrap_or(args.epochs * steps_per_epoch);
     let config = ClassifierConfig {
-        batch: args.batch,
+        batch,
         eval_batch: 200,
         seed: args.seed,
         shuffle: !args.no_shuffle,
@@ -223,7 +264,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         train_set.n,
         test_set.n,
         total_steps,
-        args.batch,
+        batch,
         c.optimizer.kind.name(),
         c.optimizer.lr
     );
@@ -246,7 +287,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut last_loss = f32::NAN;
     while c.step < total_steps {
         let s = c.train_step(&train_set)?;
-        seen += args.batch;
+        seen += batch;
         last_loss = s.loss;
         let rate = seen as f64 / started.elapsed().as_secs_f64();
         bar.set_message(format!("loss {:.4} · {:.0} img/s", s.loss, rate));

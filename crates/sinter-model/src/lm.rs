@@ -431,6 +431,9 @@ impl CharLm {
         let mut meta = BTreeMap::new();
         meta.insert("model".into(), self.model.arch.name().to_string());
         meta.insert("arch".into(), format!("{:?}", self.model.arch));
+        if let CharArch::Transformer { heads, .. } = self.model.arch {
+            meta.insert("heads".into(), heads.to_string());
+        }
         meta.insert("context".into(), self.model.context.to_string());
         meta.insert("vocab".into(), self.corpus.vocab.iter().collect());
         Ok((tensors, meta))

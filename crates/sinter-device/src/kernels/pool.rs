@@ -85,6 +85,12 @@ impl Pool2dShape {
             .map_or(0, |[oh, ow]| self.n * self.c * oh * ow)
     }
 
+    /// Windows do not overlap (stride ≥ kernel in both directions), so each input element lies in
+    /// at most one window and the gradients can be written window by window.
+    pub fn disjoint_windows(&self) -> bool {
+        self.stride[0] >= self.kh && self.stride[1] >= self.kw
+    }
+
     /// The params uniform (the `Params` struct in pool.wgsl).
     fn params(&self) -> [u32; 12] {
         let [oh, ow] = self.out_hw().expect("checked shape");
@@ -106,10 +112,12 @@ impl Pool2dShape {
     }
 }
 
-/// Checks shape and buffers, then prepares `entry` with one invocation per element of a tensor of
-/// `threads` elements.
+/// Checks the buffers (errors name `op`), then prepares `entry` with one invocation per element
+/// of a tensor of `threads` elements.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
+    op: &str,
     entry: &'static str,
     buffers: &[(&str, &wgpu::Buffer, usize)],
     threads: usize,
@@ -119,7 +127,7 @@ fn launch(
 ) -> Result<Dispatch> {
     let described = shape.describe();
     for &(name, buffer, len) in buffers {
-        check_buffer(entry, name, buffer, len, &described)?;
+        check_buffer(op, name, buffer, len, &described)?;
     }
     let bufs: Vec<&wgpu::Buffer> = buffers.iter().map(|b| b.1).collect();
     let bytes = 4 * buffers.iter().map(|b| b.2 as u64).sum::<u64>();
@@ -158,6 +166,7 @@ pub fn max_pool2d(
     launch(
         gpu,
         op,
+        op,
         &[("x", x, xl), ("y", y, yl)],
         yl,
         shape,
@@ -179,11 +188,25 @@ pub fn max_pool2d_grad(
     let op = "max_pool2d_grad";
     shape.check(op)?;
     let (xl, yl) = (shape.x_len(), shape.y_len());
-    // Each window's argmax is recomputed once per input element it covers.
+    let bufs = [("x", x, xl), ("dy", dy, yl), ("dx", dx, xl)];
+    if shape.disjoint_windows() {
+        // One invocation per window: its argmax, then its whole cell of dx.
+        let flops = yl as u64 * window(shape);
+        return launch(
+            gpu,
+            op,
+            "max_pool2d_grad_cells",
+            &bufs,
+            yl,
+            shape,
+            tag,
+            flops,
+        );
+    }
+    // One invocation per input element, recomputing the argmax of every window that holds it.
     let overlap = (shape.kh.div_ceil(shape.stride[0]) * shape.kw.div_ceil(shape.stride[1])) as u64;
     let flops = xl as u64 * overlap * window(shape);
-    let bufs = [("x", x, xl), ("dy", dy, yl), ("dx", dx, xl)];
-    launch(gpu, op, &bufs, xl, shape, tag, flops)
+    launch(gpu, op, op, &bufs, xl, shape, tag, flops)
 }
 
 /// y = mean over each window of x, padding counted as zeros (divides by KH·KW).
@@ -201,6 +224,7 @@ pub fn avg_pool2d(
     let flops = yl as u64 * window(shape);
     launch(
         gpu,
+        op,
         op,
         &[("x", x, xl), ("y", y, yl)],
         yl,
@@ -222,17 +246,23 @@ pub fn avg_pool2d_grad(
     let op = "avg_pool2d_grad";
     shape.check(op)?;
     let (xl, yl) = (shape.x_len(), shape.y_len());
+    let bufs = [("dy", dy, yl), ("dx", dx, xl)];
+    if shape.disjoint_windows() {
+        // One invocation per window, writing its whole cell of dx.
+        return launch(
+            gpu,
+            op,
+            "avg_pool2d_grad_cells",
+            &bufs,
+            yl,
+            shape,
+            tag,
+            xl as u64,
+        );
+    }
+    // One invocation per input element, summing the windows that hold it.
     let overlap = (shape.kh.div_ceil(shape.stride[0]) * shape.kw.div_ceil(shape.stride[1])) as u64;
-    let flops = xl as u64 * overlap;
-    launch(
-        gpu,
-        op,
-        &[("dy", dy, yl), ("dx", dx, xl)],
-        xl,
-        shape,
-        tag,
-        flops,
-    )
+    launch(gpu, op, op, &bufs, xl, shape, tag, xl as u64 * overlap)
 }
 
 #[cfg(test)]

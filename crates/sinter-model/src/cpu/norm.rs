@@ -107,7 +107,7 @@ pub fn layer_norm_grad_input<T: Real>(
     let eps = T::of(shape.eps as f64);
     let n = T::of(dim as f64);
     rows3(dx, x, dy, dim, |dx, x, dy| {
-        // dx is scratch for the three row sums before it receives the gradient.
+        // dx is scratch for the row sums before it receives the gradient.
         let (mean, rstd) = row_stats(x, dx, eps);
         for j in 0..dim {
             dx[j] = dy[j] * gamma[j];

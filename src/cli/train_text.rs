@@ -1,0 +1,127 @@
+//! `sinter train --model char-transformer|char-rnn|char-lstm|char-gru`: a character-level language
+//! model on the built-in tiny-shakespeare text (or `--data FILE`), validated in nats per character.
+
+use super::train::{optimizer, ModelName, TrainArgs};
+use super::{CliError, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sinter_device::DeviceChoice;
+use sinter_model::checkpoint::save_safetensors;
+use sinter_model::data::CharCorpus;
+use sinter_model::lm::{CharArch, CharLm, LmConfig};
+use sinter_model::nn_seq::CellKind;
+use sinter_model::Backend;
+use std::time::Instant;
+
+/// The architecture the options describe.
+pub fn arch(model: ModelName, width: usize, layers: usize, heads: usize) -> Result<CharArch> {
+    let recurrent = |cell| CharArch::Recurrent {
+        cell,
+        embed: width.min(64),
+        hidden: width,
+    };
+    Ok(match model {
+        ModelName::CharTransformer => {
+            if heads == 0 || width % heads != 0 {
+                return Err(CliError::Usage(format!(
+                    "--width {width} must be a multiple of --heads {heads}"
+                )));
+            }
+            CharArch::Transformer {
+                layers,
+                heads,
+                width,
+            }
+        }
+        ModelName::CharRnn => recurrent(CellKind::Rnn),
+        ModelName::CharLstm => recurrent(CellKind::Lstm),
+        ModelName::CharGru => recurrent(CellKind::Gru),
+        ModelName::Cnn | ModelName::Mlp => unreachable!("image models"),
+    })
+}
+
+pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
+    let corpus = match &args.data {
+        Some(path) => CharCorpus::load(path)?,
+        None => CharCorpus::embedded()?,
+    };
+    if args.context == 0 {
+        return Err(CliError::Usage("--context must be at least 1".into()));
+    }
+    let arch = arch(args.model, args.width, args.layers, args.heads)?;
+    let batch = args.batch.unwrap_or(32);
+    let steps = args.steps.unwrap_or(1500);
+    let (backend, notice) = Backend::open(choice)?;
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
+    let opt = optimizer(args, steps, (steps / 4).max(1))?;
+    let config = LmConfig {
+        batch,
+        seed: args.seed,
+        valid_batches: 16,
+    };
+    let vocab = corpus.vocab_size();
+    let mut lm = CharLm::new(arch, args.context, corpus, backend, opt, config)?;
+    eprintln!(
+        "training {} ({} parameters, vocabulary {vocab}, context {}) on {} for {steps} steps, batch {batch}",
+        arch.name(),
+        lm.parameter_count(),
+        args.context,
+        lm.backend.describe()
+    );
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    let started = Instant::now();
+    let every = (steps / 6).max(1);
+    let mut last = f32::NAN;
+    while lm.step < steps {
+        last = lm.train_step()?;
+        bar.inc(1);
+        let chars = lm.step as f64 * (batch * args.context) as f64;
+        bar.set_message(format!(
+            "loss {last:.3} · {:.0} chars/s",
+            chars / started.elapsed().as_secs_f64()
+        ));
+        if lm.step % every == 0 || lm.step == steps {
+            let valid = lm.validate()?;
+            let line = format!(
+                "step {:>5}: train loss {last:.3}, validation loss {valid:.3} nats/char",
+                lm.step
+            );
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let valid = lm.validate()?;
+    if let Some(path) = &args.save {
+        let (tensors, meta) = lm.params()?;
+        save_safetensors(path, &tensors, &meta)?;
+        eprintln!("saved parameters to {}", path.display());
+    }
+    if args.sample > 0 {
+        let text = lm.sample("\n", args.sample, 0.8, args.seed)?;
+        println!("---\n{text}\n---");
+    }
+    println!(
+        "validation loss {valid:.3} nats/char after {} steps · final train loss {last:.3} · {:.1} ms/step · {:.1} s · {}",
+        lm.step,
+        secs * 1000.0 / steps.max(1) as f64,
+        secs,
+        lm.backend.describe()
+    );
+    Ok(())
+}
