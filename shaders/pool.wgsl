@@ -1,5 +1,5 @@
-// 2-D max and average pooling (NCHW, PyTorch semantics, floor mode) and their gradients. The
-// backward passes gather over the windows that contain each input element, so they need no atomics.
+// 2-D max and average pooling (NCHW, PyTorch semantics, floor mode) and their gradients. Every
+// output element has exactly one writer, so the backward passes need no atomics.
 //
 // Shapes: x [N, C, H, W], y [N, C, OH, OW]. Padding counts as −∞ for max pooling and as zeros
 // for average pooling, which always divides by KH·KW (count_include_pad = true). The max gradient

@@ -9,14 +9,16 @@ use std::time::Instant;
 
 #[test]
 fn time_attention() {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (bb, tt, hh, dd) = (env("AB", 32), env("AT", 64), env("AH", 4), env("AD", 32));
     for causal in [false, true] {
         let s = AttentionShape {
-            batch: 32,
-            seq: 64,
-            heads: 4,
-            head_dim: 32,
+            batch: bb,
+            seq: tt,
+            heads: hh,
+            head_dim: dd,
             causal,
-            scale: 1.0 / 32f32.sqrt(),
+            scale: 1.0 / (dd as f32).sqrt(),
         };
         let n = s.qkv_len();
         let nl = s.lse_len();

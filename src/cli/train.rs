@@ -89,7 +89,7 @@ pub struct TrainArgs {
     /// After training a text model, print this many sampled characters.
     #[arg(long, default_value_t = 0)]
     pub sample: usize,
-    /// Learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd).
+    /// Learning rate (default: 1e-3 for adam/adamw on images, 3e-3 on text, 0.05 for sgd).
     #[arg(long)]
     pub lr: Option<f64>,
     #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
@@ -101,8 +101,9 @@ pub struct TrainArgs {
     /// Weight decay (default: 0.01 for adamw, 0 otherwise).
     #[arg(long)]
     pub weight_decay: Option<f32>,
-    #[arg(long, value_enum, default_value_t = ScheduleName::Constant)]
-    pub schedule: ScheduleName,
+    /// Learning-rate schedule (default: constant for image models, cosine for text models).
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleName>,
     /// Clip the global gradient norm to this value.
     #[arg(long)]
     pub clip_norm: Option<f64>,
@@ -154,9 +155,10 @@ pub(super) fn optimizer(
         OptimizerName::Adam => OptimizerKind::adam(args.weight_decay.unwrap_or(0.0)),
         OptimizerName::Adamw => OptimizerKind::adamw(args.weight_decay.unwrap_or(0.01)),
     };
-    let lr = args.lr.unwrap_or(match args.optimizer {
-        OptimizerName::Sgd => 0.05,
-        _ => 1e-3,
+    let lr = args.lr.unwrap_or(match (args.optimizer, args.model.is_text()) {
+        (OptimizerName::Sgd, _) => 0.05,
+        (_, false) => 1e-3,
+        (_, true) => 3e-3,
     });
     if !(lr.is_finite() && lr > 0.0) {
         return Err(CliError::Usage(format!(
@@ -165,7 +167,8 @@ pub(super) fn optimizer(
     }
     let mut opt = Optimizer::new(kind, lr);
     opt.clip_norm = args.clip_norm;
-    opt.schedule = match args.schedule {
+    let default_schedule = if args.model.is_text() { ScheduleName::Cosine } else { ScheduleName::Constant };
+    opt.schedule = match args.schedule.unwrap_or(default_schedule) {
         ScheduleName::Constant => Schedule::Constant,
         ScheduleName::Cosine => Schedule::Cosine {
             warmup: total_steps / 20,

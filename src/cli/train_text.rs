@@ -49,7 +49,7 @@ pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
     }
     let arch = arch(args.model, args.width, args.layers, args.heads)?;
     let batch = args.batch.unwrap_or(32);
-    let steps = args.steps.unwrap_or(1500);
+    let steps = args.steps.unwrap_or(600);
     let (backend, notice) = Backend::open(choice)?;
     if let Some(n) = notice {
         eprintln!("{n}");

@@ -49,6 +49,19 @@ pub struct Dispatch {
     pub bytes: u64,
 }
 
+impl Dispatch {
+    /// Sets this dispatch's pipeline and bind group on `pass` and dispatches its grid; an empty
+    /// grid records nothing. The profiler records dispatches one at a time through this.
+    pub(crate) fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if self.workgroups.contains(&0) {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+}
+
 /// A GPU device ready to run sinter's kernels.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -313,6 +326,11 @@ impl Gpu {
         }
         self.dispatch_count
             .fetch_add(dispatches.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts dispatches recorded outside [`Gpu::record`] (by the profiler).
+    pub(crate) fn count_dispatches(&self, n: usize) {
+        self.dispatch_count.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Total dispatches recorded on this device.
