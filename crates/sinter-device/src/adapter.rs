@@ -138,7 +138,7 @@ impl AdapterReport {
             name: info.name,
             backend: info.backend,
             driver,
-            max_storage_binding: limits.max_storage_buffer_binding_size as u64,
+            max_storage_binding: limits.max_storage_buffer_binding_size,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_workgroup_invocations: limits.max_compute_invocations_per_workgroup,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
