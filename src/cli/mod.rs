@@ -15,6 +15,14 @@ pub enum CliError {
     Device(#[from] sinter_device::DeviceError),
     #[error("{0}")]
     Usage(String),
+    #[error("interrupted at step {step}; {}", match saved {
+        Some(p) => format!("checkpoint saved to {} (continue with --resume {})", p.display(), p.display()),
+        None => "no --checkpoint given, nothing saved".to_string(),
+    })]
+    Interrupted {
+        step: u64,
+        saved: Option<std::path::PathBuf>,
+    },
 }
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;

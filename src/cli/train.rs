@@ -15,6 +15,8 @@ use sinter_model::train::{Classifier, ClassifierConfig};
 use sinter_model::{Backend, VarStore};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -120,9 +122,13 @@ pub struct TrainArgs {
     /// Write the trained parameters to this safetensors file.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Write a full training checkpoint here at the end of each epoch and of the run.
+    /// Write a full training checkpoint here at the end of each epoch, every
+    /// --checkpoint-every steps, on Ctrl-C, and at the end of the run.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Also write the checkpoint every N steps.
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
     /// Continue from a training checkpoint (parameters, optimizer state, step, data order).
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -181,6 +187,28 @@ pub(super) fn optimizer(
         },
     };
     Ok(opt)
+}
+
+/// Set when the user presses Ctrl-C: the loop saves a checkpoint and stops between steps.
+pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler = flag.clone();
+    if let Err(e) = ctrlc::set_handler(move || handler.store(true, Ordering::SeqCst)) {
+        log::warn!("Ctrl-C will stop without saving: {e}");
+    }
+    flag
+}
+
+/// A device failure during training keeps the last checkpoint and says how to go on.
+pub(super) fn resume_hint(e: sinter_model::ModelError, checkpoint: &Option<PathBuf>) -> CliError {
+    match (&e, checkpoint) {
+        (sinter_model::ModelError::Device(_), Some(path)) => CliError::Usage(format!(
+            "{e}\nthe last checkpoint in {} is intact: continue with `sinter train --resume {} --device cpu` (or another device)",
+            path.display(),
+            path.display()
+        )),
+        _ => e.into(),
+    }
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -288,8 +316,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let first_step = c.step;
     let mut seen = 0usize;
     let mut last_loss = f32::NAN;
+    let interrupted = interrupt_flag();
+    let save = |c: &Classifier| -> Result<()> {
+        if let Some(path) = &args.checkpoint {
+            c.checkpoint()?.save(path)?;
+        }
+        Ok(())
+    };
     while c.step < total_steps {
-        let s = c.train_step(&train_set)?;
+        if interrupted.load(Ordering::SeqCst) {
+            bar.finish_and_clear();
+            save(&c)?;
+            return Err(CliError::Interrupted {
+                step: c.step,
+                saved: args.checkpoint.clone(),
+            });
+        }
+        let s = c.train_step(&train_set).map_err(|e| resume_hint(e, &args.checkpoint))?;
+        if args.checkpoint_every.is_some_and(|n| n > 0 && c.step % n == 0) {
+            save(&c)?;
+        }
         seen += batch;
         last_loss = s.loss;
         let rate = seen as f64 / started.elapsed().as_secs_f64();
@@ -311,9 +357,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             } else {
                 bar.println(line);
             }
-            if let Some(path) = &args.checkpoint {
-                c.checkpoint()?.save(path)?;
-            }
+            save(&c)?;
         }
     }
     bar.finish_and_clear();
