@@ -147,3 +147,67 @@ fn bad_options_are_refused() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--lr"), "{}", stderr(&o));
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes() {
+    let dir = scratch("interrupt");
+    let ckpt = dir.join("run.ckpt");
+    let child = Command::new(env!("CARGO_BIN_EXE_sinter"))
+        .args([
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            "1000000",
+            "--quiet",
+            "--checkpoint-every",
+            "5",
+        ])
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .env("SINTER_DEVICE", "cpu")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !ckpt.exists() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "an interrupted run exits non-zero");
+    assert!(
+        err.contains("interrupted at step") && err.contains("--resume"),
+        "{err}"
+    );
+
+    let saved = sinter::sinter_model::checkpoint::TrainingCheckpoint::load(&ckpt).unwrap();
+    assert!(saved.step >= 5, "checkpoint at step {}", saved.step);
+    let steps = (saved.step + 2).to_string();
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        &steps,
+        "--quiet",
+        "--resume",
+        ckpt.to_str().unwrap(),
+    ]);
+    let resumed = stderr(&o);
+    assert!(o.status.success(), "{resumed}");
+    assert!(
+        resumed.contains(&format!(
+            "resumed from {} at step {}",
+            ckpt.display(),
+            saved.step
+        )),
+        "{resumed}"
+    );
+}
