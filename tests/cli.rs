@@ -211,3 +211,51 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         "{resumed}"
     );
 }
+
+#[test]
+fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
+    let dir = scratch("sigkill");
+    let ckpt = dir.join("run.ckpt");
+    // A checkpoint every step, so kills land during saves as well as between them.
+    for (round, delay_ms) in [40u64, 90, 150, 230, 310].into_iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
+            .args([
+                "train",
+                "--model",
+                "mlp",
+                "--steps",
+                "1000000",
+                "--quiet",
+                "--checkpoint-every",
+                "1",
+            ])
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .env("SINTER_DEVICE", "cpu")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !ckpt.exists() {
+            assert!(started.elapsed().as_secs() < 120, "no checkpoint written");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let loaded = sinter::sinter_model::checkpoint::TrainingCheckpoint::load(&ckpt);
+        assert!(
+            loaded.is_ok(),
+            "round {round}: checkpoint unreadable after SIGKILL: {:?}",
+            loaded.err()
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        eprintln!(
+            "round {round}: killed after {delay_ms} ms, checkpoint at step {}, files {leftovers:?}",
+            loaded.unwrap().step
+        );
+    }
+}
