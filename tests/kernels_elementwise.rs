@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::{assert_close, rand_classes, rand_vec, rng, to_f64};
+use common::{assert_close, out_buffer, rand_classes, rand_vec, rng, run_checked, to_f64};
 use rand::Rng;
 use sinter::sinter_device::kernels::elementwise::{self as ew, BinaryOp, UnaryOp};
 use sinter::sinter_device::kernels::loss::{self, CrossEntropyShape};
 use sinter::sinter_device::kernels::optim::{self, AdamConfig, SgdConfig};
 use sinter::sinter_device::kernels::reduce::{self, ReduceOp, ReduceShape};
 use sinter::sinter_device::testing::{run_one, test_gpu};
-use sinter::sinter_device::{wgpu, DeviceError, Dispatch, Gpu};
+use sinter::sinter_device::{DeviceError, Dispatch, Gpu};
 use sinter::sinter_model::cpu;
 
 /// Unary ops and gradients: WGSL's exp/log/tanh are accurate to a few ULP (relative), while tanh
@@ -33,26 +33,6 @@ const CE_GRAD_RTOL: f64 = 1e-4;
 /// A few steps of f32 updates of O(1) parameters.
 const OPTIM_ATOL: f64 = 1e-6;
 const OPTIM_RTOL: f64 = 1e-5;
-
-/// Written past the end of output buffers: a kernel that writes beyond its shape changes it.
-const SENTINEL: f32 = 12345.0;
-const TAIL: usize = 7;
-
-/// An output buffer of `len` values followed by TAIL sentinels.
-fn out_buffer(gpu: &Gpu, op: &str, len: usize) -> wgpu::Buffer {
-    gpu.upload(op, &vec![SENTINEL; len + TAIL]).expect("upload")
-}
-
-/// Runs `d`, reads `len` values of `out` and checks the sentinels after them are intact.
-fn run_checked(gpu: &Gpu, what: &str, d: &Dispatch, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
-    let mut got = run_one(gpu, d, out, len + TAIL);
-    let tail = got.split_off(len);
-    assert!(
-        tail.iter().all(|&v| v == SENTINEL),
-        "{what}: wrote past the end of its output: {tail:?}"
-    );
-    got
-}
 
 /// Inputs inside op's domain, with saturating extremes and zeros where the op allows them.
 fn unary_input(op: UnaryOp, seed: u64, len: usize) -> Vec<f32> {

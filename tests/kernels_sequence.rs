@@ -3,12 +3,12 @@
 
 mod common;
 
-use common::{assert_close, rand_classes, rand_vec, rng, to_f64};
+use common::{assert_close, out_buffer, rand_classes, rand_vec, rng, run_checked, to_f64};
 use sinter::sinter_device::kernels::embedding::{self as emb, EmbeddingShape};
 use sinter::sinter_device::kernels::norm::{self, LayerNormShape};
 use sinter::sinter_device::kernels::softmax::{self as sm, RowsShape};
-use sinter::sinter_device::testing::{run_one, test_gpu};
-use sinter::sinter_device::{wgpu, DeviceError, Dispatch, Gpu};
+use sinter::sinter_device::testing::test_gpu;
+use sinter::sinter_device::{DeviceError, Dispatch, Gpu};
 use sinter::sinter_model::cpu;
 
 /// Softmax: an exp and a division per value plus a sum over the row, all relative to the row's
@@ -42,26 +42,6 @@ const EMB_ATOL: f64 = 0.0;
 /// Embedding gradient: sums of the repeats of one token, in f32.
 const EMB_GRAD_ATOL: f64 = 1e-5;
 const EMB_GRAD_RTOL: f64 = 1e-5;
-
-/// Written past the end of output buffers: a kernel that writes beyond its shape changes it.
-const SENTINEL: f32 = 12345.0;
-const TAIL: usize = 7;
-
-/// An output buffer of `len` values followed by TAIL sentinels.
-fn out_buffer(gpu: &Gpu, op: &str, len: usize) -> wgpu::Buffer {
-    gpu.upload(op, &vec![SENTINEL; len + TAIL]).expect("upload")
-}
-
-/// Runs `d`, reads `len` values of `out` and checks the sentinels after them are intact.
-fn run_checked(gpu: &Gpu, what: &str, d: &Dispatch, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
-    let mut got = run_one(gpu, d, out, len + TAIL);
-    let tail = got.split_off(len);
-    assert!(
-        tail.iter().all(|&v| v == SENTINEL),
-        "{what}: wrote past the end of its output: {tail:?}"
-    );
-    got
-}
 
 /// Odd shapes, shapes on both sides of the one-invocation-per-row / workgroup-per-row switch,
 /// and a vocabulary-sized row.

@@ -1,9 +1,10 @@
 //! Sequence models end to end: character models train through the WGSL kernels on an adapter with
 //! losses matching the CPU backend, learn on the shipped text, sample, and refuse bad input.
 
-use sinter::sinter_device::testing::test_gpu;
-use sinter::sinter_device::{pick_adapter, DeviceChoice, Gpu};
-use sinter::sinter_model::backend::{CpuBackend, GpuBackend};
+mod common;
+
+use common::gpu_backend;
+use sinter::sinter_model::backend::CpuBackend;
 use sinter::sinter_model::data::CharCorpus;
 use sinter::sinter_model::lm::{CharArch, CharLm, LmConfig};
 use sinter::sinter_model::nn_seq::CellKind;
@@ -16,22 +17,6 @@ fn corpus() -> CharCorpus {
     CORPUS
         .get_or_init(|| CharCorpus::embedded().expect("the shipped text loads"))
         .clone()
-}
-
-fn gpu_backend() -> Option<Backend> {
-    test_gpu()?;
-    let choice = match DeviceChoice::from_env() {
-        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software)) => c,
-        _ => DeviceChoice::Auto,
-    };
-    let adapter = pick_adapter(choice)
-        .ok()
-        .flatten()
-        .or_else(|| pick_adapter(DeviceChoice::Software).ok().flatten())
-        .expect("test_gpu found an adapter");
-    Some(Backend::Gpu(Box::new(
-        GpuBackend::new(Gpu::new(adapter).expect("device opens")).expect("backend"),
-    )))
 }
 
 fn lm(backend: Backend, arch: CharArch, context: usize, batch: usize) -> CharLm {

@@ -1,11 +1,12 @@
 //! End-to-end training: a model learns on the shipped MNIST digits, the WGSL kernels on an
 //! adapter agree with the CPU backend step by step, and a resumed run equals an uninterrupted one.
 
+mod common;
+
+use common::gpu_backend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sinter::sinter_device::testing::test_gpu;
-use sinter::sinter_device::{pick_adapter, DeviceChoice, Gpu};
-use sinter::sinter_model::backend::{CpuBackend, GpuBackend};
+use sinter::sinter_model::backend::CpuBackend;
 use sinter::sinter_model::data::{embedded_mnist, ImageDataset};
 use sinter::sinter_model::nn::{default_cnn, mlp, Sequential};
 use sinter::sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
@@ -54,23 +55,6 @@ fn classifier(backend: Backend, arch: Arch, opt: Optimizer, batch: usize, seed: 
         data().0.n,
     )
     .expect("classifier builds")
-}
-
-/// A second device on the test adapter (each backend owns its device).
-fn gpu_backend() -> Option<Backend> {
-    test_gpu()?;
-    let choice = match DeviceChoice::from_env() {
-        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software)) => c,
-        _ => DeviceChoice::Auto,
-    };
-    let adapter = pick_adapter(choice)
-        .ok()
-        .flatten()
-        .or_else(|| pick_adapter(DeviceChoice::Software).ok().flatten())
-        .expect("test_gpu found an adapter");
-    Some(Backend::Gpu(Box::new(
-        GpuBackend::new(Gpu::new(adapter).expect("device opens")).expect("backend"),
-    )))
 }
 
 fn cpu_backend() -> Backend {

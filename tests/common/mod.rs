@@ -4,6 +4,10 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sinter::sinter_device::testing::{run_one, test_gpu};
+use sinter::sinter_device::{pick_adapter, wgpu, DeviceChoice, Dispatch, Gpu};
+use sinter::sinter_model::backend::GpuBackend;
+use sinter::sinter_model::Backend;
 
 /// A deterministic generator, so a failing case reproduces exactly.
 pub fn rng(seed: u64) -> ChaCha8Rng {
@@ -56,4 +60,48 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
             (g - w).abs()
         );
     }
+}
+
+/// Written past the end of output buffers: a kernel that writes beyond its shape changes it.
+pub const SENTINEL: f32 = 12345.0;
+pub const TAIL: usize = 7;
+
+/// An output buffer of `len` values followed by TAIL sentinels.
+pub fn out_buffer(gpu: &Gpu, op: &str, len: usize) -> wgpu::Buffer {
+    gpu.upload(op, &vec![SENTINEL; len + TAIL]).expect("upload")
+}
+
+/// Runs `d`, reads `len` values of `out` and checks the sentinels after them are intact.
+pub fn run_checked(
+    gpu: &Gpu,
+    what: &str,
+    d: &Dispatch,
+    out: &wgpu::Buffer,
+    len: usize,
+) -> Vec<f32> {
+    let mut got = run_one(gpu, d, out, len + TAIL);
+    let tail = got.split_off(len);
+    assert!(
+        tail.iter().all(|&v| v == SENTINEL),
+        "{what}: wrote past the end of its output: {tail:?}"
+    );
+    got
+}
+
+/// A backend on its own device on the test adapter (None only when adapters are not required).
+pub fn gpu_backend() -> Option<Backend> {
+    test_gpu()?;
+    let choice = match DeviceChoice::from_env() {
+        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software)) => c,
+        _ => DeviceChoice::Auto,
+    };
+    let adapter = pick_adapter(choice)
+        .ok()
+        .flatten()
+        .or_else(|| pick_adapter(DeviceChoice::Software).ok().flatten())
+        .expect("test_gpu found an adapter");
+    let gpu = Gpu::new(adapter).expect("device opens");
+    Some(Backend::Gpu(Box::new(
+        GpuBackend::new(gpu).expect("backend"),
+    )))
 }
