@@ -9,8 +9,14 @@
 //
 // A workgroup holds WG consecutive rows of one (batch, head), so every invocation of it reads the
 // same key (or query) row at the same time: on a hardware GPU those loads are broadcasts from
-// cache, and on a software adapter (lavapipe) they are one scalar load for all SIMD lanes.
+// cache. Loop bounds are uniform over the workgroup; rows past the end, and pairs past the
+// diagonal when causal, are masked rather than skipped.
 // Grid: [ceil(T / WG), H, B].
+//
+// Why one row per invocation: lavapipe turns every buffer load inside a loop into a loop over its
+// SIMD lanes, so holding four rows per invocation (each loaded k, v chunk feeding four rows) made
+// the forward about 2.5× faster there; but the private arrays that needs are indexed dynamically,
+// and lavapipe's compile time for them grew from about 1 s to 7–25 s per pipeline.
 
 const WG: u32 = 64u;
 // Private rows are fixed-size arrays of vec4: HEAD_DIM ≤ 128 (checked by the launch builder).

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, rand_vec, rng, to_f64};
+use common::{assert_close, out_buffer, rand_vec, rng, to_f64, SENTINEL, TAIL};
 use sinter::sinter_device::kernels::attention::{self as attn, AttentionShape};
 use sinter::sinter_device::testing::test_gpu;
 use sinter::sinter_device::{wgpu, Gpu};
@@ -38,10 +38,6 @@ const FD_STEP: f64 = 1e-5;
 const FD_ATOL: f64 = 1e-8;
 const FD_RTOL: f64 = 1e-6;
 
-/// Written past the end of every output: a kernel that writes beyond its shape changes it.
-const SENTINEL: f32 = 12345.0;
-const TAIL: usize = 9;
-
 fn shape(batch: usize, seq: usize, heads: usize, head_dim: usize, causal: bool) -> AttentionShape {
     AttentionShape {
         batch,
@@ -53,8 +49,7 @@ fn shape(batch: usize, seq: usize, heads: usize, head_dim: usize, causal: bool) 
     }
 }
 
-/// Random q, k, v and an upstream gradient do: scores of spread about 1.3 after the 1/√D scale,
-/// so the softmax is neither flat nor one-hot.
+/// q, k, v and an upstream gradient do.
 struct Inputs {
     q: Vec<f32>,
     k: Vec<f32>,
@@ -62,6 +57,8 @@ struct Inputs {
     do_: Vec<f32>,
 }
 
+/// Random inputs: q and k uniform in ±qk_range (2 gives scores of spread about 1.3 after the
+/// 1/√D scale, so the softmax is neither flat nor one-hot), v and do uniform in ±1.
 fn inputs(s: &AttentionShape, seed: u64, qk_range: f32) -> Inputs {
     let mut r = rng(seed);
     let n = s.qkv_len();
@@ -80,11 +77,6 @@ struct Outputs<T> {
     dq: Vec<T>,
     dk: Vec<T>,
     dv: Vec<T>,
-}
-
-/// An output buffer of `len` values followed by TAIL sentinels.
-fn out_buffer(gpu: &Gpu, op: &str, len: usize) -> wgpu::Buffer {
-    gpu.upload(op, &vec![SENTINEL; len + TAIL]).expect("upload")
 }
 
 /// Forward and backward on the adapter in one submit; the backward uses the adapter's own o and
