@@ -1,4 +1,5 @@
-//! The `sinter` command line: `train` a model, `sample` text from one, list adapters with `info`.
+//! The `sinter` command line: `train` a model, `sample` text from one, list adapters with `info`,
+//! `profile` a training step's kernels and `bench` kernels and steps.
 //! Each subcommand lives in `src/cli/`; this file parses arguments and reports errors.
 
 mod cli;
@@ -17,6 +18,8 @@ struct Args {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on the shipped MNIST digits (or on IDX files with --data).
@@ -25,6 +28,10 @@ enum Command {
     Sample(cli::sample::SampleArgs),
     /// List the adapters found and say which one `--device auto` would use.
     Info,
+    /// Profile a training step: every kernel's time, GFLOP/s and GB/s against the device's ceilings.
+    Profile(cli::profile::ProfileArgs),
+    /// Benchmarks: matmul, conv, attention kernels (checked against the CPU first) and whole steps.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +41,8 @@ fn main() -> ExitCode {
         Command::Train(a) => cli::train::run(a),
         Command::Sample(a) => cli::sample::run(a),
         Command::Info => cli::info::run(),
+        Command::Profile(a) => cli::profile::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -162,6 +162,10 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
             "--quiet",
             "--checkpoint-every",
             "5",
+            // The resumed run trains to another step count: a constant rate keeps the
+            // optimizer settings identical, as resuming requires.
+            "--schedule",
+            "constant",
         ])
         .arg("--checkpoint")
         .arg(&ckpt)
@@ -197,6 +201,8 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         "--steps",
         &steps,
         "--quiet",
+        "--schedule",
+        "constant",
         "--resume",
         ckpt.to_str().unwrap(),
     ]);
@@ -258,4 +264,38 @@ fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
             loaded.unwrap().step
         );
     }
+}
+
+#[test]
+fn plots_are_written_as_svg_or_png() {
+    let dir = scratch("plot");
+    let svg = dir.join("run.svg");
+    let png = dir.join("run.png");
+    for path in [&svg, &png] {
+        let o = sinter(&[
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            "130",
+            "--quiet",
+            "--plot",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("test accuracy"),
+        "not the expected SVG"
+    );
+    assert!(
+        std::fs::read(&png).unwrap().starts_with(b"\x89PNG"),
+        "not a PNG"
+    );
+    let o = sinter(&[
+        "train", "--model", "mlp", "--steps", "1", "--quiet", "--plot", "run.pdf",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(".svg or .png"), "{}", stderr(&o));
 }

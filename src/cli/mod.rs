@@ -1,7 +1,10 @@
 //! Subcommands of the `sinter` binary, one module each.
 //! They turn options into calls on the model and device crates and print what happened.
 
+pub mod bench;
 pub mod info;
+pub mod plot;
+pub mod profile;
 pub mod sample;
 pub mod train;
 pub mod train_text;

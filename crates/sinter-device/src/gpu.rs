@@ -129,7 +129,7 @@ impl Gpu {
 
     /// The largest storage buffer one binding may hold, in bytes.
     pub fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size as u64
+        self.limits.max_storage_buffer_binding_size
     }
 
     /// Refuses a buffer larger than the binding limit, naming the op.

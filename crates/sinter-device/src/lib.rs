@@ -6,6 +6,7 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod pool;
+pub mod profiler;
 pub mod shaders;
 pub mod testing;
 

@@ -13,6 +13,7 @@ pub mod nn;
 pub mod nn_seq;
 pub mod optim;
 pub mod plan;
+pub mod profile;
 pub mod train;
 pub mod vars;
 

@@ -10,6 +10,7 @@ use crate::graph::{GraphBuilder, NodeId, Tensor};
 use crate::nn::Linear;
 use crate::nn_seq::{CellKind, Embedding, LayerNorm, Recurrent, TransformerBlock};
 use crate::optim::Optimizer;
+use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarId, VarKind, VarStore};
 use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::SeedableRng;
@@ -314,6 +315,29 @@ impl CharLm {
 
     /// One step on random training windows; returns the training loss (nats per character).
     pub fn train_step(&mut self) -> Result<f32> {
+        Ok(self.step_on(None)?.0)
+    }
+
+    /// [`CharLm::train_step`] with every kernel timed and tagged (see
+    /// [`Backend::run_profiled`]); `timing` picks how a GPU times its dispatches.
+    pub fn train_step_profiled(
+        &mut self,
+        timing: Option<TimingMethod>,
+    ) -> Result<(f32, StepProfile)> {
+        let (loss, profile) = self.step_on(Some(timing))?;
+        Ok((loss, profile.expect("profiled step")))
+    }
+
+    /// The compiled training step.
+    pub fn train_program(&self) -> &Program {
+        &self.train
+    }
+
+    /// One step; profiled when `profile` is `Some(timing)`.
+    fn step_on(
+        &mut self,
+        profile: Option<Option<TimingMethod>>,
+    ) -> Result<(f32, Option<StepProfile>)> {
         let (b, t) = (self.config.batch, self.model.context);
         CharCorpus::windows(
             &self.corpus.train,
@@ -326,7 +350,16 @@ impl CharLm {
         let feeds = self.model.feeds(b, &self.ids, Some(&self.targets));
         let refs: Vec<&[f32]> = feeds.iter().map(Vec::as_slice).collect();
         let scalars = self.optimizer.scalars(self.step);
-        let loss = self.backend.run(&mut self.train, &refs, &scalars)?[0][0];
+        let (out, profile) = match profile {
+            None => (self.backend.run(&mut self.train, &refs, &scalars)?, None),
+            Some(timing) => {
+                let (out, p) =
+                    self.backend
+                        .run_profiled(&mut self.train, &refs, &scalars, timing)?;
+                (out, Some(p))
+            }
+        };
+        let loss = out[0][0];
         if !loss.is_finite() {
             return Err(ModelError::NonFinite {
                 step: self.step,
@@ -335,7 +368,7 @@ impl CharLm {
             });
         }
         self.step += 1;
-        Ok(loss)
+        Ok((loss, profile))
     }
 
     /// Mean loss in nats per character over fixed, evenly spaced validation windows.

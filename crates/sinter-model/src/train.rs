@@ -10,6 +10,7 @@ use crate::graph::{GraphBuilder, NodeId};
 use crate::nn::{Mode, Sequential};
 use crate::optim::Optimizer;
 use crate::plan::MemoryReport;
+use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarKind, VarStore};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -84,6 +85,7 @@ fn forward_graph(
 impl Classifier {
     /// Builds and compiles the training step and the evaluation program. `train_examples` is the
     /// size of the training split (for the batcher).
+    #[allow(clippy::too_many_arguments)] // each is a distinct part of a run; a struct would only rename them
     pub fn new(
         name: &str,
         model: Sequential,
@@ -174,6 +176,31 @@ impl Classifier {
 
     /// One training step on the next batch of `data`.
     pub fn train_step(&mut self, data: &ImageDataset) -> Result<StepStats> {
+        Ok(self.step_on(data, None)?.0)
+    }
+
+    /// [`Classifier::train_step`] with every kernel timed and tagged (see
+    /// [`Backend::run_profiled`]); `timing` picks how a GPU times its dispatches.
+    pub fn train_step_profiled(
+        &mut self,
+        data: &ImageDataset,
+        timing: Option<TimingMethod>,
+    ) -> Result<(StepStats, StepProfile)> {
+        let (stats, profile) = self.step_on(data, Some(timing))?;
+        Ok((stats, profile.expect("profiled step")))
+    }
+
+    /// The compiled training step.
+    pub fn train_program(&self) -> &Program {
+        &self.train
+    }
+
+    /// One step; profiled when `profile` is `Some(timing)`.
+    fn step_on(
+        &mut self,
+        data: &ImageDataset,
+        profile: Option<Option<TimingMethod>>,
+    ) -> Result<(StepStats, Option<StepProfile>)> {
         let batch = self.batcher.next_batch().to_vec();
         data.gather(&batch, &mut self.images, &mut self.labels);
         for (mask, &p) in self.masks.iter_mut().zip(&self.dropout) {
@@ -190,7 +217,15 @@ impl Classifier {
         let mut feeds: Vec<&[f32]> = vec![&self.images, &self.labels];
         feeds.extend(self.masks.iter().map(|m| m.as_slice()));
         let scalars = self.optimizer.scalars(self.step);
-        let out = self.backend.run(&mut self.train, &feeds, &scalars)?;
+        let (out, profile) = match profile {
+            None => (self.backend.run(&mut self.train, &feeds, &scalars)?, None),
+            Some(timing) => {
+                let (out, p) =
+                    self.backend
+                        .run_profiled(&mut self.train, &feeds, &scalars, timing)?;
+                (out, Some(p))
+            }
+        };
         let loss = out[0][0];
         if !loss.is_finite() {
             let e = ModelError::NonFinite {
@@ -204,10 +239,11 @@ impl Classifier {
             log::warn!("{e}");
         }
         self.step += 1;
-        Ok(StepStats {
+        let stats = StepStats {
             loss,
             correct: out[1][0] as usize,
-        })
+        };
+        Ok((stats, profile))
     }
 
     /// Mean loss and accuracy over all of `data`, in batches of the evaluation size.

@@ -5,11 +5,13 @@ use super::StepScalars;
 use crate::error::Result;
 use crate::graph::{conv_shape, NodeId, Op};
 use crate::plan::{self, Plan, Storage};
+use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
 use sinter_device::kernels::{
     attention, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce, softmax,
 };
 use sinter_device::{wgpu, Dispatch, Gpu};
+use std::time::Instant;
 
 /// Variable buffers on one GPU, plus the per-step scalars every optimizer kernel reads.
 pub struct GpuBackend {
@@ -25,6 +27,8 @@ pub struct GpuProgram {
     pub plan: Plan,
     slots: Vec<wgpu::Buffer>,
     pub dispatches: Vec<Dispatch>,
+    /// The plan node each dispatch computes (some nodes take several dispatches).
+    pub dispatch_nodes: Vec<NodeId>,
 }
 
 impl GpuBackend {
@@ -75,8 +79,11 @@ impl GpuBackend {
             }
         }
         let mut dispatches = Vec::with_capacity(plan.order.len());
+        let mut dispatch_nodes = Vec::with_capacity(plan.order.len());
         for &i in &plan.order {
-            dispatches.extend(self.prepare(&plan, &slots, i)?);
+            let prepared = self.prepare(&plan, &slots, i)?;
+            dispatch_nodes.extend(std::iter::repeat_n(i, prepared.len()));
+            dispatches.extend(prepared);
         }
         log::debug!(
             "gpu program: {} dispatches, {} buffers",
@@ -87,6 +94,7 @@ impl GpuBackend {
             plan,
             slots,
             dispatches,
+            dispatch_nodes,
         })
     }
 
@@ -292,13 +300,13 @@ impl GpuBackend {
         }
     }
 
-    /// One step: write the feeds and scalars, record every dispatch, submit once, read the outputs.
-    pub fn run(
-        &mut self,
-        prog: &GpuProgram,
+    /// Writes the feeds and scalars of a step; returns the reads of its outputs.
+    fn stage<'a>(
+        &'a self,
+        prog: &'a GpuProgram,
         feeds: &[&[f32]],
         scalars: &StepScalars,
-    ) -> Result<Vec<Vec<f32>>> {
+    ) -> Result<Vec<(&'a wgpu::Buffer, usize)>> {
         super::check_feeds(&prog.plan, feeds.iter().map(|f| f.len()))?;
         for (k, data) in feeds.iter().enumerate() {
             let Storage::Slot(s) = prog.plan.storage[prog.plan.inputs[k]] else {
@@ -313,8 +321,7 @@ impl GpuBackend {
             0.0,
         ];
         self.gpu.write(&self.hyper, &hyper);
-        let dispatches: Vec<&Dispatch> = prog.dispatches.iter().collect();
-        let reads: Vec<(&wgpu::Buffer, usize)> = prog
+        Ok(prog
             .plan
             .outputs
             .iter()
@@ -323,7 +330,70 @@ impl GpuBackend {
                 Storage::Var(v) => (&self.vars[v.0], prog.plan.nodes[o].numel()),
                 Storage::None => panic!("output {o} has no storage"),
             })
-            .collect();
+            .collect())
+    }
+
+    /// One step: write the feeds and scalars, record every dispatch, submit once, read the outputs.
+    pub fn run(
+        &mut self,
+        prog: &GpuProgram,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<Vec<Vec<f32>>> {
+        let reads = self.stage(prog, feeds, scalars)?;
+        let dispatches: Vec<&Dispatch> = prog.dispatches.iter().collect();
         Ok(self.gpu.run(&dispatches, &reads)?)
+    }
+
+    /// [`GpuBackend::run`] with every dispatch timed by `method`, each tagged with its plan
+    /// node's shapes; host phases (feed, record, submit, wait, readback) are timed too.
+    pub fn run_profiled(
+        &mut self,
+        prog: &GpuProgram,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+        method: TimingMethod,
+    ) -> Result<(Vec<Vec<f32>>, StepProfile)> {
+        let started = Instant::now();
+        let reads = self.stage(prog, feeds, scalars)?;
+        let fed = started.elapsed();
+        let dispatches: Vec<&Dispatch> = prog.dispatches.iter().collect();
+        let run = self.gpu.run_timed(&dispatches, &reads, method)?;
+        let wall_us = started.elapsed().as_secs_f64() * 1e6;
+        let offset = |d: std::time::Duration| (run.started - started + d).as_secs_f64() * 1e6;
+        let kernels = prog
+            .dispatches
+            .iter()
+            .zip(&prog.dispatch_nodes)
+            .zip(&run.dispatches)
+            .map(|((d, &node), t)| KernelTiming {
+                kernel: d.entry.to_string(),
+                tag: d.tag.clone(),
+                shapes: profile::node_shapes(&prog.plan, node),
+                flops: d.flops,
+                bytes: d.bytes,
+                start_us: offset(run.gpu_origin) + t.start_ns * 1e-3,
+                duration_us: t.duration_ns * 1e-3,
+            })
+            .collect();
+        let mut host = vec![HostEvent {
+            name: "write feeds".into(),
+            start_us: 0.0,
+            duration_us: fed.as_secs_f64() * 1e6,
+        }];
+        host.extend(run.host.iter().map(|h| HostEvent {
+            name: h.name.to_string(),
+            start_us: offset(h.start),
+            duration_us: h.duration.as_secs_f64() * 1e6,
+        }));
+        let profile = StepProfile {
+            timing: method.label().to_string(),
+            host_timed: method == TimingMethod::HostTimed,
+            started,
+            wall_us,
+            kernels,
+            host,
+        };
+        Ok((run.outputs, profile))
     }
 }

@@ -7,6 +7,7 @@ pub mod gpu;
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, NodeId};
 use crate::plan::{MemoryReport, Plan};
+use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
 use sinter_device::{pick_adapter, DeviceChoice, Gpu};
 
@@ -55,6 +56,14 @@ impl Program {
 
     pub fn memory(&self) -> MemoryReport {
         self.plan().memory
+    }
+
+    /// Kernels one run launches: GPU dispatches, or nodes the CPU backend executes.
+    pub fn kernel_count(&self) -> usize {
+        match self {
+            Program::Cpu(p) => p.plan.order.len(),
+            Program::Gpu(p) => p.dispatches.len(),
+        }
     }
 }
 
@@ -148,6 +157,41 @@ impl Backend {
         match (self, prog) {
             (Backend::Cpu(c), Program::Cpu(p)) => c.run(p, feeds, scalars),
             (Backend::Gpu(g), Program::Gpu(p)) => g.run(p, feeds, scalars),
+            _ => Err(ModelError::Graph(
+                "program was compiled for another backend".into(),
+            )),
+        }
+    }
+}
+
+impl Backend {
+    /// How [`Backend::run_profiled`] times kernels with `timing` (`None`: the best the device
+    /// offers), as reports print it.
+    pub fn timing_label(&self, timing: Option<TimingMethod>) -> String {
+        match self {
+            Backend::Cpu(_) => crate::profile::CPU_TIMING.to_string(),
+            Backend::Gpu(g) => timing
+                .unwrap_or_else(|| TimingMethod::best_for(&g.gpu))
+                .label()
+                .to_string(),
+        }
+    }
+
+    /// [`Backend::run`] with every kernel timed and tagged. `timing` picks how a GPU times its
+    /// dispatches (`None`: the best it offers); the CPU backend times each node on the host.
+    pub fn run_profiled(
+        &mut self,
+        prog: &mut Program,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+        timing: Option<TimingMethod>,
+    ) -> Result<(Vec<Vec<f32>>, StepProfile)> {
+        match (self, prog) {
+            (Backend::Cpu(c), Program::Cpu(p)) => c.run_profiled(p, feeds, scalars),
+            (Backend::Gpu(g), Program::Gpu(p)) => {
+                let method = timing.unwrap_or_else(|| TimingMethod::best_for(&g.gpu));
+                g.run_profiled(p, feeds, scalars, method)
+            }
             _ => Err(ModelError::Graph(
                 "program was compiled for another backend".into(),
             )),

@@ -1,0 +1,322 @@
+//! `sinter profile`: runs a few warm-up steps of a model's training step, then profiles some more,
+//! and prints every kernel's time, GFLOP/s and GB/s against the device's measured ceilings.
+
+use super::train::ModelName;
+use super::{CliError, Result};
+use clap::Args;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sinter_device::{AdapterClass, DeviceChoice};
+use sinter_model::data::{embedded_mnist, CharCorpus, ImageDataset};
+use sinter_model::lm::{CharLm, LmConfig};
+use sinter_model::nn::{default_cnn, mlp};
+use sinter_model::optim::{Optimizer, OptimizerKind};
+use sinter_model::profile::{self, CeilingSource, StepProfile, TimingMethod};
+use sinter_model::train::{Classifier, ClassifierConfig};
+use sinter_model::{Backend, Program, VarStore};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
+    pub model: ModelName,
+    /// Images (image models) or windows of 64 characters (text models) per step; default 64 / 32.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Unprofiled steps first (pipelines, caches and clocks warm up).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Profiled steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Write a Chrome trace (open in https://ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "FILE.json")]
+    pub trace: Option<PathBuf>,
+    /// How a GPU times its dispatches: auto (the best it offers), inside (timestamps inside one
+    /// compute pass), pass (one pass per dispatch), host (host clock, one submit per dispatch).
+    #[arg(long, default_value = "auto")]
+    pub timing: String,
+    /// Measure the device's ceilings again instead of using the cached ones.
+    #[arg(long)]
+    pub recalibrate: bool,
+    /// Skip the ceilings (no calibration, no cache).
+    #[arg(long)]
+    pub no_ceilings: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// A model's training step ready to run: what `profile` and `bench step` drive.
+pub(super) enum Trainer {
+    Image {
+        c: Box<Classifier>,
+        data: ImageDataset,
+    },
+    Text(Box<CharLm>),
+}
+
+impl Trainer {
+    /// The default-size training step of `model` on the shipped data, with Adam at lr 1e-3.
+    pub fn build(
+        model: ModelName,
+        batch: Option<usize>,
+        choice: DeviceChoice,
+        seed: u64,
+    ) -> Result<Self> {
+        if batch == Some(0) {
+            return Err(CliError::Usage("--batch must be at least 1".into()));
+        }
+        let (backend, notice) = Backend::open(choice)?;
+        if let Some(n) = notice {
+            eprintln!("{n}");
+        }
+        let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
+        if model.is_text() {
+            let arch = super::train_text::arch(model, 128, 2, 4)?;
+            let config = LmConfig {
+                batch: batch.unwrap_or(32),
+                seed,
+                valid_batches: 1,
+            };
+            let lm = CharLm::new(arch, 64, CharCorpus::embedded()?, backend, opt, config)?;
+            return Ok(Trainer::Text(Box::new(lm)));
+        }
+        let (data, _) = embedded_mnist()?;
+        let batch = batch.unwrap_or(64);
+        if batch > data.n {
+            return Err(CliError::Usage(format!(
+                "--batch {batch} is larger than the {} training examples",
+                data.n
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut store = VarStore::new();
+        let image = [data.channels, data.rows, data.cols];
+        let (name, net) = match model {
+            ModelName::Cnn => (
+                "cnn",
+                default_cnn(
+                    &mut store,
+                    image[0],
+                    [image[1], image[2]],
+                    data.classes,
+                    &mut rng,
+                ),
+            ),
+            _ => (
+                "mlp",
+                mlp(
+                    &mut store,
+                    image.iter().product(),
+                    256,
+                    data.classes,
+                    &mut rng,
+                ),
+            ),
+        };
+        let config = ClassifierConfig {
+            batch,
+            eval_batch: batch,
+            seed,
+            shuffle: true,
+            stop_on_nan: false,
+        };
+        let c = Classifier::new(name, net, store, backend, opt, config, image, data.n)?;
+        Ok(Trainer::Image {
+            c: Box::new(c),
+            data,
+        })
+    }
+
+    pub fn backend(&self) -> &Backend {
+        match self {
+            Trainer::Image { c, .. } => &c.backend,
+            Trainer::Text(lm) => &lm.backend,
+        }
+    }
+
+    pub fn program(&self) -> &Program {
+        match self {
+            Trainer::Image { c, .. } => c.train_program(),
+            Trainer::Text(lm) => lm.train_program(),
+        }
+    }
+
+    /// Examples (images or windows) per step.
+    pub fn batch(&self) -> usize {
+        match self {
+            Trainer::Image { c, .. } => c.config.batch,
+            Trainer::Text(lm) => lm.config.batch,
+        }
+    }
+
+    pub fn step(&mut self) -> Result<()> {
+        match self {
+            Trainer::Image { c, data } => {
+                c.train_step(data)?;
+            }
+            Trainer::Text(lm) => {
+                lm.train_step()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn step_profiled(&mut self, timing: Option<TimingMethod>) -> Result<StepProfile> {
+        Ok(match self {
+            Trainer::Image { c, data } => c.train_step_profiled(data, timing)?.1,
+            Trainer::Text(lm) => lm.train_step_profiled(timing)?.1,
+        })
+    }
+}
+
+/// `cpu`, `software` or `gpu`: the device a backend runs on, in `--device` terms.
+pub(super) fn device_label(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Cpu(_) => "cpu",
+        Backend::Gpu(g) if g.gpu.report.class == AdapterClass::Software => "software",
+        Backend::Gpu(_) => "gpu",
+    }
+}
+
+pub(super) fn device_choice(device: &Option<String>) -> Result<DeviceChoice> {
+    Ok(match device {
+        Some(d) => DeviceChoice::parse(d)?,
+        None => DeviceChoice::from_env()?,
+    })
+}
+
+pub(super) fn model_name(model: ModelName) -> &'static str {
+    match model {
+        ModelName::Cnn => "cnn",
+        ModelName::Mlp => "mlp",
+        ModelName::CharTransformer => "char-transformer",
+        ModelName::CharRnn => "char-rnn",
+        ModelName::CharLstm => "char-lstm",
+        ModelName::CharGru => "char-gru",
+    }
+}
+
+/// The median of `v` (0 for none).
+pub(super) fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn parse_timing(s: &str) -> Result<Option<TimingMethod>> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    TimingMethod::parse(s).map(Some).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--timing '{s}': expected one of auto, inside, pass, host"
+        ))
+    })
+}
+
+/// Prints the report of `profiles` (and writes the trace when asked): shared by `sinter profile`
+/// and `sinter train --profile`.
+pub fn report(
+    backend: &Backend,
+    profiles: &[StepProfile],
+    ceilings: bool,
+    recalibrate: bool,
+    trace: Option<&PathBuf>,
+) -> Result<()> {
+    let Some(first) = profiles.first() else {
+        return Ok(());
+    };
+    let walls: Vec<f64> = profiles.iter().map(|p| p.wall_us).collect();
+    let kernels: Vec<f64> = profiles.iter().map(StepProfile::kernel_us).collect();
+    let (wall, kern) = (median(&walls), median(&kernels));
+    println!("timing: {}", first.timing);
+    if first.host_timed {
+        println!("note: host-timed figures include a submit and a wait per kernel: an upper bound");
+    }
+    println!(
+        "step: {:.3} ms wall (median of {}), kernels {:.3} ms ({:.0}% of the wall time); \
+         '% step' below is each row's share of the kernel time",
+        wall / 1e3,
+        profiles.len(),
+        kern / 1e3,
+        100.0 * kern / wall.max(1e-9)
+    );
+    let ceil = if ceilings {
+        let (c, source) = profile::ceilings(backend, recalibrate)?;
+        let whence = match source {
+            CeilingSource::Cached(f) => format!("cached in {}", f.display()),
+            CeilingSource::Measured(f) => format!("measured now, cached in {}", f.display()),
+            CeilingSource::Uncached(why) => format!("measured now, not cached: {why}"),
+        };
+        println!(
+            "ceilings: {:.2} GFLOP/s (1024³ matrix product), {:.2} GB/s (64 MiB copy); {whence}",
+            c.gflops, c.gbps
+        );
+        Some(c)
+    } else {
+        None
+    };
+    println!();
+    print!("{}", profile::table(profiles, ceil.as_ref()));
+    if let Some(path) = trace {
+        let text = profile::chrome_trace(profiles, &backend.describe());
+        std::fs::write(path, text).map_err(|e| {
+            CliError::Usage(format!("cannot write the trace {}: {e}", path.display()))
+        })?;
+        let events: usize = profiles.iter().map(|p| p.kernels.len()).sum();
+        println!(
+            "\ntrace: {} kernel events in {} (open in https://ui.perfetto.dev or chrome://tracing)",
+            events,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: ProfileArgs) -> Result<()> {
+    if args.steps == 0 {
+        return Err(CliError::Usage("--steps must be at least 1".into()));
+    }
+    let timing = parse_timing(&args.timing)?;
+    let choice = device_choice(&args.device)?;
+    let mut t = Trainer::build(args.model, args.batch, choice, args.seed)?;
+    if let (Backend::Gpu(g), Some(m)) = (t.backend(), timing) {
+        if !m.is_supported(&g.gpu) {
+            return Err(CliError::Usage(format!(
+                "--timing {m}: {} does not offer {:?}",
+                g.gpu.report.name,
+                m.feature()
+            )));
+        }
+    }
+    println!(
+        "profiling {} on {} · batch {} · {} kernels per step · {} warm-up + {} profiled steps",
+        model_name(args.model),
+        t.backend().describe(),
+        t.batch(),
+        t.program().kernel_count(),
+        args.warmup,
+        args.steps
+    );
+    for _ in 0..args.warmup {
+        t.step()?;
+    }
+    let profiles = (0..args.steps)
+        .map(|_| t.step_profiled(timing))
+        .collect::<Result<Vec<_>>>()?;
+    report(
+        t.backend(),
+        &profiles,
+        !args.no_ceilings,
+        args.recalibrate,
+        args.trace.as_ref(),
+    )
+}
