@@ -299,3 +299,63 @@ fn plots_are_written_as_svg_or_png() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains(".svg or .png"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_saved_character_model_samples_text() {
+    let dir = scratch("sample");
+    let params = dir.join("lm.safetensors");
+    for model in ["char-transformer", "char-gru"] {
+        let o = sinter(&[
+            "train",
+            "--model",
+            model,
+            "--steps",
+            "3",
+            "--context",
+            "16",
+            "--width",
+            "32",
+            "--heads",
+            "2",
+            "--layers",
+            "1",
+            "--batch",
+            "4",
+            "--quiet",
+            "--save",
+            params.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("nats/char"));
+        let o = sinter(&[
+            "sample",
+            params.to_str().unwrap(),
+            "--chars",
+            "40",
+            "--prompt",
+            "ROMEO:",
+        ]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            text.starts_with("ROMEO:") && text.trim_end().chars().count() >= 40,
+            "{model}: {text:?}"
+        );
+    }
+    // A parameter file of an image model is not a character model.
+    let image = dir.join("mlp.safetensors");
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "1",
+        "--quiet",
+        "--save",
+        image.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let o = sinter(&["sample", image.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("mlp.safetensors"), "{}", stderr(&o));
+}

@@ -39,6 +39,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
     };
     let model: ModelName = clap::ValueEnum::from_str(get("model")?, false)
         .map_err(|e| CliError::Usage(format!("{}: unknown model: {e}", args.params.display())))?;
+    if !model.is_text() {
+        return Err(CliError::Usage(format!(
+            "{}: holds a {model:?} image model; `sinter sample` needs a character model",
+            args.params.display()
+        )));
+    }
     let context: usize = get("context")?
         .parse()
         .map_err(|_| CliError::Usage("bad context in metadata".into()))?;
