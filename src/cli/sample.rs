@@ -41,8 +41,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
         .map_err(|e| CliError::Usage(format!("{}: unknown model: {e}", args.params.display())))?;
     if !model.is_text() {
         return Err(CliError::Usage(format!(
-            "{}: holds a {model:?} image model; `sinter sample` needs a character model",
-            args.params.display()
+            "{}: holds an image model ({}); `sinter sample` needs a character model",
+            args.params.display(),
+            get("model")?
         )));
     }
     let context: usize = get("context")?
