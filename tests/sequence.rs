@@ -139,3 +139,17 @@ fn a_context_longer_than_the_text_is_refused() {
         .to_string();
     assert!(err.contains("context 64"), "{err}");
 }
+
+#[test]
+fn the_issue_sized_char_transformer_on_an_adapter_matches_the_cpu_backend() {
+    // 2 layers, 4 heads, width 128, context 64: the model whose CPU training is reported.
+    compare(
+        CharArch::Transformer {
+            layers: 2,
+            heads: 4,
+            width: 128,
+        },
+        64,
+        5,
+    );
+}
