@@ -175,7 +175,7 @@ pub(super) fn optimizer(
         .lr
         .unwrap_or(match (args.optimizer, args.model.is_text()) {
             (OptimizerName::Sgd, _) => 0.05,
-            (_, false) => 1e-3,
+            (_, false) => 2e-3,
             (_, true) => 3e-3,
         });
     if !(lr.is_finite() && lr > 0.0) {
