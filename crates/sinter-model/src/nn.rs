@@ -107,7 +107,8 @@ impl Conv2d {
     }
 }
 
-fn param(g: &GraphBuilder, store: &VarStore, id: VarId) -> Tensor {
+/// The graph leaf of parameter `id`, tagged with the last part of its name (`weight`, `bias`).
+pub(crate) fn param(g: &GraphBuilder, store: &VarStore, id: VarId) -> Tensor {
     let info = store.get(id);
     let short = info
         .name

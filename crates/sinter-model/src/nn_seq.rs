@@ -2,22 +2,11 @@
 //! transformer block, and recurrent cells (RNN, LSTM, GRU) unrolled over time.
 
 use crate::error::Result;
-use crate::graph::{GraphBuilder, Tensor};
-use crate::nn::Linear;
+use crate::graph::Tensor;
+use crate::nn::{param, Linear};
 use crate::vars::{VarId, VarKind, VarStore};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-
-fn var(g: &GraphBuilder, store: &VarStore, id: VarId) -> Tensor {
-    let info = store.get(id);
-    let short = info
-        .name
-        .rsplit('.')
-        .next()
-        .unwrap_or(&info.name)
-        .to_string();
-    g.var(id, &info.shape, &short)
-}
 
 /// Layer normalization over the last axis, `weight` (γ) = 1 and `bias` (β) = 0 initially.
 #[derive(Clone, Debug)]
@@ -49,8 +38,8 @@ impl LayerNorm {
     pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
         let g = x.builder();
         x.layer_norm(
-            &var(&g, store, self.weight),
-            &var(&g, store, self.bias),
+            &param(&g, store, self.weight),
+            &param(&g, store, self.bias),
             self.eps,
         )
     }
@@ -87,7 +76,7 @@ impl Embedding {
 
     /// `ids: [..]` (token ids as floats) → `[.., dim]`.
     pub fn forward(&self, store: &VarStore, ids: &Tensor) -> Result<Tensor> {
-        ids.embedding(&var(&ids.builder(), store, self.weight))
+        ids.embedding(&param(&ids.builder(), store, self.weight))
     }
 }
 
