@@ -59,7 +59,24 @@ impl Geometry {
 
     /// The flat index in its plane of the first maximum of window (oy, ox); padding is −∞, and
     /// ties go to the first maximum in row-major window order.
+    #[inline]
     fn argmax<T: Real>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
+        if self.pad == [0, 0] {
+            // Without padding every window lies inside the plane (floor mode): no clipping.
+            let (r0, c0) = (oy * self.stride[0], ox * self.stride[1]);
+            let mut arg = r0 * self.w + c0;
+            let mut best = plane[arg];
+            for r in r0..r0 + self.kh {
+                let row = &plane[r * self.w + c0..r * self.w + c0 + self.kw];
+                for (c, &v) in row.iter().enumerate() {
+                    if v > best {
+                        best = v;
+                        arg = r * self.w + c0 + c;
+                    }
+                }
+            }
+            return arg;
+        }
         let ((r0, r1), (c0, c1)) = (self.rows(oy), self.cols(ox));
         let mut arg = r0 * self.w + c0;
         for r in r0..r1 {
@@ -95,8 +112,10 @@ pub fn max_pool2d<T: Real>(x: &[T], y: &mut [T], s: &Pool2dShape) {
     y.par_chunks_mut(g.y_plane())
         .zip(x.par_chunks(g.x_plane()))
         .for_each(|(y, x)| {
-            for (i, v) in y.iter_mut().enumerate() {
-                *v = x[g.argmax(x, i / g.ow, i % g.ow)];
+            for (oy, y_row) in y.chunks_exact_mut(g.ow).enumerate() {
+                for (ox, v) in y_row.iter_mut().enumerate() {
+                    *v = x[g.argmax(x, oy, ox)];
+                }
             }
         });
 }
@@ -119,8 +138,10 @@ pub fn max_pool2d_grad<T: Real>(x: &[T], dy: &[T], dx: &mut [T], s: &Pool2dShape
         .zip(dy.par_chunks(g.y_plane()))
         .for_each(|((dx, x), dy)| {
             dx.fill(T::zero());
-            for (i, &d) in dy.iter().enumerate() {
-                dx[g.argmax(x, i / g.ow, i % g.ow)] += d;
+            for (oy, dy_row) in dy.chunks_exact(g.ow).enumerate() {
+                for (ox, &d) in dy_row.iter().enumerate() {
+                    dx[g.argmax(x, oy, ox)] += d;
+                }
             }
         });
 }
