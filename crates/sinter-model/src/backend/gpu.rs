@@ -112,52 +112,53 @@ impl GpuBackend {
         let input = |k: usize| buf(node.inputs[k]);
         let shape = |k: usize| plan.shape(node.inputs[k]);
         let (tag, len) = (node.tag.as_str(), node.numel());
-        // Optimizer updates write variables and have no output buffer of their own.
-        let y = if node.op.is_update() {
-            &self.hyper
-        } else {
-            buf(i)
-        };
+        // The node's output buffer (optimizer updates have none: they write variables).
+        let y = || buf(i);
         let d = match &node.op {
-            Op::Softmax => softmax::softmax(gpu, input(0), y, &plan::rows_shape(shape(0)), tag)?,
+            Op::Softmax => softmax::softmax(gpu, input(0), y(), &plan::rows_shape(shape(0)), tag)?,
             Op::LogSoftmax => {
-                softmax::log_softmax(gpu, input(0), y, &plan::rows_shape(shape(0)), tag)?
+                softmax::log_softmax(gpu, input(0), y(), &plan::rows_shape(shape(0)), tag)?
             }
-            Op::SoftmaxGrad => {
-                softmax::softmax_grad(gpu, input(0), input(1), y, &plan::rows_shape(shape(0)), tag)?
-            }
+            Op::SoftmaxGrad => softmax::softmax_grad(
+                gpu,
+                input(0),
+                input(1),
+                y(),
+                &plan::rows_shape(shape(0)),
+                tag,
+            )?,
             Op::LogSoftmaxGrad => softmax::log_softmax_grad(
                 gpu,
                 input(0),
                 input(1),
-                y,
+                y(),
                 &plan::rows_shape(shape(0)),
                 tag,
             )?,
             Op::LayerNorm { eps } => {
                 let s = plan::layer_norm_shape(shape(0), *eps);
-                norm::layer_norm(gpu, input(0), input(1), input(2), y, &s, tag)?
+                norm::layer_norm(gpu, input(0), input(1), input(2), y(), &s, tag)?
             }
             Op::LayerNormGradInput { eps } => {
                 let s = plan::layer_norm_shape(shape(0), *eps);
-                norm::layer_norm_grad_input(gpu, input(0), input(1), input(2), y, &s, tag)?
+                norm::layer_norm_grad_input(gpu, input(0), input(1), input(2), y(), &s, tag)?
             }
             Op::LayerNormGradGamma { eps } => {
                 let s = plan::layer_norm_shape(shape(0), *eps);
-                norm::layer_norm_grad_gamma(gpu, input(0), input(1), y, &s, tag)?
+                norm::layer_norm_grad_gamma(gpu, input(0), input(1), y(), &s, tag)?
             }
             Op::Embedding => {
                 let s = plan::embedding_shape(shape(0), shape(1));
-                embedding::embedding(gpu, input(0), input(1), y, &s, tag)?
+                embedding::embedding(gpu, input(0), input(1), y(), &s, tag)?
             }
             Op::EmbeddingGrad => {
                 let s = plan::embedding_shape(shape(0), &node.shape);
-                embedding::embedding_grad(gpu, input(0), input(1), y, &s, tag)?
+                embedding::embedding_grad(gpu, input(0), input(1), y(), &s, tag)?
             }
             Op::Attention { causal, scale } => {
                 let s = plan::attention_shape(shape(0), *causal, *scale);
                 let lse = buf(plan.extras[i][0]);
-                attention::attention_forward(gpu, input(0), input(1), input(2), y, lse, &s, tag)?
+                attention::attention_forward(gpu, input(0), input(1), input(2), y(), lse, &s, tag)?
             }
             Op::AttentionGrad { causal, scale } => {
                 let s = plan::attention_shape(shape(0), *causal, *scale);
@@ -165,45 +166,59 @@ impl GpuBackend {
                 let (q, k, v, o, d_o, lse) =
                     (input(0), input(1), input(2), input(3), input(4), input(5));
                 return Ok(attention::attention_backward(
-                    gpu, q, k, v, o, d_o, lse, delta, y, dk, dv, &s, tag,
+                    gpu,
+                    q,
+                    k,
+                    v,
+                    o,
+                    d_o,
+                    lse,
+                    delta,
+                    y(),
+                    dk,
+                    dv,
+                    &s,
+                    tag,
                 )?);
             }
             Op::Secondary(_) => unreachable!("secondary outputs are written by their producer"),
-            Op::Unary(u) => elementwise::unary(gpu, input(0), y, *u, len, tag)?,
-            Op::UnaryGrad(u) => elementwise::unary_grad(gpu, input(0), input(1), y, *u, len, tag)?,
+            Op::Unary(u) => elementwise::unary(gpu, input(0), y(), *u, len, tag)?,
+            Op::UnaryGrad(u) => {
+                elementwise::unary_grad(gpu, input(0), input(1), y(), *u, len, tag)?
+            }
             Op::Affine { alpha, beta } => {
-                elementwise::affine(gpu, input(0), y, len, *alpha as f32, *beta as f32, tag)?
+                elementwise::affine(gpu, input(0), y(), len, *alpha as f32, *beta as f32, tag)?
             }
             Op::Binary(b) => {
-                elementwise::binary(gpu, input(0), shape(0), input(1), shape(1), y, *b, tag)?
+                elementwise::binary(gpu, input(0), shape(0), input(1), shape(1), y(), *b, tag)?
             }
             Op::BroadcastTo => {
-                elementwise::broadcast_to(gpu, input(0), shape(0), y, &node.shape, tag)?
+                elementwise::broadcast_to(gpu, input(0), shape(0), y(), &node.shape, tag)?
             }
             Op::Reduce { op, axis, .. } => {
                 let s = reduce::ReduceShape::along(shape(0), *axis);
-                reduce::reduce(gpu, input(0), y, *op, &s, tag)?
+                reduce::reduce(gpu, input(0), y(), *op, &s, tag)?
             }
             Op::MatMul { trans_a, trans_b } => {
                 let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-                matmul::matmul(gpu, input(0), input(1), y, &s, tag)?
+                matmul::matmul(gpu, input(0), input(1), y(), &s, tag)?
             }
             Op::Conv2d(c) => {
                 let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *c);
-                conv::conv2d_forward(gpu, input(0), input(1), y, &s, tag)?
+                conv::conv2d_forward(gpu, input(0), input(1), y(), &s, tag)?
             }
             Op::Conv2dGradInput(c) => {
                 let s = conv_shape(&node.shape, shape(1), *c).expect("checked when recorded");
-                conv::conv2d_grad_input(gpu, input(0), input(1), y, &s, tag)?
+                conv::conv2d_grad_input(gpu, input(0), input(1), y(), &s, tag)?
             }
             Op::Conv2dGradWeight(c) => {
                 let s = plan::conv_kernel_shape(plan, node.inputs[0], i, *c);
-                conv::conv2d_grad_weight(gpu, input(0), input(1), y, &s, tag)?
+                conv::conv2d_grad_weight(gpu, input(0), input(1), y(), &s, tag)?
             }
             Op::MaxPool2d(c) => pool::max_pool2d(
                 gpu,
                 input(0),
-                y,
+                y(),
                 &plan::pool_kernel_shape(shape(0), *c),
                 tag,
             )?,
@@ -211,21 +226,21 @@ impl GpuBackend {
                 gpu,
                 input(0),
                 input(1),
-                y,
+                y(),
                 &plan::pool_kernel_shape(shape(0), *c),
                 tag,
             )?,
             Op::AvgPool2d(c) => pool::avg_pool2d(
                 gpu,
                 input(0),
-                y,
+                y(),
                 &plan::pool_kernel_shape(shape(0), *c),
                 tag,
             )?,
             Op::AvgPool2dGrad(c) => pool::avg_pool2d_grad(
                 gpu,
                 input(0),
-                y,
+                y(),
                 &plan::pool_kernel_shape(&node.shape, *c),
                 tag,
             )?,
@@ -233,7 +248,7 @@ impl GpuBackend {
                 gpu,
                 input(0),
                 input(1),
-                y,
+                y(),
                 &plan::cross_entropy_shape(shape(0)),
                 tag,
             )?,
@@ -242,7 +257,7 @@ impl GpuBackend {
                 input(0),
                 input(1),
                 input(2),
-                y,
+                y(),
                 &plan::cross_entropy_shape(shape(0)),
                 tag,
             )?,
@@ -250,7 +265,7 @@ impl GpuBackend {
                 gpu,
                 input(0),
                 input(1),
-                y,
+                y(),
                 &plan::cross_entropy_shape(shape(0)),
                 tag,
             )?,
