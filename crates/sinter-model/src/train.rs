@@ -201,8 +201,12 @@ impl Classifier {
         data: &ImageDataset,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(StepStats, Option<StepProfile>)> {
-        let batch = self.batcher.next_batch().to_vec();
-        data.gather(&batch, &mut self.images, &mut self.labels);
+        // Disjoint fields: the batch's indices are read while the feed buffers are refilled.
+        data.gather(
+            self.batcher.next_batch(),
+            &mut self.images,
+            &mut self.labels,
+        );
         for (mask, &p) in self.masks.iter_mut().zip(&self.dropout) {
             // Inverted dropout: kept units are scaled by 1/(1−p) so evaluation needs no change.
             let keep = 1.0 / (1.0 - p);
