@@ -4,7 +4,7 @@
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, NodeId, Op, Tensor};
 use crate::vars::VarId;
-use sinter_device::kernels::elementwise::BinaryOp;
+use sinter_device::kernels::elementwise::{BinaryOp, UnaryOp};
 use sinter_device::kernels::reduce::ReduceOp;
 use std::collections::HashMap;
 
@@ -96,12 +96,14 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
     let y = g.tensor(i);
     Ok(match node.op {
         Op::Input { .. } | Op::Var(_) | Op::Fill(_) => vec![],
-        // dx = dy · f'(x)
+        // dx = dy · f'(x). ReLU's mask is read from its output (y > 0 ⇔ x > 0), so the
+        // pre-activation need not be kept and the planner can fuse it away.
         Op::Unary(u) => {
             let x = input(0);
+            let mask_from = if u == UnaryOp::Relu { y.id } else { x.id };
             vec![Some(g.push(
                 Op::UnaryGrad(u),
-                &[x.id, dy.id],
+                &[mask_from, dy.id],
                 x.shape(),
                 "",
             ))]
@@ -292,6 +294,13 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
         Op::Secondary(_) => {
             return Err(ModelError::Graph(format!(
                 "a secondary output ({}) is not differentiable",
+                node.tag
+            )))
+        }
+        Op::Fused(f) => {
+            return Err(ModelError::Graph(format!(
+                "{} ({}) is made by the planner and has no backward rule",
+                f.name(),
                 node.tag
             )))
         }

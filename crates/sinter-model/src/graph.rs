@@ -146,6 +146,8 @@ pub enum Op {
     /// The k-th secondary output (k ≥ 1) of the node that is its only input. The planner gives it
     /// a buffer when its producer runs.
     Secondary(usize),
+    /// Several nodes folded into one kernel by the planner (see `fuse.rs`).
+    Fused(crate::fuse::Fused),
     /// In-place SGD step; inputs `[grad, scale]`; no output.
     SgdUpdate {
         param: VarId,
@@ -198,6 +200,7 @@ impl Op {
             Op::Attention { .. } => "attention".into(),
             Op::AttentionGrad { .. } => "attention_grad".into(),
             Op::Secondary(k) => format!("output {k}"),
+            Op::Fused(f) => f.name().into(),
             Op::SgdUpdate { .. } => "sgd".into(),
             Op::AdamUpdate { .. } => "adam".into(),
         }

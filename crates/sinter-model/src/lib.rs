@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod fuse;
 pub mod graph;
 pub mod lm;
 pub mod nn;

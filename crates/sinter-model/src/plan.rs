@@ -59,6 +59,14 @@ pub struct MemoryReport {
     pub buffers: usize,
 }
 
+/// Choices a backend makes when it plans a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Fold bias adds and ReLUs into the products before them (see `fuse.rs`): for backends
+    /// whose kernels implement [`crate::fuse::Fused`].
+    pub fuse: bool,
+}
+
 /// Hands out slots by best fit and tracks how many bytes are alive.
 #[derive(Default)]
 struct SlotAllocator {
@@ -108,9 +116,14 @@ impl SlotAllocator {
 }
 
 impl Plan {
-    /// Plans the nodes needed for `outputs` and every optimizer update in `graph`.
+    /// Plans the nodes needed for `outputs` and every optimizer update in `graph`, unfused.
     pub fn new(graph: &Graph, outputs: &[NodeId]) -> Result<Self> {
-        let nodes = graph.nodes.clone();
+        Self::with_options(graph, outputs, PlanOptions::default())
+    }
+
+    /// [`Plan::new`] with the backend's choices.
+    pub fn with_options(graph: &Graph, outputs: &[NodeId], options: PlanOptions) -> Result<Self> {
+        let mut nodes = graph.nodes.clone();
         let n = nodes.len();
         for &o in outputs {
             if o >= n {
@@ -153,6 +166,11 @@ impl Plan {
                     needed[e] = true;
                 }
             }
+        }
+
+        if options.fuse {
+            let fused = crate::fuse::fuse(&mut nodes, &mut needed, outputs);
+            log::debug!("plan: {fused} chains fused");
         }
 
         // A reshape shares its input's storage: everything is planned on the alias root.

@@ -3,6 +3,7 @@
 
 use crate::backend::Backend;
 use crate::cpu;
+use crate::fuse::Fused;
 use crate::graph::{NodeId, Op};
 use crate::plan::{self, Plan};
 use rayon::prelude::*;
@@ -137,6 +138,22 @@ pub fn node_cost(plan: &Plan, i: NodeId) -> (u64, u64) {
             let (d, rows) = (s.head_dim as u64, (s.batch * s.seq * s.heads) as u64);
             rows * 2 * d + s.pairs() * (14 * d + 8)
         }
+        Op::Fused(Fused::Conv2dBias { conv, relu }) => {
+            let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *conv);
+            s.flops() + len * (1 + *relu as u64)
+        }
+        Op::Fused(Fused::MatMulBias {
+            trans_a,
+            trans_b,
+            relu,
+        }) => {
+            let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
+            s.flops() + len * (1 + *relu as u64)
+        }
+        Op::Fused(Fused::MaxPool2dGradRelu(c)) => {
+            let p = plan::pool_kernel_shape(shape(0), *c);
+            numel(node.inputs[1]) * (p.kh * p.kw + 1) as u64
+        }
         Op::SgdUpdate { param, .. } => 8 * plan_var_len(plan, i, *param),
         Op::AdamUpdate { param, .. } => 18 * plan_var_len(plan, i, *param),
         Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Secondary(_) => 0,
@@ -166,7 +183,10 @@ fn dims(shape: &[usize]) -> String {
 pub fn node_shapes(plan: &Plan, i: NodeId) -> String {
     let node = &plan.nodes[i];
     let (ta, tb) = match node.op {
-        Op::MatMul { trans_a, trans_b } => (trans_a, trans_b),
+        Op::MatMul { trans_a, trans_b }
+        | Op::Fused(Fused::MatMulBias {
+            trans_a, trans_b, ..
+        }) => (trans_a, trans_b),
         _ => (false, false),
     };
     let inputs: Vec<String> = node

@@ -8,6 +8,7 @@ use sinter_device::kernels::reduce::ReduceOp;
 use sinter_model::backend::CpuBackend;
 use sinter_model::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
 use sinter_model::nn_seq::{CellKind, Embedding, Recurrent, TransformerBlock};
+use sinter_model::plan::PlanOptions;
 use sinter_model::{backward, Result, StepScalars, VarId, VarKind, VarStore};
 
 /// Finite-difference step and tolerance: in f64 the central difference is accurate to about
@@ -28,7 +29,14 @@ struct Case {
     fixed: Vec<(usize, Vec<f64>)>,
 }
 
+/// Checks the case with the planner's fusion off and on (the CPU backend trains fused).
 fn check(case: Case, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    for fuse in [false, true] {
+        check_planned(&case, &f, PlanOptions { fuse });
+    }
+}
+
+fn check_planned(case: &Case, f: impl Fn(&[Tensor]) -> Result<Tensor>, options: PlanOptions) {
     let mut rng = ChaCha8Rng::seed_from_u64(case.name.len() as u64 * 7919);
     let g = GraphBuilder::new();
     let inputs: Vec<Tensor> = case
@@ -55,7 +63,7 @@ fn check(case: Case, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
     }
     let graph = g.finish();
     let mut cpu = CpuBackend::<f64>::new();
-    let plan = sinter_model::Plan::new(&graph, &outputs).unwrap();
+    let plan = sinter_model::Plan::with_options(&graph, &outputs, options).unwrap();
     let mut prog = cpu.compile(plan);
 
     let mut values: Vec<Vec<f64>> = case
@@ -222,6 +230,35 @@ fn convolution_rules() {
             x[0].conv2d(&x[1], c)
         });
     }
+}
+
+/// The chains the planner fuses (conv + bias + ReLU, then max-pooling whose gradient takes the
+/// ReLU mask; linear + bias with and without ReLU), checked as `check` does: unfused and fused.
+#[test]
+fn fused_chain_rules() {
+    check(
+        case(
+            "conv + bias + relu + max-pool",
+            &[&[2, 3, 8, 6], &[4, 3, 3, 3], &[4, 1, 1]],
+        ),
+        |x| {
+            x[0].conv2d(&x[1], ConvConfig::padded(1))?
+                .add(&x[2])?
+                .relu()
+                .max_pool2d(PoolConfig::square(2))
+        },
+    );
+    check(
+        case("conv + bias", &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4, 1, 1]]),
+        |x| x[0].conv2d(&x[1], ConvConfig::padded(0))?.add(&x[2]),
+    );
+    check(
+        case("linear + bias + relu", &[&[5, 7], &[6, 7], &[6]]),
+        |x| Ok(x[0].matmul_t(&x[1], false, true)?.add(&x[2])?.relu()),
+    );
+    check(case("bias + linear", &[&[5, 7], &[7, 6], &[6]]), |x| {
+        x[2].add(&x[0].matmul(&x[1])?)
+    });
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use super::StepScalars;
 use crate::cpu::{self, Real};
 use crate::error::Result;
+use crate::fuse::Fused;
 use crate::graph::{NodeId, Op};
 use crate::plan::{self, Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile};
@@ -388,6 +389,25 @@ impl<T: Real> CpuProgram<T> {
             Op::MaxPool2d(c) => {
                 cpu::pool::max_pool2d(x(0), y, &plan::pool_kernel_shape(shape(0), *c))
             }
+            Op::Fused(Fused::Conv2dBias { conv, relu }) => {
+                let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], node.inputs[1], *conv);
+                cpu::conv::conv2d_forward_bias(x(0), x(1), Some(x(2)), *relu, y, &s)
+            }
+            Op::Fused(Fused::MatMulBias {
+                trans_a,
+                trans_b,
+                relu,
+            }) => {
+                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
+                cpu::matmul::matmul_bias(x(0), x(1), x(2), *relu, y, &s)
+            }
+            Op::Fused(Fused::MaxPool2dGradRelu(c)) => cpu::pool::max_pool2d_grad_relu(
+                x(0),
+                x(1),
+                y,
+                &plan::pool_kernel_shape(shape(0), *c),
+                true,
+            ),
             Op::MaxPool2dGrad(c) => {
                 cpu::pool::max_pool2d_grad(x(0), x(1), y, &plan::pool_kernel_shape(shape(0), *c))
             }

@@ -2,7 +2,7 @@
 //! then runs each step as one command encoder, one submit and one small readback.
 
 use super::StepScalars;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::graph::{conv_shape, NodeId, Op};
 use crate::plan::{self, Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
@@ -303,6 +303,15 @@ impl GpuBackend {
             )?,
             Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Reshape => {
                 unreachable!("{} is not executed", node.op.name())
+            }
+            // The GPU backend plans without fusion (Backend::compile), so a fused node here
+            // comes from a plan made for another backend.
+            Op::Fused(f) => {
+                return Err(ModelError::Graph(format!(
+                    "{} ({}): the GPU backend has no fused kernels; plan with fusion off",
+                    f.name(),
+                    node.tag
+                )))
             }
         };
         Ok(vec![d])

@@ -6,7 +6,7 @@ pub mod gpu;
 
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, NodeId};
-use crate::plan::{MemoryReport, Plan};
+use crate::plan::{MemoryReport, Plan, PlanOptions};
 use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
 use sinter_device::{pick_adapter, DeviceChoice, Gpu};
@@ -139,8 +139,12 @@ impl Backend {
     }
 
     /// Plans `graph` for `outputs` (plus every optimizer update in it) and prepares it to run.
+    /// The CPU backend's plans fuse bias adds and ReLUs into the products before them.
     pub fn compile(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
-        let plan = Plan::new(graph, outputs)?;
+        let options = PlanOptions {
+            fuse: matches!(self, Backend::Cpu(_)),
+        };
+        let plan = Plan::with_options(graph, outputs, options)?;
         Ok(match self {
             Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
             Backend::Gpu(g) => Program::Gpu(g.compile(plan)?),

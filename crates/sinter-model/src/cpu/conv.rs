@@ -1,10 +1,12 @@
-//! CPU 2-D convolution (NCHW, no groups, no bias): forward, input gradient and weight gradient as
+//! CPU 2-D convolution (NCHW, no groups; bias and ReLU only as a fused epilogue): forward, input gradient and weight gradient as
 //! im2col + GEMM (the `gemm` crate) and col2im, parallel over the batch. The CPU backend trains with these.
 
+use super::elementwise::{bias_relu, unary_value};
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
 use sinter_device::kernels::conv::Conv2dShape;
+use sinter_device::kernels::elementwise::UnaryOp;
 
 /// Panics, naming the op and the shapes, when a shape is invalid or a slice is shorter than the
 /// shape needs: callers check shapes when the graph is built, so reaching here with a bad one is a
@@ -367,11 +369,32 @@ fn spread(n: usize) -> (bool, Parallelism) {
 
 /// y = conv2d(x, w). Panics with the shapes when the shape is invalid or a slice is too short. x: [N, C, H, W], w: [O, C, KH, KW] → y: [N, O, OH, OW] (overwritten).
 pub fn conv2d_forward<T: Real>(x: &[T], w: &[T], y: &mut [T], s: &Conv2dShape) {
+    conv2d_forward_bias(x, w, None, false, y, s)
+}
+
+/// y = conv2d(x, w) + bias (one value per output channel, when given), then ReLU when `relu`:
+/// the planner's fused convolution, applied to each image while its output is still in cache.
+pub fn conv2d_forward_bias<T: Real>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    relu: bool,
+    y: &mut [T],
+    s: &Conv2dShape,
+) {
     let g = Geometry::new(
         "conv2d_forward",
         s,
         [("x", x.len()), ("w", w.len()), ("y", y.len())],
     );
+    if let Some(b) = bias {
+        assert!(
+            b.len() >= g.o,
+            "conv2d_forward: {} bias values for {} channels",
+            b.len(),
+            g.o
+        );
+    }
     let y = &mut y[..s.y_len()];
     let (k, p) = (g.k(), g.p());
     // y_n: [O, P] = w: [O, K] · col_n: [K, P]
@@ -386,6 +409,18 @@ pub fn conv2d_forward<T: Real>(x: &[T], w: &[T], y: &mut [T], s: &Conv2dShape) {
         };
         let (w, col) = (View::rows(w, k), View::rows(col, p));
         matmul(g.o, p, k, yn, false, w, col, par);
+        if bias.is_some() || relu {
+            for (o, row) in yn.chunks_exact_mut(p).enumerate() {
+                let b = bias.map_or(T::zero(), |b| b[o]);
+                for v in row {
+                    *v = if bias.is_some() {
+                        bias_relu(*v, b, relu)
+                    } else {
+                        unary_value(UnaryOp::Relu, *v)
+                    };
+                }
+            }
+        }
     };
     match spread(s.n) {
         (true, par) => y

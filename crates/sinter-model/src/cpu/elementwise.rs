@@ -36,6 +36,18 @@ pub fn unary_value<T: Real>(op: UnaryOp, v: T) -> T {
     }
 }
 
+/// The epilogue the planner fuses into a product (`fuse.rs`): `v + bias`, then ReLU when `relu`,
+/// computed exactly as the separate add and ReLU nodes would.
+#[inline]
+pub fn bias_relu<T: Real>(v: T, bias: T, relu: bool) -> T {
+    let v = v + bias;
+    if relu {
+        unary_value(UnaryOp::Relu, v)
+    } else {
+        v
+    }
+}
+
 /// f'(v) for one element; relu'(0) = 0 and abs'(0) = 0.
 pub fn unary_deriv<T: Real>(op: UnaryOp, v: T) -> T {
     let (zero, one) = (T::zero(), T::one());

@@ -1,6 +1,7 @@
 //! CPU matrix products: the CPU backend's GEMM and the reference the WGSL matmul kernels are tested
 //! against. The `gemm` crate packs and vectorizes like a BLAS and reads transposes through strides.
 
+use super::elementwise::bias_relu;
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -50,6 +51,35 @@ pub fn matmul<T: Real>(a: &[T], b: &[T], c: &mut [T], s: &MatmulShape) {
         for (i, ci) in c.chunks_mut(s.m * s.n).enumerate() {
             item(i, ci, Parallelism::None);
         }
+    }
+}
+
+/// C = op(A)·op(B) + bias (one value per column of C), then ReLU when `relu`: the planner's
+/// fused linear layer.
+pub fn matmul_bias<T: Real>(
+    a: &[T],
+    b: &[T],
+    bias: &[T],
+    relu: bool,
+    c: &mut [T],
+    s: &MatmulShape,
+) {
+    matmul(a, b, c, s);
+    assert!(
+        bias.len() >= s.n,
+        "matmul_bias: {} bias values for {s}",
+        bias.len()
+    );
+    let (bias, c) = (&bias[..s.n], &mut c[..s.c_len()]);
+    let epilogue = |row: &mut [T]| {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v = bias_relu(*v, b, relu);
+        }
+    };
+    if c.len() >= 1 << 15 {
+        c.par_chunks_mut(s.n).for_each(epilogue);
+    } else {
+        c.chunks_mut(s.n).for_each(epilogue);
     }
 }
 
