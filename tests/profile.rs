@@ -286,3 +286,51 @@ fn a_timing_method_the_command_line_does_not_know_is_refused() {
     let err = text(&o.stderr);
     assert!(err.contains("--timing") && err.contains("sundial"), "{err}");
 }
+
+#[test]
+fn an_unwritable_trace_path_is_named_after_the_table_is_printed() {
+    let dir = scratch("bad-trace");
+    let path = dir.join("no-such-folder").join("trace.json");
+    let path = path.to_str().expect("a UTF-8 scratch path");
+    let o = sinter(
+        &[
+            "profile",
+            "--device",
+            "cpu",
+            "--model",
+            "mlp",
+            "--warmup",
+            "0",
+            "--steps",
+            "1",
+            "--no-ceilings",
+            "--trace",
+            path,
+        ],
+        &dir,
+    );
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    // The profile itself completes: its table is printed before the trace fails.
+    assert!(out.lines().any(|l| l.starts_with("total")), "{out}");
+    assert!(!o.status.success());
+    assert!(
+        err.contains("cannot write the trace") && err.contains("no-such-folder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_model_name_is_refused_with_the_known_ones() {
+    let dir = scratch("bad-model");
+    for sub in [&["profile"][..], &["bench", "step"][..]] {
+        let mut args = sub.to_vec();
+        args.extend(["--model", "resnet50"]);
+        let o = sinter(&args, &dir);
+        assert!(!o.status.success());
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("resnet50") && err.contains("char-transformer"),
+            "{err}"
+        );
+    }
+}

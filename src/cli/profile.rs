@@ -285,17 +285,16 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     if args.steps == 0 {
         return Err(CliError::Usage("--steps must be at least 1".into()));
     }
-    let timing = parse_timing(&args.timing)?;
+    let mut timing = parse_timing(&args.timing)?;
     let choice = device_choice(&args.device)?;
     let mut t = Trainer::build(args.model, args.batch, choice, args.seed)?;
-    if let (Backend::Gpu(g), Some(m)) = (t.backend(), timing) {
-        if !m.is_supported(&g.gpu) {
-            return Err(CliError::Usage(format!(
-                "--timing {m}: {} does not offer {:?}",
-                g.gpu.report.name,
-                m.feature()
-            )));
+    if let Backend::Gpu(g) = t.backend() {
+        // An adapter without the asked-for timestamps is profiled the best way it can be.
+        let (method, note) = TimingMethod::resolve(timing, |m| m.is_supported(&g.gpu));
+        if let Some(note) = note {
+            eprintln!("note: {}: {note}", g.gpu.report.name);
         }
+        timing = Some(method);
     }
     println!(
         "profiling {} on {} · batch {} · {} kernels per step · {} warm-up + {} profiled steps",

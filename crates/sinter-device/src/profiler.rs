@@ -25,10 +25,32 @@ pub enum TimingMethod {
 impl TimingMethod {
     /// The most faithful method `gpu` supports.
     pub fn best_for(gpu: &Gpu) -> Self {
-        [Self::InsidePasses, Self::PassPerDispatch]
+        Self::resolve(None, |m| m.is_supported(gpu)).0
+    }
+
+    /// `requested` when `supported` says the adapter offers it, else the most faithful method it
+    /// does offer, with a note for the user saying what was asked for and what is used instead.
+    /// `None` asks for the best method and never needs a note.
+    pub fn resolve(
+        requested: Option<Self>,
+        supported: impl Fn(Self) -> bool,
+    ) -> (Self, Option<String>) {
+        let best = [Self::InsidePasses, Self::PassPerDispatch]
             .into_iter()
-            .find(|m| m.is_supported(gpu))
-            .unwrap_or(Self::HostTimed)
+            .find(|&m| supported(m))
+            .unwrap_or(Self::HostTimed);
+        match requested {
+            Some(m) if supported(m) => (m, None),
+            Some(m) => (
+                best,
+                Some(format!(
+                    "timing '{m}' needs {:?}, which this adapter does not offer; using '{best}' ({}) instead",
+                    m.feature(),
+                    best.label()
+                )),
+            ),
+            None => (best, None),
+        }
     }
 
     /// The device feature this method needs (none for host timing).
@@ -431,5 +453,30 @@ mod tests {
         }
         assert_eq!(TimingMethod::parse("sometimes"), None);
         assert!(TimingMethod::HostTimed.label().contains("host-timed"));
+    }
+
+    #[test]
+    fn an_adapter_without_timestamps_falls_back_to_host_timing_with_a_note() {
+        use TimingMethod::*;
+        let none = |m: TimingMethod| m == HostTimed;
+        assert_eq!(TimingMethod::resolve(None, none), (HostTimed, None));
+        let (m, note) = TimingMethod::resolve(Some(InsidePasses), none);
+        assert_eq!(m, HostTimed);
+        let note = note.expect("a note");
+        assert!(
+            note.contains("'inside'") && note.contains("host-timed"),
+            "{note}"
+        );
+        // Timestamps between passes only: `inside` falls back to `pass`; `pass` is kept.
+        let passes = |m: TimingMethod| m != InsidePasses;
+        assert_eq!(TimingMethod::resolve(None, passes), (PassPerDispatch, None));
+        assert_eq!(
+            TimingMethod::resolve(Some(InsidePasses), passes).0,
+            PassPerDispatch
+        );
+        assert_eq!(
+            TimingMethod::resolve(Some(PassPerDispatch), passes),
+            (PassPerDispatch, None)
+        );
     }
 }
