@@ -73,6 +73,7 @@ pub fn fuse(nodes: &mut [Node], needed: &mut [bool], outputs: &[NodeId]) -> usiz
         };
         if add != usize::MAX && (!relu || private(&readers, add)) {
             if let Some((op, inputs, absorbed)) = bias_chain(nodes, &readers, add, relu) {
+                nodes[i].tag = joined_tags(nodes, &absorbed, i);
                 nodes[i].op = Op::Fused(op);
                 nodes[i].inputs = inputs;
                 for a in absorbed {
@@ -89,6 +90,7 @@ pub fn fuse(nodes: &mut [Node], needed: &mut [bool], outputs: &[NodeId]) -> usiz
                 let pooled = nodes[dpool].inputs[0];
                 if pooled == x && private(&readers, dpool) {
                     let dy = nodes[dpool].inputs[1];
+                    nodes[i].tag = joined_tags(nodes, &[dpool], i);
                     nodes[i].op = Op::Fused(Fused::MaxPool2dGradRelu(c));
                     nodes[i].inputs = vec![x, dy];
                     needed[dpool] = false;
@@ -98,6 +100,18 @@ pub fn fuse(nodes: &mut [Node], needed: &mut [bool], outputs: &[NodeId]) -> usiz
         }
     }
     fused
+}
+
+/// The tags of the absorbed nodes and the tail, each once, in order: `conv2 + relu2`.
+fn joined_tags(nodes: &[Node], absorbed: &[NodeId], tail: NodeId) -> String {
+    let mut tags: Vec<&str> = Vec::new();
+    for &j in absorbed.iter().chain(std::iter::once(&tail)) {
+        let t = nodes[j].tag.as_str();
+        if !t.is_empty() && !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    tags.join(" + ")
 }
 
 /// If `add` is `product + bias` (either order) with a per-channel (convolution) or per-column
