@@ -223,7 +223,18 @@ fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
     let dir = scratch("sigkill");
     let ckpt = dir.join("run.ckpt");
     // A checkpoint every step, so kills land during saves as well as between them.
-    for (round, delay_ms) in [40u64, 90, 150, 230, 310].into_iter().enumerate() {
+    // Fixed delays, then kills the moment a save's temporary file appears (mid-save for sure).
+    let delays = [
+        Some(40u64),
+        Some(90),
+        Some(150),
+        Some(230),
+        Some(310),
+        None,
+        None,
+    ];
+    let mut killed_mid_save = 0;
+    for (round, delay_ms) in delays.into_iter().enumerate() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
             .args([
                 "train",
@@ -234,6 +245,10 @@ fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
                 "--quiet",
                 "--checkpoint-every",
                 "1",
+                // The resumed run trains to another step count: a constant rate keeps the
+                // optimizer settings identical, as resuming requires.
+                "--schedule",
+                "constant",
             ])
             .arg("--checkpoint")
             .arg(&ckpt)
@@ -246,24 +261,63 @@ fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
             assert!(started.elapsed().as_secs() < 120, "no checkpoint written");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        match delay_ms {
+            Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+            None => {
+                while !names().iter().any(|n| n.ends_with(".tmp")) {
+                    assert!(started.elapsed().as_secs() < 120, "no save seen");
+                }
+            }
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        // Listed before loading, which removes the temp files of dead runs.
+        let leftovers = names();
+        killed_mid_save += usize::from(leftovers.iter().any(|n| n.ends_with(".tmp")));
         let loaded = sinter::sinter_model::checkpoint::TrainingCheckpoint::load(&ckpt);
         assert!(
             loaded.is_ok(),
             "round {round}: checkpoint unreadable after SIGKILL: {:?}",
             loaded.err()
         );
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let step = loaded.unwrap().step;
         eprintln!(
-            "round {round}: killed after {delay_ms} ms, checkpoint at step {}, files {leftovers:?}",
-            loaded.unwrap().step
+            "round {round}: killed after {delay_ms:?} ms, checkpoint at step {step}, files {leftovers:?}"
         );
+        // The run goes on from that checkpoint, and loading it clears what the kill left behind.
+        let o = sinter(&[
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            &(step + 1).to_string(),
+            "--quiet",
+            "--schedule",
+            "constant",
+            "--resume",
+            ckpt.to_str().unwrap(),
+        ]);
+        let resumed = stderr(&o);
+        assert!(o.status.success(), "round {round}: {resumed}");
+        assert!(
+            resumed.contains(&format!("resumed from {} at step {step}", ckpt.display())),
+            "round {round}: {resumed}"
+        );
+        assert_eq!(names(), ["run.ckpt"], "round {round}: temp files left");
     }
+    // The rounds that wait for a temp file can only stop a run with one on disk.
+    assert!(
+        killed_mid_save >= 2,
+        "{killed_mid_save} kills landed mid-save"
+    );
 }
 
 #[test]
