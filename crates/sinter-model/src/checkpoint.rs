@@ -183,6 +183,14 @@ pub fn load_safetensors(
     decode(&bytes, path)
 }
 
+/// `load_safetensors` for a file already in memory; `file` only names it in errors.
+pub fn parse_safetensors(
+    bytes: &[u8],
+    file: impl AsRef<Path>,
+) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    decode(bytes, file.as_ref())
+}
+
 /// Everything a training run needs to continue: parameters, optimizer state (moments, step
 /// counts…), the step reached, and string metadata (model name, optimizer config, batcher and rng
 /// state) for the trainer to interpret.
