@@ -413,3 +413,42 @@ fn a_saved_character_model_samples_text() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("mlp.safetensors"), "{}", stderr(&o));
 }
+
+/// Model files that crashed `sinter sample` (a division by zero, an index out of bounds, and
+/// allocations sized by a number in the metadata that got the process killed), kept as
+/// regression cases in tests/corpus/sample/.
+#[test]
+fn sample_refuses_the_corpus_of_crashing_model_files() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/sample");
+    let expected = [
+        ("empty-vocab.safetensors", "not a non-empty sorted set"),
+        ("rank1-head.safetensors", "head.weight has shape [4]"),
+        (
+            "huge-context.safetensors",
+            "context 1000000000000 in the metadata is over the 65536",
+        ),
+        (
+            "huge-context-transformer.safetensors",
+            "pos.weight has shape [8, 4] but the metadata gives context 1000000000000",
+        ),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut named: Vec<String> = expected.iter().map(|e| e.0.to_string()).collect();
+    named.sort();
+    assert_eq!(files, named, "every corpus file has an expected message");
+    for (name, message) in expected {
+        let path = corpus.join(name);
+        let o = sinter(&["sample", path.to_str().unwrap(), "--chars", "5"]);
+        let err = stderr(&o);
+        // 1 is a refusal; a panic exits with 101 and a kill by signal has no code.
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains(message),
+            "{name}: {err}"
+        );
+    }
+}
