@@ -452,3 +452,76 @@ fn sample_refuses_the_corpus_of_crashing_model_files() {
         );
     }
 }
+
+/// A device lost in the middle of training (the test hook destroys it after N submits: during a
+/// step or while a checkpoint is read back) stops the run with the resume hint, and the last
+/// checkpoint resumes on the CPU backend.
+#[test]
+fn a_lost_device_keeps_the_last_checkpoint_and_says_how_to_resume() {
+    if sinter::sinter_device::testing::test_gpu().is_none() {
+        return;
+    }
+    let dir = scratch("device_lost");
+    let ckpt = dir.join("run.ckpt");
+    for lose_after in ["2", "30", "60"] {
+        let _ = std::fs::remove_file(&ckpt);
+        let o = Command::new(env!("CARGO_BIN_EXE_sinter"))
+            .args([
+                "train",
+                "--model",
+                "mlp",
+                "--steps",
+                "200",
+                "--quiet",
+                "--checkpoint-every",
+                "4",
+                "--schedule",
+                "constant",
+                "--device",
+                "software",
+            ])
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .env(sinter::sinter_device::gpu::LOSE_DEVICE_ENV, lose_after)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "after {lose_after}: {err}");
+        assert!(err.contains("device was lost"), "after {lose_after}: {err}");
+        if lose_after == "2" {
+            // Lost before the first checkpoint: nothing to resume from, and no claim that there is.
+            assert!(!ckpt.exists() && !err.contains("is intact"), "{err}");
+            continue;
+        }
+        let hint = format!(
+            "the last checkpoint in {} is intact: continue with `sinter train --resume {} --device cpu`",
+            ckpt.display(),
+            ckpt.display()
+        );
+        assert!(err.contains(&hint), "after {lose_after}: {err}");
+        let saved = sinter::sinter_model::checkpoint::TrainingCheckpoint::load(&ckpt).unwrap();
+        assert!(
+            saved.step >= 4 && saved.step % 4 == 0,
+            "step {}",
+            saved.step
+        );
+        let o = sinter(&[
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            &(saved.step + 2).to_string(),
+            "--quiet",
+            "--schedule",
+            "constant",
+            "--resume",
+            ckpt.to_str().unwrap(),
+        ]);
+        let resumed = stderr(&o);
+        assert!(o.status.success(), "{resumed}");
+        assert!(
+            resumed.contains(&format!("at step {}", saved.step)),
+            "{resumed}"
+        );
+    }
+}
