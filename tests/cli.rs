@@ -223,7 +223,18 @@ fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
     let dir = scratch("sigkill");
     let ckpt = dir.join("run.ckpt");
     // A checkpoint every step, so kills land during saves as well as between them.
-    for (round, delay_ms) in [40u64, 90, 150, 230, 310].into_iter().enumerate() {
+    // Fixed delays, then kills the moment a save's temporary file appears (mid-save for sure).
+    let delays = [
+        Some(40u64),
+        Some(90),
+        Some(150),
+        Some(230),
+        Some(310),
+        None,
+        None,
+    ];
+    let mut killed_mid_save = 0;
+    for (round, delay_ms) in delays.into_iter().enumerate() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
             .args([
                 "train",
@@ -234,6 +245,10 @@ fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
                 "--quiet",
                 "--checkpoint-every",
                 "1",
+                // The resumed run trains to another step count: a constant rate keeps the
+                // optimizer settings identical, as resuming requires.
+                "--schedule",
+                "constant",
             ])
             .arg("--checkpoint")
             .arg(&ckpt)
@@ -246,24 +261,63 @@ fn a_run_killed_at_any_moment_leaves_a_loadable_checkpoint() {
             assert!(started.elapsed().as_secs() < 120, "no checkpoint written");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        match delay_ms {
+            Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+            None => {
+                while !names().iter().any(|n| n.ends_with(".tmp")) {
+                    assert!(started.elapsed().as_secs() < 120, "no save seen");
+                }
+            }
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        // Listed before loading, which removes the temp files of dead runs.
+        let leftovers = names();
+        killed_mid_save += usize::from(leftovers.iter().any(|n| n.ends_with(".tmp")));
         let loaded = sinter::sinter_model::checkpoint::TrainingCheckpoint::load(&ckpt);
         assert!(
             loaded.is_ok(),
             "round {round}: checkpoint unreadable after SIGKILL: {:?}",
             loaded.err()
         );
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let step = loaded.unwrap().step;
         eprintln!(
-            "round {round}: killed after {delay_ms} ms, checkpoint at step {}, files {leftovers:?}",
-            loaded.unwrap().step
+            "round {round}: killed after {delay_ms:?} ms, checkpoint at step {step}, files {leftovers:?}"
         );
+        // The run goes on from that checkpoint, and loading it clears what the kill left behind.
+        let o = sinter(&[
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            &(step + 1).to_string(),
+            "--quiet",
+            "--schedule",
+            "constant",
+            "--resume",
+            ckpt.to_str().unwrap(),
+        ]);
+        let resumed = stderr(&o);
+        assert!(o.status.success(), "round {round}: {resumed}");
+        assert!(
+            resumed.contains(&format!("resumed from {} at step {step}", ckpt.display())),
+            "round {round}: {resumed}"
+        );
+        assert_eq!(names(), ["run.ckpt"], "round {round}: temp files left");
     }
+    // The rounds that wait for a temp file can only stop a run with one on disk.
+    assert!(
+        killed_mid_save >= 2,
+        "{killed_mid_save} kills landed mid-save"
+    );
 }
 
 #[test]
@@ -358,4 +412,116 @@ fn a_saved_character_model_samples_text() {
     let o = sinter(&["sample", image.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("mlp.safetensors"), "{}", stderr(&o));
+}
+
+/// Model files that crashed `sinter sample` (a division by zero, an index out of bounds, and
+/// allocations sized by a number in the metadata that got the process killed), kept as
+/// regression cases in tests/corpus/sample/.
+#[test]
+fn sample_refuses_the_corpus_of_crashing_model_files() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/sample");
+    let expected = [
+        ("empty-vocab.safetensors", "not a non-empty sorted set"),
+        ("rank1-head.safetensors", "head.weight has shape [4]"),
+        (
+            "huge-context.safetensors",
+            "context 1000000000000 in the metadata is over the 65536",
+        ),
+        (
+            "huge-context-transformer.safetensors",
+            "pos.weight has shape [8, 4] but the metadata gives context 1000000000000",
+        ),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut named: Vec<String> = expected.iter().map(|e| e.0.to_string()).collect();
+    named.sort();
+    assert_eq!(files, named, "every corpus file has an expected message");
+    for (name, message) in expected {
+        let path = corpus.join(name);
+        let o = sinter(&["sample", path.to_str().unwrap(), "--chars", "5"]);
+        let err = stderr(&o);
+        // 1 is a refusal; a panic exits with 101 and a kill by signal has no code.
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains(message),
+            "{name}: {err}"
+        );
+    }
+}
+
+/// A device lost in the middle of training (the test hook destroys it after N submits: during a
+/// step or while a checkpoint is read back) stops the run with the resume hint, and the last
+/// checkpoint resumes on the CPU backend.
+#[test]
+fn a_lost_device_keeps_the_last_checkpoint_and_says_how_to_resume() {
+    if sinter::sinter_device::testing::test_gpu().is_none() {
+        return;
+    }
+    let dir = scratch("device_lost");
+    let ckpt = dir.join("run.ckpt");
+    for lose_after in ["2", "30", "60"] {
+        let _ = std::fs::remove_file(&ckpt);
+        let o = Command::new(env!("CARGO_BIN_EXE_sinter"))
+            .args([
+                "train",
+                "--model",
+                "mlp",
+                "--steps",
+                "200",
+                "--quiet",
+                "--checkpoint-every",
+                "4",
+                "--schedule",
+                "constant",
+                "--device",
+                "software",
+            ])
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .env(sinter::sinter_device::gpu::LOSE_DEVICE_ENV, lose_after)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "after {lose_after}: {err}");
+        assert!(err.contains("device was lost"), "after {lose_after}: {err}");
+        if lose_after == "2" {
+            // Lost before the first checkpoint: nothing to resume from, and no claim that there is.
+            assert!(!ckpt.exists() && !err.contains("is intact"), "{err}");
+            continue;
+        }
+        let hint = format!(
+            "the last checkpoint in {} is intact: continue with `sinter train --resume {} --device cpu`",
+            ckpt.display(),
+            ckpt.display()
+        );
+        assert!(err.contains(&hint), "after {lose_after}: {err}");
+        let saved = sinter::sinter_model::checkpoint::TrainingCheckpoint::load(&ckpt).unwrap();
+        assert!(
+            saved.step >= 4 && saved.step % 4 == 0,
+            "step {}",
+            saved.step
+        );
+        let o = sinter(&[
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            &(saved.step + 2).to_string(),
+            "--quiet",
+            "--schedule",
+            "constant",
+            "--resume",
+            ckpt.to_str().unwrap(),
+        ]);
+        let resumed = stderr(&o);
+        assert!(o.status.success(), "{resumed}");
+        assert!(
+            resumed.contains(&format!("at step {}", saved.step)),
+            "{resumed}"
+        );
+    }
 }

@@ -31,6 +31,27 @@ pub enum BenchWhat {
     Attention(KernelArgs),
     /// Whole training steps; the last line reads `<model> <device> batch <B>: <X> ms/step, <Y> samples/s`.
     Step(StepArgs),
+    /// A long run: GPU buffer-pool size and process resident memory at --report-at and at the end.
+    Soak(SoakArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SoakArgs {
+    #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
+    pub model: ModelName,
+    /// Images (image models) or windows (text models) per step; default 64 / 32.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Training steps in all.
+    #[arg(long, default_value_t = 5000)]
+    pub steps: u64,
+    /// The step whose memory is the baseline: by then every buffer a step needs exists.
+    #[arg(long, default_value_t = 100)]
+    pub report_at: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +95,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Conv(a) => kernels(&a, bench_conv),
         BenchWhat::Attention(a) => kernels(&a, bench_attention),
         BenchWhat::Step(a) => step(a),
+        BenchWhat::Soak(a) => soak(a),
     }
 }
 
@@ -411,6 +433,84 @@ fn step(args: StepArgs) -> Result<()> {
     println!(
         "{model} {device} batch {batch}: {med:.2} ms/step, {:.0} samples/s",
         batch as f64 * 1e3 / med.max(1e-9)
+    );
+    Ok(())
+}
+
+// ---- soak ---------------------------------------------------------------------------------------
+
+/// The process's resident memory in KiB (VmRSS in /proc/self/status), where the OS reports it.
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One memory report line; `sinter bench soak`'s output is parsed by its test, so keep the form.
+fn memory_line(t: &Trainer, step: u64) -> (String, Option<sinter_device::PoolStats>, Option<u64>) {
+    let pool = t.backend().pool_stats();
+    let rss = resident_kib();
+    let pool_text = match pool {
+        Some(p) => format!(
+            "pool_allocations {} pool_bytes {} pool_free_buffers {}",
+            p.allocations, p.bytes_allocated, p.free_buffers
+        ),
+        None => "pool_allocations - pool_bytes - pool_free_buffers - (CPU backend: no GPU pool)"
+            .to_string(),
+    };
+    let rss_text = rss.map_or("unavailable".to_string(), |k| k.to_string());
+    (
+        format!("step {step}: {pool_text} rss_kib {rss_text}"),
+        pool,
+        rss,
+    )
+}
+
+fn soak(args: SoakArgs) -> Result<()> {
+    if args.report_at == 0 || args.steps <= args.report_at {
+        return Err(CliError::Usage(format!(
+            "--steps ({}) must be larger than --report-at ({}), which must be at least 1",
+            args.steps, args.report_at
+        )));
+    }
+    let choice = device_choice(&args.device)?;
+    let mut t = Trainer::build(args.model, args.batch, choice, args.seed)?;
+    let model = model_name(args.model);
+    println!(
+        "soak: {model} on {} · batch {} · {} steps, memory at step {} and at the end",
+        t.backend().describe(),
+        t.batch(),
+        args.steps,
+        args.report_at
+    );
+    let started = Instant::now();
+    let mut baseline = None;
+    for step in 1..=args.steps {
+        t.step()?;
+        if step == args.report_at {
+            let (line, pool, rss) = memory_line(&t, step);
+            println!("{line}");
+            baseline = Some((pool, rss));
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (line, pool, rss) = memory_line(&t, args.steps);
+    println!("{line}");
+    let (pool0, rss0) = baseline.expect("report_at < steps");
+    let growth = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:+}", b as i64 - a as i64),
+        _ => "unavailable".to_string(),
+    };
+    println!(
+        "growth from step {} to {}: pool_bytes {} rss_kib {} · {:.2} ms/step",
+        args.report_at,
+        args.steps,
+        growth(
+            pool0.map(|p| p.bytes_allocated),
+            pool.map(|p| p.bytes_allocated)
+        ),
+        growth(rss0, rss),
+        secs * 1e3 / args.steps as f64
     );
     Ok(())
 }

@@ -27,6 +27,9 @@ pub struct SampleArgs {
     pub seed: u64,
 }
 
+/// The longest context a saved recurrent model may declare (its file holds nothing sized by it).
+const MAX_RECURRENT_CONTEXT: usize = 1 << 16;
+
 pub fn run(args: SampleArgs) -> Result<()> {
     let (tensors, meta) = load_safetensors(&args.params)?;
     let get = |key: &str| {
@@ -46,15 +49,54 @@ pub fn run(args: SampleArgs) -> Result<()> {
             get("model")?
         )));
     }
-    let context: usize = get("context")?
-        .parse()
-        .map_err(|_| CliError::Usage("bad context in metadata".into()))?;
+    let bad = |problem: String| CliError::Usage(format!("{}: {problem}", args.params.display()));
+    let context: usize = get("context")?.parse().map_err(|_| {
+        bad(format!(
+            "context {:?} in the metadata is not a number",
+            get("context").unwrap_or(&String::new())
+        ))
+    })?;
     let vocab: Vec<char> = get("vocab")?.chars().collect();
-    let width = tensors
-        .iter()
-        .find(|t| t.name == "head.weight")
-        .map(|t| t.shape[1])
-        .unwrap_or(128);
+    if vocab.is_empty() || !vocab.windows(2).all(|w| w[0] < w[1]) {
+        return Err(bad(format!(
+            "the vocabulary in the metadata ({} characters) is not a non-empty sorted set of characters",
+            vocab.len()
+        )));
+    }
+    let tensor = |name: &str| tensors.iter().find(|t| t.name == name);
+    let width = match tensor("head.weight") {
+        Some(t) if t.shape.len() == 2 && t.shape[0] == vocab.len() => t.shape[1],
+        Some(t) => {
+            return Err(bad(format!(
+                "head.weight has shape {:?}, expected [{}, width] for its {}-character vocabulary",
+                t.shape,
+                vocab.len(),
+                vocab.len()
+            )))
+        }
+        None => return Err(bad("has no head.weight tensor".into())),
+    };
+    // Every size the model is built with must be backed by the file's own tensors, or bounded:
+    // the transformer's context is the length of its position table; a recurrent model is
+    // unrolled over its context when sampling.
+    match tensor("pos.weight") {
+        _ if context == 0 => return Err(bad("context 0 in the metadata".into())),
+        Some(t) if model == ModelName::CharTransformer && t.shape != [context, width] => {
+            return Err(bad(format!(
+                "pos.weight has shape {:?} but the metadata gives context {context} and width {width}",
+                t.shape
+            )))
+        }
+        None if model == ModelName::CharTransformer => {
+            return Err(bad("has no pos.weight tensor".into()))
+        }
+        _ if model != ModelName::CharTransformer && context > MAX_RECURRENT_CONTEXT => {
+            return Err(bad(format!(
+                "context {context} in the metadata is over the {MAX_RECURRENT_CONTEXT} characters a recurrent model is unrolled over"
+            )))
+        }
+        _ => {}
+    }
     let layers = tensors
         .iter()
         .filter(|t| t.name.ends_with(".ln1.weight"))

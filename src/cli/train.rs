@@ -213,7 +213,7 @@ pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
 /// A device failure during training keeps the last checkpoint and says how to go on.
 pub(super) fn resume_hint(e: sinter_model::ModelError, checkpoint: &Option<PathBuf>) -> CliError {
     match (&e, checkpoint) {
-        (sinter_model::ModelError::Device(_), Some(path)) => CliError::Usage(format!(
+        (sinter_model::ModelError::Device(_), Some(path)) if path.exists() => CliError::Usage(format!(
             "{e}\nthe last checkpoint in {} is intact: continue with `sinter train --resume {} --device cpu` (or another device)",
             path.display(),
             path.display()
@@ -337,7 +337,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut profiles = Vec::new();
     let save = |c: &Classifier| -> Result<()> {
         if let Some(path) = &args.checkpoint {
-            c.checkpoint()?.save(path)?;
+            // Reading the state back needs the device: if it is lost, the file on disk stays.
+            let state = c
+                .checkpoint()
+                .map_err(|e| resume_hint(e, &args.checkpoint))?;
+            state.save(path)?;
         }
         Ok(())
     };
@@ -374,7 +378,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bar.inc(1);
         let end_of_epoch = c.step % steps_per_epoch.max(1) == 0;
         if end_of_epoch || c.step == total_steps {
-            let eval = c.evaluate(&test_set)?;
+            let eval = c
+                .evaluate(&test_set)
+                .map_err(|e| resume_hint(e, &args.checkpoint))?;
             history.evals.push((c.step, eval.loss, eval.accuracy));
             let line = format!(
                 "step {:>5} (epoch {:.2}): train loss {:.4}, test loss {:.4}, test accuracy {:.2}%",

@@ -38,6 +38,8 @@ pub enum DeviceError {
     Map(String),
     #[error("the GPU reported an error: {0}")]
     Gpu(String),
+    #[error("the GPU device was lost ({0}); its buffers and results are gone")]
+    DeviceLost(String),
 }
 
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;

@@ -62,6 +62,27 @@ impl Dispatch {
     }
 }
 
+/// A failure the device reported outside any error scope: through the device-lost callback or
+/// the uncaptured-error handler. The first one is kept and returned by every later operation.
+#[derive(Clone, Debug)]
+enum Fault {
+    Lost(String),
+    Uncaptured(String),
+}
+
+impl Fault {
+    fn error(&self) -> DeviceError {
+        match self {
+            Fault::Lost(m) => DeviceError::DeviceLost(m.clone()),
+            Fault::Uncaptured(m) => DeviceError::Gpu(format!("uncaptured: {m}")),
+        }
+    }
+}
+
+/// Test hook, read when a device opens: after this many submits the device is destroyed, as if
+/// the driver had lost it, so tests can check that training stops cleanly and says how to resume.
+pub const LOSE_DEVICE_ENV: &str = "SINTER_TEST_LOSE_DEVICE_AFTER_SUBMITS";
+
 /// A GPU device ready to run sinter's kernels.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -73,6 +94,9 @@ pub struct Gpu {
     pool: BufferPool,
     staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     dispatch_count: AtomicU64,
+    fault: Arc<Mutex<Option<Fault>>>,
+    submits: AtomicU64,
+    lose_after_submits: Option<u64>,
 }
 
 /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into errors.
@@ -107,7 +131,35 @@ impl Gpu {
             adapter: report.name.clone(),
             source,
         })?;
-        device.on_uncaptured_error(Arc::new(|e| log::error!("uncaptured wgpu error: {e}")));
+        // Neither callback may panic or abort: each records the fault, and the next operation
+        // returns it as an error.
+        let fault: Arc<Mutex<Option<Fault>>> = Arc::default();
+        let record = |fault: &Arc<Mutex<Option<Fault>>>, f: Fault| {
+            let mut slot = fault.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(f);
+        };
+        let on_error = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |e| {
+            log::error!("uncaptured wgpu error: {e}");
+            record(&on_error, Fault::Uncaptured(e.to_string()));
+        }));
+        let on_lost = fault.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            log::error!("wgpu device lost ({reason:?}): {message}");
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "destroyed",
+                wgpu::DeviceLostReason::Unknown => "lost by the driver",
+            };
+            let detail = if message.is_empty() {
+                why.to_string()
+            } else {
+                format!("{why}: {message}")
+            };
+            record(&on_lost, Fault::Lost(detail));
+        });
+        let lose_after_submits = std::env::var(LOSE_DEVICE_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok());
         log::info!(
             "opened {} ({:?}, {})",
             report.name,
@@ -124,7 +176,34 @@ impl Gpu {
             pool: BufferPool::default(),
             staging: Mutex::default(),
             dispatch_count: AtomicU64::new(0),
+            fault,
+            submits: AtomicU64::new(0),
+            lose_after_submits,
         })
+    }
+
+    /// The fault the device reported outside an error scope (device lost, uncaptured error), if any.
+    pub fn check_fault(&self) -> Result<()> {
+        match &*self.fault.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(f) => Err(f.error()),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the device has been lost (its callback ran).
+    pub fn is_lost(&self) -> bool {
+        matches!(
+            &*self.fault.lock().unwrap_or_else(|p| p.into_inner()),
+            Some(Fault::Lost(_))
+        )
+    }
+
+    /// Destroys the device: every later operation fails with [`DeviceError::DeviceLost`]. The
+    /// way to test what a lost device does without waiting for a driver to lose one.
+    pub fn destroy(&self) {
+        self.device.destroy();
+        // The callback runs from the next poll; poll now so the fault is recorded at once.
+        let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
     /// The largest storage buffer one binding may hold, in bytes.
@@ -146,6 +225,7 @@ impl Gpu {
 
     /// A zeroed storage buffer from the pool, large enough for `len` f32 values.
     pub fn buffer(&self, op: &str, len: usize) -> Result<wgpu::Buffer> {
+        self.check_fault()?;
         let bytes = (len.max(1) * 4) as u64;
         self.check_binding(op, bytes)?;
         Ok(self.pool.acquire(&self.device, bytes))
@@ -256,6 +336,7 @@ impl Gpu {
 
     /// Prepares a launch: checks its grid against the limits, builds the params uniform and bind group.
     pub fn prepare(&self, launch: Launch<'_>) -> Result<Dispatch> {
+        self.check_fault()?;
         let limit = self.limits.max_compute_workgroups_per_dimension;
         if launch.workgroups.iter().any(|&g| g > limit) {
             return Err(DeviceError::DispatchTooLarge {
@@ -360,6 +441,23 @@ impl Gpu {
     /// Copies `reads` into staging buffers at the end of `encoder`, submits, and maps them.
     /// Waiting is done by blocking on the device poll and a channel, never by spinning.
     pub fn finish_and_read(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
+        self.check_fault()?;
+        let submits = self.submits.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.lose_after_submits.is_some_and(|n| submits > n) {
+            log::warn!("{LOSE_DEVICE_ENV}: destroying the device before submit {submits}");
+            self.destroy();
+        }
+        // Whatever failed, a fault the device reported says best what happened.
+        self.submit_and_read(encoder, reads)
+            .and_then(|out| self.check_fault().map(|()| out))
+            .map_err(|e| self.check_fault().err().unwrap_or(e))
+    }
+
+    fn submit_and_read(
         &self,
         mut encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, usize)],

@@ -336,6 +336,7 @@ impl Gpu {
     }
 
     fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.check_fault()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         self.queue.submit([encoder.finish()]);

@@ -65,12 +65,12 @@ pub fn write_atomic(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    remove_stale_temp_files(path);
     // Process id + counter: concurrent saves (threads or processes) never share a temp file.
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        file_name.to_string_lossy(),
+    let tmp: PathBuf = dir.join(temp_name(
+        &file_name.to_string_lossy(),
         std::process::id(),
-        UNIQUE.fetch_add(1, Ordering::Relaxed)
+        UNIQUE.fetch_add(1, Ordering::Relaxed),
     ));
     let written = (|| -> io::Result<()> {
         let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
@@ -98,6 +98,69 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// The temporary file [`write_atomic`] writes before renaming: `.<name>.<pid>-<counter>.tmp`.
+fn temp_name(file_name: &str, pid: u32, counter: u64) -> String {
+    format!(".{file_name}.{pid}-{counter}.tmp")
+}
+
+/// The process id in a name [`temp_name`] made for `file_name`, or None for any other name.
+fn temp_owner(name: &str, file_name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix('.')?
+        .strip_prefix(file_name)?
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?;
+    let (pid, counter) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(counter) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether process `pid` may still be running (and so may still be writing its temp file).
+/// Where `/proc` is not available, only this process counts as running.
+fn may_be_running(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    proc.join("self").exists() && proc.join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files that saves of `path` left behind when their process was killed
+/// mid-save: only names [`write_atomic`] makes for this file, and only those of processes that
+/// are no longer running. Best effort: a file that cannot be listed or removed is left alone.
+pub fn remove_stale_temp_files(path: &Path) -> usize {
+    let (Some(file_name), dir) = (path.file_name(), path.parent()) else {
+        return 0;
+    };
+    let dir = match dir {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file_name = file_name.to_string_lossy();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = temp_owner(&name.to_string_lossy(), &file_name) else {
+            continue;
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && !may_be_running(pid) && fs::remove_file(entry.path()).is_ok() {
+            log::info!(
+                "removed {}, left by an interrupted save",
+                entry.path().display()
+            );
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Saves tensors (F32) and string metadata as a safetensors file, atomically.
 pub fn save_safetensors(
     path: impl AsRef<Path>,
@@ -118,6 +181,14 @@ pub fn load_safetensors(
     let path = path.as_ref();
     let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
     decode(&bytes, path)
+}
+
+/// `load_safetensors` for a file already in memory; `file` only names it in errors.
+pub fn parse_safetensors(
+    bytes: &[u8],
+    file: impl AsRef<Path>,
+) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    decode(bytes, file.as_ref())
 }
 
 /// Everything a training run needs to continue: parameters, optimizer state (moments, step
@@ -182,6 +253,7 @@ impl TrainingCheckpoint {
     /// build reads and the checksum must match. Tensors come back sorted by name.
     pub fn load(path: impl AsRef<Path>) -> Result<TrainingCheckpoint> {
         let path = path.as_ref();
+        remove_stale_temp_files(path);
         let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
         TrainingCheckpoint::from_bytes(&bytes, path)
     }
@@ -455,4 +527,31 @@ fn checksum<'a>(
         field(v.as_bytes());
     }
     format!("{:08x}", h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{temp_name, temp_owner};
+
+    #[test]
+    fn only_our_exact_temp_names_are_recognized() {
+        let ours = temp_name("run.ckpt", 4242, 7);
+        assert_eq!(ours, ".run.ckpt.4242-7.tmp");
+        assert_eq!(temp_owner(&ours, "run.ckpt"), Some(4242));
+        for other in [
+            "run.ckpt",
+            ".run.ckpt.4242-7.tmp.bak",
+            ".run.ckpt.4242.tmp",
+            ".run.ckpt.x-7.tmp",
+            ".run.ckpt.-7.tmp",
+            ".other.ckpt.4242-7.tmp",
+            "run.ckpt.4242-7.tmp",
+            ".run.ckpt.4242-7x.tmp",
+        ] {
+            assert_eq!(temp_owner(other, "run.ckpt"), None, "{other}");
+        }
+        // The temp file of `run` is not one of `run.ckpt`'s and vice versa.
+        assert_eq!(temp_owner(&temp_name("run", 1, 1), "run.ckpt"), None);
+        assert_eq!(temp_owner(&temp_name("run.ckpt", 1, 1), "run"), None);
+    }
 }

@@ -728,3 +728,45 @@ fn failed_save_leaves_the_old_file_intact() {
     assert_eq!(fs::read(&path).unwrap(), before);
     assert_eq!(files_in(&dir), vec!["blocked.ckpt", "run.ckpt"]);
 }
+
+#[test]
+fn temp_files_of_killed_saves_are_removed_by_the_next_save_or_load() {
+    let dir = scratch("stale_temp");
+    let path = dir.join("run.ckpt");
+    // A process that has exited stands for a run killed during a save.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    let stale = format!(".run.ckpt.{}-3.tmp", dead.id());
+    // A process still running may still be saving: its temp file stays.
+    let mut alive = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let busy = format!(".run.ckpt.{}-0.tmp", alive.id());
+    // Names that are not our temp files for run.ckpt are never touched.
+    let foreign = [
+        format!(".other.ckpt.{}-3.tmp", dead.id()),
+        format!(".run.ckpt.{}-3.tmp.keep", dead.id()),
+        "run.ckpt.tmp".to_string(),
+    ];
+    for name in [&stale, &busy].into_iter().chain(&foreign) {
+        fs::write(dir.join(name), b"half a checkpoint").unwrap();
+    }
+
+    checkpoint().save(&path).unwrap();
+    let mut expected: Vec<String> = foreign.to_vec();
+    expected.extend([busy.clone(), "run.ckpt".to_string()]);
+    expected.sort();
+    assert_eq!(files_in(&dir), expected, "after a save");
+
+    // A load cleans up too.
+    fs::write(dir.join(&stale), b"half a checkpoint").unwrap();
+    assert_eq!(TrainingCheckpoint::load(&path).unwrap().step, 1234);
+    assert_eq!(files_in(&dir), expected, "after a load");
+
+    alive.kill().unwrap();
+    alive.wait().unwrap();
+    TrainingCheckpoint::load(&path).unwrap();
+    expected.retain(|n| n != &busy);
+    assert_eq!(files_in(&dir), expected, "once its process is gone");
+}

@@ -28,16 +28,21 @@ impl CharCorpus {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
+        Self::parse(&bytes, path)
+    }
+
+    /// `load` for a file already in memory; `file` only names it in errors.
+    pub fn parse(bytes: &[u8], file: &Path) -> Result<Self> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
             ModelError::data(
-                path,
+                file,
                 format!(
                     "is not UTF-8 text (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
+                    e.valid_up_to()
                 ),
             )
         })?;
-        Self::from_text(&text, path)
+        Self::from_text(text, file)
     }
 
     /// Splits `text` (from `file`) 90/10 into training and validation characters.
