@@ -30,12 +30,22 @@ struct BroadcastParams {
     stride_b: array<vec4<u32>, 2>,
 }
 
+// Epilogues the planner fuses after a product (fuse.rs), in place: element i belongs to channel
+// (i / inner) % channels; relu is 0 or 1.
+struct EpilogueParams {
+    len: u32,
+    inner: u32,
+    channels: u32,
+    relu: u32,
+}
+
 // Entry points bind different sets of buffers, so each set has its own globals; bindings only
 // have to be distinct within one entry point.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(0) var<uniform> pb: BroadcastParams;
+@group(0) @binding(0) var<uniform> pe: EpilogueParams;
 
-// unary, affine: x -> y
+// unary, affine: x -> y. bias_act: bias (as x) -> y in place; relu_mask: x -> dx (as y) in place.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
@@ -213,4 +223,27 @@ fn broadcast_to(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     bcast[i] = a[operand_offsets(i).x];
+}
+
+// y = relu?(y + bias[channel]) in place: the bias add and ReLU after a convolution or a matrix
+// product, computed as the separate add and ReLU kernels would.
+@compute @workgroup_size(WG)
+fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= pe.len {
+        return;
+    }
+    let v = y[i] + x[(i / pe.inner) % pe.channels];
+    y[i] = select(v, select(v, 0.0, v < 0.0), pe.relu != 0u);
+}
+
+// dx = dx · relu'(x) in place (dx bound as y): the ReLU gradient folded into the max-pooling
+// gradient before it.
+@compute @workgroup_size(WG)
+fn relu_mask(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= pe.len {
+        return;
+    }
+    y[i] = y[i] * select(0.0, 1.0, x[i] > 0.0);
 }

@@ -169,6 +169,55 @@ fn affine_matches_cpu_including_a_2d_grid() {
 
 /// Operands for `op`: divisors away from 0, and for comparisons a few small integers so that
 /// equal pairs are common.
+/// A buffer holding `values` followed by the sentinels `run_checked` looks for.
+fn in_place(gpu: &Gpu, values: &[f32]) -> sinter::sinter_device::wgpu::Buffer {
+    let mut data = values.to_vec();
+    data.extend([common::SENTINEL; common::TAIL]);
+    gpu.upload("in place", &data).unwrap()
+}
+
+/// The planner's fused epilogues, in place: a per-channel bias add (convolution: runs of OH·OW;
+/// linear layer: runs of 1) with and without ReLU, and the ReLU mask applied to a gradient.
+/// One f32 add per element, like the unfused add: `BINARY_RTOL`.
+#[test]
+fn fused_epilogues_match_cpu() {
+    let Some(gpu) = test_gpu() else { return };
+    let mut r = rng(41);
+    // (batch, channels, inner): a conv output [3, 5, 7×9] and a linear output [37, 13].
+    for (batch, channels, inner) in [(3, 5, 63), (37, 13, 1)] {
+        for relu in [false, true] {
+            let len = batch * channels * inner;
+            let (y0, bias) = (
+                rand_vec(&mut r, len, -2.0, 2.0),
+                rand_vec(&mut r, channels, -1.0, 1.0),
+            );
+            let (yb, bb) = (in_place(gpu, &y0), gpu.upload("b", &bias).unwrap());
+            let d = ew::bias_act(gpu, &bb, &yb, len, inner, channels, relu, "test").unwrap();
+            let what = format!("bias_act [{batch}, {channels}, {inner}] relu {relu}");
+            let got = run_checked(gpu, &what, &d, &yb, len);
+            let want: Vec<f64> = (0..len)
+                .map(|i| cpu::elementwise::bias_relu(y0[i], bias[(i / inner) % channels], relu))
+                .map(f64::from)
+                .collect();
+            assert_close(&what, &got, &want, 0.0, BINARY_RTOL);
+        }
+    }
+    let len = 4099;
+    let (x, dx0) = (
+        rand_vec(&mut r, len, -1.0, 1.0),
+        rand_vec(&mut r, len, -3.0, 3.0),
+    );
+    let (xb, dxb) = (gpu.upload("x", &x).unwrap(), in_place(gpu, &dx0));
+    let d = ew::relu_mask(gpu, &xb, &dxb, len, "test").unwrap();
+    let got = run_checked(gpu, "relu_mask 4099", &d, &dxb, len);
+    let mut want = vec![0.0; len];
+    cpu::elementwise::unary_grad(UnaryOp::Relu, &to_f64(&x), &to_f64(&dx0), &mut want);
+    assert_close("relu_mask 4099", &got, &want, 0.0, 0.0);
+    // A length that is not whole channel runs is refused, naming the sizes.
+    let msg = err_text(ew::bias_act(gpu, &xb, &dxb, 10, 3, 3, true, "test"));
+    assert_names(&msg, &["bias_act", "10", "3"]);
+}
+
 fn binary_input(op: BinaryOp, seed: u64, len: usize, divisor: bool) -> Vec<f32> {
     let mut r = rng(seed);
     match op {

@@ -62,8 +62,7 @@ pub struct MemoryReport {
 /// Choices a backend makes when it plans a step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlanOptions {
-    /// Fold bias adds and ReLUs into the products before them (see `fuse.rs`): for backends
-    /// whose kernels implement [`crate::fuse::Fused`].
+    /// Fold bias adds and ReLUs into the products before them (see `fuse.rs`).
     pub fuse: bool,
 }
 

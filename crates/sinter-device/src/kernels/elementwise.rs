@@ -249,6 +249,69 @@ pub fn unary(
     })
 }
 
+/// y = y + bias[(i / inner) % channels], then ReLU when `relu`, in place: the epilogue of a fused
+/// convolution (`inner` = OH·OW, `channels` = O) or linear layer (`inner` = 1, `channels` = N).
+// bias: [channels], y: [len]
+#[allow(clippy::too_many_arguments)] // the epilogue's geometry is three numbers
+pub fn bias_act(
+    gpu: &Gpu,
+    bias: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    len: usize,
+    inner: usize,
+    channels: usize,
+    relu: bool,
+    tag: &str,
+) -> Result<Dispatch> {
+    let name = "bias_act";
+    check_len(name, "y", len)?;
+    if inner == 0 || channels == 0 || len % (inner * channels) != 0 {
+        return Err(DeviceError::BadShape {
+            op: name.into(),
+            detail: format!("{len} elements are not whole runs of {inner} × {channels} channels"),
+        });
+    }
+    check_buffer(name, "bias", bias, channels)?;
+    check_buffer(name, "y", y, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry: "bias_act",
+        overrides: &[],
+        params: &[len as u32, inner as u32, channels as u32, relu as u32],
+        buffers: &[bias, y],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: (1 + relu as u64) * len as u64,
+        bytes: 8 * len as u64,
+    })
+}
+
+/// dx = dx · relu'(x) in place: the ReLU gradient after a max-pooling gradient.
+// x, dx: [len]
+pub fn relu_mask(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    len: usize,
+    tag: &str,
+) -> Result<Dispatch> {
+    let name = "relu_mask";
+    check_len(name, "x", len)?;
+    check_buffer(name, "x", x, len)?;
+    check_buffer(name, "dx", dx, len)?;
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry: "relu_mask",
+        overrides: &[],
+        params: &flat_params(len, 0.0, 0.0),
+        buffers: &[x, dx],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: len as u64,
+        bytes: 12 * len as u64,
+    })
+}
+
 /// dx = dy · f'(x), with f' recomputed from the forward input x.
 // x, dy, dx: [len]
 pub fn unary_grad(

@@ -2,7 +2,8 @@
 //! then runs each step as one command encoder, one submit and one small readback.
 
 use super::StepScalars;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
+use crate::fuse::Fused;
 use crate::graph::{conv_shape, NodeId, Op};
 use crate::plan::{self, Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
@@ -304,14 +305,32 @@ impl GpuBackend {
             Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Reshape => {
                 unreachable!("{} is not executed", node.op.name())
             }
-            // The GPU backend plans without fusion (Backend::compile), so a fused node here
-            // comes from a plan made for another backend.
-            Op::Fused(f) => {
-                return Err(ModelError::Graph(format!(
-                    "{} ({}): the GPU backend has no fused kernels; plan with fusion off",
-                    f.name(),
-                    node.tag
-                )))
+            // A fused node is its product, then the epilogue in place on the product's output.
+            Op::Fused(Fused::Conv2dBias { conv, relu }) => {
+                let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *conv);
+                let [oh, ow] = s.out_hw().expect("checked when recorded");
+                return Ok(vec![
+                    conv::conv2d_forward(gpu, input(0), input(1), y(), &s, tag)?,
+                    elementwise::bias_act(gpu, input(2), y(), len, oh * ow, s.c_out, *relu, tag)?,
+                ]);
+            }
+            Op::Fused(Fused::MatMulBias {
+                trans_a,
+                trans_b,
+                relu,
+            }) => {
+                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
+                return Ok(vec![
+                    matmul::matmul(gpu, input(0), input(1), y(), &s, tag)?,
+                    elementwise::bias_act(gpu, input(2), y(), len, 1, s.n, *relu, tag)?,
+                ]);
+            }
+            Op::Fused(Fused::MaxPool2dGradRelu(c)) => {
+                let s = plan::pool_kernel_shape(shape(0), *c);
+                return Ok(vec![
+                    pool::max_pool2d_grad(gpu, input(0), input(1), y(), &s, tag)?,
+                    elementwise::relu_mask(gpu, input(0), y(), len, tag)?,
+                ]);
             }
         };
         Ok(vec![d])

@@ -139,11 +139,9 @@ impl Backend {
     }
 
     /// Plans `graph` for `outputs` (plus every optimizer update in it) and prepares it to run.
-    /// The CPU backend's plans fuse bias adds and ReLUs into the products before them.
+    /// Both backends' plans fuse bias adds and ReLUs into the products before them.
     pub fn compile(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
-        let options = PlanOptions {
-            fuse: matches!(self, Backend::Cpu(_)),
-        };
+        let options = PlanOptions { fuse: true };
         let plan = Plan::with_options(graph, outputs, options)?;
         Ok(match self {
             Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
