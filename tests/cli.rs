@@ -525,3 +525,38 @@ fn a_lost_device_keeps_the_last_checkpoint_and_says_how_to_resume() {
         );
     }
 }
+
+/// `--detect-anomaly` stops a diverging run (SGD at a learning rate of 10^30) at the first
+/// non-finite value and names its node and step, for an image and a text model.
+#[test]
+fn detect_anomaly_names_the_node_and_step() {
+    for model in ["mlp", "char-rnn"] {
+        let o = sinter(&[
+            "train",
+            "--model",
+            model,
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--steps",
+            "6",
+            "--width",
+            "32",
+            "--context",
+            "16",
+            "--quiet",
+            "--detect-anomaly",
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{model}: {err}");
+        assert!(
+            err.contains(": the first non-finite value comes from")
+                && err.contains("(shape [")
+                && err.contains("recorded at"),
+            "{model}: {err}"
+        );
+        assert!(err.contains("error: step "), "{model}: {err}");
+        eprintln!("{model}: {err}");
+    }
+}

@@ -138,6 +138,10 @@ pub struct TrainArgs {
     /// Stop with an error when the loss becomes NaN or infinite.
     #[arg(long)]
     pub stop_on_nan: bool,
+    /// Check every value of every step for NaN and infinity and stop at the first, naming the
+    /// node (op, tag, shape) that produced it. Slower; on a GPU every value keeps its own buffer.
+    #[arg(long)]
+    pub detect_anomaly: bool,
     /// No progress bar (for logs).
     #[arg(long)]
     pub quiet: bool,
@@ -285,6 +289,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         shuffle: !args.no_shuffle,
         stop_on_nan: args.stop_on_nan,
+        detect_anomaly: args.detect_anomaly,
     };
     let opt = optimizer(&args, total_steps, steps_per_epoch)?;
     let mut c = Classifier::new(name, model, store, backend, opt, config, image, train_set.n)?;
