@@ -258,6 +258,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut store = VarStore::new();
     let image = [train_set.channels, train_set.rows, train_set.cols];
+    if args.model == ModelName::Cnn && (image[1] < 4 || image[2] < 4) {
+        return Err(CliError::Usage(format!(
+            "the cnn pools twice by 2, so it needs images of at least 4×4 pixels; these are {}×{} (try --model mlp)",
+            image[1], image[2]
+        )));
+    }
     let (name, model) = match args.model {
         ModelName::Cnn => (
             "cnn",
