@@ -42,6 +42,7 @@ fn bench(label: &str, backend: Backend, batch: usize, steps: usize) {
         seed: 0,
         shuffle: true,
         stop_on_nan: false,
+        detect_anomaly: false,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     let describe = backend.describe();

@@ -10,7 +10,10 @@ struct Params {
     // Elements between consecutive batch items of A and of B (C is dense: m·n).
     a_stride: u32,
     b_stride: u32,
-    _pad0: u32,
+    // Row tiles per batch item. The y axis of the grid holds m_tiles row tiles of each of
+    // num_workgroups.y / m_tiles batch items, so a batch longer than the dispatch limit folds
+    // into y; without folding that is one item and the batch item is workgroup_id.z.
+    m_tiles: u32,
     _pad1: u32,
 }
 
@@ -68,6 +71,12 @@ fn b_at(base: u32, kk: u32, col: u32) -> f32 {
     return b[base + kk * p.n + col];
 }
 
+// (row tile, batch item) of the workgroup at (wid_y, wid_z) in a grid nwg_y tall.
+fn place(wid_y: u32, wid_z: u32, nwg_y: u32) -> vec2<u32> {
+    let items_per_layer = nwg_y / p.m_tiles;
+    return vec2<u32>(wid_y % p.m_tiles, wid_z * items_per_layer + wid_y / p.m_tiles);
+}
+
 fn store_c(base: u32, row: u32, col: u32, v: f32) {
     if row < p.m && col < p.n {
         c[base + row * p.n + col] = v;
@@ -84,14 +93,19 @@ fn store_c_row4(base: u32, row: u32, col: u32, v: vec4<f32>) {
 
 // ---------------------------------------------------------------------------------------------
 // v1: one output per invocation, straight from global memory. The baseline the others must beat.
-// Grid: [ceil(n / 16), ceil(m / 16), batch].
+// Grid (unfolded, see Params.m_tiles): [ceil(n / 16), ceil(m / 16), batch].
 
 @compute @workgroup_size(16, 16)
-fn matmul_v1_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let col = gid.x;
-    let row = gid.y;
-    let bz = gid.z;
-    if row >= p.m || col >= p.n {
+fn matmul_v1_naive(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let at = place(wid.y, wid.z, nwg.y);
+    let col = wid.x * 16u + lid.x;
+    let row = at.x * 16u + lid.y;
+    let bz = at.y;
+    if bz >= p.batch || row >= p.m || col >= p.n {
         return;
     }
     let ab = bz * p.a_stride;
@@ -106,14 +120,19 @@ fn matmul_v1_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
 // ---------------------------------------------------------------------------------------------
 // v2: register-blocked, a 4×4 block of C per invocation, operands read from global memory (no
 // shared memory, no barriers). Each loaded value feeds four FMAs instead of one.
-// Grid: [ceil(n / 32), ceil(m / 32), batch].
+// Grid (unfolded, see Params.m_tiles): [ceil(n / 32), ceil(m / 32), batch].
 
 @compute @workgroup_size(8, 8)
-fn matmul_v2_blocked(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c0 = gid.x * 4u;
-    let r0 = gid.y * 4u;
-    let bz = gid.z;
-    if r0 >= p.m || c0 >= p.n {
+fn matmul_v2_blocked(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let at = place(wid.y, wid.z, nwg.y);
+    let c0 = (wid.x * 8u + lid.x) * 4u;
+    let r0 = (at.x * 8u + lid.y) * 4u;
+    let bz = at.y;
+    if bz >= p.batch || r0 >= p.m || c0 >= p.n {
         return;
     }
     let ab = bz * p.a_stride;
@@ -144,7 +163,7 @@ fn matmul_v2_blocked(@builtin(global_invocation_id) gid: vec3<u32>) {
 // v3: shared-memory tiling, the classic GPU design. A 64×64 tile of C per workgroup of 16×16
 // invocations, each holding a 4×4 block in registers; the k axis advances 16 at a time through
 // tiles of A and B staged in workgroup memory, both stored k-major so the inner loop reads vec4s.
-// Grid: [ceil(n / 64), ceil(m / 64), batch].
+// Grid (unfolded, see Params.m_tiles): [ceil(n / 64), ceil(m / 64), batch].
 
 const T3: u32 = 64u;
 const K3: u32 = 16u;
@@ -192,10 +211,16 @@ fn matmul_v3_tiled(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) tid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let tile_r = wid.y * T3;
+    let at = place(wid.y, wid.z, nwg.y);
+    let tile_r = at.x * T3;
     let tile_c = wid.x * T3;
-    let bz = wid.z;
+    let bz = at.y;
+    // Past the last batch item of a folded grid; the whole workgroup leaves together.
+    if bz >= p.batch {
+        return;
+    }
     let ab = bz * p.a_stride;
     let bb = bz * p.b_stride;
     var acc0 = vec4<f32>(0.0);
@@ -311,7 +336,7 @@ fn store_c4_row4(base: u32, row: u32, col: u32, v: vec4<f32>) {
 // code, so either storage order of A and B is loaded along its contiguous axis. No shared memory,
 // no barriers (a barrier there is a coroutine switch). On a hardware GPU this many registers per
 // invocation would spill; the launch builder uses v3 there.
-// Grid: [ceil(n / 128), ceil(m / 32), batch]; workgroup of 8 along n.
+// Grid (unfolded, see Params.m_tiles): [ceil(n / 128), ceil(m / 32), batch]; workgroup of 8 along n.
 
 // op(A)[r..r+4, k0..k0+4] as a matrix whose column j is k index k0 + j (components: the rows).
 // Rows and k indices past the edge are clamped: their products are masked or dropped later.
@@ -432,10 +457,18 @@ fn store_tile(base: u32, r: u32, c: u32, acc: mat4x4<f32>) {
 }
 
 @compute @workgroup_size(8)
-fn matmul_v4_wide(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_v4_wide(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // One workgroup per row tile along y: gid.y is the workgroup's y.
+    let at = place(gid.y, gid.z, nwg.y);
     let c0 = gid.x * 16u;
-    let r0 = gid.y * 32u;
-    let bz = gid.z;
+    let r0 = at.x * 32u;
+    let bz = at.y;
+    if bz >= p.batch {
+        return;
+    }
     let ab = bz * p.a_stride;
     let bb = bz * p.b_stride;
     // acc<i><t>: rows r0 + 4i.., columns c0 + 4t...

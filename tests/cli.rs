@@ -525,3 +525,67 @@ fn a_lost_device_keeps_the_last_checkpoint_and_says_how_to_resume() {
         );
     }
 }
+
+/// `--detect-anomaly` stops a diverging run (SGD at a learning rate of 10^30) at the first
+/// non-finite value and names its node and step, for an image and a text model.
+#[test]
+fn detect_anomaly_names_the_node_and_step() {
+    for model in ["mlp", "char-rnn"] {
+        let o = sinter(&[
+            "train",
+            "--model",
+            model,
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--steps",
+            "6",
+            "--width",
+            "32",
+            "--context",
+            "16",
+            "--quiet",
+            "--detect-anomaly",
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{model}: {err}");
+        assert!(
+            err.contains(": the first non-finite value comes from")
+                && err.contains("(shape [")
+                && err.contains("recorded at"),
+            "{model}: {err}"
+        );
+        assert!(err.contains("error: step "), "{model}: {err}");
+        eprintln!("{model}: {err}");
+    }
+}
+
+/// 1×1 images are valid IDX files but too small for the CNN's two poolings: refused by name
+/// (they made the CNN's initialization panic), while the MLP trains on them.
+#[test]
+fn images_too_small_for_the_cnn_are_refused() {
+    let dir = scratch("tiny_images");
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut out = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        out.extend_from_slice(data);
+        out
+    };
+    std::fs::write(dir.join("images-idx3-ubyte"), idx(&[2, 1, 1], &[1, 2])).unwrap();
+    std::fs::write(dir.join("labels-idx1-ubyte"), idx(&[2], &[0, 1])).unwrap();
+    let data = dir.to_str().unwrap();
+    let o = sinter(&["train", "--data", data, "--steps", "1", "--batch", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("at least 4×4 pixels; these are 1×1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sinter(&[
+        "train", "--data", data, "--steps", "1", "--batch", "1", "--model", "mlp", "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -43,6 +43,7 @@ fn classifier(backend: Backend, arch: Arch, opt: Optimizer, batch: usize, seed: 
         seed,
         shuffle: true,
         stop_on_nan: true,
+        detect_anomaly: false,
     };
     Classifier::new(
         "test",
@@ -294,6 +295,7 @@ fn a_nan_loss_is_reported_with_its_step() {
         seed: 1,
         shuffle: false,
         stop_on_nan: true,
+        detect_anomaly: false,
     };
     let mut c = Classifier::new(
         "nan",
@@ -332,6 +334,7 @@ fn dropout_masks_are_the_same_on_every_backend_and_off_in_evaluation() {
         seed: 4,
         shuffle: true,
         stop_on_nan: true,
+        detect_anomaly: false,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     let (m, store) = with_dropout(4);

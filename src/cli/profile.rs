@@ -80,6 +80,7 @@ impl Trainer {
                 batch: batch.unwrap_or(32),
                 seed,
                 valid_batches: 1,
+                detect_anomaly: false,
             };
             let lm = CharLm::new(arch, 64, CharCorpus::embedded()?, backend, opt, config)?;
             return Ok(Trainer::Text(Box::new(lm)));
@@ -123,6 +124,7 @@ impl Trainer {
             seed,
             shuffle: true,
             stop_on_nan: false,
+            detect_anomaly: false,
         };
         let c = Classifier::new(name, net, store, backend, opt, config, image, data.n)?;
         Ok(Trainer::Image {

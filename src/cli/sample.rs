@@ -117,6 +117,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         batch: 1,
         seed: args.seed,
         valid_batches: 1,
+        detect_anomaly: false,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     let mut lm = CharLm::new(arch, context, corpus, backend, opt, config)?;

@@ -138,6 +138,10 @@ pub struct TrainArgs {
     /// Stop with an error when the loss becomes NaN or infinite.
     #[arg(long)]
     pub stop_on_nan: bool,
+    /// Check every value of every step for NaN and infinity and stop at the first, naming the
+    /// node (op, tag, shape) that produced it. Slower; on a GPU every value keeps its own buffer.
+    #[arg(long)]
+    pub detect_anomaly: bool,
     /// No progress bar (for logs).
     #[arg(long)]
     pub quiet: bool,
@@ -254,6 +258,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut store = VarStore::new();
     let image = [train_set.channels, train_set.rows, train_set.cols];
+    if args.model == ModelName::Cnn && (image[1] < 4 || image[2] < 4) {
+        return Err(CliError::Usage(format!(
+            "the cnn pools twice by 2, so it needs images of at least 4×4 pixels; these are {}×{} (try --model mlp)",
+            image[1], image[2]
+        )));
+    }
     let (name, model) = match args.model {
         ModelName::Cnn => (
             "cnn",
@@ -285,6 +295,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         shuffle: !args.no_shuffle,
         stop_on_nan: args.stop_on_nan,
+        detect_anomaly: args.detect_anomaly,
     };
     let opt = optimizer(&args, total_steps, steps_per_epoch)?;
     let mut c = Classifier::new(name, model, store, backend, opt, config, image, train_set.n)?;

@@ -59,6 +59,7 @@ pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
         batch,
         seed: args.seed,
         valid_batches: 16,
+        detect_anomaly: args.detect_anomaly,
     };
     let vocab = corpus.vocab_size();
     let mut lm = CharLm::new(arch, args.context, corpus, backend, opt, config)?;

@@ -32,6 +32,12 @@ pub enum ModelError {
     /// The loss or a gradient became NaN or infinite.
     #[error("step {step}: {what} is not finite ({value})")]
     NonFinite { step: u64, what: String, value: f32 },
+    /// Anomaly detection found the first node of a step whose value is not finite.
+    #[error("step {step}: {anomaly}")]
+    Anomaly {
+        step: u64,
+        anomaly: Box<crate::backend::Anomaly>,
+    },
     /// A training step needs more memory than the adapter allows.
     #[error("the step needs {needed} bytes in one buffer but the adapter's limit is {limit} bytes ({what})")]
     TooLarge {

@@ -18,7 +18,7 @@ pub mod profile;
 pub mod train;
 pub mod vars;
 
-pub use backend::{Backend, Program, StepScalars};
+pub use backend::{Anomaly, Backend, Program, StepScalars};
 pub use backward::{backward, Gradients};
 pub use error::{ModelError, Result};
 pub use graph::{ConvConfig, Graph, GraphBuilder, NodeId, Op, PoolConfig, Tensor};

@@ -235,6 +235,9 @@ pub struct LmConfig {
     pub seed: u64,
     /// Validation windows per evaluation (in batches of `batch`).
     pub valid_batches: usize,
+    /// Check every value of every training step and stop at the first non-finite one, naming
+    /// its node (see [`Backend::run_checked`]); costs nothing when off.
+    pub detect_anomaly: bool,
 }
 
 /// A character model on a backend with its compiled training and validation programs.
@@ -293,7 +296,11 @@ impl CharLm {
         let grad_nodes = param_gradients(&grads, &params)?;
         let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();
         optimizer.append_updates(&rec.g, &store, &pairs)?;
-        let train = backend.compile(&rec.g.finish(), &[loss])?;
+        let train = if config.detect_anomaly {
+            backend.compile_checked(&rec.g.finish(), &[loss])?
+        } else {
+            backend.compile(&rec.g.finish(), &[loss])?
+        };
         let rec = model.record(&store, config.batch, true)?;
         let valid = backend.compile(&rec.g.finish(), &[rec.loss.expect("with loss")])?;
         Ok(Self {
@@ -351,6 +358,12 @@ impl CharLm {
         let refs: Vec<&[f32]> = feeds.iter().map(Vec::as_slice).collect();
         let scalars = self.optimizer.scalars(self.step);
         let (out, profile) = match profile {
+            None if self.config.detect_anomaly => {
+                let out =
+                    self.backend
+                        .run_detecting(&mut self.train, &refs, &scalars, self.step)?;
+                (out, None)
+            }
             None => (self.backend.run(&mut self.train, &refs, &scalars)?, None),
             Some(timing) => {
                 let (out, p) =

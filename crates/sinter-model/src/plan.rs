@@ -41,6 +41,9 @@ pub struct Plan {
     /// Values read back after each run, in order.
     pub outputs: Vec<NodeId>,
     pub memory: MemoryReport,
+    /// Whether values share buffers over time. Without reuse every value keeps its own buffer
+    /// until the step ends, so all of them can be read back afterwards (anomaly detection).
+    pub reuse: bool,
 }
 
 /// What the planner predicts a step needs, in bytes of f32 values.
@@ -122,6 +125,15 @@ impl Plan {
 
     /// [`Plan::new`] with the backend's choices.
     pub fn with_options(graph: &Graph, outputs: &[NodeId], options: PlanOptions) -> Result<Self> {
+        Self::build(graph, outputs, options, true)
+    }
+
+    /// [`Plan::new`] with every value in a buffer of its own, alive until the step ends.
+    pub fn without_reuse(graph: &Graph, outputs: &[NodeId]) -> Result<Self> {
+        Self::build(graph, outputs, PlanOptions::default(), false)
+    }
+
+    fn build(graph: &Graph, outputs: &[NodeId], options: PlanOptions, reuse: bool) -> Result<Self> {
         let mut nodes = graph.nodes.clone();
         let n = nodes.len();
         for &o in outputs {
@@ -216,10 +228,10 @@ impl Plan {
                 Op::Secondary(_) => {}
                 op if op.is_update() => {}
                 _ => {
-                    let own = matches!(node.op, Op::Input { .. } | Op::Fill(_));
+                    let own = !reuse || matches!(node.op, Op::Input { .. } | Op::Fill(_));
                     storage[i] = Storage::Slot(alloc.allocate(node.numel(), own));
                     for &e in &extras[i] {
-                        storage[e] = Storage::Slot(alloc.allocate(nodes[e].numel(), false));
+                        storage[e] = Storage::Slot(alloc.allocate(nodes[e].numel(), !reuse));
                     }
                 }
             }
@@ -277,6 +289,7 @@ impl Plan {
             inputs,
             outputs: outputs.to_vec(),
             memory,
+            reuse,
         })
     }
 
@@ -435,6 +448,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn without_reuse_every_value_has_its_own_buffer() {
+        let g = GraphBuilder::new();
+        let x = g.input("x", &[1000]);
+        let out = x.relu().tanh().sigmoid().exp().sum_all();
+        let graph = g.finish();
+        let plan = Plan::without_reuse(&graph, &[out.id]).unwrap();
+        let slots: Vec<Storage> = plan.order.iter().map(|&i| plan.storage[i]).collect();
+        let mut distinct = slots.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), slots.len(), "{slots:?}");
+        assert!(plan
+            .order
+            .iter()
+            .all(|&i| plan.storage[i] != plan.storage[x.id]));
+        assert_eq!(plan.memory.planned_bytes, plan.memory.unshared_bytes);
+        assert!(
+            Plan::new(&graph, &[out.id]).unwrap().memory.planned_bytes < plan.memory.planned_bytes
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct ClassifierConfig {
     pub shuffle: bool,
     /// Stop with an error when the loss is NaN or infinite.
     pub stop_on_nan: bool,
+    /// Check every value of every training step and stop at the first non-finite one, naming
+    /// its node (see [`Backend::run_checked`]); costs nothing when off.
+    pub detect_anomaly: bool,
 }
 
 /// Loss and correct predictions of one step.
@@ -110,7 +113,11 @@ impl Classifier {
         let grad_nodes = param_gradients(&grads, &params)?;
         let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();
         optimizer.append_updates(&g, &store, &pairs)?;
-        let train = backend.compile(&g.finish(), &[loss, correct])?;
+        let train = if config.detect_anomaly {
+            backend.compile_checked(&g.finish(), &[loss, correct])?
+        } else {
+            backend.compile(&g.finish(), &[loss, correct])?
+        };
 
         let order = if config.shuffle {
             Order::Shuffled { seed: config.seed }
@@ -222,6 +229,12 @@ impl Classifier {
         feeds.extend(self.masks.iter().map(|m| m.as_slice()));
         let scalars = self.optimizer.scalars(self.step);
         let (out, profile) = match profile {
+            None if self.config.detect_anomaly => {
+                let out =
+                    self.backend
+                        .run_detecting(&mut self.train, &feeds, &scalars, self.step)?;
+                (out, None)
+            }
             None => (self.backend.run(&mut self.train, &feeds, &scalars)?, None),
             Some(timing) => {
                 let (out, p) =

@@ -268,11 +268,16 @@ pub fn matmul_with(
             )));
         }
     }
+    // A batch longer than the dispatch limit folds `fold` batch items into the grid's y axis
+    // (see `place` in matmul.wgsl); a grid that still does not fit is refused by `prepare`.
+    let limit = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let fold = s.batch.div_ceil(limit.max(1));
     let (tile_rows, tile_cols) = variant.tile();
+    let m_tiles = s.m.div_ceil(tile_rows);
     let workgroups = [
         s.n.div_ceil(tile_cols) as u32,
-        s.m.div_ceil(tile_rows) as u32,
-        s.batch as u32,
+        (m_tiles * fold) as u32,
+        s.batch.div_ceil(fold) as u32,
     ];
     // A vec4 load needs the run it reads (along the operand's contiguous axis) and the batch
     // item's first element on a 4-element grid.
@@ -298,7 +303,7 @@ pub fn matmul_with(
         s.batch as u32,
         s.a_batch_stride as u32,
         s.b_batch_stride as u32,
-        0,
+        m_tiles as u32,
         0,
     ];
     // Each operand is read from memory once at best; the profiler reports that lower bound.

@@ -1,7 +1,7 @@
 //! The CPU backend: runs a plan with the native kernels in `cpu/`, in f32 for training or in f64
 //! for gradient checks. Buffers are allocated once per plan; a step allocates nothing.
 
-use super::StepScalars;
+use super::{Anomaly, StepScalars};
 use crate::cpu::{self, Real};
 use crate::error::Result;
 use crate::fuse::Fused;
@@ -82,6 +82,22 @@ impl<T: Real> CpuBackend<T> {
             .outputs()
             .map(|o| o.iter().map(|v| v.f64()).collect())
             .collect())
+    }
+
+    /// [`CpuBackend::run`] checking every value (see [`super::Backend::run_checked`]).
+    pub fn run_checked(
+        &mut self,
+        prog: &mut CpuProgram<T>,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<(Vec<Vec<f32>>, Option<Anomaly>)> {
+        prog.feed(feeds, |v| T::of(v as f64))?;
+        let anomaly = prog.execute_checked(&mut self.vars, scalars)?;
+        let outputs = prog
+            .outputs()
+            .map(|o| o.iter().map(|v| v.f64() as f32).collect())
+            .collect();
+        Ok((outputs, anomaly))
     }
 
     pub fn run(
@@ -208,6 +224,38 @@ impl<T: Real> CpuProgram<T> {
             self.node_times = Some(times);
         }
         Ok(())
+    }
+
+    /// [`CpuProgram::execute`] checking the inputs, then each node's values (its own and its
+    /// secondary outputs) as soon as it has run; stops at the first that is not finite.
+    fn execute_checked(
+        &mut self,
+        vars: &mut [Vec<T>],
+        scalars: &StepScalars,
+    ) -> Result<Option<Anomaly>> {
+        let plan = &self.plan;
+        if let Some(a) = plan
+            .inputs
+            .iter()
+            .find_map(|&i| Anomaly::find(plan, i, self.value(vars, i)))
+        {
+            return Ok(Some(a));
+        }
+        for k in 0..self.plan.order.len() {
+            let i = self.plan.order[k];
+            self.execute_node(vars, i, scalars)?;
+            let plan = &self.plan;
+            if plan.storage[i] == Storage::None {
+                continue; // an optimizer update: it writes variables, not a value
+            }
+            let found = std::iter::once(i)
+                .chain(plan.extras[i].iter().copied())
+                .find_map(|id| Anomaly::find(plan, id, self.value(vars, id)));
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     /// Attention and its gradient write several outputs: the node's own and its secondaries.

@@ -1,8 +1,8 @@
 //! The GPU backend: turns a plan into prepared dispatches once (pipelines, buffers, bind groups),
 //! then runs each step as one command encoder, one submit and one small readback.
 
-use super::StepScalars;
-use crate::error::Result;
+use super::{Anomaly, StepScalars};
+use crate::error::{ModelError, Result};
 use crate::fuse::Fused;
 use crate::graph::{conv_shape, NodeId, Op};
 use crate::plan::{self, Plan, Storage};
@@ -386,6 +386,50 @@ impl GpuBackend {
         let reads = self.stage(prog, feeds, scalars)?;
         let dispatches: Vec<&Dispatch> = prog.dispatches.iter().collect();
         Ok(self.gpu.run(&dispatches, &reads)?)
+    }
+
+    /// [`GpuBackend::run`], then every value of the step read back and checked, inputs first,
+    /// then nodes in plan order (see [`super::Backend::run_checked`]). The program must come from
+    /// a plan without buffer reuse, or later values would have overwritten earlier ones.
+    pub fn run_checked(
+        &mut self,
+        prog: &GpuProgram,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<(Vec<Vec<f32>>, Option<Anomaly>)> {
+        let plan = &prog.plan;
+        if plan.reuse {
+            return Err(ModelError::Config(
+                "anomaly detection on a GPU needs a program from Backend::compile_checked".into(),
+            ));
+        }
+        let mut reads = self.stage(prog, feeds, scalars)?;
+        let outputs = reads.len();
+        let checked: Vec<NodeId> = plan
+            .inputs
+            .iter()
+            .copied()
+            .chain(
+                plan.order
+                    .iter()
+                    .flat_map(|&i| std::iter::once(i).chain(plan.extras[i].iter().copied())),
+            )
+            .filter(|&id| matches!(plan.storage[id], Storage::Slot(_)))
+            .collect();
+        reads.extend(checked.iter().map(|&id| {
+            let Storage::Slot(s) = plan.storage[id] else {
+                unreachable!("filtered above")
+            };
+            (&prog.slots[s], plan.nodes[id].numel())
+        }));
+        let dispatches: Vec<&Dispatch> = prog.dispatches.iter().collect();
+        let mut values = self.gpu.run(&dispatches, &reads)?;
+        let anomaly = checked
+            .iter()
+            .zip(&values[outputs..])
+            .find_map(|(&id, v)| Anomaly::find(plan, id, v));
+        values.truncate(outputs);
+        Ok((values, anomaly))
     }
 
     /// [`GpuBackend::run`] with every dispatch timed by `method`, each tagged with its plan

@@ -34,6 +34,46 @@ impl Default for StepScalars {
     }
 }
 
+/// The first value of a step, in plan order, that holds a NaN or an infinity: the node that
+/// produced it (op, tag, shape, source line), the first bad element and its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Anomaly {
+    pub node: NodeId,
+    pub op: String,
+    pub tag: String,
+    pub shape: Vec<usize>,
+    pub location: String,
+    pub index: usize,
+    pub value: f32,
+}
+
+impl std::fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the first non-finite value comes from {} `{}` (shape {:?}, recorded at {}): element {} is {}",
+            self.op, self.tag, self.shape, self.location, self.index, self.value
+        )
+    }
+}
+
+impl Anomaly {
+    /// The first non-finite element of `values`, the value of node `id` of `plan`.
+    pub(crate) fn find<T: crate::cpu::Real>(plan: &Plan, id: NodeId, values: &[T]) -> Option<Self> {
+        let index = values.iter().position(|v| !v.f64().is_finite())?;
+        let node = &plan.nodes[id];
+        Some(Anomaly {
+            node: id,
+            op: node.op.name(),
+            tag: node.tag.clone(),
+            shape: node.shape.clone(),
+            location: node.location.to_string(),
+            index,
+            value: values[index].f64() as f32,
+        })
+    }
+}
+
 /// Where a model trains.
 pub enum Backend {
     Cpu(CpuBackend<f32>),
@@ -147,6 +187,53 @@ impl Backend {
             Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
             Backend::Gpu(g) => Program::Gpu(g.compile(plan)?),
         })
+    }
+
+    /// [`Backend::compile`] for [`Backend::run_checked`]: on a GPU every value gets a buffer of its
+    /// own (no reuse), so that all of them can be read back after the step.
+    pub fn compile_checked(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
+        Ok(match self {
+            Backend::Cpu(c) => Program::Cpu(c.compile(Plan::new(graph, outputs)?)),
+            Backend::Gpu(g) => Program::Gpu(g.compile(Plan::without_reuse(graph, outputs)?)?),
+        })
+    }
+
+    /// [`Backend::run`] with every value checked for NaN and infinity: returns the outputs and
+    /// the first value (inputs, then nodes in plan order) that is not finite, if any. The CPU
+    /// backend checks each node as it runs and stops at the first bad one, before any update;
+    /// a GPU runs the whole step, then reads every value back (a program from
+    /// [`Backend::compile_checked`]).
+    pub fn run_checked(
+        &mut self,
+        prog: &mut Program,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<(Vec<Vec<f32>>, Option<Anomaly>)> {
+        match (self, prog) {
+            (Backend::Cpu(c), Program::Cpu(p)) => c.run_checked(p, feeds, scalars),
+            (Backend::Gpu(g), Program::Gpu(p)) => g.run_checked(p, feeds, scalars),
+            _ => Err(ModelError::Graph(
+                "program was compiled for another backend".into(),
+            )),
+        }
+    }
+
+    /// [`Backend::run_checked`] for training step `step`: the first non-finite value becomes
+    /// [`ModelError::Anomaly`], naming its node and the step.
+    pub fn run_detecting(
+        &mut self,
+        prog: &mut Program,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+        step: u64,
+    ) -> Result<Vec<Vec<f32>>> {
+        match self.run_checked(prog, feeds, scalars)? {
+            (_, Some(anomaly)) => Err(ModelError::Anomaly {
+                step,
+                anomaly: Box::new(anomaly),
+            }),
+            (outputs, None) => Ok(outputs),
+        }
     }
 
     /// Runs one step: `feeds` in the order of the plan's inputs; returns the outputs.
