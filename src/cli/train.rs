@@ -460,6 +460,7 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
     let mut history = super::plot::History::default();
     let interrupted = interrupt_flag();
     let mut profiles = Vec::new();
+    let mut eval_secs = 0.0;
     // Only rank 0 writes checkpoints; the ranks hold the same state.
     let save = |c: &Classifier| -> Result<()> {
         if let (Some(path), true) = (&args.checkpoint, root) {
@@ -504,7 +505,9 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         bar.inc(1);
         let end_of_epoch = c.step % steps_per_epoch.max(1) == 0;
         if root && (end_of_epoch || c.step == total_steps) {
+            let eval_started = Instant::now();
             let eval = c.evaluate(&test_set)?;
+            eval_secs += eval_started.elapsed().as_secs_f64();
             history.evals.push((c.step, eval.loss, eval.accuracy));
             let line = format!(
                 "step {:>5} (epoch {:.2}): train loss {:.4}, test loss {:.4}, test accuracy {:.2}%",
@@ -523,7 +526,8 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         }
     }
     bar.finish_and_clear();
-    let train_secs = started.elapsed().as_secs_f64();
+    // Images per second of training: the evaluations in between are not training.
+    let train_secs = started.elapsed().as_secs_f64() - eval_secs;
     // A collective: every rank takes part before rank 0 alone goes on to evaluate and save.
     let divergence = c.rank_divergence()?;
     if !root {
