@@ -1,5 +1,8 @@
 //! sinter: a neural-network training engine whose kernels are WGSL compute shaders run through wgpu.
-//! This facade re-exports the two crates; the `sinter` binary (src/main.rs) is the command line.
+//! This facade re-exports the two crates (and MPI support); the `sinter` binary is the command line.
+
+#[cfg(feature = "mpi")]
+pub mod distributed;
 
 pub use sinter_device;
 pub use sinter_model;

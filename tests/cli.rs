@@ -31,6 +31,24 @@ fn info_lists_adapters_and_the_auto_choice() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("auto:"), "{out}");
+    let mpi = if cfg!(feature = "mpi") {
+        "MPI (train --distributed): built in"
+    } else {
+        "MPI (train --distributed): not built in"
+    };
+    assert!(out.contains(mpi), "{out}");
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_training_without_mpi_built_in_is_a_clear_error() {
+    let o = sinter(&["train", "--distributed", "--steps", "1"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("built without MPI") && e.contains("--features mpi"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -48,7 +48,20 @@ pub fn run() -> Result<()> {
         println!("{} is set to '{env}'", DeviceChoice::ENV);
     }
     println!("rayon threads for the CPU backend: {}", rayon_threads());
+    println!("MPI (train --distributed): {}", mpi_support());
     Ok(())
+}
+
+#[cfg(feature = "mpi")]
+fn mpi_support() -> String {
+    // MPI_Get_library_version may be called before MPI is initialised.
+    let library = sinter::distributed::library_version();
+    format!("built in ({library})")
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_support() -> String {
+    "not built in (rebuild with `--features mpi`)".to_string()
 }
 
 fn yes(b: bool) -> &'static str {

@@ -1,5 +1,6 @@
 //! `sinter train`: trains the default CNN (or an MLP) on the shipped MNIST digits or on IDX files,
-//! with a progress bar, evaluation each epoch, checkpoints, and a final accuracy and throughput.
+//! with a progress bar, evaluation each epoch, checkpoints, and a final accuracy and throughput;
+//! data-parallel over MPI ranks with `--distributed`, where rank 0 alone prints, evaluates and saves.
 
 use super::{CliError, Result};
 use clap::{Args, ValueEnum};
@@ -11,6 +12,7 @@ use sinter_model::checkpoint::{load_safetensors, save_safetensors, TrainingCheck
 use sinter_model::data::{embedded_mnist, load_dir, ImageDataset};
 use sinter_model::nn::{default_cnn, mlp};
 use sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
+use sinter_model::parallel::{any_rank, Collective};
 use sinter_model::train::{Classifier, ClassifierConfig};
 use sinter_model::{Backend, VarStore};
 use std::collections::BTreeMap;
@@ -152,6 +154,31 @@ pub struct TrainArgs {
     /// With --profile: write a Chrome trace of the profiled steps (Perfetto, chrome://tracing).
     #[arg(long, value_name = "FILE.json", requires = "profile")]
     pub trace: Option<PathBuf>,
+    /// Data-parallel training over MPI, one process per device: launch with
+    /// `mpirun -np N sinter train --distributed …`; --batch is the global batch, split over the
+    /// ranks. Needs a sinter built with `--features mpi`.
+    #[arg(long)]
+    pub distributed: bool,
+}
+
+/// Where this process trains in a data-parallel job (one process alone: rank 0 of 1).
+struct Ranks {
+    pub rank: usize,
+    pub size: usize,
+    /// Index of this process among the job's processes on this machine: picks its GPU.
+    pub local_rank: usize,
+    pub collective: Option<Box<dyn Collective>>,
+}
+
+impl Ranks {
+    fn alone() -> Self {
+        Ranks {
+            rank: 0,
+            size: 1,
+            local_rank: 0,
+            collective: None,
+        }
+    }
 }
 
 fn load_data(args: &TrainArgs) -> Result<(ImageDataset, ImageDataset)> {
@@ -234,6 +261,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(d) => DeviceChoice::parse(d)?,
         None => DeviceChoice::from_env()?,
     };
+    if args.distributed {
+        if args.model.is_text() {
+            return Err(CliError::Usage(
+                "--distributed trains the image models (cnn, mlp); text models train in one process".into(),
+            ));
+        }
+        return run_distributed(args, choice);
+    }
     if args.model.is_text() {
         if args.profile {
             return Err(CliError::Usage(
@@ -242,16 +277,68 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         return super::train_text::run(&args, choice);
     }
+    train_images(&args, choice, Ranks::alone())
+}
+
+#[cfg(not(feature = "mpi"))]
+fn run_distributed(_args: TrainArgs, _choice: DeviceChoice) -> Result<()> {
+    Err(CliError::Usage(
+        "this sinter was built without MPI; rebuild with `cargo build --release --features mpi` (needs an MPI library such as Open MPI, and libclang) to use --distributed".into(),
+    ))
+}
+
+/// One rank of `mpirun -np N sinter train --distributed`. An error on one rank ends the whole
+/// job (MPI_Abort) after printing it, so no rank waits forever for a rank that has stopped.
+#[cfg(feature = "mpi")]
+fn run_distributed(args: TrainArgs, choice: DeviceChoice) -> Result<()> {
+    let mpi = sinter::distributed::Mpi::start()?;
+    // The CPU backend's ranks on one machine split its cores between them.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / mpi.local_size.max(1)).max(1);
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+    {
+        log::warn!("could not size the CPU thread pool to {threads} threads: {e}");
+    }
+    if mpi.rank == 0 {
+        eprintln!(
+            "distributed: {} ranks ({} on this machine, {threads} CPU threads each) over {}",
+            mpi.size,
+            mpi.local_size,
+            mpi.library()
+        );
+    }
+    let ranks = Ranks {
+        rank: mpi.rank,
+        size: mpi.size,
+        local_rank: mpi.local_rank,
+        collective: Some(Box::new(mpi.collective())),
+    };
+    match train_images(&args, choice, ranks) {
+        // Every rank agrees on an interrupt, so all of them stop together without aborting.
+        Err(e @ CliError::Interrupted { .. }) => Err(e),
+        Err(e) => {
+            eprintln!("error on rank {} of {}: {e}", mpi.rank, mpi.size);
+            eprintln!("sinter: stopping all ranks (MPI_Abort)");
+            mpi.abort(1)
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<()> {
+    let root = ranks.rank == 0;
     let batch = args.batch.unwrap_or(64);
-    let (train_set, test_set) = load_data(&args)?;
+    let (train_set, test_set) = load_data(args)?;
     if batch > train_set.n {
         return Err(CliError::Usage(format!(
             "--batch {} is larger than the {} training examples",
             batch, train_set.n
         )));
     }
-    let (backend, notice) = Backend::open(choice)?;
-    if let Some(n) = notice {
+    let (backend, notice) = Backend::open_nth(choice, ranks.local_rank)?;
+    if let (Some(n), true) = (notice, root) {
         eprintln!("{n}");
     }
 
@@ -297,16 +384,43 @@ pub fn run(args: TrainArgs) -> Result<()> {
         stop_on_nan: args.stop_on_nan,
         detect_anomaly: args.detect_anomaly,
     };
-    let opt = optimizer(&args, total_steps, steps_per_epoch)?;
-    let mut c = Classifier::new(name, model, store, backend, opt, config, image, train_set.n)?;
+    let opt = optimizer(args, total_steps, steps_per_epoch)?;
+    let mut c = match ranks.collective {
+        None => Classifier::new(name, model, store, backend, opt, config, image, train_set.n)?,
+        Some(collective) => Classifier::data_parallel(
+            name,
+            model,
+            store,
+            backend,
+            opt,
+            config,
+            image,
+            train_set.n,
+            collective,
+        )?,
+    };
     if let Some(path) = &args.init {
         let (tensors, _) = load_safetensors(path)?;
         c.set_params(&tensors, path)?;
     }
     if let Some(path) = &args.resume {
+        // Every rank reads the same checkpoint: parameters, optimizer state and data order.
         let ckpt = TrainingCheckpoint::load(path)?;
         c.restore(&ckpt, path)?;
-        eprintln!("resumed from {} at step {}", path.display(), c.step);
+        if root {
+            eprintln!("resumed from {} at step {}", path.display(), c.step);
+        }
+    }
+    if ranks.size > 1 {
+        // Whatever each rank read, they must agree on where the run stands and how long it
+        // lasts, and then start from rank 0's state.
+        c.agree_on(&[
+            ("total steps".into(), total_steps.to_string()),
+            ("step".into(), c.step.to_string()),
+            ("data order".into(), c.batcher.state().to_string()),
+            ("test examples".into(), test_set.n.to_string()),
+        ])?;
+        c.broadcast_state()?;
     }
     let mem = c.train_memory();
     log::info!(
@@ -316,18 +430,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
         mem.peak_live_bytes as f64 / 1048576.0,
         mem.unshared_bytes as f64 / 1048576.0
     );
-    eprintln!(
-        "training {name} on {} ({} train / {} test images) for {} steps, batch {}, {} lr {}",
-        c.backend.describe(),
-        train_set.n,
-        test_set.n,
-        total_steps,
-        batch,
-        c.optimizer.kind.name(),
-        c.optimizer.lr
-    );
+    if root {
+        eprintln!(
+            "training {name} on {} ({} train / {} test images) for {} steps, batch {}{}, {} lr {}",
+            c.backend.describe(),
+            train_set.n,
+            test_set.n,
+            total_steps,
+            batch,
+            if ranks.size > 1 {
+                format!(
+                    " ({} per rank; {:.2} MB of gradients all-reduced per step)",
+                    batch / ranks.size,
+                    c.gradient_bytes() as f64 / 1e6
+                )
+            } else {
+                String::new()
+            },
+            c.optimizer.kind.name(),
+            c.optimizer.lr
+        );
+    }
 
-    let bar = if args.quiet {
+    let bar = if args.quiet || !root {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total_steps)
@@ -346,8 +471,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut history = super::plot::History::default();
     let interrupted = interrupt_flag();
     let mut profiles = Vec::new();
+    let mut eval_secs = 0.0;
+    // Only rank 0 writes checkpoints; the ranks hold the same state.
     let save = |c: &Classifier| -> Result<()> {
-        if let Some(path) = &args.checkpoint {
+        if let (Some(path), true) = (&args.checkpoint, root) {
             // Reading the state back needs the device: if it is lost, the file on disk stays.
             let state = c
                 .checkpoint()
@@ -357,7 +484,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Ok(())
     };
     while c.step < total_steps {
-        if interrupted.load(Ordering::SeqCst) {
+        let mut stop = interrupted.load(Ordering::SeqCst);
+        if let Some(collective) = c.collective() {
+            stop = any_rank(collective, stop)?;
+        }
+        if stop {
             bar.finish_and_clear();
             save(&c)?;
             return Err(CliError::Interrupted {
@@ -388,10 +519,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bar.set_message(format!("loss {:.4} · {:.0} img/s", s.loss, rate));
         bar.inc(1);
         let end_of_epoch = c.step % steps_per_epoch.max(1) == 0;
-        if end_of_epoch || c.step == total_steps {
+        if root && (end_of_epoch || c.step == total_steps) {
+            let eval_started = Instant::now();
             let eval = c
                 .evaluate(&test_set)
                 .map_err(|e| resume_hint(e, &args.checkpoint))?;
+            eval_secs += eval_started.elapsed().as_secs_f64();
             history.evals.push((c.step, eval.loss, eval.accuracy));
             let line = format!(
                 "step {:>5} (epoch {:.2}): train loss {:.4}, test loss {:.4}, test accuracy {:.2}%",
@@ -410,7 +543,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
-    let train_secs = started.elapsed().as_secs_f64();
+    // Images per second of training: the evaluations in between are not training.
+    let train_secs = started.elapsed().as_secs_f64() - eval_secs;
+    // A collective: every rank takes part before rank 0 alone goes on to evaluate and save.
+    let divergence = c.rank_divergence()?;
+    if !root {
+        return Ok(());
+    }
+    if ranks.size > 1 {
+        eprintln!(
+            "ranks in sync: the largest parameter difference between any rank and rank 0 is {divergence:e} ({} ranks)",
+            ranks.size
+        );
+    }
     let eval = c.evaluate(&test_set)?;
     if let Some(path) = &args.save {
         let mut meta = BTreeMap::new();

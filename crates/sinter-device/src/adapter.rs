@@ -179,6 +179,13 @@ fn enumerate_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 /// Vulkan, Metal and DX12 are searched first; GL only when they find no adapter at all (or no
 /// software one, for `software`), because opening GL (EGL) is slow and noisy without a display.
 pub fn pick_adapter(choice: DeviceChoice) -> Result<Option<wgpu::Adapter>> {
+    pick_adapter_nth(choice, 0)
+}
+
+/// As [`pick_adapter`], for the `nth` process on a machine (a data-parallel rank): with several
+/// adapters of the best class, process k takes adapter k mod their count, so ranks spread over
+/// the GPUs (and share them when there are more ranks than GPUs).
+pub fn pick_adapter_nth(choice: DeviceChoice, nth: usize) -> Result<Option<wgpu::Adapter>> {
     let wanted = |a: &wgpu::Adapter| {
         let class = AdapterClass::of(&a.get_info());
         match choice {
@@ -197,8 +204,12 @@ pub fn pick_adapter(choice: DeviceChoice) -> Result<Option<wgpu::Adapter>> {
     for backends in searches {
         let adapters = enumerate_on(backends);
         let any = !adapters.is_empty();
-        if let Some(a) = adapters.into_iter().find(wanted) {
-            return Ok(Some(a));
+        let mut fitting: Vec<wgpu::Adapter> = adapters.into_iter().filter(wanted).collect();
+        if let Some(best) = fitting.first().map(|a| AdapterClass::of(&a.get_info())) {
+            // Sorted best class first: only adapters as good as the best one share the ranks.
+            fitting.retain(|a| AdapterClass::of(&a.get_info()) == best);
+            let k = nth % fitting.len();
+            return Ok(Some(fitting.swap_remove(k)));
         }
         // A working Vulkan/Metal/DX12 stack lists every GPU it has; GL would add none.
         if any && choice != DeviceChoice::Software {

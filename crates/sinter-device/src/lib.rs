@@ -10,7 +10,9 @@ pub mod profiler;
 pub mod shaders;
 pub mod testing;
 
-pub use adapter::{enumerate_adapters, pick_adapter, AdapterClass, AdapterReport, DeviceChoice};
+pub use adapter::{
+    enumerate_adapters, pick_adapter, pick_adapter_nth, AdapterClass, AdapterReport, DeviceChoice,
+};
 pub use error::{DeviceError, Result};
 pub use gpu::{grid_1d, Dispatch, Gpu, Launch};
 pub use pool::PoolStats;

@@ -48,6 +48,9 @@ pub enum ModelError {
     /// A bad option or hyperparameter.
     #[error("{0}")]
     Config(String),
+    /// The ranks of a data-parallel run disagree, or talking to them failed.
+    #[error("distributed training: {0}")]
+    Distributed(String),
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -13,6 +13,7 @@ pub mod lm;
 pub mod nn;
 pub mod nn_seq;
 pub mod optim;
+pub mod parallel;
 pub mod plan;
 pub mod profile;
 pub mod train;

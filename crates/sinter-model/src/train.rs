@@ -1,5 +1,6 @@
 //! Training an image classifier: builds the step graph (forward, cross-entropy, backward,
 //! optimizer), compiles it once, then runs one program per step; also evaluation and checkpoints.
+//! Data-parallel runs split the step in two programs with an all-reduce of the gradients between.
 
 use crate::backend::{Backend, Program};
 use crate::backward::{backward, param_gradients};
@@ -9,6 +10,7 @@ use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, NodeId};
 use crate::nn::{Mode, Sequential};
 use crate::optim::Optimizer;
+use crate::parallel::{check_same_settings, Collective, GradientLayout, BUCKET_VALUES};
 use crate::plan::MemoryReport;
 use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarKind, VarStore};
@@ -46,6 +48,30 @@ pub struct EvalStats {
     pub examples: usize,
 }
 
+/// How a training step runs.
+// One per classifier, never moved in a loop: the size of the fused variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum TrainStep {
+    /// One process: forward, backward and the optimizer's updates in one program.
+    Fused(Program),
+    /// Data parallel: see [`DataParallel`].
+    Split(DataParallel),
+}
+
+/// A data-parallel step: this rank's shard of the global batch runs the gradient program (forward
+/// and backward; outputs loss, correct count and every parameter's gradient), the gradients are
+/// summed over all ranks in a few flat buckets and divided by the number of ranks, and the update
+/// program (gradients as inputs → clipping and the optimizer's updates) applies them. Every rank
+/// applies the same averaged gradient to the same parameters, so the parameters stay identical.
+struct DataParallel {
+    collective: Box<dyn Collective>,
+    gradients: Program,
+    update: Program,
+    layout: GradientLayout,
+    /// Gradients of all parameters, then loss and correct count, as they travel.
+    flat: Vec<f32>,
+}
+
 /// A model, its variables on a backend, and the compiled training and evaluation programs.
 pub struct Classifier {
     pub name: String,
@@ -57,7 +83,7 @@ pub struct Classifier {
     /// Steps taken so far.
     pub step: u64,
     pub batcher: Batcher,
-    train: Program,
+    train: TrainStep,
     eval: Vec<(usize, Program)>,
     image: [usize; 3],
     dropout: Vec<f32>,
@@ -65,6 +91,46 @@ pub struct Classifier {
     images: Vec<f32>,
     labels: Vec<f32>,
     masks: Vec<Vec<f32>>,
+}
+
+impl DataParallel {
+    /// Sums the gradient program's outputs (`[loss, correct, gradients…]`) over the ranks bucket
+    /// by bucket, averages the gradients and the loss, and runs the update program on them.
+    /// Returns the global loss and correct count.
+    fn reduce_and_update(
+        &mut self,
+        backend: &mut Backend,
+        out: &[Vec<f32>],
+        scalars: &crate::backend::StepScalars,
+    ) -> Result<(f32, f32)> {
+        let layout = &self.layout;
+        for (range, grad) in layout.params.iter().zip(&out[2..]) {
+            self.flat[range.clone()].copy_from_slice(grad);
+        }
+        let at = layout.loss_at();
+        self.flat[at] = out[0][0];
+        self.flat[at + 1] = out[1][0];
+        for bucket in &layout.buckets {
+            self.collective
+                .all_reduce_sum(&mut self.flat[bucket.clone()])?;
+        }
+        let ranks = self.collective.size();
+        if ranks > 1 {
+            // Each rank's loss and gradients are means over its shard; the mean over the global
+            // batch is the mean of those (the correct count stays a sum).
+            let inv = 1.0 / ranks as f32;
+            for v in &mut self.flat[..=at] {
+                *v *= inv;
+            }
+        }
+        let feeds: Vec<&[f32]> = layout
+            .params
+            .iter()
+            .map(|r| &self.flat[r.clone()])
+            .collect();
+        backend.run(&mut self.update, &feeds, scalars)?;
+        Ok((self.flat[at], self.flat[at + 1]))
+    }
 }
 
 /// Records forward, loss and metrics for a batch; returns (graph builder, loss, correct).
@@ -92,17 +158,98 @@ impl Classifier {
     pub fn new(
         name: &str,
         model: Sequential,
+        store: VarStore,
+        backend: Backend,
+        optimizer: Optimizer,
+        config: ClassifierConfig,
+        image: [usize; 3],
+        train_examples: usize,
+    ) -> Result<Self> {
+        Self::build(
+            name,
+            model,
+            store,
+            backend,
+            optimizer,
+            config,
+            image,
+            train_examples,
+            None,
+        )
+    }
+
+    /// A classifier that trains data-parallel with the other ranks of `collective`: `config.batch`
+    /// is the global batch, which must divide evenly over the ranks; each rank computes the
+    /// gradients of its contiguous shard. The ranks check that they were started with the same
+    /// model, optimizer and data settings, then take rank 0's parameters.
+    #[allow(clippy::too_many_arguments)] // as `new`, plus the ranks
+    pub fn data_parallel(
+        name: &str,
+        model: Sequential,
+        store: VarStore,
+        backend: Backend,
+        optimizer: Optimizer,
+        config: ClassifierConfig,
+        image: [usize; 3],
+        train_examples: usize,
+        collective: Box<dyn Collective>,
+    ) -> Result<Self> {
+        let ranks = collective.size();
+        if ranks == 0 || config.batch % ranks != 0 {
+            return Err(ModelError::Config(format!(
+                "the global batch of {} does not split evenly over {ranks} ranks: use a batch that is a multiple of {ranks}",
+                config.batch
+            )));
+        }
+        let mut c = Self::build(
+            name,
+            model,
+            store,
+            backend,
+            optimizer,
+            config,
+            image,
+            train_examples,
+            Some(collective),
+        )?;
+        let params: Vec<String> = c
+            .expected(VarKind::Param)
+            .iter()
+            .map(|(n, s)| format!("{n}{s:?}"))
+            .collect();
+        let settings = [
+            ("model", c.name.clone()),
+            ("optimizer", format!("{:?}", c.optimizer)),
+            ("global batch", c.config.batch.to_string()),
+            ("seed", c.config.seed.to_string()),
+            ("shuffle", c.config.shuffle.to_string()),
+            ("image shape", format!("{:?}", c.image)),
+            ("number of training examples", train_examples.to_string()),
+            ("parameters", params.join(", ")),
+        ];
+        c.agree_on(&settings.map(|(k, v)| (k.to_string(), v)))?;
+        c.broadcast_state()?;
+        Ok(c)
+    }
+
+    #[allow(clippy::too_many_arguments)] // `new`'s arguments and the ranks, if any
+    fn build(
+        name: &str,
+        model: Sequential,
         mut store: VarStore,
         mut backend: Backend,
         optimizer: Optimizer,
         config: ClassifierConfig,
         image: [usize; 3],
         train_examples: usize,
+        collective: Option<Box<dyn Collective>>,
     ) -> Result<Self> {
         optimizer.add_state(&mut store);
         backend.load_vars(&store)?;
 
-        let (g, loss, correct) = forward_graph(&model, &store, config.batch, image, Mode::Train)?;
+        let ranks = collective.as_ref().map_or(1, |c| c.size());
+        let local_batch = config.batch / ranks;
+        let (g, loss, correct) = forward_graph(&model, &store, local_batch, image, Mode::Train)?;
         let grads = backward(&g.tensor(loss), &[])?;
         let mut params = Vec::new();
         for id in store.ids(VarKind::Param) {
@@ -111,12 +258,44 @@ impl Classifier {
             params.push((id, leaf, store.get(id).name.clone()));
         }
         let grad_nodes = param_gradients(&grads, &params)?;
-        let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();
-        optimizer.append_updates(&g, &store, &pairs)?;
-        let train = if config.detect_anomaly {
-            backend.compile_checked(&g.finish(), &[loss, correct])?
-        } else {
-            backend.compile(&g.finish(), &[loss, correct])?
+        let compile = |backend: &Backend, graph: &crate::graph::Graph, outputs: &[NodeId]| {
+            if config.detect_anomaly {
+                backend.compile_checked(graph, outputs)
+            } else {
+                backend.compile(graph, outputs)
+            }
+        };
+        let train = match collective {
+            None => {
+                let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();
+                optimizer.append_updates(&g, &store, &pairs)?;
+                TrainStep::Fused(compile(&backend, &g.finish(), &[loss, correct])?)
+            }
+            Some(collective) => {
+                let mut outputs = vec![loss, correct];
+                outputs.extend(&grad_nodes);
+                let gradients = compile(&backend, &g.finish(), &outputs)?;
+                // The update program takes the averaged gradients as inputs, in parameter order.
+                let u = GraphBuilder::new();
+                let pairs: Vec<_> = params
+                    .iter()
+                    .map(|(id, _, name)| {
+                        let grad = u.input(&format!("{name} · gradient"), &store.get(*id).shape);
+                        (*id, grad.id)
+                    })
+                    .collect();
+                optimizer.append_updates(&u, &store, &pairs)?;
+                let update = backend.compile(&u.finish(), &[])?;
+                let sizes: Vec<usize> = params.iter().map(|p| store.get(p.0).numel()).collect();
+                let layout = GradientLayout::new(&sizes, BUCKET_VALUES);
+                TrainStep::Split(DataParallel {
+                    collective,
+                    gradients,
+                    update,
+                    flat: vec![0.0; layout.len],
+                    layout,
+                })
+            }
         };
 
         let order = if config.shuffle {
@@ -146,18 +325,96 @@ impl Classifier {
             config,
         };
         // Mask sizes follow from the compiled training plan's inputs (after images and labels).
-        let plan = c.train.plan();
-        for (k, mask) in c.masks.iter_mut().enumerate() {
-            *mask = vec![0.0; plan.nodes[plan.inputs[2 + k]].numel()];
+        let plan = c.train_program().plan();
+        let sizes: Vec<usize> = (0..c.masks.len())
+            .map(|k| plan.nodes[plan.inputs[2 + k]].numel())
+            .collect();
+        for (mask, n) in c.masks.iter_mut().zip(sizes) {
+            *mask = vec![0.0; n];
         }
         let eval_batch = c.config.eval_batch;
         c.eval_program(eval_batch)?;
         Ok(c)
     }
 
-    /// What the planner predicted for the training step.
+    /// What the planner predicted for the training step (data parallel: its gradient program).
     pub fn train_memory(&self) -> MemoryReport {
-        self.train.memory()
+        self.train_program().memory()
+    }
+
+    /// The ranks this classifier trains with, if it trains data-parallel.
+    pub fn collective(&self) -> Option<&dyn Collective> {
+        match &self.train {
+            TrainStep::Fused(_) => None,
+            TrainStep::Split(dp) => Some(dp.collective.as_ref()),
+        }
+    }
+
+    /// This process's rank and the number of ranks: `(0, 1)` for one process.
+    pub fn rank_and_size(&self) -> (usize, usize) {
+        self.collective().map_or((0, 1), |c| (c.rank(), c.size()))
+    }
+
+    /// Bytes of gradients (plus loss and correct count) each rank all-reduces per step; 0 for one
+    /// process.
+    pub fn gradient_bytes(&self) -> usize {
+        match &self.train {
+            TrainStep::Fused(_) => 0,
+            TrainStep::Split(dp) => dp.layout.bytes(),
+        }
+    }
+
+    /// Checks that every rank has the same value of each `(setting, value)`; an error names the
+    /// first that differs. Nothing to check for one process.
+    pub fn agree_on(&self, settings: &[(String, String)]) -> Result<()> {
+        match self.collective() {
+            None => Ok(()),
+            Some(c) => check_same_settings(c, settings),
+        }
+    }
+
+    /// Gives every rank rank 0's parameters and optimizer state (after initialisation, loading
+    /// or resuming, so that the ranks start identical whatever each one read).
+    pub fn broadcast_state(&mut self) -> Result<()> {
+        let TrainStep::Split(dp) = &self.train else {
+            return Ok(());
+        };
+        let mut ids = self.store.ids(VarKind::Param);
+        ids.extend(self.store.ids(VarKind::OptimizerState));
+        for id in ids {
+            let mut values = self.backend.read_var(id)?;
+            dp.collective.broadcast_from_root(&mut values)?;
+            self.backend.write_var(id, &values);
+        }
+        Ok(())
+    }
+
+    /// The largest absolute difference between any rank's parameters and rank 0's (0 for one
+    /// process): how far the ranks have drifted apart, which data parallelism keeps at 0.
+    pub fn rank_divergence(&self) -> Result<f32> {
+        let TrainStep::Split(dp) = &self.train else {
+            return Ok(0.0);
+        };
+        let mut worst = 0.0f32;
+        for id in self.store.ids(VarKind::Param) {
+            let mine = self.backend.read_var(id)?;
+            let mut root = mine.clone();
+            dp.collective.broadcast_from_root(&mut root)?;
+            for (a, b) in mine.iter().zip(&root) {
+                let d = (a - b).abs();
+                // NaN (one rank diverged to NaN) wins over any number.
+                if d.is_nan() || d > worst {
+                    worst = d;
+                }
+            }
+        }
+        let all = dp
+            .collective
+            .all_gather_u64(&[u64::from(worst.to_bits())])?;
+        Ok(all
+            .iter()
+            .map(|&b| f32::from_bits(b as u32))
+            .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m }))
     }
 
     /// What the planner predicted for each evaluation program compiled so far.
@@ -197,9 +454,12 @@ impl Classifier {
         Ok((stats, profile.expect("profiled step")))
     }
 
-    /// The compiled training step.
+    /// The compiled training step (data parallel: the gradient program, which does the work).
     pub fn train_program(&self) -> &Program {
-        &self.train
+        match &self.train {
+            TrainStep::Fused(p) => p,
+            TrainStep::Split(dp) => &dp.gradients,
+        }
     }
 
     /// One step; profiled when `profile` is `Some(timing)`.
@@ -208,42 +468,55 @@ impl Classifier {
         data: &ImageDataset,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(StepStats, Option<StepProfile>)> {
+        let (rank, ranks) = self.rank_and_size();
+        let local = self.config.batch / ranks;
         // Disjoint fields: the batch's indices are read while the feed buffers are refilled.
+        // Each rank takes its contiguous shard of the global batch.
+        let batch = self.batcher.next_batch();
         data.gather(
-            self.batcher.next_batch(),
+            &batch[rank * local..(rank + 1) * local],
             &mut self.images,
             &mut self.labels,
         );
         for (mask, &p) in self.masks.iter_mut().zip(&self.dropout) {
             // Inverted dropout: kept units are scaled by 1/(1−p) so evaluation needs no change.
+            // The mask of the whole global batch is drawn on every rank (so the generator stays
+            // where one process would have it) and each keeps its shard's rows.
             let keep = 1.0 / (1.0 - p);
-            for m in mask.iter_mut() {
-                *m = if self.dropout_rng.random::<f32>() < p {
-                    0.0
-                } else {
-                    keep
-                };
+            let mine = rank * mask.len()..(rank + 1) * mask.len();
+            for j in 0..ranks * mask.len() {
+                let dropped = self.dropout_rng.random::<f32>() < p;
+                if mine.contains(&j) {
+                    mask[j - mine.start] = if dropped { 0.0 } else { keep };
+                }
             }
         }
         let mut feeds: Vec<&[f32]> = vec![&self.images, &self.labels];
         feeds.extend(self.masks.iter().map(|m| m.as_slice()));
         let scalars = self.optimizer.scalars(self.step);
+        let program = match &mut self.train {
+            TrainStep::Fused(p) => p,
+            TrainStep::Split(dp) => &mut dp.gradients,
+        };
         let (out, profile) = match profile {
             None if self.config.detect_anomaly => {
-                let out =
-                    self.backend
-                        .run_detecting(&mut self.train, &feeds, &scalars, self.step)?;
+                let out = self
+                    .backend
+                    .run_detecting(program, &feeds, &scalars, self.step)?;
                 (out, None)
             }
-            None => (self.backend.run(&mut self.train, &feeds, &scalars)?, None),
+            None => (self.backend.run(program, &feeds, &scalars)?, None),
             Some(timing) => {
-                let (out, p) =
-                    self.backend
-                        .run_profiled(&mut self.train, &feeds, &scalars, timing)?;
+                let (out, p) = self
+                    .backend
+                    .run_profiled(program, &feeds, &scalars, timing)?;
                 (out, Some(p))
             }
         };
-        let loss = out[0][0];
+        let (loss, correct) = match &mut self.train {
+            TrainStep::Fused(_) => (out[0][0], out[1][0]),
+            TrainStep::Split(dp) => dp.reduce_and_update(&mut self.backend, &out, &scalars)?,
+        };
         if !loss.is_finite() {
             let e = ModelError::NonFinite {
                 step: self.step,
@@ -258,7 +531,7 @@ impl Classifier {
         self.step += 1;
         let stats = StepStats {
             loss,
-            correct: out[1][0] as usize,
+            correct: correct as usize,
         };
         Ok((stats, profile))
     }

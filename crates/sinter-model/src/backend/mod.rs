@@ -9,7 +9,7 @@ use crate::graph::{Graph, NodeId};
 use crate::plan::{MemoryReport, Plan, PlanOptions};
 use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
-use sinter_device::{pick_adapter, DeviceChoice, Gpu};
+use sinter_device::{pick_adapter_nth, DeviceChoice, Gpu};
 
 pub use cpu::{CpuBackend, CpuProgram};
 pub use gpu::{GpuBackend, GpuProgram};
@@ -111,7 +111,13 @@ impl Backend {
     /// Opens the backend for `choice`. The second value is a notice for the user when `auto`
     /// falls back to the CPU backend.
     pub fn open(choice: DeviceChoice) -> Result<(Self, Option<String>)> {
-        match pick_adapter(choice)? {
+        Self::open_nth(choice, 0)
+    }
+
+    /// [`Backend::open`] for the `nth` process on this machine: with several GPUs, process k
+    /// takes GPU k mod their count (see [`pick_adapter_nth`]).
+    pub fn open_nth(choice: DeviceChoice, nth: usize) -> Result<(Self, Option<String>)> {
+        match pick_adapter_nth(choice, nth)? {
             Some(adapter) => {
                 let gpu = Gpu::new(adapter)?;
                 log::info!(
