@@ -16,6 +16,8 @@ rate() { grep -o '[0-9]* images/s' | head -1; }
 echo "default CNN, global batch $batch, $steps steps, device $device, $(nproc) cores"
 echo "one process (no MPI):  $("$sinter" "${args[@]}" 2>/dev/null | rate)"
 for n in 1 2; do
-    echo "$n rank(s) over MPI:    $(mpirun --allow-run-as-root --oversubscribe -np "$n" \
+    # Open MPI binds each rank to one core by default for up to two ranks; a rank's thread pool
+    # should have the cores the process was given (docs/distributed.md).
+    echo "$n rank(s) over MPI:    $(mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" \
         "$sinter" "${args[@]}" --distributed 2>/dev/null | rate)"
 done
