@@ -142,7 +142,7 @@ pub struct TrainArgs {
     pub stop_on_nan: bool,
     /// Check every value of every step for NaN and infinity and stop at the first, naming the
     /// node (op, tag, shape) that produced it. Slower; on a GPU every value keeps its own buffer.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "profile")]
     pub detect_anomaly: bool,
     /// No progress bar (for logs).
     #[arg(long)]
