@@ -1,12 +1,14 @@
-//! Kernel-family benchmark for everything but the matrix product (benches/matmul.rs): elementwise,
-//! reductions, pooling, softmax, layer norm, cross-entropy and Adam, each WGSL variant checked
-//! against the CPU reference before it is timed, next to the CPU kernel on the same shapes.
+//! Kernel-family benchmark for everything but the matrix product (benches/matmul.rs): convolution,
+//! attention, elementwise, reductions, pooling, softmax, layer norm, cross-entropy and Adam, each
+//! WGSL variant checked against the CPU reference before it is timed, next to the CPU kernel.
 //!
 //! `SINTER_DEVICE=software cargo bench --bench kernels` runs the WGSL on lavapipe;
 //! `KERNELS=pool,reduce` narrows it to families whose name contains one of the words.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sinter::sinter_device::kernels::attention::{self as attn, AttentionShape};
+use sinter::sinter_device::kernels::conv::{self, Conv2dShape};
 use sinter::sinter_device::kernels::elementwise::{self as ew, BinaryOp, UnaryOp};
 use sinter::sinter_device::kernels::loss::{self, CrossEntropyShape};
 use sinter::sinter_device::kernels::norm::{self, LayerNormShape};
@@ -71,11 +73,11 @@ impl Bench {
         row(what, "cpu", t, bytes, flops, None);
     }
 
-    /// Checks `dispatch` once against `expect`, then times it repeated inside one submit.
-    fn gpu(&self, what: &str, dispatch: &Dispatch, expect: &[Expect]) {
+    /// Checks `dispatches` once against `expect`, then times them repeated inside one submit.
+    fn gpu(&self, what: &str, dispatches: &[&Dispatch], expect: &[Expect]) {
         let gpu = self.gpu.expect("an adapter");
         let reads: Vec<_> = expect.iter().map(|e| (e.buffer, e.want.len())).collect();
-        let got = gpu.run(&[dispatch], &reads).expect("bench submit");
+        let got = gpu.run(dispatches, &reads).expect("bench submit");
         let mut worst = 0.0f64;
         for (g, e) in got.iter().zip(expect) {
             for (&g, &w) in g.iter().zip(e.want) {
@@ -90,16 +92,20 @@ impl Bench {
             }
         }
         let t = best_time(|calls| {
-            let list = vec![dispatch; calls];
+            let list: Vec<&Dispatch> = (0..calls)
+                .flat_map(|_| dispatches.iter().copied())
+                .collect();
             gpu.run(&list, &[(expect[0].buffer, 1)])
                 .expect("bench submit");
         });
+        let bytes = dispatches.iter().map(|d| d.bytes).sum();
+        let flops = dispatches.iter().map(|d| d.flops).sum();
         let label = if gpu.report.class.is_hardware() {
             "gpu"
         } else {
             "software"
         };
-        row(what, label, t, dispatch.bytes, dispatch.flops, Some(worst));
+        row(what, label, t, bytes, flops, Some(worst));
     }
 }
 
@@ -131,6 +137,142 @@ fn row(what: &str, device: &str, seconds: f64, bytes: u64, flops: u64, err: Opti
 /// Floats of the default CNN's first activation at batch 64: [64, 32, 28, 28].
 const ACT: [usize; 4] = [64, 32, 28, 28];
 
+fn convolution(b: &mut Bench) {
+    // The default CNN's conv2 at batch 64: 32→64 channels, 14×14, 3×3, padding 1.
+    let s = Conv2dShape {
+        n: 64,
+        c_in: 32,
+        h: 14,
+        w: 14,
+        c_out: 64,
+        kh: 3,
+        kw: 3,
+        stride: [1, 1],
+        pad: [1, 1],
+        dilation: [1, 1],
+    };
+    let (x, w, dy) = (
+        b.random(s.x_len(), -1.0, 1.0),
+        b.random(s.w_len(), -1.0, 1.0),
+        b.random(s.y_len(), -1.0, 1.0),
+    );
+    let (mut y, mut dx, mut dw) = (
+        vec![0f32; s.y_len()],
+        vec![0f32; s.x_len()],
+        vec![0f32; s.w_len()],
+    );
+    cpu::conv::conv2d_forward(&x, &w, &mut y, &s);
+    cpu::conv::conv2d_grad_input(&dy, &w, &mut dx, &s);
+    cpu::conv::conv2d_grad_weight(&x, &dy, &mut dw, &s);
+    let (want_y, want_dx, want_dw) = (y.clone(), dx.clone(), dw.clone());
+    let name = |pass: &str| format!("conv2d {pass} N64 32→64 14² 3×3");
+    let io = |a: usize, b: usize, c: usize| 4 * (a + b + c) as u64;
+    let bytes = io(s.x_len(), s.w_len(), s.y_len());
+    b.cpu(&name("forward"), bytes, s.flops(), || {
+        cpu::conv::conv2d_forward(&x, &w, &mut y, &s)
+    });
+    b.cpu(&name("grad input"), bytes, s.flops(), || {
+        cpu::conv::conv2d_grad_input(&dy, &w, &mut dx, &s)
+    });
+    b.cpu(&name("grad weight"), bytes, s.flops(), || {
+        cpu::conv::conv2d_grad_weight(&x, &dy, &mut dw, &s)
+    });
+    if let Some(gpu) = b.gpu {
+        let (xb, wb, dyb) = (b.upload(&x), b.upload(&w), b.upload(&dy));
+        let (yb, dxb, dwb) = (
+            b.output(s.y_len()),
+            b.output(s.x_len()),
+            b.output(s.w_len()),
+        );
+        // Sums of k products of O(1) terms in another order: error grows like √k·ε.
+        let tol = |buffer, want, k: usize| Expect {
+            buffer,
+            want,
+            atol: 4e-5 * (k as f64).sqrt(),
+            rtol: 4e-5 * (k as f64).sqrt(),
+        };
+        let d = conv::conv2d_forward(gpu, &xb, &wb, &yb, &s, "bench").expect("launch");
+        b.gpu(&name("forward"), &[&d], &[tol(&yb, &want_y, 32 * 9)]);
+        let d = conv::conv2d_grad_input(gpu, &dyb, &wb, &dxb, &s, "bench").expect("launch");
+        b.gpu(&name("grad input"), &[&d], &[tol(&dxb, &want_dx, 64 * 9)]);
+        let d = conv::conv2d_grad_weight(gpu, &xb, &dyb, &dwb, &s, "bench").expect("launch");
+        b.gpu(
+            &name("grad weight"),
+            &[&d],
+            &[tol(&dwb, &want_dw, 64 * 196)],
+        );
+    }
+}
+
+fn attention(b: &mut Bench) {
+    // The char-transformer's attention: 32 windows of 64 characters, 4 heads of 32, causal.
+    let s = AttentionShape {
+        batch: 32,
+        seq: 64,
+        heads: 4,
+        head_dim: 32,
+        causal: true,
+        scale: 1.0 / (32f32).sqrt(),
+    };
+    let (n, rows) = (s.qkv_len(), s.lse_len());
+    let (q, k, v, d_o) = (
+        b.random(n, -1.0, 1.0),
+        b.random(n, -1.0, 1.0),
+        b.random(n, -1.0, 1.0),
+        b.random(n, -1.0, 1.0),
+    );
+    let (mut o, mut lse) = (vec![0f32; n], vec![0f32; rows]);
+    cpu::attention::attention_forward(&q, &k, &v, &mut o, &mut lse, &s);
+    let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    cpu::attention::attention_backward(&q, &k, &v, &o, &d_o, &lse, &mut dq, &mut dk, &mut dv, &s);
+    let (want_o, want_lse) = (o.clone(), lse.clone());
+    let (want_dq, want_dk, want_dv) = (dq.clone(), dk.clone(), dv.clone());
+    let name = |pass: &str| format!("attention {pass} B32 T64 H4 D32 causal");
+    // FLOPs as the WGSL launches count them; the CPU rows use the same counts.
+    let d = s.head_dim as u64;
+    let fwd_flops = s.pairs() * (4 * d + 4);
+    let bwd_flops = rows as u64 * 2 * d + s.pairs() * (14 * d + 8);
+    b.cpu(&name("forward"), 16 * n as u64, fwd_flops, || {
+        cpu::attention::attention_forward(&q, &k, &v, &mut o, &mut lse, &s)
+    });
+    b.cpu(&name("backward"), 32 * n as u64, bwd_flops, || {
+        cpu::attention::attention_backward(
+            &q, &k, &v, &want_o, &d_o, &want_lse, &mut dq, &mut dk, &mut dv, &s,
+        )
+    });
+    if let Some(gpu) = b.gpu {
+        let (qb, kb, vb, dob) = (b.upload(&q), b.upload(&k), b.upload(&v), b.upload(&d_o));
+        let (ob, lseb) = (b.output(n), b.output(rows));
+        // Online softmax over T = 64 keys in another order than the CPU's.
+        let tol = |buffer, want| Expect {
+            buffer,
+            want,
+            atol: 1e-5,
+            rtol: 1e-4,
+        };
+        let fwd =
+            attn::attention_forward(gpu, &qb, &kb, &vb, &ob, &lseb, &s, "bench").expect("launch");
+        b.gpu(
+            &name("forward"),
+            &[&fwd],
+            &[tol(&ob, &want_o), tol(&lseb, &want_lse)],
+        );
+        // The backward reads the forward's o and lse, which the check above left in place.
+        let (delta, dqb, dkb, dvb) = (b.output(rows), b.output(n), b.output(n), b.output(n));
+        let bwd = attn::attention_backward(
+            gpu, &qb, &kb, &vb, &ob, &dob, &lseb, &delta, &dqb, &dkb, &dvb, &s, "bench",
+        )
+        .expect("launch");
+        let list: Vec<&Dispatch> = bwd.iter().collect();
+        let expect = [
+            tol(&dqb, &want_dq),
+            tol(&dkb, &want_dk),
+            tol(&dvb, &want_dv),
+        ];
+        b.gpu(&name("backward"), &list, &expect);
+    }
+}
+
 fn elementwise(b: &mut Bench) {
     let len: usize = ACT.iter().product();
     let x = b.random(len, -2.0, 2.0);
@@ -154,7 +296,7 @@ fn elementwise(b: &mut Bench) {
                 atol: 2e-6,
                 rtol: 2e-5,
             };
-            b.gpu(&what, &d, &[expect]);
+            b.gpu(&what, &[&d], &[expect]);
         }
     }
     let what = format!("relu_grad {:?}", ACT);
@@ -172,7 +314,7 @@ fn elementwise(b: &mut Bench) {
             atol: 0.0,
             rtol: 0.0,
         };
-        b.gpu(&what, &d, &[expect]);
+        b.gpu(&what, &[&d], &[expect]);
     }
     let what = format!("add {:?} + [32, 1, 1] (bias)", ACT);
     let bias_shape = [32, 1, 1];
@@ -200,7 +342,7 @@ fn elementwise(b: &mut Bench) {
             atol: 0.0,
             rtol: 0.0,
         };
-        b.gpu(&what, &d, &[expect]);
+        b.gpu(&what, &[&d], &[expect]);
     }
 }
 
@@ -229,7 +371,7 @@ fn reductions(b: &mut Bench) {
                 atol: 1e-5 * (s.n as f64).sqrt(),
                 rtol: 1e-5,
             };
-            b.gpu(&what, &d, &[expect]);
+            b.gpu(&what, &[&d], &[expect]);
         }
     }
 }
@@ -281,7 +423,7 @@ fn pooling(b: &mut Bench) {
                 atol: 0.0,
                 rtol: 0.0,
             };
-            b.gpu(&fwd, &d, &[exact(&yb, &want_y)]);
+            b.gpu(&fwd, &[&d], &[exact(&yb, &want_y)]);
             let d = pool::max_pool2d_grad(gpu, &xb, &dyb, &dxb, &s, "bench").expect("launch");
             // Overlapping windows add several dy into one element, in another order.
             let expect = Expect {
@@ -289,7 +431,7 @@ fn pooling(b: &mut Bench) {
                 rtol: 1e-6,
                 ..exact(&dxb, &want_dx)
             };
-            b.gpu(&grad, &d, &[expect]);
+            b.gpu(&grad, &[&d], &[expect]);
         }
     }
 }
@@ -325,7 +467,7 @@ fn softmax_and_norm(b: &mut Bench) {
                 atol: 1e-7,
                 rtol: 1e-5,
             };
-            b.gpu(&what, &d, &[expect]);
+            b.gpu(&what, &[&d], &[expect]);
         }
     }
     let s = LayerNormShape {
@@ -367,12 +509,12 @@ fn softmax_and_norm(b: &mut Bench) {
             rtol: 1e-4,
         };
         let d = norm::layer_norm(gpu, &xb, &gb, &bb, &yb, &s, "bench").expect("launch");
-        b.gpu(&name("forward"), &d, &[tol(&yb, &want_y, s.dim)]);
+        b.gpu(&name("forward"), &[&d], &[tol(&yb, &want_y, s.dim)]);
         let d =
             norm::layer_norm_grad_input(gpu, &xb, &gb, &dyb, &dxb, &s, "bench").expect("launch");
-        b.gpu(&name("grad input"), &d, &[tol(&dxb, &want_dx, s.dim)]);
+        b.gpu(&name("grad input"), &[&d], &[tol(&dxb, &want_dx, s.dim)]);
         let d = norm::layer_norm_grad_gamma(gpu, &xb, &dyb, &dgb, &s, "bench").expect("launch");
-        b.gpu(&name("grad gamma"), &d, &[tol(&dgb, &want_dg, s.rows)]);
+        b.gpu(&name("grad gamma"), &[&d], &[tol(&dgb, &want_dg, s.rows)]);
     }
 }
 
@@ -404,7 +546,7 @@ fn loss_and_optimizer(b: &mut Bench) {
             atol: 1e-8,
             rtol: 1e-5,
         };
-        b.gpu(&what, &d, &[expect]);
+        b.gpu(&what, &[&d], &[expect]);
     }
 
     // The default CNN has 421,642 parameters; a step updates them all.
@@ -441,7 +583,7 @@ fn loss_and_optimizer(b: &mut Bench) {
             atol: 1e-7,
             rtol: 1e-5,
         };
-        b.gpu(&what, &d, &[expect]);
+        b.gpu(&what, &[&d], &[expect]);
     }
 }
 
@@ -466,7 +608,9 @@ fn main() {
             .ok()
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
     };
-    let families: [(&str, Family); 5] = [
+    let families: [(&str, Family); 7] = [
+        ("conv", convolution),
+        ("attention", attention),
         ("elementwise", elementwise),
         ("reduce", reductions),
         ("pool", pooling),
