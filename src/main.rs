@@ -46,6 +46,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Exiting 0 lets mpirun wait for rank 0, whose message and status speak for the job
+        // (a non-zero exit here would make mpirun end rank 0 before it could report).
+        #[cfg(feature = "mpi")]
+        Err(cli::CliError::StoppedWithRankZero) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

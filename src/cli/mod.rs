@@ -26,6 +26,10 @@ pub enum CliError {
         step: u64,
         saved: Option<std::path::PathBuf>,
     },
+    /// A rank other than 0 that stopped together with rank 0, which says why.
+    #[cfg(feature = "mpi")]
+    #[error("stopped together with rank 0")]
+    StoppedWithRankZero,
 }
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;

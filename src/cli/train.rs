@@ -295,6 +295,11 @@ fn run_distributed(args: TrainArgs, choice: DeviceChoice) -> Result<()> {
     // The CPU backend's ranks on one machine split its cores between them.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / mpi.local_size.max(1)).max(1);
+    // Mesa's software adapters (lavapipe, llvmpipe) size their own thread pools from
+    // LP_NUM_THREADS: give each rank its share unless the user chose.
+    if std::env::var_os("LP_NUM_THREADS").is_none() {
+        std::env::set_var("LP_NUM_THREADS", threads.to_string());
+    }
     if let Err(e) = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
@@ -316,8 +321,10 @@ fn run_distributed(args: TrainArgs, choice: DeviceChoice) -> Result<()> {
         collective: Some(Box::new(mpi.collective())),
     };
     match train_images(&args, choice, ranks) {
-        // Every rank agrees on an interrupt, so all of them stop together without aborting.
-        Err(e @ CliError::Interrupted { .. }) => Err(e),
+        // Every rank agrees on an interrupt, so all of them stop together without aborting;
+        // rank 0 alone says so.
+        Err(e @ CliError::Interrupted { .. }) if mpi.rank == 0 => Err(e),
+        Err(CliError::Interrupted { .. }) => Err(CliError::StoppedWithRankZero),
         Err(e) => {
             eprintln!("error on rank {} of {}: {e}", mpi.rank, mpi.size);
             eprintln!("sinter: stopping all ranks (MPI_Abort)");
