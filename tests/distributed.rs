@@ -253,3 +253,30 @@ exec {SINTER} train --distributed --device cpu --steps 100000 --schedule constan
     );
     assert_eq!(rank_difference(&e), 0.0);
 }
+
+#[test]
+fn ctrl_c_on_the_ranks_stops_them_together_and_only_rank_0_reports() {
+    let dir = scratch("interrupted");
+    // Each rank sends itself SIGINT once the first periodic checkpoint exists (`exec` keeps the
+    // shell's process id, so `$$` is that rank's sinter).
+    let script = format!(
+        r#"(while [ ! -s run.ckpt ]; do sleep 0.1; done; kill -INT $$) &
+exec {SINTER} train --distributed --device cpu --steps 100000 --schedule constant --quiet --checkpoint run.ckpt --checkpoint-every 5"#
+    );
+    let mut c = mpirun();
+    c.args(["-np", "2", "sh", "-c", &script]);
+    let o = run(c, &dir);
+    assert!(!o.status.success(), "an interrupted job reports failure");
+    let e = stderr(&o);
+    assert_eq!(
+        e.matches("interrupted at step").count(),
+        1,
+        "rank 0 alone reports the interruption:\n{e}"
+    );
+    assert!(e.contains("continue with --resume run.ckpt"), "{e}");
+    let ckpt = TrainingCheckpoint::load(dir.join("run.ckpt")).expect("the checkpoint loads");
+    assert!(
+        e.contains(&format!("interrupted at step {}", ckpt.step)),
+        "the saved step is the reported one:\n{e}"
+    );
+}
