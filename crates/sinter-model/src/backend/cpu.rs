@@ -439,7 +439,7 @@ impl<T: Real> CpuProgram<T> {
             }
             Op::Fused(Fused::Conv2dBias { conv, relu }) => {
                 let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], node.inputs[1], *conv);
-                cpu::conv::conv2d_forward_bias(x(0), x(1), Some(x(2)), *relu, y, &s)
+                cpu::conv::conv2d_forward_bias(x(0), x(1), x(2), *relu, y, &s)
             }
             Op::Fused(Fused::MatMulBias {
                 trans_a,

@@ -1,12 +1,11 @@
 //! CPU 2-D convolution (NCHW, no groups; bias and ReLU only as a fused epilogue): forward, input gradient and weight gradient as
 //! im2col + GEMM (the `gemm` crate) and col2im, parallel over the batch. The CPU backend trains with these.
 
-use super::elementwise::{bias_relu, unary_value};
+use super::elementwise::bias_relu;
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
 use sinter_device::kernels::conv::Conv2dShape;
-use sinter_device::kernels::elementwise::UnaryOp;
 
 /// Panics, naming the op and the shapes, when a shape is invalid or a slice is shorter than the
 /// shape needs: callers check shapes when the graph is built, so reaching here with a bad one is a
@@ -369,16 +368,27 @@ fn spread(n: usize) -> (bool, Parallelism) {
 
 /// y = conv2d(x, w). Panics with the shapes when the shape is invalid or a slice is too short. x: [N, C, H, W], w: [O, C, KH, KW] → y: [N, O, OH, OW] (overwritten).
 pub fn conv2d_forward<T: Real>(x: &[T], w: &[T], y: &mut [T], s: &Conv2dShape) {
-    conv2d_forward_bias(x, w, None, false, y, s)
+    conv2d_forward_epilogue(x, w, None, y, s)
 }
 
-/// y = conv2d(x, w) + bias (one value per output channel, when given), then ReLU when `relu`:
-/// the planner's fused convolution, applied to each image while its output is still in cache.
+/// y = conv2d(x, w) + bias (one value per output channel), then ReLU when `relu`: the planner's
+/// fused convolution, applied to each image while its output is still in cache.
 pub fn conv2d_forward_bias<T: Real>(
     x: &[T],
     w: &[T],
-    bias: Option<&[T]>,
+    bias: &[T],
     relu: bool,
+    y: &mut [T],
+    s: &Conv2dShape,
+) {
+    conv2d_forward_epilogue(x, w, Some((bias, relu)), y, s)
+}
+
+/// The convolution, with the bias-and-ReLU epilogue when one is given.
+fn conv2d_forward_epilogue<T: Real>(
+    x: &[T],
+    w: &[T],
+    epilogue: Option<(&[T], bool)>,
     y: &mut [T],
     s: &Conv2dShape,
 ) {
@@ -387,7 +397,7 @@ pub fn conv2d_forward_bias<T: Real>(
         s,
         [("x", x.len()), ("w", w.len()), ("y", y.len())],
     );
-    if let Some(b) = bias {
+    if let Some((b, _)) = epilogue {
         assert!(
             b.len() >= g.o,
             "conv2d_forward: {} bias values for {} channels",
@@ -409,15 +419,10 @@ pub fn conv2d_forward_bias<T: Real>(
         };
         let (w, col) = (View::rows(w, k), View::rows(col, p));
         matmul(g.o, p, k, yn, false, w, col, par);
-        if bias.is_some() || relu {
-            for (o, row) in yn.chunks_exact_mut(p).enumerate() {
-                let b = bias.map_or(T::zero(), |b| b[o]);
+        if let Some((bias, relu)) = epilogue {
+            for (row, &b) in yn.chunks_exact_mut(p).zip(bias) {
                 for v in row {
-                    *v = if bias.is_some() {
-                        bias_relu(*v, b, relu)
-                    } else {
-                        unary_value(UnaryOp::Relu, *v)
-                    };
+                    *v = bias_relu(*v, b, relu);
                 }
             }
         }
