@@ -381,9 +381,9 @@ fn dropout_masks_are_the_same_on_every_backend_and_off_in_evaluation() {
 #[test]
 fn fused_and_unfused_cnn_steps_agree_bit_for_bit_on_an_adapter() {
     use rand::Rng;
-    use sinter::sinter_model::nn::Mode;
     use sinter::sinter_model::plan::PlanOptions;
-    use sinter::sinter_model::{backward, GraphBuilder, Plan, VarKind};
+    use sinter::sinter_model::train::training_step_graph;
+    use sinter::sinter_model::{Plan, VarKind};
 
     let backends = [gpu_backend(), gpu_backend()];
     let [Some(Backend::Gpu(mut a)), Some(Backend::Gpu(mut b))] = backends else {
@@ -393,21 +393,10 @@ fn fused_and_unfused_cnn_steps_agree_bit_for_bit_on_an_adapter() {
     let optimizer = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     optimizer.add_state(&mut store);
     let batch = 4;
-    let g = GraphBuilder::new();
-    let x = g.input("images", &[batch, 1, 28, 28]);
-    let t = g.input("labels", &[batch]);
-    let logits = model.forward(&store, &x, Mode::Train).unwrap();
-    let loss = logits.cross_entropy(&t).unwrap();
-    let grads = backward(&loss, &[]).unwrap();
-    let pairs: Vec<_> = store
-        .ids(VarKind::Param)
-        .into_iter()
-        .map(|id| (id, grads.of(g.var_leaf(id).unwrap()).unwrap()))
-        .collect();
-    optimizer.append_updates(&g, &store, &pairs).unwrap();
-    let graph = g.finish();
-    let unfused = Plan::new(&graph, &[loss.id]).unwrap();
-    let fused = Plan::with_options(&graph, &[loss.id], PlanOptions { fuse: true }).unwrap();
+    let (graph, loss, _) =
+        training_step_graph(&model, &store, &optimizer, batch, [1, 28, 28]).unwrap();
+    let unfused = Plan::new(&graph, &[loss]).unwrap();
+    let fused = Plan::with_options(&graph, &[loss], PlanOptions { fuse: true }).unwrap();
     assert!(fused.order.len() < unfused.order.len());
     a.load_vars(&store).unwrap();
     b.load_vars(&store).unwrap();

@@ -7,13 +7,13 @@ use crate::backward::{backward, param_gradients};
 use crate::checkpoint::{check_against, NamedTensor, TrainingCheckpoint};
 use crate::data::{Batcher, BatcherState, ImageDataset, Order};
 use crate::error::{ModelError, Result};
-use crate::graph::{GraphBuilder, NodeId};
+use crate::graph::{Graph, GraphBuilder, NodeId};
 use crate::nn::{Mode, Sequential};
 use crate::optim::Optimizer;
 use crate::parallel::{check_same_settings, Collective, GradientLayout, BUCKET_VALUES};
 use crate::plan::MemoryReport;
 use crate::profile::{StepProfile, TimingMethod};
-use crate::vars::{VarKind, VarStore};
+use crate::vars::{VarId, VarKind, VarStore};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -133,6 +133,51 @@ impl DataParallel {
     }
 }
 
+/// A training batch's graph up to the gradients: the builder, the loss and correct-count nodes,
+/// and each parameter with its gradient node, in store order.
+type GradientGraph = (GraphBuilder, NodeId, NodeId, Vec<(VarId, NodeId)>);
+
+/// Records forward, loss, metrics and backward for a training batch.
+fn gradient_graph(
+    model: &Sequential,
+    store: &VarStore,
+    batch: usize,
+    image: [usize; 3],
+) -> Result<GradientGraph> {
+    let (g, loss, correct) = forward_graph(model, store, batch, image, Mode::Train)?;
+    let grads = backward(&g.tensor(loss), &[])?;
+    let params: Vec<_> = store
+        .ids(VarKind::Param)
+        .into_iter()
+        // A parameter the model never uses has no leaf: param_gradients reports it.
+        .map(|id| {
+            (
+                id,
+                g.var_leaf(id).unwrap_or(usize::MAX),
+                store.get(id).name.clone(),
+            )
+        })
+        .collect();
+    let grad_nodes = param_gradients(&grads, &params)?;
+    let pairs = params.iter().map(|p| p.0).zip(grad_nodes).collect();
+    Ok((g, loss, correct, pairs))
+}
+
+/// The graph of one fused training step of `model` on a batch of images — forward, cross-entropy,
+/// backward and the optimizer's updates, as [`Classifier`] compiles it — with its loss and
+/// correct-count nodes. The optimizer's state must already be in `store`.
+pub fn training_step_graph(
+    model: &Sequential,
+    store: &VarStore,
+    optimizer: &Optimizer,
+    batch: usize,
+    image: [usize; 3],
+) -> Result<(Graph, NodeId, NodeId)> {
+    let (g, loss, correct, pairs) = gradient_graph(model, store, batch, image)?;
+    optimizer.append_updates(&g, store, &pairs)?;
+    Ok((g.finish(), loss, correct))
+}
+
 /// Records forward, loss and metrics for a batch; returns (graph builder, loss, correct).
 fn forward_graph(
     model: &Sequential,
@@ -249,16 +294,8 @@ impl Classifier {
 
         let ranks = collective.as_ref().map_or(1, |c| c.size());
         let local_batch = config.batch / ranks;
-        let (g, loss, correct) = forward_graph(&model, &store, local_batch, image, Mode::Train)?;
-        let grads = backward(&g.tensor(loss), &[])?;
-        let mut params = Vec::new();
-        for id in store.ids(VarKind::Param) {
-            // A parameter the model never uses has no leaf: param_gradients reports it.
-            let leaf = g.var_leaf(id).unwrap_or(usize::MAX);
-            params.push((id, leaf, store.get(id).name.clone()));
-        }
-        let grad_nodes = param_gradients(&grads, &params)?;
-        let compile = |backend: &Backend, graph: &crate::graph::Graph, outputs: &[NodeId]| {
+        let (g, loss, correct, pairs) = gradient_graph(&model, &store, local_batch, image)?;
+        let compile = |backend: &Backend, graph: &Graph, outputs: &[NodeId]| {
             if config.detect_anomaly {
                 backend.compile_checked(graph, outputs)
             } else {
@@ -267,26 +304,26 @@ impl Classifier {
         };
         let train = match collective {
             None => {
-                let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();
                 optimizer.append_updates(&g, &store, &pairs)?;
                 TrainStep::Fused(compile(&backend, &g.finish(), &[loss, correct])?)
             }
             Some(collective) => {
                 let mut outputs = vec![loss, correct];
-                outputs.extend(&grad_nodes);
+                outputs.extend(pairs.iter().map(|p| p.1));
                 let gradients = compile(&backend, &g.finish(), &outputs)?;
                 // The update program takes the averaged gradients as inputs, in parameter order.
                 let u = GraphBuilder::new();
-                let pairs: Vec<_> = params
+                let fed: Vec<_> = pairs
                     .iter()
-                    .map(|(id, _, name)| {
-                        let grad = u.input(&format!("{name} · gradient"), &store.get(*id).shape);
-                        (*id, grad.id)
+                    .map(|&(id, _)| {
+                        let var = store.get(id);
+                        let grad = u.input(&format!("{} · gradient", var.name), &var.shape);
+                        (id, grad.id)
                     })
                     .collect();
-                optimizer.append_updates(&u, &store, &pairs)?;
+                optimizer.append_updates(&u, &store, &fed)?;
                 let update = backend.compile(&u.finish(), &[])?;
-                let sizes: Vec<usize> = params.iter().map(|p| store.get(p.0).numel()).collect();
+                let sizes: Vec<usize> = pairs.iter().map(|p| store.get(p.0).numel()).collect();
                 let layout = GradientLayout::new(&sizes, BUCKET_VALUES);
                 TrainStep::Split(DataParallel {
                     collective,

@@ -5,10 +5,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sinter_model::backend::CpuBackend;
 use sinter_model::fuse::Fused;
-use sinter_model::nn::{default_cnn, Mode};
+use sinter_model::nn::default_cnn;
 use sinter_model::optim::{Optimizer, OptimizerKind};
 use sinter_model::plan::PlanOptions;
-use sinter_model::{backward, GraphBuilder, Op, Plan, VarKind, VarStore};
+use sinter_model::train::training_step_graph;
+use sinter_model::{Op, Plan, VarKind, VarStore};
 
 const BATCH: usize = 8;
 
@@ -20,25 +21,11 @@ fn fused_cnn_steps_equal_unfused_steps_bit_for_bit() {
     let optimizer = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     optimizer.add_state(&mut store);
 
-    let g = GraphBuilder::new();
-    let x = g.input("images", &[BATCH, 1, 28, 28]);
-    let t = g.input("labels", &[BATCH]);
-    let loss = model
-        .forward(&store, &x, Mode::Train)
-        .unwrap()
-        .cross_entropy(&t)
-        .unwrap();
-    let grads = backward(&loss, &[]).unwrap();
-    let pairs: Vec<_> = store
-        .ids(VarKind::Param)
-        .into_iter()
-        .map(|id| (id, grads.of(g.var_leaf(id).unwrap()).unwrap()))
-        .collect();
-    optimizer.append_updates(&g, &store, &pairs).unwrap();
-    let graph = g.finish();
+    let (graph, loss, _) =
+        training_step_graph(&model, &store, &optimizer, BATCH, [1, 28, 28]).unwrap();
 
-    let unfused = Plan::new(&graph, &[loss.id]).unwrap();
-    let fused = Plan::with_options(&graph, &[loss.id], PlanOptions { fuse: true }).unwrap();
+    let unfused = Plan::new(&graph, &[loss]).unwrap();
+    let fused = Plan::with_options(&graph, &[loss], PlanOptions { fuse: true }).unwrap();
     // conv1, conv2, fc1 (bias + ReLU), fc2 (bias), and both pooling gradients with ReLU masks.
     let count = |f: fn(&Fused) -> bool| {
         fused
