@@ -6,3 +6,4 @@ pub mod distributed;
 
 pub use sinter_device;
 pub use sinter_model;
+pub use sinter_ops;

@@ -165,7 +165,7 @@ fn adapter_trace_has_one_event_per_dispatch_with_every_timing_method() {
     ] {
         let adapter = pick_adapter(DeviceChoice::Software).unwrap().unwrap();
         let gpu = Gpu::new(adapter).unwrap();
-        if !method.is_supported(&gpu) {
+        if !sinter_device::profiler::timing_supported(method, &gpu) {
             eprintln!("{method}: not offered by {}; skipped", gpu.report.name);
             continue;
         }

@@ -16,6 +16,9 @@ pub enum CliError {
     Model(#[from] sinter_model::ModelError),
     #[error(transparent)]
     Device(#[from] sinter_device::DeviceError),
+    /// `--device` or `SINTER_DEVICE` names no device (the option is added where it is known).
+    #[error("{0}")]
+    UnknownDevice(#[from] sinter_ops::UnknownDevice),
     #[error("{0}")]
     Usage(String),
     #[error("interrupted at step {step}; {}", match saved {

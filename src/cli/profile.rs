@@ -292,7 +292,9 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     let mut t = Trainer::build(args.model, args.batch, choice, args.seed)?;
     if let Backend::Gpu(g) = t.backend() {
         // An adapter without the asked-for timestamps is profiled the best way it can be.
-        let (method, note) = TimingMethod::resolve(timing, |m| m.is_supported(&g.gpu));
+        let (method, note) = TimingMethod::resolve(timing, |m| {
+            sinter_device::profiler::timing_supported(m, &g.gpu)
+        });
         if let Some(note) = note {
             eprintln!("note: {}: {note}", g.gpu.report.name);
         }

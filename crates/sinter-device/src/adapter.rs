@@ -4,52 +4,7 @@
 use crate::error::{DeviceError, Result};
 use std::fmt;
 
-/// What the user asked for, with `--device` or `SINTER_DEVICE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum DeviceChoice {
-    /// The best hardware GPU; the CPU backend when there is none.
-    #[default]
-    Auto,
-    /// A hardware GPU, or an error.
-    Gpu,
-    /// A software adapter (device type CPU): how shaders are tested on a machine with no GPU.
-    Software,
-    /// The native CPU backend.
-    Cpu,
-}
-
-impl DeviceChoice {
-    pub const ENV: &'static str = "SINTER_DEVICE";
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Ok(Self::Auto),
-            "gpu" => Ok(Self::Gpu),
-            "software" | "sw" | "lavapipe" => Ok(Self::Software),
-            "cpu" => Ok(Self::Cpu),
-            _ => Err(DeviceError::UnknownDevice(s.to_string())),
-        }
-    }
-
-    /// The choice in `SINTER_DEVICE`, or `Auto` when it is unset.
-    pub fn from_env() -> Result<Self> {
-        match std::env::var(Self::ENV) {
-            Ok(v) => Self::parse(&v),
-            Err(_) => Ok(Self::Auto),
-        }
-    }
-}
-
-impl fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Gpu => "gpu",
-            Self::Software => "software",
-            Self::Cpu => "cpu",
-        })
-    }
-}
+pub use sinter_ops::DeviceChoice;
 
 /// How an adapter is classified for selection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

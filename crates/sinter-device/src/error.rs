@@ -11,8 +11,8 @@ pub enum DeviceError {
         seen: String,
         hint: &'static str,
     },
-    #[error("unknown device '{0}': expected one of auto, gpu, software, cpu")]
-    UnknownDevice(String),
+    #[error(transparent)]
+    UnknownDevice(#[from] sinter_ops::UnknownDevice),
     #[error("could not open a device on adapter '{adapter}': {source}")]
     RequestDevice {
         adapter: String,
@@ -43,3 +43,12 @@ pub enum DeviceError {
 }
 
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
+
+impl From<sinter_ops::ShapeError> for DeviceError {
+    fn from(e: sinter_ops::ShapeError) -> Self {
+        DeviceError::BadShape {
+            op: e.op,
+            detail: e.detail,
+        }
+    }
+}

@@ -5,97 +5,29 @@
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::kernels::{elementwise, matmul};
-use std::fmt;
 use std::time::{Duration, Instant};
 
-/// How [`Gpu::run_timed`] measures each dispatch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimingMethod {
-    /// A timestamp before the first dispatch and after each one, all in one compute pass
-    /// (`TIMESTAMP_QUERY_INSIDE_PASSES`): the step is recorded exactly as it runs unprofiled.
-    InsidePasses,
-    /// Each dispatch in a compute pass of its own with begin and end timestamps
-    /// (`TIMESTAMP_QUERY`): adds a pass boundary between dispatches.
-    PassPerDispatch,
-    /// Each dispatch submitted and waited for on its own, timed by the host clock: includes the
-    /// submit and wake-up latency, so small kernels look slower than they are.
-    HostTimed,
-}
+pub use sinter_ops::timing::{Ceilings, TimingMethod, CALIBRATION_COPY_BYTES, CALIBRATION_MATMUL};
 
-impl TimingMethod {
-    /// The most faithful method `gpu` supports.
-    pub fn best_for(gpu: &Gpu) -> Self {
-        Self::resolve(None, |m| m.is_supported(gpu)).0
-    }
-
-    /// `requested` when `supported` says the adapter offers it, else the most faithful method it
-    /// does offer, with a note for the user saying what was asked for and what is used instead.
-    /// `None` asks for the best method and never needs a note.
-    pub fn resolve(
-        requested: Option<Self>,
-        supported: impl Fn(Self) -> bool,
-    ) -> (Self, Option<String>) {
-        let best = [Self::InsidePasses, Self::PassPerDispatch]
-            .into_iter()
-            .find(|&m| supported(m))
-            .unwrap_or(Self::HostTimed);
-        match requested {
-            Some(m) if supported(m) => (m, None),
-            Some(m) => (
-                best,
-                Some(format!(
-                    "timing '{m}' needs {:?}, which this adapter does not offer; using '{best}' ({}) instead",
-                    m.feature(),
-                    best.label()
-                )),
-            ),
-            None => (best, None),
+/// The device feature `method` needs (none for host timing).
+pub fn timing_feature(method: TimingMethod) -> wgpu::Features {
+    match method {
+        TimingMethod::InsidePasses => {
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
         }
-    }
-
-    /// The device feature this method needs (none for host timing).
-    pub fn feature(self) -> wgpu::Features {
-        match self {
-            Self::InsidePasses => {
-                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-            }
-            Self::PassPerDispatch => wgpu::Features::TIMESTAMP_QUERY,
-            Self::HostTimed => wgpu::Features::empty(),
-        }
-    }
-
-    pub fn is_supported(self, gpu: &Gpu) -> bool {
-        gpu.device.features().contains(self.feature())
-    }
-
-    /// What a report prints: `host-timed` is spelled out because those figures include latency.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::InsidePasses => "GPU timestamps inside one compute pass",
-            Self::PassPerDispatch => "GPU timestamps, one compute pass per dispatch",
-            Self::HostTimed => "host-timed (one submit per dispatch; includes submit latency)",
-        }
-    }
-
-    /// `inside`, `pass` or `host` (as the command line spells them).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "inside" | "inside-passes" => Some(Self::InsidePasses),
-            "pass" | "pass-per-dispatch" => Some(Self::PassPerDispatch),
-            "host" | "host-timed" => Some(Self::HostTimed),
-            _ => None,
-        }
+        TimingMethod::PassPerDispatch => wgpu::Features::TIMESTAMP_QUERY,
+        TimingMethod::HostTimed => wgpu::Features::empty(),
     }
 }
 
-impl fmt::Display for TimingMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::InsidePasses => "inside",
-            Self::PassPerDispatch => "pass",
-            Self::HostTimed => "host",
-        })
-    }
+/// Whether `gpu`'s device was opened with the feature `method` needs.
+pub fn timing_supported(method: TimingMethod, gpu: &Gpu) -> bool {
+    gpu.device.features().contains(timing_feature(method))
+}
+
+/// The most faithful timing method `gpu` supports.
+pub fn best_timing(gpu: &Gpu) -> TimingMethod {
+    TimingMethod::resolve(None, |m| timing_supported(m, gpu)).0
 }
 
 /// When one dispatch ran: nanoseconds from the start of the run's first dispatch, and how long.
@@ -150,10 +82,10 @@ impl Gpu {
         reads: &[(&wgpu::Buffer, usize)],
         method: TimingMethod,
     ) -> Result<TimedRun> {
-        if !method.is_supported(self) {
+        if !timing_supported(method, self) {
             return Err(DeviceError::Gpu(format!(
                 "timing method '{method}' needs {:?}, which {} does not offer",
-                method.feature(),
+                timing_feature(method),
                 self.report.name
             )));
         }
@@ -363,21 +295,6 @@ fn span(name: &'static str, from: Duration, to: Duration) -> HostSpan {
         duration: to.saturating_sub(from),
     }
 }
-
-/// The best arithmetic rate and memory bandwidth measured on one device: what a profile
-/// compares each kernel against.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Ceilings {
-    /// FLOP/s of a large matrix product, in GFLOP/s.
-    pub gflops: f64,
-    /// Bytes moved per second by a large copy (read + write), in GB/s.
-    pub gbps: f64,
-}
-
-/// Square size of the calibration matrix product.
-pub const CALIBRATION_MATMUL: usize = 1024;
-/// Bytes of the calibration copy (less where the adapter's binding limit is smaller).
-pub const CALIBRATION_COPY_BYTES: u64 = 64 << 20;
 
 /// Measures `gpu`'s ceilings: a 1024³ matrix product with the kernel the backend uses for it,
 /// and the faster of a buffer-to-buffer copy and a copy shader over 64 MiB. Takes about a

@@ -4,8 +4,8 @@
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, NodeId, Op, Tensor};
 use crate::vars::VarId;
-use sinter_device::kernels::elementwise::{BinaryOp, UnaryOp};
-use sinter_device::kernels::reduce::ReduceOp;
+use sinter_ops::elementwise::{BinaryOp, UnaryOp};
+use sinter_ops::reduce::ReduceOp;
 use std::collections::HashMap;
 
 /// The gradient node of every node the loss depends on.

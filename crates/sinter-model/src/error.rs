@@ -27,8 +27,16 @@ pub enum ModelError {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// The GPU side failed (adapter, shader, buffer, device loss).
+    #[cfg(feature = "gpu")]
     #[error(transparent)]
     Device(#[from] sinter_device::DeviceError),
+    /// A kernel was given a shape it cannot compute.
+    #[error(transparent)]
+    KernelShape(#[from] sinter_ops::ShapeError),
+    /// A device name that is not one of the choices.
+    #[error(transparent)]
+    UnknownDevice(#[from] sinter_ops::UnknownDevice),
     /// The loss or a gradient became NaN or infinite.
     #[error("step {step}: {what} is not finite ({value})")]
     NonFinite { step: u64, what: String, value: f32 },

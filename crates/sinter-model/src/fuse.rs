@@ -2,7 +2,7 @@
 //! before them, and a ReLU's gradient mask into the max-pooling gradient before it.
 
 use crate::graph::{ConvConfig, Node, NodeId, Op, PoolConfig};
-use sinter_device::kernels::elementwise::{BinaryOp, UnaryOp};
+use sinter_ops::elementwise::{BinaryOp, UnaryOp};
 
 /// Operations made by the fusion pass, never recorded by model code. Each computes exactly what
 /// its unfused nodes computed, in the same order of floating-point operations.

@@ -3,11 +3,11 @@
 
 use crate::error::{ModelError, Result};
 use crate::vars::VarId;
-use sinter_device::kernels::conv::Conv2dShape;
-use sinter_device::kernels::elementwise::{broadcast_shape, BinaryOp, UnaryOp, MAX_RANK};
-use sinter_device::kernels::optim::{AdamConfig, SgdConfig};
-use sinter_device::kernels::pool::Pool2dShape;
-use sinter_device::kernels::reduce::ReduceOp;
+use sinter_ops::conv::Conv2dShape;
+use sinter_ops::elementwise::{broadcast_shape, BinaryOp, UnaryOp, MAX_RANK};
+use sinter_ops::optim::{AdamConfig, SgdConfig};
+use sinter_ops::pool::Pool2dShape;
+use sinter_ops::reduce::ReduceOp;
 use std::cell::RefCell;
 use std::panic::Location;
 use std::rc::Rc;

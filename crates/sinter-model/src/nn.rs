@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
 use crate::vars::{VarId, VarStore};
 use rand_chacha::ChaCha8Rng;
-use sinter_device::kernels::elementwise::UnaryOp;
+use sinter_ops::elementwise::UnaryOp;
 
 /// `y = x · Wᵀ + b`, with `W: [out, in]` as in PyTorch.
 #[derive(Clone, Debug)]

@@ -5,8 +5,8 @@ use crate::backend::StepScalars;
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, NodeId, Op, Tensor};
 use crate::vars::{VarId, VarKind, VarStore};
-use sinter_device::kernels::elementwise::BinaryOp;
-use sinter_device::kernels::optim::{AdamConfig, SgdConfig};
+use sinter_ops::elementwise::BinaryOp;
+use sinter_ops::optim::{AdamConfig, SgdConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {

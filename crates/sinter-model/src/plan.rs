@@ -4,14 +4,14 @@
 use crate::error::{ModelError, Result};
 use crate::graph::{conv_shape, pool_shape, Graph, Node, NodeId, Op};
 use crate::vars::VarId;
-use sinter_device::kernels::attention::AttentionShape;
-use sinter_device::kernels::conv::Conv2dShape;
-use sinter_device::kernels::embedding::EmbeddingShape;
-use sinter_device::kernels::loss::CrossEntropyShape;
-use sinter_device::kernels::matmul::MatmulShape;
-use sinter_device::kernels::norm::LayerNormShape;
-use sinter_device::kernels::pool::Pool2dShape;
-use sinter_device::kernels::softmax::RowsShape;
+use sinter_ops::attention::AttentionShape;
+use sinter_ops::conv::Conv2dShape;
+use sinter_ops::embedding::EmbeddingShape;
+use sinter_ops::loss::CrossEntropyShape;
+use sinter_ops::matmul::MatmulShape;
+use sinter_ops::norm::LayerNormShape;
+use sinter_ops::pool::Pool2dShape;
+use sinter_ops::softmax::RowsShape;
 
 /// Where a node's value lives while the step runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -481,7 +481,7 @@ mod tests {
         let plan = Plan::new(&graph, &[used.id]).unwrap();
         assert!(plan.order.iter().all(|&i| !matches!(
             plan.nodes[i].op,
-            Op::Unary(sinter_device::kernels::elementwise::UnaryOp::Exp)
+            Op::Unary(sinter_ops::elementwise::UnaryOp::Exp)
         )));
     }
 

@@ -7,14 +7,14 @@ use crate::fuse::Fused;
 use crate::graph::{NodeId, Op};
 use crate::plan::{self, Plan};
 use rayon::prelude::*;
-use sinter_device::kernels::elementwise::UnaryOp;
-use sinter_device::kernels::matmul::MatmulShape;
+use sinter_ops::elementwise::UnaryOp;
+use sinter_ops::matmul::MatmulShape;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use sinter_device::profiler::{Ceilings, TimingMethod};
+pub use sinter_ops::timing::{Ceilings, TimingMethod};
 
 /// One timed kernel of a step: a GPU dispatch, or a node run by the CPU backend.
 #[derive(Clone, Debug, PartialEq)]
@@ -214,12 +214,12 @@ pub fn node_shapes(plan: &Plan, i: NodeId) -> String {
 /// Measures the CPU backend's ceilings: a 1024³ product with its gemm, and a 64 MiB copy over
 /// all rayon threads. Takes well under a second.
 pub fn calibrate_cpu() -> Ceilings {
-    let n = sinter_device::profiler::CALIBRATION_MATMUL;
+    let n = sinter_ops::timing::CALIBRATION_MATMUL;
     let s = MatmulShape::new(1, n, n, n);
     let (a, b) = (vec![0.5f32; n * n], vec![0.25f32; n * n]);
     let mut c = vec![0f32; n * n];
     let matmul_s = best_of(4, || cpu::matmul::matmul(&a, &b, &mut c, &s));
-    let len = (sinter_device::profiler::CALIBRATION_COPY_BYTES / 4) as usize;
+    let len = (sinter_ops::timing::CALIBRATION_COPY_BYTES / 4) as usize;
     let src = vec![1f32; len];
     let mut dst = vec![0f32; len];
     let copy_s = best_of(5, || {
@@ -271,6 +271,7 @@ pub fn device_key(backend: &Backend) -> String {
                 rayon::current_num_threads()
             )
         }
+        #[cfg(feature = "gpu")]
         Backend::Gpu(g) => {
             let r = &g.gpu.report;
             format!("gpu {} ({:?}, {})", r.name, r.backend, r.driver)
@@ -348,6 +349,7 @@ pub fn ceilings(backend: &Backend, refresh: bool) -> crate::Result<(Ceilings, Ce
     }
     let measured = match backend {
         Backend::Cpu(_) => calibrate_cpu(),
+        #[cfg(feature = "gpu")]
         Backend::Gpu(g) => sinter_device::profiler::calibrate(&g.gpu)?,
     };
     let source = match file {

@@ -3,7 +3,6 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sinter_device::kernels::elementwise::UnaryOp;
 use sinter_model::backend::CpuBackend;
 use sinter_model::data::{embedded_mnist, ImageDataset};
 use sinter_model::nn::{default_cnn, Dropout, Layer, Linear, Sequential};
@@ -11,6 +10,7 @@ use sinter_model::optim::{Optimizer, OptimizerKind};
 use sinter_model::parallel::{Collective, SingleProcess};
 use sinter_model::train::{Classifier, ClassifierConfig};
 use sinter_model::{Backend, Result, VarStore};
+use sinter_ops::elementwise::UnaryOp;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 
 fn data() -> &'static (ImageDataset, ImageDataset) {

@@ -3,13 +3,13 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sinter_device::kernels::elementwise::{BinaryOp, UnaryOp};
-use sinter_device::kernels::reduce::ReduceOp;
 use sinter_model::backend::CpuBackend;
 use sinter_model::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
 use sinter_model::nn_seq::{CellKind, Embedding, Recurrent, TransformerBlock};
 use sinter_model::plan::PlanOptions;
 use sinter_model::{backward, Result, StepScalars, VarId, VarKind, VarStore};
+use sinter_ops::elementwise::{BinaryOp, UnaryOp};
+use sinter_ops::reduce::ReduceOp;
 
 /// Finite-difference step and tolerance: in f64 the central difference is accurate to about
 /// h² · |f'''| + ε/h ≈ 1e-10 here, so 1e-6 absolute + 1e-6 relative leaves a wide margin

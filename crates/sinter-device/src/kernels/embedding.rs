@@ -2,7 +2,7 @@
 //! deterministic scatter-add. Token ids are stored as f32, like class targets in the loss kernels.
 
 use super::elementwise::{check_buffer, check_len, grid_for};
-use crate::error::{DeviceError, Result};
+use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 
@@ -12,38 +12,11 @@ const WG: usize = 256;
 /// The bits of a quiet NaN, written for the row of a token whose id is not a valid row.
 const NAN_BITS: u32 = 0x7fc0_0000;
 
-/// `tokens` ids, each an integer in [0, vocab) stored as f32, looking up rows of a [vocab, dim]
-/// table into [tokens, dim].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct EmbeddingShape {
-    pub tokens: usize,
-    pub vocab: usize,
-    pub dim: usize,
-}
+pub use sinter_ops::embedding::EmbeddingShape;
 
-impl EmbeddingShape {
-    fn check(&self, op: &str) -> Result<()> {
-        let EmbeddingShape { tokens, vocab, dim } = *self;
-        if tokens == 0 || vocab == 0 || dim == 0 {
-            return Err(DeviceError::BadShape {
-                op: op.to_string(),
-                detail: format!(
-                    "zero-sized dim in ids [{tokens}], table [{vocab}, {dim}], out [{tokens}, {dim}]"
-                ),
-            });
-        }
-        check_len(op, &format!("table [{vocab}, {dim}]"), vocab * dim)?;
-        check_len(op, &format!("out [{tokens}, {dim}]"), tokens * dim)
-    }
-
-    fn params(&self) -> [u32; 4] {
-        [
-            self.tokens as u32,
-            self.vocab as u32,
-            self.dim as u32,
-            NAN_BITS,
-        ]
-    }
+/// The params uniform (the `Params` struct in embedding.wgsl).
+fn params(s: &EmbeddingShape) -> [u32; 4] {
+    [s.tokens as u32, s.vocab as u32, s.dim as u32, NAN_BITS]
 }
 
 /// out[t] = table[ids[t]]; the row of an id that is not an integer in [0, vocab) is NaN.
@@ -66,7 +39,7 @@ pub fn embedding(
         shader: Shader::Embedding,
         entry: "embedding",
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[ids, table, out],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
@@ -106,7 +79,7 @@ pub fn embedding_grad(
         shader: Shader::Embedding,
         entry: "embedding_grad",
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[ids, dout, dtable],
         workgroups: grid_for(gpu, groups, 1),
         tag: tag.to_string(),

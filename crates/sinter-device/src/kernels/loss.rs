@@ -1,8 +1,8 @@
 //! Launch builders for `shaders/loss.wgsl`: mean softmax cross-entropy over rows of logits, its
 //! gradient, and the number of correctly classified rows. Targets are class indices stored as f32.
 
-use super::elementwise::{check_buffer, check_len, grid_for};
-use crate::error::{DeviceError, Result};
+use super::elementwise::{check_buffer, grid_for};
+use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 
@@ -12,33 +12,11 @@ const WG: usize = 256;
 /// The bits of a quiet NaN, passed to the kernels that must write NaN for a bad target.
 const NAN_BITS: u32 = 0x7fc0_0000;
 
-/// Logits [rows, classes] scored against targets [rows].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CrossEntropyShape {
-    pub rows: usize,
-    pub classes: usize,
-}
+pub use sinter_ops::loss::CrossEntropyShape;
 
-impl CrossEntropyShape {
-    fn check(&self, op: &str) -> Result<()> {
-        let CrossEntropyShape { rows, classes } = *self;
-        if rows == 0 || classes == 0 {
-            return Err(DeviceError::BadShape {
-                op: op.to_string(),
-                detail: format!("zero-sized dim in logits [rows, classes] = [{rows}, {classes}]"),
-            });
-        }
-        check_len(op, &format!("logits [{rows}, {classes}]"), rows * classes)
-    }
-
-    fn params(&self) -> [u32; 4] {
-        [self.rows as u32, self.classes as u32, NAN_BITS, 0]
-    }
-
-    /// A workgroup per row pays off once a row has as many classes as the workgroup has invocations.
-    pub fn grad_uses_tree(&self) -> bool {
-        self.classes >= WG
-    }
+/// The params uniform (the `Params` struct in loss.wgsl).
+fn params(s: &CrossEntropyShape) -> [u32; 4] {
+    [s.rows as u32, s.classes as u32, NAN_BITS, 0]
 }
 
 /// loss[0] = mean over rows of (logsumexp(row) − row[target]); NaN if any target is not a class.
@@ -61,7 +39,7 @@ pub fn cross_entropy(
         shader: Shader::Loss,
         entry: "cross_entropy",
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[logits, targets, loss],
         workgroups: [1, 1, 1],
         tag: tag.to_string(),
@@ -98,7 +76,7 @@ pub fn cross_entropy_grad(
         shader: Shader::Loss,
         entry,
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[logits, targets, dloss, dlogits],
         workgroups,
         tag: tag.to_string(),
@@ -128,7 +106,7 @@ pub fn count_correct(
         shader: Shader::Loss,
         entry: "count_correct",
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[logits, targets, out],
         workgroups: [1, 1, 1],
         tag: tag.to_string(),

@@ -1,65 +1,26 @@
 //! Launch builders for `shaders/norm.wgsl`: layer normalization over the last axis, its input
 //! gradient and its gamma gradient. (The beta gradient is a column sum: the reduce kernel does it.)
 
-use super::elementwise::{check_buffer, check_len, grid_for};
-use crate::error::{DeviceError, Result};
+use super::elementwise::{check_buffer, grid_for};
+use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 
 /// Invocations per workgroup of every norm kernel (`WG` in the WGSL).
 const WG: usize = 256;
 
-/// x seen as [rows, dim], normalized over dim with the biased variance (as PyTorch's LayerNorm);
-/// gamma and beta are [dim].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LayerNormShape {
-    pub rows: usize,
-    pub dim: usize,
-    pub eps: f32,
+pub use sinter_ops::norm::LayerNormShape;
+
+/// The params uniform (the `Params` struct in norm.wgsl).
+fn params(s: &LayerNormShape) -> [u32; 4] {
+    [s.rows as u32, s.dim as u32, s.eps.to_bits(), 0]
 }
 
-impl LayerNormShape {
-    pub fn len(&self) -> usize {
-        self.rows * self.dim
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A workgroup per row pays off once a row is as long as the workgroup; shorter rows get one
-    /// invocation each.
-    pub fn uses_tree(&self) -> bool {
-        self.dim >= WG
-    }
-
-    fn check(&self, op: &str) -> Result<()> {
-        let LayerNormShape { rows, dim, eps } = *self;
-        if rows == 0 || dim == 0 {
-            return Err(DeviceError::BadShape {
-                op: op.to_string(),
-                detail: format!("zero-sized dim in x [rows, dim] = [{rows}, {dim}]"),
-            });
-        }
-        if !(eps.is_finite() && eps >= 0.0) {
-            return Err(DeviceError::BadShape {
-                op: op.to_string(),
-                detail: format!("eps {eps} for x [{rows}, {dim}]: expected finite and ≥ 0"),
-            });
-        }
-        check_len(op, &format!("x [rows, dim] = [{rows}, {dim}]"), rows * dim)
-    }
-
-    fn params(&self) -> [u32; 4] {
-        [self.rows as u32, self.dim as u32, self.eps.to_bits(), 0]
-    }
-
-    fn row_grid(&self, gpu: &Gpu) -> [u32; 3] {
-        if self.uses_tree() {
-            grid_for(gpu, self.rows, 1)
-        } else {
-            grid_for(gpu, self.rows, WG)
-        }
+fn row_grid(s: &LayerNormShape, gpu: &Gpu) -> [u32; 3] {
+    if s.uses_tree() {
+        grid_for(gpu, s.rows, 1)
+    } else {
+        grid_for(gpu, s.rows, WG)
     }
 }
 
@@ -89,9 +50,9 @@ pub fn layer_norm(
             "layer_norm_rows"
         },
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[x, gamma, beta, y],
-        workgroups: shape.row_grid(gpu),
+        workgroups: row_grid(shape, gpu),
         tag: tag.to_string(),
         // Sum; subtract, square, add; subtract, two multiplies, add.
         flops: 8 * len as u64,
@@ -127,9 +88,9 @@ pub fn layer_norm_grad_input(
             "layer_norm_grad_input_rows"
         },
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[x, gamma, dy, dx],
-        workgroups: shape.row_grid(gpu),
+        workgroups: row_grid(shape, gpu),
         tag: tag.to_string(),
         // Statistics (4), the two sums (6), the gradient (8) per element.
         flops: 18 * len as u64,
@@ -161,7 +122,7 @@ pub fn layer_norm_grad_gamma(
         shader: Shader::Norm,
         entry: "layer_norm_grad_gamma",
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[x, dy, dgamma],
         workgroups: grid_for(gpu, shape.dim, WG),
         tag: tag.to_string(),

@@ -9,35 +9,7 @@ use crate::shaders::Shader;
 /// Invocations per workgroup of the optimizer kernels (`WG` in the WGSL).
 const WG: usize = 256;
 
-/// SGD's static settings (the learning rate is per step, in `hyper`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgdConfig {
-    pub momentum: f32,
-    /// L2 penalty added to the gradient: g += weight_decay · p.
-    pub weight_decay: f32,
-    pub nesterov: bool,
-}
-
-/// Adam's static settings (learning rate and bias corrections are per step, in `hyper`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamConfig {
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    /// AdamW: decay the parameter directly (p *= 1 − lr·wd) instead of adding wd·p to the gradient.
-    pub decoupled: bool,
-}
-
-/// The `hyper` buffer's contents for step `t` (1-based): [lr, 1 − β1^t, 1 − β2^t].
-pub fn adam_hyper(lr: f32, cfg: &AdamConfig, t: u64) -> [f32; 3] {
-    let t = t.min(i32::MAX as u64) as i32;
-    [
-        lr,
-        1.0 - (cfg.beta1 as f64).powi(t) as f32,
-        1.0 - (cfg.beta2 as f64).powi(t) as f32,
-    ]
-}
+pub use sinter_ops::optim::{adam_hyper, AdamConfig, SgdConfig};
 
 fn check_step(op: &str, len: usize, bufs: &[(&str, &wgpu::Buffer, usize)]) -> Result<()> {
     check_len(op, "param", len)?;

@@ -2,114 +2,31 @@
 //! gradients, in `shaders/pool.wgsl`. One invocation per output element; backward gathers, no atomics.
 
 use super::conv::check_buffer;
-use crate::{grid_1d, DeviceError, Dispatch, Gpu, Launch, Result, Shader};
+use crate::{grid_1d, Dispatch, Gpu, Launch, Result, Shader};
 
 /// Invocations per workgroup (`WG` in pool.wgsl).
 const WG: u32 = 64;
 
-/// The shape of one 2-D pooling. x: [N, C, H, W] → y: [N, C, OH, OW] with
-/// OH = (H + 2·ph − KH) / sh + 1 (floor mode, no dilation; likewise OW).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Pool2dShape {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub kh: usize,
-    pub kw: usize,
-    /// [sh, sw]
-    pub stride: [usize; 2],
-    /// [ph, pw]: at most half the kernel, as in PyTorch, so every window holds a real element.
-    pub pad: [usize; 2],
-}
+pub use sinter_ops::pool::Pool2dShape;
 
-impl Pool2dShape {
-    /// [OH, OW], or `None` when the window does not fit the padded input (or a kernel size or
-    /// stride is zero).
-    pub fn out_hw(&self) -> Option<[usize; 2]> {
-        let dim = |size: usize, k: usize, s: usize, p: usize| {
-            if k == 0 || s == 0 {
-                return None;
-            }
-            (size + 2 * p).checked_sub(k).map(|room| room / s + 1)
-        };
-        Some([
-            dim(self.h, self.kh, self.stride[0], self.pad[0])?,
-            dim(self.w, self.kw, self.stride[1], self.pad[1])?,
-        ])
-    }
-
-    /// The shapes in words, for error messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "x [N, C, H, W] = [{}, {}, {}, {}], kernel [{}, {}], stride {:?}, pad {:?}",
-            self.n, self.c, self.h, self.w, self.kh, self.kw, self.stride, self.pad
-        )
-    }
-
-    /// Refuses zero-sized dimensions, zero strides, padding over half the kernel and windows
-    /// that do not fit, with an error naming `op` and the shapes.
-    pub fn check(&self, op: &str) -> Result<()> {
-        let bad = |why: &str| {
-            Err(DeviceError::BadShape {
-                op: op.to_string(),
-                detail: format!("{why} ({})", self.describe()),
-            })
-        };
-        if [self.n, self.c, self.h, self.w, self.kh, self.kw].contains(&0) {
-            return bad("zero-sized dimension");
-        }
-        if self.stride.contains(&0) {
-            return bad("stride must be at least 1");
-        }
-        if 2 * self.pad[0] > self.kh || 2 * self.pad[1] > self.kw {
-            return bad("padding must be at most half the kernel");
-        }
-        if self.out_hw().is_none() {
-            return bad("the kernel is larger than the padded input");
-        }
-        if self.x_len().max(self.y_len()) >= i32::MAX as usize || self.h.max(self.w) >= 1 << 30 {
-            return bad("tensor too large for 32-bit indexing");
-        }
-        Ok(())
-    }
-
-    /// Elements of x (and dx): N·C·H·W.
-    pub fn x_len(&self) -> usize {
-        self.n * self.c * self.h * self.w
-    }
-
-    /// Elements of y (and dy): N·C·OH·OW (0 when the window does not fit).
-    pub fn y_len(&self) -> usize {
-        self.out_hw()
-            .map_or(0, |[oh, ow]| self.n * self.c * oh * ow)
-    }
-
-    /// Windows do not overlap (stride ≥ kernel in both directions), so each input element lies in
-    /// at most one window and the gradients can be written window by window.
-    pub fn disjoint_windows(&self) -> bool {
-        self.stride[0] >= self.kh && self.stride[1] >= self.kw
-    }
-
-    /// The params uniform (the `Params` struct in pool.wgsl).
-    fn params(&self) -> [u32; 12] {
-        let [oh, ow] = self.out_hw().expect("checked shape");
-        [
-            self.n,
-            self.c,
-            self.h,
-            self.w,
-            self.kh,
-            self.kw,
-            self.stride[0],
-            self.stride[1],
-            self.pad[0],
-            self.pad[1],
-            oh,
-            ow,
-        ]
-        .map(|v| v as u32)
-    }
+/// The params uniform (the `Params` struct in pool.wgsl).
+fn params(s: &Pool2dShape) -> [u32; 12] {
+    let [oh, ow] = s.out_hw().expect("checked shape");
+    [
+        s.n,
+        s.c,
+        s.h,
+        s.w,
+        s.kh,
+        s.kw,
+        s.stride[0],
+        s.stride[1],
+        s.pad[0],
+        s.pad[1],
+        oh,
+        ow,
+    ]
+    .map(|v| v as u32)
 }
 
 /// Checks the buffers (errors name `op`), then prepares `entry` with one invocation per element
@@ -135,7 +52,7 @@ fn launch(
         shader: Shader::Pool,
         entry,
         overrides: &[],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &bufs,
         workgroups: grid_1d(
             (threads as u32).div_ceil(WG),

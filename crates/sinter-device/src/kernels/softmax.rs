@@ -1,58 +1,26 @@
 //! Launch builders for `shaders/softmax.wgsl`: softmax and log-softmax along the last axis, and
 //! their gradients from the forward output. Rows up to vocabulary size (~50k columns) are supported.
 
-use super::elementwise::{check_buffer, check_len, grid_for};
-use crate::error::{DeviceError, Result};
+use super::elementwise::{check_buffer, grid_for};
+use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 
 /// Invocations per workgroup of every softmax kernel (`WG` in the WGSL).
 const WG: usize = 256;
 
-/// A tensor seen as [rows, cols]: the op runs along cols, the last axis; rows is the product of
-/// the other axes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RowsShape {
-    pub rows: usize,
-    pub cols: usize,
+pub use sinter_ops::softmax::RowsShape;
+
+/// The params uniform (the `Params` struct in softmax.wgsl).
+fn params(s: &RowsShape) -> [u32; 4] {
+    [s.rows as u32, s.cols as u32, 0, 0]
 }
 
-impl RowsShape {
-    pub fn len(&self) -> usize {
-        self.rows * self.cols
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A workgroup per row pays off once a row has as many columns as the workgroup has
-    /// invocations; shorter rows get one invocation each.
-    pub fn uses_tree(&self) -> bool {
-        self.cols >= WG
-    }
-
-    fn check(&self, op: &str) -> Result<()> {
-        let RowsShape { rows, cols } = *self;
-        if rows == 0 || cols == 0 {
-            return Err(DeviceError::BadShape {
-                op: op.to_string(),
-                detail: format!("zero-sized dim in [rows, cols] = [{rows}, {cols}]"),
-            });
-        }
-        check_len(op, &format!("[rows, cols] = [{rows}, {cols}]"), rows * cols)
-    }
-
-    fn params(&self) -> [u32; 4] {
-        [self.rows as u32, self.cols as u32, 0, 0]
-    }
-
-    fn grid(&self, gpu: &Gpu) -> [u32; 3] {
-        if self.uses_tree() {
-            grid_for(gpu, self.rows, 1)
-        } else {
-            grid_for(gpu, self.rows, WG)
-        }
+fn grid(s: &RowsShape, gpu: &Gpu) -> [u32; 3] {
+    if s.uses_tree() {
+        grid_for(gpu, s.rows, 1)
+    } else {
+        grid_for(gpu, s.rows, WG)
     }
 }
 
@@ -86,9 +54,9 @@ fn forward(
             "softmax_rows"
         },
         overrides: &[("LOG", log_code(log))],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[x, y],
-        workgroups: shape.grid(gpu),
+        workgroups: grid(shape, gpu),
         tag: tag.to_string(),
         // Online max and sum (compare, exp, add), then subtract and exp or log per element.
         flops: 6 * len as u64,
@@ -120,9 +88,9 @@ fn backward(
             "softmax_grad_rows"
         },
         overrides: &[("LOG", log_code(log))],
-        params: &shape.params(),
+        params: &params(shape),
         buffers: &[y, dy, dx],
-        workgroups: shape.grid(gpu),
+        workgroups: grid(shape, gpu),
         tag: tag.to_string(),
         // A multiply-add for the row sum, then a subtract and a multiply (or exp) per element.
         flops: 4 * len as u64,

@@ -9,7 +9,7 @@ use crate::graph::{NodeId, Op};
 use crate::plan::{self, Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile};
 use crate::vars::{VarId, VarStore};
-use sinter_device::kernels::reduce::ReduceShape;
+use sinter_ops::reduce::ReduceShape;
 use std::time::{Duration, Instant};
 
 /// Variable values held in memory.

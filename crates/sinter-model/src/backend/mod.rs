@@ -2,6 +2,7 @@
 //! Device choice lives here: a hardware GPU first, else the CPU backend with a one-line notice.
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 
 use crate::error::{ModelError, Result};
@@ -9,9 +10,12 @@ use crate::graph::{Graph, NodeId};
 use crate::plan::{MemoryReport, Plan, PlanOptions};
 use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
-use sinter_device::{pick_adapter_nth, DeviceChoice, Gpu};
+#[cfg(feature = "gpu")]
+use sinter_device::{pick_adapter_nth, Gpu};
+use sinter_ops::DeviceChoice;
 
 pub use cpu::{CpuBackend, CpuProgram};
+#[cfg(feature = "gpu")]
 pub use gpu::{GpuBackend, GpuProgram};
 
 /// Values that change every step without changing the plan.
@@ -76,13 +80,19 @@ impl Anomaly {
 
 /// Where a model trains.
 pub enum Backend {
+    /// The native CPU backend, in f32.
     Cpu(CpuBackend<f32>),
+    /// A wgpu adapter running the WGSL kernels.
+    #[cfg(feature = "gpu")]
     Gpu(Box<GpuBackend>),
 }
 
 /// A compiled plan for one backend.
 pub enum Program {
+    /// A plan prepared for the CPU backend.
     Cpu(CpuProgram<f32>),
+    /// A plan prepared for a GPU: pipelines, buffers and bind groups.
+    #[cfg(feature = "gpu")]
     Gpu(GpuProgram),
 }
 
@@ -90,6 +100,7 @@ impl Program {
     pub fn plan(&self) -> &Plan {
         match self {
             Program::Cpu(p) => &p.plan,
+            #[cfg(feature = "gpu")]
             Program::Gpu(p) => &p.plan,
         }
     }
@@ -102,6 +113,7 @@ impl Program {
     pub fn kernel_count(&self) -> usize {
         match self {
             Program::Cpu(p) => p.plan.order.len(),
+            #[cfg(feature = "gpu")]
             Program::Gpu(p) => p.dispatches.len(),
         }
     }
@@ -117,30 +129,36 @@ impl Backend {
     /// [`Backend::open`] for the `nth` process on this machine: with several GPUs, process k
     /// takes GPU k mod their count (see [`pick_adapter_nth`]).
     pub fn open_nth(choice: DeviceChoice, nth: usize) -> Result<(Self, Option<String>)> {
-        match pick_adapter_nth(choice, nth)? {
-            Some(adapter) => {
-                let gpu = Gpu::new(adapter)?;
-                log::info!(
-                    "using {} ({:?}, {})",
-                    gpu.report.name,
-                    gpu.report.backend,
-                    gpu.report.class
-                );
-                Ok((Backend::Gpu(Box::new(GpuBackend::new(gpu)?)), None))
-            }
-            None => {
-                let notice = (choice == DeviceChoice::Auto).then(|| {
-                    "sinter: no hardware GPU found; training on the CPU backend (use --device software to run the WGSL kernels on a software adapter)".to_string()
-                });
-                Ok((Backend::Cpu(CpuBackend::new()), notice))
+        #[cfg(feature = "gpu")]
+        if let Some(adapter) = pick_adapter_nth(choice, nth)? {
+            let gpu = Gpu::new(adapter)?;
+            log::info!(
+                "using {} ({:?}, {})",
+                gpu.report.name,
+                gpu.report.backend,
+                gpu.report.class
+            );
+            return Ok((Backend::Gpu(Box::new(GpuBackend::new(gpu)?)), None));
+        }
+        #[cfg(not(feature = "gpu"))]
+        {
+            let _ = nth;
+            if matches!(choice, DeviceChoice::Gpu | DeviceChoice::Software) {
+                return Err(ModelError::Config(format!(
+                    "device '{choice}' needs the GPU backend, but sinter-model was built without its `gpu` feature"
+                )));
             }
         }
+        let notice = (choice == DeviceChoice::Auto)
+            .then(|| "no hardware GPU found; training on the CPU backend".to_string());
+        Ok((Backend::Cpu(CpuBackend::new()), notice))
     }
 
     /// A one-line description: `CPU backend (2 threads)` or `GPU llvmpipe (Vulkan, software)`.
     pub fn describe(&self) -> String {
         match self {
             Backend::Cpu(_) => format!("CPU backend ({} threads)", rayon::current_num_threads()),
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => {
                 let r = &g.gpu.report;
                 format!("GPU {} ({:?}, {})", r.name, r.backend, r.class)
@@ -149,15 +167,13 @@ impl Backend {
     }
 
     /// GPU buffer-pool counters (None on the CPU backend).
+    #[cfg(feature = "gpu")]
     pub fn pool_stats(&self) -> Option<sinter_device::PoolStats> {
         match self {
             Backend::Cpu(_) => None,
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => Some(g.gpu.pool_stats()),
         }
-    }
-
-    pub fn is_gpu(&self) -> bool {
-        matches!(self, Backend::Gpu(_))
     }
 
     pub fn load_vars(&mut self, store: &VarStore) -> Result<()> {
@@ -166,6 +182,7 @@ impl Backend {
                 c.load_vars(store);
                 Ok(())
             }
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => g.load_vars(store),
         }
     }
@@ -173,6 +190,7 @@ impl Backend {
     pub fn read_var(&self, id: VarId) -> Result<Vec<f32>> {
         match self {
             Backend::Cpu(c) => Ok(c.read_var(id)),
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => g.read_var(id),
         }
     }
@@ -180,6 +198,7 @@ impl Backend {
     pub fn write_var(&mut self, id: VarId, data: &[f32]) {
         match self {
             Backend::Cpu(c) => c.write_var(id, data),
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => g.write_var(id, data),
         }
     }
@@ -191,6 +210,7 @@ impl Backend {
         let plan = Plan::with_options(graph, outputs, options)?;
         Ok(match self {
             Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => Program::Gpu(g.compile(plan)?),
         })
     }
@@ -200,6 +220,7 @@ impl Backend {
     pub fn compile_checked(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
         Ok(match self {
             Backend::Cpu(c) => Program::Cpu(c.compile(Plan::new(graph, outputs)?)),
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => Program::Gpu(g.compile(Plan::without_reuse(graph, outputs)?)?),
         })
     }
@@ -217,7 +238,9 @@ impl Backend {
     ) -> Result<(Vec<Vec<f32>>, Option<Anomaly>)> {
         match (self, prog) {
             (Backend::Cpu(c), Program::Cpu(p)) => c.run_checked(p, feeds, scalars),
+            #[cfg(feature = "gpu")]
             (Backend::Gpu(g), Program::Gpu(p)) => g.run_checked(p, feeds, scalars),
+            #[allow(unreachable_patterns)]
             _ => Err(ModelError::Graph(
                 "program was compiled for another backend".into(),
             )),
@@ -251,7 +274,9 @@ impl Backend {
     ) -> Result<Vec<Vec<f32>>> {
         match (self, prog) {
             (Backend::Cpu(c), Program::Cpu(p)) => c.run(p, feeds, scalars),
+            #[cfg(feature = "gpu")]
             (Backend::Gpu(g), Program::Gpu(p)) => g.run(p, feeds, scalars),
+            #[allow(unreachable_patterns)]
             _ => Err(ModelError::Graph(
                 "program was compiled for another backend".into(),
             )),
@@ -260,18 +285,6 @@ impl Backend {
 }
 
 impl Backend {
-    /// How [`Backend::run_profiled`] times kernels with `timing` (`None`: the best the device
-    /// offers), as reports print it.
-    pub fn timing_label(&self, timing: Option<TimingMethod>) -> String {
-        match self {
-            Backend::Cpu(_) => crate::profile::CPU_TIMING.to_string(),
-            Backend::Gpu(g) => timing
-                .unwrap_or_else(|| TimingMethod::best_for(&g.gpu))
-                .label()
-                .to_string(),
-        }
-    }
-
     /// [`Backend::run`] with every kernel timed and tagged. `timing` picks how a GPU times its
     /// dispatches (`None`: the best it offers); the CPU backend times each node on the host.
     pub fn run_profiled(
@@ -281,12 +294,16 @@ impl Backend {
         scalars: &StepScalars,
         timing: Option<TimingMethod>,
     ) -> Result<(Vec<Vec<f32>>, StepProfile)> {
+        #[cfg(not(feature = "gpu"))]
+        let _ = timing;
         match (self, prog) {
             (Backend::Cpu(c), Program::Cpu(p)) => c.run_profiled(p, feeds, scalars),
+            #[cfg(feature = "gpu")]
             (Backend::Gpu(g), Program::Gpu(p)) => {
-                let method = timing.unwrap_or_else(|| TimingMethod::best_for(&g.gpu));
+                let method = timing.unwrap_or_else(|| sinter_device::profiler::best_timing(&g.gpu));
                 g.run_profiled(p, feeds, scalars, method)
             }
+            #[allow(unreachable_patterns)]
             _ => Err(ModelError::Graph(
                 "program was compiled for another backend".into(),
             )),

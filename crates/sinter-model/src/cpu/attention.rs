@@ -3,7 +3,7 @@
 
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::attention::AttentionShape;
+use sinter_ops::attention::AttentionShape;
 
 /// Panics (naming the op and shape) on a zero dim or a slice shorter than the shape needs.
 fn check(op: &str, s: &AttentionShape, slices: &[(&str, usize, usize)]) {

@@ -5,14 +5,14 @@ use super::elementwise::bias_relu;
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
-use sinter_device::kernels::conv::Conv2dShape;
+use sinter_ops::conv::Conv2dShape;
 
 /// Panics, naming the op and the shapes, when a shape is invalid or a slice is shorter than the
 /// shape needs: callers check shapes when the graph is built, so reaching here with a bad one is a
 /// bug. Longer slices are fine (the kernels use their prefix, like the pooled GPU buffers).
 pub(crate) fn check_lens(
     op: &str,
-    shape: sinter_device::Result<()>,
+    shape: Result<(), sinter_ops::ShapeError>,
     described: &str,
     lens: &[(&str, usize, usize)],
 ) {

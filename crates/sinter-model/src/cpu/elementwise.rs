@@ -3,7 +3,7 @@
 
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::elementwise::{broadcast_shape, broadcast_strides, BinaryOp, UnaryOp};
+use sinter_ops::elementwise::{broadcast_shape, broadcast_strides, BinaryOp, UnaryOp};
 
 /// Below this many elements a plain loop beats handing work to rayon.
 const PAR_MIN: usize = 1 << 15;

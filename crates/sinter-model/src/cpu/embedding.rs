@@ -3,7 +3,7 @@
 
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::embedding::EmbeddingShape;
+use sinter_ops::embedding::EmbeddingShape;
 
 /// Below this many elements a plain loop beats handing work to rayon.
 const PAR_MIN: usize = 1 << 15;

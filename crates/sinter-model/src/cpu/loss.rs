@@ -4,7 +4,7 @@
 use super::reduce::pairwise_sum;
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::loss::CrossEntropyShape;
+use sinter_ops::loss::CrossEntropyShape;
 
 /// Below this many logits a plain loop beats handing work to rayon.
 const PAR_MIN: usize = 1 << 15;

@@ -5,7 +5,7 @@ use super::elementwise::bias_relu;
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
-use sinter_device::kernels::matmul::MatmulShape;
+use sinter_ops::matmul::MatmulShape;
 
 /// Below this many multiply-adds a product runs on one thread: splitting it costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 18;

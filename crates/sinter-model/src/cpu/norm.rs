@@ -4,7 +4,7 @@
 use super::reduce::pairwise_sum;
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::norm::LayerNormShape;
+use sinter_ops::norm::LayerNormShape;
 
 /// Below this many elements a plain loop beats handing work to rayon.
 const PAR_MIN: usize = 1 << 15;

@@ -3,7 +3,7 @@
 
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::optim::{AdamConfig, SgdConfig};
+use sinter_ops::optim::{AdamConfig, SgdConfig};
 
 /// Below this many parameters a plain loop beats handing work to rayon.
 const PAR_MIN: usize = 1 << 15;

@@ -5,8 +5,8 @@ use super::conv::check_lens;
 use super::elementwise::unary_deriv;
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::elementwise::UnaryOp;
-use sinter_device::kernels::pool::Pool2dShape;
+use sinter_ops::elementwise::UnaryOp;
+use sinter_ops::pool::Pool2dShape;
 
 /// Checked sizes of one pooling, per plane.
 #[derive(Clone, Copy)]

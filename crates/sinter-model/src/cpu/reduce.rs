@@ -3,7 +3,7 @@
 
 use super::Real;
 use rayon::prelude::*;
-use sinter_device::kernels::reduce::{ReduceOp, ReduceShape};
+use sinter_ops::reduce::{ReduceOp, ReduceShape};
 
 /// Below this many input elements a plain loop beats handing work to rayon.
 const PAR_MIN: usize = 1 << 15;

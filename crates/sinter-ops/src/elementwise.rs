@@ -1,0 +1,151 @@
+//! Elementwise ops: one-input functions, two-input functions with numpy broadcasting, and the
+//! broadcasting rules both backends follow.
+
+/// A one-input elementwise function. Its gradient is recomputed from the forward input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// max(x, 0); relu'(0) = 0.
+    Relu,
+    /// The tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))): WGSL has no erf.
+    Gelu,
+    Tanh,
+    Sigmoid,
+    Exp,
+    Log,
+    Neg,
+    Sqrt,
+    /// |x|; abs'(0) = 0.
+    Abs,
+    Square,
+    /// 1 / x.
+    Recip,
+}
+
+impl UnaryOp {
+    pub const ALL: [UnaryOp; 11] = [
+        UnaryOp::Relu,
+        UnaryOp::Gelu,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Sqrt,
+        UnaryOp::Abs,
+        UnaryOp::Square,
+        UnaryOp::Recip,
+    ];
+
+    /// The value of the WGSL override `OP` that selects this op.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "relu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Square => "square",
+            UnaryOp::Recip => "recip",
+        }
+    }
+
+    /// Arithmetic per element of the forward, counting a transcendental as one.
+    pub fn flops(self) -> u64 {
+        match self {
+            UnaryOp::Gelu => 9,
+            UnaryOp::Sigmoid => 4,
+            UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Recip => 1,
+            UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt => 1,
+        }
+    }
+}
+
+/// A two-input elementwise function, applied with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    /// 1.0 where a ≥ b, else 0.0.
+    Ge,
+    /// 1.0 where a == b, else 0.0.
+    Eq,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 8] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::Ge,
+        BinaryOp::Eq,
+    ];
+
+    /// The value of the WGSL override `OP` that selects this op.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+            BinaryOp::Ge => "ge",
+            BinaryOp::Eq => "eq",
+        }
+    }
+}
+
+/// The most axes a broadcasting kernel handles (two vec4<u32> per shape in the uniform).
+pub const MAX_RANK: usize = 6;
+
+/// The numpy broadcast of two shapes: right-aligned, an axis of 1 stretches to the other's size.
+/// `None` when some aligned pair differs and neither is 1.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let axis = |s: &[usize], k: usize| {
+        // Axis k of the output, counted from the left, aligned to s from the right.
+        (k + s.len()).checked_sub(rank).map_or(1, |j| s[j])
+    };
+    (0..rank)
+        .map(|k| match (axis(a, k), axis(b, k)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Row-major element strides of `shape` seen through the output shape `out` (right-aligned):
+/// 0 on axes where `shape` has 1 (or no axis), so the same element is read along them.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let pad = out.len() - shape.len();
+    let mut strides = vec![0; out.len()];
+    let mut step = 1;
+    for (j, &d) in shape.iter().enumerate().rev() {
+        if d != 1 {
+            strides[j + pad] = step;
+        }
+        step *= d;
+    }
+    strides
+}

@@ -1,0 +1,21 @@
+//! sinter-ops: what each kernel computes, with no GPU in sight. The op enums (unary, binary,
+//! reduce), the shape struct of every kernel family with its shape rules and checks, the optimizer
+//! settings, and the one cost model (FLOPs and bytes) that the CPU kernels and WGSL launchers share.
+
+pub mod attention;
+pub mod conv;
+pub mod device;
+pub mod elementwise;
+pub mod embedding;
+pub mod error;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod optim;
+pub mod pool;
+pub mod reduce;
+pub mod softmax;
+pub mod timing;
+
+pub use device::{DeviceChoice, UnknownDevice};
+pub use error::ShapeError;
