@@ -3,8 +3,6 @@
 //!
 //! `cargo bench --bench step`; `STEP_BATCH=128 STEP_STEPS=50` change the batch and the timed steps.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use sinter::sinter_device::{pick_adapter, DeviceChoice, Gpu};
 use sinter::sinter_model::backend::GpuBackend;
 use sinter::sinter_model::data::embedded_mnist;
@@ -28,7 +26,7 @@ fn bench(label: &str, backend: Backend, batch: usize, steps: usize) {
     let (data, _) = embedded_mnist().expect("embedded MNIST");
     let image = [data.channels, data.rows, data.cols];
     let mut store = VarStore::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut rng = sinter_model::Init::new(0);
     let model = default_cnn(
         &mut store,
         image[0],

@@ -4,8 +4,6 @@
 mod common;
 
 use common::gpu_backend;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use sinter::sinter_model::backend::CpuBackend;
 use sinter::sinter_model::data::embedded_mnist;
 use sinter::sinter_model::nn::mlp;
@@ -124,7 +122,7 @@ fn a_diverging_classifier_stops_at_the_first_non_finite_node() {
     let (train, _) = embedded_mnist().unwrap();
     let mut found = Vec::new();
     for (name, backend) in backends() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut rng = sinter_model::Init::new(3);
         let mut store = VarStore::new();
         let model = mlp(&mut store, 784, 32, 10, &mut rng);
         let config = ClassifierConfig {

@@ -101,7 +101,7 @@ fn kernel_events(trace: &str) -> Vec<Value> {
 fn trace_has_one_event_per_kernel(backend: Backend, timing: Option<TimingMethod>, steps: usize) {
     let (data, _) = embedded_mnist().unwrap();
     let mut store = VarStore::new();
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut rng = sinter_model::Init::new(0);
     let model = mlp(&mut store, 784, 32, 10, &mut rng);
     let config = ClassifierConfig {
         batch: 16,

@@ -26,7 +26,7 @@ enum Arch {
 }
 
 fn model(arch: Arch, seed: u64) -> (Sequential, VarStore) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = sinter_model::Init::new(seed);
     let mut store = VarStore::new();
     let m = match arch {
         Arch::Mlp => mlp(&mut store, 784, 256, 10, &mut rng),

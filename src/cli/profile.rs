@@ -4,8 +4,6 @@
 use super::train::ModelName;
 use super::{CliError, Result};
 use clap::Args;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use sinter_device::{AdapterClass, DeviceChoice};
 use sinter_model::data::{embedded_mnist, CharCorpus, ImageDataset};
 use sinter_model::lm::{CharLm, LmConfig};
@@ -93,7 +91,7 @@ impl Trainer {
                 data.n
             )));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = sinter_model::Init::new(seed);
         let mut store = VarStore::new();
         let image = [data.channels, data.rows, data.cols];
         let (name, net) = match model {

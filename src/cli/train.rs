@@ -5,8 +5,6 @@
 use super::{CliError, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use sinter_device::DeviceChoice;
 use sinter_model::checkpoint::{load_safetensors, save_safetensors, TrainingCheckpoint};
 use sinter_model::data::{embedded_mnist, load_dir, ImageDataset};
@@ -349,7 +347,7 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         eprintln!("{n}");
     }
 
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = sinter_model::Init::new(args.seed);
     let mut store = VarStore::new();
     let image = [train_set.channels, train_set.rows, train_set.cols];
     if args.model == ModelName::Cnn && (image[1] < 4 || image[2] < 4) {

@@ -51,7 +51,7 @@ pub struct Dispatch {
 
 impl Dispatch {
     /// Sets this dispatch's pipeline and bind group on `pass` and dispatches its grid; an empty
-    /// grid records nothing. The profiler records dispatches one at a time through this.
+    /// grid records nothing. Every recording of a dispatch (steps and profiles) goes through this.
     pub(crate) fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         if self.workgroups.contains(&0) {
             return;
@@ -93,7 +93,6 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     pool: BufferPool,
     staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
-    dispatch_count: AtomicU64,
     fault: Arc<Mutex<Option<Fault>>>,
     submits: AtomicU64,
     lose_after_submits: Option<u64>,
@@ -175,7 +174,6 @@ impl Gpu {
             pipelines: Mutex::default(),
             pool: BufferPool::default(),
             staging: Mutex::default(),
-            dispatch_count: AtomicU64::new(0),
             fault,
             submits: AtomicU64::new(0),
             lose_after_submits,
@@ -329,11 +327,6 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    /// Number of pipelines compiled so far.
-    pub fn pipeline_count(&self) -> usize {
-        self.pipelines.lock().expect("pipeline cache lock").len()
-    }
-
     /// Prepares a launch: checks its grid against the limits, builds the params uniform and bind group.
     pub fn prepare(&self, launch: Launch<'_>) -> Result<Dispatch> {
         self.check_fault()?;
@@ -398,25 +391,8 @@ impl Gpu {
             timestamp_writes: None,
         });
         for d in dispatches {
-            if d.workgroups.contains(&0) {
-                continue;
-            }
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            d.encode(&mut pass);
         }
-        self.dispatch_count
-            .fetch_add(dispatches.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Counts dispatches recorded outside [`Gpu::record`] (by the profiler).
-    pub(crate) fn count_dispatches(&self, n: usize) {
-        self.dispatch_count.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// Total dispatches recorded on this device.
-    pub fn dispatches_recorded(&self) -> u64 {
-        self.dispatch_count.load(Ordering::Relaxed)
     }
 
     /// Runs `dispatches` (one encoder, one submit), then reads back `reads`: (buffer, f32 count).

@@ -62,13 +62,6 @@ pub struct TimedRun {
     pub gpu_origin: Duration,
 }
 
-impl TimedRun {
-    /// Sum of the dispatch durations, in seconds.
-    pub fn kernel_seconds(&self) -> f64 {
-        self.dispatches.iter().map(|d| d.duration_ns).sum::<f64>() * 1e-9
-    }
-}
-
 /// Timestamp queries one query set may hold (`wgpu::QUERY_SET_MAX_QUERIES`).
 const MAX_QUERIES: usize = wgpu::QUERY_SET_MAX_QUERIES as usize;
 
@@ -89,7 +82,6 @@ impl Gpu {
                 self.report.name
             )));
         }
-        self.count_dispatches(dispatches.len());
         match method {
             TimingMethod::HostTimed => self.run_host_timed(dispatches, reads),
             _ => self.run_with_timestamps(dispatches, reads, method),

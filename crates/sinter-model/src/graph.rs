@@ -238,6 +238,9 @@ pub struct Graph {
     scope: Vec<String>,
     /// The one leaf node of each variable used.
     var_leaves: std::collections::HashMap<VarId, NodeId>,
+    /// Inputs that are dropout masks, with their drop probability, in recording order: the
+    /// trainer draws them from its seeded generator at every step.
+    pub dropout_masks: Vec<(NodeId, f32)>,
 }
 
 /// A handle to a node of a shared graph; operations on it record new nodes.
@@ -279,6 +282,7 @@ impl GraphBuilder {
             nodes: g.nodes.clone(),
             scope: Vec::new(),
             var_leaves: g.var_leaves.clone(),
+            dropout_masks: g.dropout_masks.clone(),
         }
     }
 
@@ -414,6 +418,24 @@ impl GraphBuilder {
         self.graph.borrow().var_leaves.get(&id).copied()
     }
 
+    /// A dropout mask of `shape` that drops with probability `p`: an input named `<scope>.mask`
+    /// whose values the trainer draws at every step (0, or 1/(1−p) for kept units).
+    #[track_caller]
+    pub fn dropout_mask(&self, shape: &[usize], p: f32) -> Tensor {
+        let name = {
+            let g = self.graph.borrow();
+            let mut name = g.scope.join(".");
+            if name.is_empty() {
+                name = format!("dropout{}", g.dropout_masks.len());
+            }
+            name.push_str(".mask");
+            name
+        };
+        let mask = self.input(&name, shape);
+        self.graph.borrow_mut().dropout_masks.push((mask.id, p));
+        mask
+    }
+
     #[track_caller]
     pub fn fill(&self, value: f64, shape: &[usize]) -> Tensor {
         self.push(Op::Fill(value), &[], shape.to_vec(), "")
@@ -437,6 +459,29 @@ impl Tensor {
 
     pub fn rank(&self) -> usize {
         self.shape().len()
+    }
+
+    /// Whether this tensor was recorded on `g`'s graph.
+    pub fn same_graph_as(&self, g: &GraphBuilder) -> bool {
+        Rc::ptr_eq(&self.graph, &g.graph)
+    }
+
+    /// Inverted dropout with drop probability `p` in training (`Mode::Train`), the identity in
+    /// evaluation: works anywhere in a model (attention, residuals). `p` must lie in [0, 1).
+    #[track_caller]
+    pub fn dropout(&self, p: f32, mode: crate::nn::Mode) -> Result<Tensor> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(shape_err(
+                "dropout",
+                format!("probability {p} is outside [0, 1)"),
+                Location::caller(),
+            ));
+        }
+        if mode == crate::nn::Mode::Eval || p == 0.0 {
+            return Ok(self.clone());
+        }
+        let mask = self.builder().dropout_mask(&self.shape(), p);
+        self.mul(&mask)
     }
 
     fn same_graph(
@@ -508,6 +553,10 @@ impl Tensor {
     #[track_caller]
     pub fn neg(&self) -> Tensor {
         self.unary(UnaryOp::Neg)
+    }
+    #[track_caller]
+    pub fn abs(&self) -> Tensor {
+        self.unary(UnaryOp::Abs)
     }
 
     /// `alpha · x + beta`.

@@ -17,6 +17,7 @@ pub mod parallel;
 pub mod plan;
 pub mod profile;
 pub mod train;
+pub mod trainer;
 pub mod vars;
 
 pub use backend::{Anomaly, Backend, Program, StepScalars};
@@ -24,4 +25,5 @@ pub use backward::{backward, Gradients};
 pub use error::{ModelError, Result};
 pub use graph::{ConvConfig, Graph, GraphBuilder, NodeId, Op, PoolConfig, Tensor};
 pub use plan::{MemoryReport, Plan};
-pub use vars::{VarId, VarKind, VarStore};
+pub use trainer::{Combine, Feeds, Metric, Model, Outputs, StepResult, TrainConfig, Trainer};
+pub use vars::{Init, VarId, VarKind, VarStore};

@@ -11,7 +11,7 @@ use crate::nn::Linear;
 use crate::nn_seq::{CellKind, Embedding, LayerNorm, Recurrent, TransformerBlock};
 use crate::optim::Optimizer;
 use crate::profile::{StepProfile, TimingMethod};
-use crate::vars::{VarId, VarKind, VarStore};
+use crate::vars::{Init, VarId, VarKind, VarStore};
 use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -87,7 +87,7 @@ impl CharModel {
         arch: CharArch,
         vocab: usize,
         context: usize,
-        rng: &mut ChaCha8Rng,
+        rng: &mut Init,
     ) -> Self {
         let (body, width) = match arch {
             CharArch::Transformer {
@@ -273,7 +273,7 @@ impl CharLm {
                 corpus.valid.len()
             )));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut rng = Init::new(config.seed);
         let mut store = VarStore::new();
         let model = CharModel::new(&mut store, arch, corpus.vocab_size(), context, &mut rng);
         optimizer.add_state(&mut store);

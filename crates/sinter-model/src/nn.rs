@@ -3,8 +3,7 @@
 
 use crate::error::Result;
 use crate::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
-use crate::vars::{VarId, VarStore};
-use rand_chacha::ChaCha8Rng;
+use crate::vars::{Init, VarId, VarStore};
 use sinter_ops::elementwise::UnaryOp;
 
 /// `y = x · Wᵀ + b`, with `W: [out, in]` as in PyTorch.
@@ -24,7 +23,7 @@ impl Linear {
         name: &str,
         in_features: usize,
         out_features: usize,
-        rng: &mut ChaCha8Rng,
+        rng: &mut Init,
     ) -> Self {
         let bound = 1.0 / (in_features as f32).sqrt();
         let weight = store.param_uniform(
@@ -80,7 +79,7 @@ impl Conv2d {
         out_channels: usize,
         kernel: usize,
         config: ConvConfig,
-        rng: &mut ChaCha8Rng,
+        rng: &mut Init,
     ) -> Self {
         let fan_in = in_channels * kernel * kernel;
         let bound = 1.0 / (fan_in as f32).sqrt();
@@ -176,11 +175,7 @@ impl Sequential {
                     Layer::AvgPool2d(p) => h.avg_pool2d(*p)?,
                     Layer::Flatten => h.flatten(1)?,
                     Layer::Activation(u) => h.unary(*u),
-                    Layer::Dropout(_) if mode == Mode::Eval => h.clone(),
-                    Layer::Dropout(_) => {
-                        let mask = g.input(&format!("{name}.mask"), &h.shape());
-                        h.mul(&mask)?
-                    }
+                    Layer::Dropout(d) => h.dropout(d.p, mode)?,
                 })
             })?;
         }
@@ -207,7 +202,7 @@ pub fn default_cnn(
     in_channels: usize,
     image: [usize; 2],
     classes: usize,
-    rng: &mut ChaCha8Rng,
+    rng: &mut Init,
 ) -> Sequential {
     let flat = 64 * (image[0] / 4) * (image[1] / 4);
     let mut m = Sequential::new();
@@ -258,7 +253,7 @@ pub fn mlp(
     in_features: usize,
     hidden: usize,
     classes: usize,
-    rng: &mut ChaCha8Rng,
+    rng: &mut Init,
 ) -> Sequential {
     let mut m = Sequential::new();
     m.push("flatten", Layer::Flatten)

@@ -4,9 +4,7 @@
 use crate::error::Result;
 use crate::graph::Tensor;
 use crate::nn::{param, Linear};
-use crate::vars::{VarId, VarKind, VarStore};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use crate::vars::{Init, VarId, VarKind, VarStore};
 
 /// Layer normalization over the last axis, `weight` (γ) = 1 and `bias` (β) = 0 initially.
 #[derive(Clone, Debug)]
@@ -59,10 +57,9 @@ impl Embedding {
         vocab: usize,
         dim: usize,
         std: f32,
-        rng: &mut ChaCha8Rng,
+        rng: &mut Init,
     ) -> Self {
-        let normal = rand_distr::Normal::new(0.0f32, std).expect("positive standard deviation");
-        let init = (0..vocab * dim).map(|_| rng.sample(normal)).collect();
+        let init = rng.normal(vocab * dim, std);
         Self {
             weight: store.add(
                 &format!("{name}.weight"),
@@ -97,7 +94,7 @@ impl MultiHeadAttention {
         name: &str,
         width: usize,
         heads: usize,
-        rng: &mut ChaCha8Rng,
+        rng: &mut Init,
     ) -> Self {
         assert!(
             width % heads == 0,
@@ -141,7 +138,7 @@ impl TransformerBlock {
         name: &str,
         width: usize,
         heads: usize,
-        rng: &mut ChaCha8Rng,
+        rng: &mut Init,
     ) -> Self {
         Self {
             ln1: LayerNorm::new(store, &format!("{name}.ln1"), width),
@@ -210,7 +207,7 @@ impl Recurrent {
         kind: CellKind,
         input: usize,
         hidden: usize,
-        rng: &mut ChaCha8Rng,
+        rng: &mut Init,
     ) -> Self {
         let gates = kind
             .gates()
@@ -225,9 +222,7 @@ impl Recurrent {
                 for l in [&mut input_proj, &mut hidden_proj] {
                     for id in [l.weight, l.bias] {
                         let info = &mut store.vars[id.0];
-                        for v in info.init.iter_mut() {
-                            *v = rng.random_range(-bound..=bound);
-                        }
+                        info.init = rng.uniform(info.init.len(), bound);
                     }
                 }
                 Gate {

@@ -55,22 +55,29 @@ pub fn any_rank(collective: &dyn Collective, yes: bool) -> Result<bool> {
 pub const BUCKET_VALUES: usize = 1 << 20;
 
 /// How the gradients of all parameters are laid out in one flat buffer and cut into buckets.
-/// The buffer ends with two extra values, the step's loss and correct count, so they travel
-/// with the last bucket instead of in a message of their own.
+/// The buffer ends with a few extra values (the step's loss and metrics), so they travel with
+/// the last bucket instead of in a message of their own.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GradientLayout {
     /// Where each parameter's gradient lies in the flat buffer.
     pub params: Vec<Range<usize>>,
     /// Consecutive ranges covering the whole buffer; each is all-reduced as one message.
     pub buckets: Vec<Range<usize>>,
-    /// Length of the flat buffer: every gradient, then loss and correct count.
+    /// Length of the flat buffer: every gradient, then the extras.
     pub len: usize,
+    /// Values after the gradients (loss and metrics).
+    pub extras: usize,
 }
 
 impl GradientLayout {
     /// Lays out gradients of `sizes` values each, in order, in buckets of at most `cap` values
     /// (a parameter larger than `cap` is cut across buckets).
     pub fn new(sizes: &[usize], cap: usize) -> Self {
+        Self::with_extras(sizes, 2, cap)
+    }
+
+    /// As [`GradientLayout::new`], with `extras` values after the gradients.
+    pub fn with_extras(sizes: &[usize], extras: usize, cap: usize) -> Self {
         assert!(cap > 0, "bucket capacity must be positive");
         let mut params = Vec::with_capacity(sizes.len());
         let mut at = 0;
@@ -78,7 +85,7 @@ impl GradientLayout {
             params.push(at..at + n);
             at += n;
         }
-        let len = at + 2;
+        let len = at + extras;
         let buckets = (0..len)
             .step_by(cap)
             .map(|start| start..(start + cap).min(len))
@@ -87,12 +94,13 @@ impl GradientLayout {
             params,
             buckets,
             len,
+            extras,
         }
     }
 
-    /// Index of the loss in the flat buffer (the correct count follows it).
-    pub fn loss_at(&self) -> usize {
-        self.len - 2
+    /// Index of the first extra (the loss) in the flat buffer.
+    pub fn extras_at(&self) -> usize {
+        self.len - self.extras
     }
 
     /// Bytes one rank sends into the all-reduce per step (before the algorithm's own factor).
@@ -156,7 +164,7 @@ mod tests {
         let l = GradientLayout::new(&[5, 3, 9], 4);
         assert_eq!(l.params, vec![0..5, 5..8, 8..17]);
         assert_eq!(l.len, 19);
-        assert_eq!(l.loss_at(), 17);
+        assert_eq!(l.extras_at(), 17);
         assert_eq!(l.buckets.first().map(|b| b.start), Some(0));
         assert_eq!(l.buckets.last().map(|b| b.end), Some(19));
         for w in l.buckets.windows(2) {

@@ -1,21 +1,18 @@
-//! Training an image classifier: builds the step graph (forward, cross-entropy, backward,
-//! optimizer), compiles it once, then runs one program per step; also evaluation and checkpoints.
-//! Data-parallel runs split the step in two programs with an all-reduce of the gradients between.
+//! The image-classifier preset on the generic [`Trainer`]: a [`Sequential`] network over
+//! `images` `[N, C, H, W]` with cross-entropy against `labels` `[N]`, fed from an
+//! [`ImageDataset`] through a seeded [`Batcher`]; reports the loss and the correct count.
 
-use crate::backend::{Backend, Program};
-use crate::backward::{backward, param_gradients};
-use crate::checkpoint::{check_against, NamedTensor, TrainingCheckpoint};
+use crate::backend::Backend;
+use crate::checkpoint::TrainingCheckpoint;
 use crate::data::{Batcher, BatcherState, ImageDataset, Order};
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphBuilder, NodeId};
 use crate::nn::{Mode, Sequential};
 use crate::optim::Optimizer;
-use crate::parallel::{check_same_settings, Collective, GradientLayout, BUCKET_VALUES};
-use crate::plan::MemoryReport;
+use crate::parallel::Collective;
 use crate::profile::{StepProfile, TimingMethod};
-use crate::vars::{VarId, VarKind, VarStore};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use crate::trainer::{Combine, Feeds, Model, Outputs, StepResult, TrainConfig, Trainer};
+use crate::vars::{VarKind, VarStore};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -48,119 +45,63 @@ pub struct EvalStats {
     pub examples: usize,
 }
 
-/// How a training step runs.
-// One per classifier, never moved in a loop: the size of the fused variant costs nothing.
-#[allow(clippy::large_enum_variant)]
-enum TrainStep {
-    /// One process: forward, backward and the optimizer's updates in one program.
-    Fused(Program),
-    /// Data parallel: see [`DataParallel`].
-    Split(DataParallel),
+/// The classifier as a [`Model`]: inputs `images` and `labels`, loss the mean cross-entropy,
+/// metric `correct` (a count).
+#[derive(Clone, Debug)]
+pub struct ImageClassifier {
+    /// The network from images to logits.
+    pub net: Sequential,
+    /// `[channels, height, width]` of one image.
+    pub image: [usize; 3],
 }
 
-/// A data-parallel step: this rank's shard of the global batch runs the gradient program (forward
-/// and backward; outputs loss, correct count and every parameter's gradient), the gradients are
-/// summed over all ranks in a few flat buckets and divided by the number of ranks, and the update
-/// program (gradients as inputs → clipping and the optimizer's updates) applies them. Every rank
-/// applies the same averaged gradient to the same parameters, so the parameters stay identical.
-struct DataParallel {
-    collective: Box<dyn Collective>,
-    gradients: Program,
-    update: Program,
-    layout: GradientLayout,
-    /// Gradients of all parameters, then loss and correct count, as they travel.
-    flat: Vec<f32>,
-}
-
-/// A model, its variables on a backend, and the compiled training and evaluation programs.
-pub struct Classifier {
-    pub name: String,
-    pub model: Sequential,
-    pub store: VarStore,
-    pub backend: Backend,
-    pub optimizer: Optimizer,
-    pub config: ClassifierConfig,
-    /// Steps taken so far.
-    pub step: u64,
-    pub batcher: Batcher,
-    train: TrainStep,
-    eval: Vec<(usize, Program)>,
-    image: [usize; 3],
-    dropout: Vec<f32>,
-    dropout_rng: ChaCha8Rng,
-    images: Vec<f32>,
-    labels: Vec<f32>,
-    masks: Vec<Vec<f32>>,
-}
-
-impl DataParallel {
-    /// Sums the gradient program's outputs (`[loss, correct, gradients…]`) over the ranks bucket
-    /// by bucket, averages the gradients and the loss, and runs the update program on them.
-    /// Returns the global loss and correct count.
-    fn reduce_and_update(
-        &mut self,
-        backend: &mut Backend,
-        out: &[Vec<f32>],
-        scalars: &crate::backend::StepScalars,
-    ) -> Result<(f32, f32)> {
-        let layout = &self.layout;
-        for (range, grad) in layout.params.iter().zip(&out[2..]) {
-            self.flat[range.clone()].copy_from_slice(grad);
-        }
-        let at = layout.loss_at();
-        self.flat[at] = out[0][0];
-        self.flat[at + 1] = out[1][0];
-        for bucket in &layout.buckets {
-            self.collective
-                .all_reduce_sum(&mut self.flat[bucket.clone()])?;
-        }
-        let ranks = self.collective.size();
-        if ranks > 1 {
-            // Each rank's loss and gradients are means over its shard; the mean over the global
-            // batch is the mean of those (the correct count stays a sum).
-            let inv = 1.0 / ranks as f32;
-            for v in &mut self.flat[..=at] {
-                *v *= inv;
-            }
-        }
-        let feeds: Vec<&[f32]> = layout
-            .params
-            .iter()
-            .map(|r| &self.flat[r.clone()])
-            .collect();
-        backend.run(&mut self.update, &feeds, scalars)?;
-        Ok((self.flat[at], self.flat[at + 1]))
+impl Model for ImageClassifier {
+    fn forward(
+        &self,
+        vars: &VarStore,
+        g: &GraphBuilder,
+        batch: usize,
+        mode: Mode,
+    ) -> Result<Outputs> {
+        let [c, h, w] = self.image;
+        let x = g.input("images", &[batch, c, h, w]);
+        let t = g.input("labels", &[batch]);
+        let logits = self.net.forward(vars, &x, mode)?;
+        let (loss, correct) = g.scoped("loss", || -> Result<_> {
+            Ok((logits.cross_entropy(&t)?, logits.count_correct(&t)?))
+        })?;
+        Ok(Outputs::loss(loss).with_metric("correct", correct, Combine::Sum))
     }
 }
 
-/// A training batch's graph up to the gradients: the builder, the loss and correct-count nodes,
-/// and each parameter with its gradient node, in store order.
-type GradientGraph = (GraphBuilder, NodeId, NodeId, Vec<(VarId, NodeId)>);
+/// A network, its variables on a backend, and its compiled programs, with the data order.
+/// Dereferences to its [`Trainer`] (step, backend, optimizer, store, checkpoints…).
+pub struct Classifier {
+    /// The model's name in reports and checkpoints (`cnn`, `mlp`).
+    pub name: String,
+    /// The generic trainer that runs the programs.
+    pub trainer: Trainer<ImageClassifier>,
+    /// The run's settings.
+    pub config: ClassifierConfig,
+    /// The order of the training examples.
+    pub batcher: Batcher,
+    /// Examples in the training split (the batcher's range).
+    train_examples: usize,
+    images: Vec<f32>,
+    labels: Vec<f32>,
+}
 
-/// Records forward, loss, metrics and backward for a training batch.
-fn gradient_graph(
-    model: &Sequential,
-    store: &VarStore,
-    batch: usize,
-    image: [usize; 3],
-) -> Result<GradientGraph> {
-    let (g, loss, correct) = forward_graph(model, store, batch, image, Mode::Train)?;
-    let grads = backward(&g.tensor(loss), &[])?;
-    let params: Vec<_> = store
-        .ids(VarKind::Param)
-        .into_iter()
-        // A parameter the model never uses has no leaf: param_gradients reports it.
-        .map(|id| {
-            (
-                id,
-                g.var_leaf(id).unwrap_or(usize::MAX),
-                store.get(id).name.clone(),
-            )
-        })
-        .collect();
-    let grad_nodes = param_gradients(&grads, &params)?;
-    let pairs = params.iter().map(|p| p.0).zip(grad_nodes).collect();
-    Ok((g, loss, correct, pairs))
+impl std::ops::Deref for Classifier {
+    type Target = Trainer<ImageClassifier>;
+    fn deref(&self) -> &Self::Target {
+        &self.trainer
+    }
+}
+
+impl std::ops::DerefMut for Classifier {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.trainer
+    }
 }
 
 /// The graph of one fused training step of `model` on a batch of images — forward, cross-entropy,
@@ -173,27 +114,32 @@ pub fn training_step_graph(
     batch: usize,
     image: [usize; 3],
 ) -> Result<(Graph, NodeId, NodeId)> {
-    let (g, loss, correct, pairs) = gradient_graph(model, store, batch, image)?;
+    let g = GraphBuilder::new();
+    let m = ImageClassifier {
+        net: model.clone(),
+        image,
+    };
+    let out = m.forward(store, &g, batch, Mode::Train)?;
+    let grads = crate::backward::backward(&out.loss, &[])?;
+    let params: Vec<_> = store
+        .ids(VarKind::Param)
+        .into_iter()
+        .map(|id| {
+            let leaf = g.var_leaf(id).unwrap_or(usize::MAX);
+            (id, leaf, store.get(id).name.clone())
+        })
+        .collect();
+    let nodes = crate::backward::param_gradients(&grads, &params)?;
+    let pairs: Vec<_> = params.iter().map(|p| p.0).zip(nodes).collect();
     optimizer.append_updates(&g, store, &pairs)?;
-    Ok((g.finish(), loss, correct))
+    Ok((g.finish(), out.loss.id, out.metrics[0].value.id))
 }
 
-/// Records forward, loss and metrics for a batch; returns (graph builder, loss, correct).
-fn forward_graph(
-    model: &Sequential,
-    store: &VarStore,
-    batch: usize,
-    image: [usize; 3],
-    mode: Mode,
-) -> Result<(GraphBuilder, NodeId, NodeId)> {
-    let g = GraphBuilder::new();
-    let x = g.input("images", &[batch, image[0], image[1], image[2]]);
-    let t = g.input("labels", &[batch]);
-    let logits = model.forward(store, &x, mode)?;
-    let (loss, correct) = g.scoped("loss", || -> Result<_> {
-        Ok((logits.cross_entropy(&t)?, logits.count_correct(&t)?))
-    })?;
-    Ok((g, loss.id, correct.id))
+fn stats(r: &StepResult) -> StepStats {
+    StepStats {
+        loss: r.loss,
+        correct: r.metric("correct").unwrap_or(0.0) as usize,
+    }
 }
 
 impl Classifier {
@@ -210,17 +156,9 @@ impl Classifier {
         image: [usize; 3],
         train_examples: usize,
     ) -> Result<Self> {
-        Self::build(
-            name,
-            model,
-            store,
-            backend,
-            optimizer,
-            config,
-            image,
-            train_examples,
-            None,
-        )
+        let net = ImageClassifier { net: model, image };
+        let trainer = Trainer::new(net, store, backend, optimizer, train_config(&config))?;
+        Self::around(name, trainer, config, train_examples)
     }
 
     /// A classifier that trains data-parallel with the other ranks of `collective`: `config.batch`
@@ -239,240 +177,56 @@ impl Classifier {
         train_examples: usize,
         collective: Box<dyn Collective>,
     ) -> Result<Self> {
-        let ranks = collective.size();
-        if ranks == 0 || config.batch % ranks != 0 {
-            return Err(ModelError::Config(format!(
-                "the global batch of {} does not split evenly over {ranks} ranks: use a batch that is a multiple of {ranks}",
-                config.batch
-            )));
-        }
-        let mut c = Self::build(
-            name,
-            model,
+        let settings = [
+            ("model", name.to_string()),
+            ("shuffle", config.shuffle.to_string()),
+            ("image shape", format!("{image:?}")),
+            ("number of training examples", train_examples.to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v));
+        let net = ImageClassifier { net: model, image };
+        let trainer = Trainer::data_parallel(
+            net,
             store,
             backend,
             optimizer,
-            config,
-            image,
-            train_examples,
-            Some(collective),
+            train_config(&config),
+            collective,
+            &settings,
         )?;
-        let params: Vec<String> = c
-            .expected(VarKind::Param)
-            .iter()
-            .map(|(n, s)| format!("{n}{s:?}"))
-            .collect();
-        let settings = [
-            ("model", c.name.clone()),
-            ("optimizer", format!("{:?}", c.optimizer)),
-            ("global batch", c.config.batch.to_string()),
-            ("seed", c.config.seed.to_string()),
-            ("shuffle", c.config.shuffle.to_string()),
-            ("image shape", format!("{:?}", c.image)),
-            ("number of training examples", train_examples.to_string()),
-            ("parameters", params.join(", ")),
-        ];
-        c.agree_on(&settings.map(|(k, v)| (k.to_string(), v)))?;
-        c.broadcast_state()?;
-        Ok(c)
+        Self::around(name, trainer, config, train_examples)
     }
 
-    #[allow(clippy::too_many_arguments)] // `new`'s arguments and the ranks, if any
-    fn build(
+    fn around(
         name: &str,
-        model: Sequential,
-        mut store: VarStore,
-        mut backend: Backend,
-        optimizer: Optimizer,
+        mut trainer: Trainer<ImageClassifier>,
         config: ClassifierConfig,
-        image: [usize; 3],
         train_examples: usize,
-        collective: Option<Box<dyn Collective>>,
     ) -> Result<Self> {
-        optimizer.add_state(&mut store);
-        backend.load_vars(&store)?;
-
-        let ranks = collective.as_ref().map_or(1, |c| c.size());
-        let local_batch = config.batch / ranks;
-        let (g, loss, correct, pairs) = gradient_graph(&model, &store, local_batch, image)?;
-        let compile = |backend: &Backend, graph: &Graph, outputs: &[NodeId]| {
-            if config.detect_anomaly {
-                backend.compile_checked(graph, outputs)
-            } else {
-                backend.compile(graph, outputs)
-            }
-        };
-        let train = match collective {
-            None => {
-                optimizer.append_updates(&g, &store, &pairs)?;
-                TrainStep::Fused(compile(&backend, &g.finish(), &[loss, correct])?)
-            }
-            Some(collective) => {
-                let mut outputs = vec![loss, correct];
-                outputs.extend(pairs.iter().map(|p| p.1));
-                let gradients = compile(&backend, &g.finish(), &outputs)?;
-                // The update program takes the averaged gradients as inputs, in parameter order.
-                let u = GraphBuilder::new();
-                let fed: Vec<_> = pairs
-                    .iter()
-                    .map(|&(id, _)| {
-                        let var = store.get(id);
-                        let grad = u.input(&format!("{} · gradient", var.name), &var.shape);
-                        (id, grad.id)
-                    })
-                    .collect();
-                optimizer.append_updates(&u, &store, &fed)?;
-                let update = backend.compile(&u.finish(), &[])?;
-                let sizes: Vec<usize> = pairs.iter().map(|p| store.get(p.0).numel()).collect();
-                let layout = GradientLayout::new(&sizes, BUCKET_VALUES);
-                TrainStep::Split(DataParallel {
-                    collective,
-                    gradients,
-                    update,
-                    flat: vec![0.0; layout.len],
-                    layout,
-                })
-            }
-        };
-
         let order = if config.shuffle {
             Order::Shuffled { seed: config.seed }
         } else {
             Order::Sequential
         };
         let batcher = Batcher::new(train_examples, config.batch, order, true)?;
-        let dropout = model.dropout_rates();
-        let masks = dropout.iter().map(|_| Vec::new()).collect();
-        let mut c = Self {
+        // Compile the evaluation program now, so that its memory is known before step 1.
+        let eval_batch = config.eval_batch.max(1);
+        let image = trainer.model.image;
+        let zeros = vec![0.0; eval_batch * image.iter().product::<usize>()];
+        let labels = vec![0.0; eval_batch];
+        trainer.evaluate_batch(
+            eval_batch,
+            &Feeds::new().with("images", &zeros).with("labels", &labels),
+        )?;
+        Ok(Self {
             name: name.to_string(),
-            model,
-            store,
-            backend,
-            optimizer,
-            step: 0,
+            trainer,
+            config,
             batcher,
-            train,
-            eval: Vec::new(),
-            image,
-            dropout,
-            dropout_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_d509),
+            train_examples,
             images: Vec::new(),
             labels: Vec::new(),
-            masks,
-            config,
-        };
-        // Mask sizes follow from the compiled training plan's inputs (after images and labels).
-        let plan = c.train_program().plan();
-        let sizes: Vec<usize> = (0..c.masks.len())
-            .map(|k| plan.nodes[plan.inputs[2 + k]].numel())
-            .collect();
-        for (mask, n) in c.masks.iter_mut().zip(sizes) {
-            *mask = vec![0.0; n];
-        }
-        let eval_batch = c.config.eval_batch;
-        c.eval_program(eval_batch)?;
-        Ok(c)
-    }
-
-    /// What the planner predicted for the training step (data parallel: its gradient program).
-    pub fn train_memory(&self) -> MemoryReport {
-        self.train_program().memory()
-    }
-
-    /// The ranks this classifier trains with, if it trains data-parallel.
-    pub fn collective(&self) -> Option<&dyn Collective> {
-        match &self.train {
-            TrainStep::Fused(_) => None,
-            TrainStep::Split(dp) => Some(dp.collective.as_ref()),
-        }
-    }
-
-    /// This process's rank and the number of ranks: `(0, 1)` for one process.
-    pub fn rank_and_size(&self) -> (usize, usize) {
-        self.collective().map_or((0, 1), |c| (c.rank(), c.size()))
-    }
-
-    /// Bytes of gradients (plus loss and correct count) each rank all-reduces per step; 0 for one
-    /// process.
-    pub fn gradient_bytes(&self) -> usize {
-        match &self.train {
-            TrainStep::Fused(_) => 0,
-            TrainStep::Split(dp) => dp.layout.bytes(),
-        }
-    }
-
-    /// Checks that every rank has the same value of each `(setting, value)`; an error names the
-    /// first that differs. Nothing to check for one process.
-    pub fn agree_on(&self, settings: &[(String, String)]) -> Result<()> {
-        match self.collective() {
-            None => Ok(()),
-            Some(c) => check_same_settings(c, settings),
-        }
-    }
-
-    /// Gives every rank rank 0's parameters and optimizer state (after initialisation, loading
-    /// or resuming, so that the ranks start identical whatever each one read).
-    pub fn broadcast_state(&mut self) -> Result<()> {
-        let TrainStep::Split(dp) = &self.train else {
-            return Ok(());
-        };
-        let mut ids = self.store.ids(VarKind::Param);
-        ids.extend(self.store.ids(VarKind::OptimizerState));
-        for id in ids {
-            let mut values = self.backend.read_var(id)?;
-            dp.collective.broadcast_from_root(&mut values)?;
-            self.backend.write_var(id, &values);
-        }
-        Ok(())
-    }
-
-    /// The largest absolute difference between any rank's parameters and rank 0's (0 for one
-    /// process): how far the ranks have drifted apart, which data parallelism keeps at 0.
-    pub fn rank_divergence(&self) -> Result<f32> {
-        let TrainStep::Split(dp) = &self.train else {
-            return Ok(0.0);
-        };
-        let mut worst = 0.0f32;
-        for id in self.store.ids(VarKind::Param) {
-            let mine = self.backend.read_var(id)?;
-            let mut root = mine.clone();
-            dp.collective.broadcast_from_root(&mut root)?;
-            for (a, b) in mine.iter().zip(&root) {
-                let d = (a - b).abs();
-                // NaN (one rank diverged to NaN) wins over any number.
-                if d.is_nan() || d > worst {
-                    worst = d;
-                }
-            }
-        }
-        let all = dp
-            .collective
-            .all_gather_u64(&[u64::from(worst.to_bits())])?;
-        Ok(all
-            .iter()
-            .map(|&b| f32::from_bits(b as u32))
-            .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m }))
-    }
-
-    /// What the planner predicted for each evaluation program compiled so far.
-    pub fn eval_memory(&self) -> Vec<MemoryReport> {
-        self.eval.iter().map(|(_, p)| p.memory()).collect()
-    }
-
-    /// Bytes of all persistent variables (parameters and optimizer state).
-    pub fn variable_bytes(&self) -> u64 {
-        self.store.vars.iter().map(|v| 4 * v.numel() as u64).sum()
-    }
-
-    fn eval_program(&mut self, batch: usize) -> Result<usize> {
-        if let Some(k) = self.eval.iter().position(|(b, _)| *b == batch) {
-            return Ok(k);
-        }
-        let (g, loss, correct) =
-            forward_graph(&self.model, &self.store, batch, self.image, Mode::Eval)?;
-        let prog = self.backend.compile(&g.finish(), &[loss, correct])?;
-        self.eval.push((batch, prog));
-        Ok(self.eval.len() - 1)
+        })
     }
 
     /// One training step on the next batch of `data`.
@@ -488,26 +242,16 @@ impl Classifier {
         timing: Option<TimingMethod>,
     ) -> Result<(StepStats, StepProfile)> {
         let (stats, profile) = self.step_on(data, Some(timing))?;
-        Ok((stats, profile.expect("profiled step")))
+        Ok((stats, profile.expect("a profiled step returns its profile")))
     }
 
-    /// The compiled training step (data parallel: the gradient program, which does the work).
-    pub fn train_program(&self) -> &Program {
-        match &self.train {
-            TrainStep::Fused(p) => p,
-            TrainStep::Split(dp) => &dp.gradients,
-        }
-    }
-
-    /// One step; profiled when `profile` is `Some(timing)`.
     fn step_on(
         &mut self,
         data: &ImageDataset,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(StepStats, Option<StepProfile>)> {
-        let (rank, ranks) = self.rank_and_size();
-        let local = self.config.batch / ranks;
-        // Disjoint fields: the batch's indices are read while the feed buffers are refilled.
+        let (rank, _) = self.trainer.rank_and_size();
+        let local = self.trainer.local_batch();
         // Each rank takes its contiguous shard of the global batch.
         let batch = self.batcher.next_batch();
         data.gather(
@@ -515,134 +259,39 @@ impl Classifier {
             &mut self.images,
             &mut self.labels,
         );
-        for (mask, &p) in self.masks.iter_mut().zip(&self.dropout) {
-            // Inverted dropout: kept units are scaled by 1/(1−p) so evaluation needs no change.
-            // The mask of the whole global batch is drawn on every rank (so the generator stays
-            // where one process would have it) and each keeps its shard's rows.
-            let keep = 1.0 / (1.0 - p);
-            let mine = rank * mask.len()..(rank + 1) * mask.len();
-            for j in 0..ranks * mask.len() {
-                let dropped = self.dropout_rng.random::<f32>() < p;
-                if mine.contains(&j) {
-                    mask[j - mine.start] = if dropped { 0.0 } else { keep };
-                }
-            }
-        }
-        let mut feeds: Vec<&[f32]> = vec![&self.images, &self.labels];
-        feeds.extend(self.masks.iter().map(|m| m.as_slice()));
-        let scalars = self.optimizer.scalars(self.step);
-        let program = match &mut self.train {
-            TrainStep::Fused(p) => p,
-            TrainStep::Split(dp) => &mut dp.gradients,
-        };
-        let (out, profile) = match profile {
-            None if self.config.detect_anomaly => {
-                let out = self
-                    .backend
-                    .run_detecting(program, &feeds, &scalars, self.step)?;
-                (out, None)
-            }
-            None => (self.backend.run(program, &feeds, &scalars)?, None),
+        let feeds = Feeds::new()
+            .with("images", &self.images)
+            .with("labels", &self.labels);
+        let (r, p) = match profile {
+            None => (self.trainer.step(&feeds)?, None),
             Some(timing) => {
-                let (out, p) = self
-                    .backend
-                    .run_profiled(program, &feeds, &scalars, timing)?;
-                (out, Some(p))
+                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
+                (r, Some(p))
             }
         };
-        let (loss, correct) = match &mut self.train {
-            TrainStep::Fused(_) => (out[0][0], out[1][0]),
-            TrainStep::Split(dp) => dp.reduce_and_update(&mut self.backend, &out, &scalars)?,
-        };
-        if !loss.is_finite() {
-            let e = ModelError::NonFinite {
-                step: self.step,
-                what: "the training loss".into(),
-                value: loss,
-            };
-            if self.config.stop_on_nan {
-                return Err(e);
-            }
-            log::warn!("{e}");
-        }
-        self.step += 1;
-        let stats = StepStats {
-            loss,
-            correct: correct as usize,
-        };
-        Ok((stats, profile))
+        Ok((stats(&r), p))
     }
 
     /// Mean loss and accuracy over all of `data`, in batches of the evaluation size.
     pub fn evaluate(&mut self, data: &ImageDataset) -> Result<EvalStats> {
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut results = Vec::new();
         let mut start = 0;
         while start < data.n {
-            let batch = self.config.eval_batch.min(data.n - start);
-            let k = self.eval_program(batch)?;
+            let batch = self.config.eval_batch.max(1).min(data.n - start);
             let idx: Vec<usize> = (start..start + batch).collect();
             data.gather(&idx, &mut self.images, &mut self.labels);
-            let out = self.backend.run(
-                &mut self.eval[k].1,
-                &[&self.images, &self.labels],
-                &Default::default(),
-            )?;
-            loss_sum += out[0][0] as f64 * batch as f64;
-            correct += out[1][0] as usize;
+            let feeds = Feeds::new()
+                .with("images", &self.images)
+                .with("labels", &self.labels);
+            results.push(self.trainer.evaluate_batch(batch, &feeds)?);
             start += batch;
         }
+        let all = self.trainer.combine(&results);
         Ok(EvalStats {
-            loss: loss_sum / data.n.max(1) as f64,
-            accuracy: correct as f64 / data.n.max(1) as f64,
+            loss: all.loss as f64,
+            accuracy: all.metric("correct").unwrap_or(0.0) as f64 / data.n.max(1) as f64,
             examples: data.n,
         })
-    }
-
-    fn tensors(&self, kind: VarKind) -> Result<Vec<NamedTensor>> {
-        self.store
-            .ids(kind)
-            .into_iter()
-            .map(|id| {
-                let info = self.store.get(id);
-                Ok(NamedTensor::new(
-                    info.name.clone(),
-                    info.shape.clone(),
-                    self.backend.read_var(id)?,
-                ))
-            })
-            .collect()
-    }
-
-    /// The parameters, named as in PyTorch's `state_dict`.
-    pub fn params(&self) -> Result<Vec<NamedTensor>> {
-        self.tensors(VarKind::Param)
-    }
-
-    fn expected(&self, kind: VarKind) -> Vec<(String, Vec<usize>)> {
-        self.store
-            .ids(kind)
-            .into_iter()
-            .map(|id| {
-                (
-                    self.store.get(id).name.clone(),
-                    self.store.get(id).shape.clone(),
-                )
-            })
-            .collect()
-    }
-
-    fn write_tensors(&mut self, tensors: &[NamedTensor], kind: VarKind, file: &Path) -> Result<()> {
-        check_against(tensors, &self.expected(kind), file)?;
-        for t in tensors {
-            let id = self.store.find(&t.name).expect("checked against the store");
-            self.backend.write_var(id, &t.data);
-        }
-        Ok(())
-    }
-
-    /// Replaces the parameters with `tensors` (from `file`), which must match names and shapes exactly.
-    pub fn set_params(&mut self, tensors: &[NamedTensor], file: &Path) -> Result<()> {
-        self.write_tensors(tensors, VarKind::Param, file)
     }
 
     /// Everything needed to continue this run exactly: parameters, optimizer state, step, batcher
@@ -650,56 +299,43 @@ impl Classifier {
     pub fn checkpoint(&self) -> Result<TrainingCheckpoint> {
         let mut meta = BTreeMap::new();
         meta.insert("model".into(), self.name.clone());
-        meta.insert("optimizer".into(), format!("{:?}", self.optimizer));
         meta.insert("batcher".into(), self.batcher.state().to_string());
-        meta.insert(
-            "dropout_rng_word_pos".into(),
-            self.dropout_rng.get_word_pos().to_string(),
-        );
-        Ok(TrainingCheckpoint {
-            params: self.tensors(VarKind::Param)?,
-            optimizer_state: self.tensors(VarKind::OptimizerState)?,
-            step: self.step,
-            meta,
-        })
+        self.trainer.checkpoint(meta)
     }
 
     /// Continues from a checkpoint of the same model and optimizer.
     pub fn restore(&mut self, ckpt: &TrainingCheckpoint, file: &Path) -> Result<()> {
-        let mismatch = |what: &str, saved: &str, now: &str| {
-            ModelError::checkpoint(
-                file,
-                format!("was saved with {what} {saved} but this run uses {now}"),
-            )
-        };
         let saved_model = ckpt.meta.get("model").map(String::as_str).unwrap_or("?");
         if saved_model != self.name {
-            return Err(mismatch("model", saved_model, &self.name));
+            return Err(ModelError::checkpoint(
+                file,
+                format!(
+                    "was saved with model {saved_model} but this run uses {}",
+                    self.name
+                ),
+            ));
         }
-        let now_opt = format!("{:?}", self.optimizer);
-        let saved_opt = ckpt
-            .meta
-            .get("optimizer")
-            .map(String::as_str)
-            .unwrap_or("?");
-        if saved_opt != now_opt {
-            return Err(mismatch("optimizer", saved_opt, &now_opt));
-        }
-        self.write_tensors(&ckpt.params, VarKind::Param, file)?;
-        self.write_tensors(&ckpt.optimizer_state, VarKind::OptimizerState, file)?;
+        self.trainer.restore(ckpt, file)?;
         let state: BatcherState = ckpt
             .meta
             .get("batcher")
             .ok_or_else(|| ModelError::checkpoint(file, "has no batcher state"))?
             .parse()?;
         self.batcher.restore(&state)?;
-        let word_pos: u128 = ckpt
-            .meta
-            .get("dropout_rng_word_pos")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ModelError::checkpoint(file, "has no dropout generator position"))?;
-        self.dropout_rng.set_word_pos(word_pos);
-        self.step = ckpt.step;
         Ok(())
+    }
+
+    /// Examples in the training split.
+    pub fn train_examples(&self) -> usize {
+        self.train_examples
+    }
+}
+
+fn train_config(c: &ClassifierConfig) -> TrainConfig {
+    TrainConfig {
+        batch: c.batch,
+        seed: c.seed,
+        stop_on_nan: c.stop_on_nan,
+        detect_anomaly: c.detect_anomaly,
     }
 }

@@ -1,8 +1,46 @@
 //! Persistent variables: the model's parameters and the optimizer's state. Graphs refer to them by
 //! [`VarId`]; a backend holds their values, shared by the training and the evaluation programs.
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+/// A seeded source of initial parameter values: the same seed gives the same parameters on every
+/// machine and backend. Modules take one in their constructors.
+#[derive(Clone, Debug)]
+pub struct Init {
+    rng: ChaCha8Rng,
+}
+
+impl Init {
+    /// A source seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// `n` values uniform in `[-bound, bound]`; a zero-width or non-finite range gives zeros.
+    pub fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
+        if !(bound.is_finite() && bound > 0.0) {
+            return vec![0.0; n];
+        }
+        (0..n)
+            .map(|_| self.rng.random_range(-bound..=bound))
+            .collect()
+    }
+
+    /// `n` values from a normal distribution of mean 0 and standard deviation `std`
+    /// (zeros when `std` is not a positive finite number).
+    pub fn normal(&mut self, n: usize, std: f32) -> Vec<f32> {
+        match Normal::new(0.0f32, std) {
+            Ok(d) if std.is_finite() && std > 0.0 => {
+                (0..n).map(|_| d.sample(&mut self.rng)).collect()
+            }
+            _ => vec![0.0; n],
+        }
+    }
+}
 
 /// Index of a variable in its [`VarStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,17 +100,16 @@ impl VarStore {
         VarId(self.vars.len() - 1)
     }
 
-    /// A parameter initialized uniformly in `[-bound, bound]` from `rng`.
+    /// A parameter initialized uniformly in `[-bound, bound]` from `init`.
     pub fn param_uniform(
         &mut self,
         name: &str,
         shape: &[usize],
         bound: f32,
-        rng: &mut ChaCha8Rng,
+        init: &mut Init,
     ) -> VarId {
-        let n = shape.iter().product();
-        let init = (0..n).map(|_| rng.random_range(-bound..=bound)).collect();
-        self.add(name, shape, VarKind::Param, init)
+        let values = init.uniform(shape.iter().product(), bound);
+        self.add(name, shape, VarKind::Param, values)
     }
 
     pub fn get(&self, id: VarId) -> &VarInfo {

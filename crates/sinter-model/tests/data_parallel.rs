@@ -1,8 +1,6 @@
 //! The data-parallel training step without MPI: one rank's split step equals the fused step, and
 //! ranks played by threads (a shared-memory `Collective`) stay identical and match one process.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use sinter_model::backend::CpuBackend;
 use sinter_model::data::{embedded_mnist, ImageDataset};
 use sinter_model::nn::{default_cnn, Dropout, Layer, Linear, Sequential};
@@ -90,7 +88,7 @@ enum Arch {
 }
 
 fn model(arch: Arch, seed: u64) -> (Sequential, VarStore) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = sinter_model::Init::new(seed);
     let mut store = VarStore::new();
     let m = match arch {
         Arch::Cnn => default_cnn(&mut store, 1, [28, 28], 10, &mut rng),

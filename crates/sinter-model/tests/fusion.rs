@@ -17,7 +17,7 @@ const BATCH: usize = 8;
 fn fused_cnn_steps_equal_unfused_steps_bit_for_bit() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut store = VarStore::new();
-    let model = default_cnn(&mut store, 1, [28, 28], 10, &mut rng);
+    let model = default_cnn(&mut store, 1, [28, 28], 10, &mut sinter_model::Init::new(3));
     let optimizer = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     optimizer.add_state(&mut store);
 

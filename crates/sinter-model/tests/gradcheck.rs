@@ -7,7 +7,7 @@ use sinter_model::backend::CpuBackend;
 use sinter_model::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
 use sinter_model::nn_seq::{CellKind, Embedding, Recurrent, TransformerBlock};
 use sinter_model::plan::PlanOptions;
-use sinter_model::{backward, Result, StepScalars, VarId, VarKind, VarStore};
+use sinter_model::{backward, Init, Result, StepScalars, VarId, VarKind, VarStore};
 use sinter_ops::elementwise::{BinaryOp, UnaryOp};
 use sinter_ops::reduce::ReduceOp;
 
@@ -368,12 +368,14 @@ fn check_module(
     name: &str,
     build: impl Fn(
         &mut VarStore,
+        &mut Init,
         &mut ChaCha8Rng,
     ) -> Box<dyn Fn(&GraphBuilder, &VarStore) -> Result<Tensor>>,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let mut init = Init::new(17);
     let mut store = VarStore::new();
-    let forward = build(&mut store, &mut rng);
+    let forward = build(&mut store, &mut init, &mut rng);
     let g = GraphBuilder::new();
     let out = forward(&g, &store).unwrap();
     let r: Vec<f64> = (0..out.numel())
@@ -433,8 +435,8 @@ fn check_module(
 #[test]
 fn recurrent_cells_through_time() {
     for kind in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
-        check_module(&format!("{kind:?} over 4 steps"), |store, rng| {
-            let cell = Recurrent::new(store, "rnn", kind, 3, 5, rng);
+        check_module(&format!("{kind:?} over 4 steps"), |store, init, rng| {
+            let cell = Recurrent::new(store, "rnn", kind, 3, 5, init);
             let xs: Vec<Vec<f64>> = (0..4)
                 .map(|_| (0..6).map(|_| rng.random_range(-1.0..1.0)).collect())
                 .collect();
@@ -463,9 +465,9 @@ fn recurrent_cells_through_time() {
 
 #[test]
 fn transformer_block_parameters() {
-    check_module("transformer block", |store, rng| {
-        let block = TransformerBlock::new(store, "block", 8, 2, rng);
-        let embed = Embedding::new(store, "tok", 5, 8, 1.0, rng);
+    check_module("transformer block", |store, init, _rng| {
+        let block = TransformerBlock::new(store, "block", 8, 2, init);
+        let embed = Embedding::new(store, "tok", 5, 8, 1.0, init);
         Box::new(move |g: &GraphBuilder, store: &VarStore| {
             let ids = g.fill(0.0, &[2, 3]).affine(1.0, 3.0);
             let x = embed.forward(store, &ids)?;

@@ -203,11 +203,38 @@ impl Backend {
         }
     }
 
+    /// Variables loaded so far (see [`Backend::load_vars`]).
+    pub fn loaded_vars(&self) -> usize {
+        match self {
+            Backend::Cpu(c) => c.vars.len(),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu(g) => g.vars.len(),
+        }
+    }
+
+    /// Refuses a plan that reads a variable this backend does not hold yet, naming it.
+    fn check_vars_loaded(&self, plan: &Plan) -> Result<()> {
+        let loaded = self.loaded_vars();
+        for node in &plan.nodes {
+            if let crate::graph::Op::Var(id) = node.op {
+                if id.0 >= loaded {
+                    return Err(ModelError::Config(format!(
+                        "variable '{}' (recorded at {}) is not on the backend: call `Backend::load_vars(&store)` with the store that holds it before compiling or running",
+                        node.tag, node.location
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Plans `graph` for `outputs` (plus every optimizer update in it) and prepares it to run.
-    /// Both backends' plans fuse bias adds and ReLUs into the products before them.
+    /// Both backends' plans fuse bias adds and ReLUs into the products before them. The
+    /// variables the graph reads must be loaded ([`Backend::load_vars`]).
     pub fn compile(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
         let options = PlanOptions { fuse: true };
         let plan = Plan::with_options(graph, outputs, options)?;
+        self.check_vars_loaded(&plan)?;
         Ok(match self {
             Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
             #[cfg(feature = "gpu")]
@@ -218,6 +245,7 @@ impl Backend {
     /// [`Backend::compile`] for [`Backend::run_checked`]: on a GPU every value gets a buffer of its
     /// own (no reuse), so that all of them can be read back after the step.
     pub fn compile_checked(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
+        self.check_vars_loaded(&Plan::new(graph, outputs)?)?;
         Ok(match self {
             Backend::Cpu(c) => Program::Cpu(c.compile(Plan::new(graph, outputs)?)),
             #[cfg(feature = "gpu")]
@@ -272,6 +300,7 @@ impl Backend {
         feeds: &[&[f32]],
         scalars: &StepScalars,
     ) -> Result<Vec<Vec<f32>>> {
+        self.check_vars_loaded(prog.plan())?;
         match (self, prog) {
             (Backend::Cpu(c), Program::Cpu(p)) => c.run(p, feeds, scalars),
             #[cfg(feature = "gpu")]

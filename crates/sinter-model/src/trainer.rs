@@ -1,0 +1,942 @@
+//! The one trainer every model uses: it compiles a [`Model`]'s training step once (forward, loss,
+//! backward, optimizer), runs it on named feeds, evaluates, checkpoints and resumes exactly, and
+//! trains data-parallel over a [`Collective`]. The image classifier and the language models are
+//! thin presets on it.
+
+use crate::backend::{Backend, Program, StepScalars};
+use crate::backward::{backward, param_gradients};
+use crate::checkpoint::{check_against, NamedTensor, TrainingCheckpoint};
+use crate::error::{ModelError, Result};
+use crate::graph::{Graph, GraphBuilder, NodeId, Op, Tensor};
+use crate::nn::Mode;
+use crate::optim::Optimizer;
+use crate::parallel::{check_same_settings, Collective, GradientLayout, BUCKET_VALUES};
+use crate::plan::{MemoryReport, Plan};
+use crate::profile::{StepProfile, TimingMethod};
+use crate::vars::{VarKind, VarStore};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A trainable model: a struct of modules that records the loss of one batch on a graph.
+///
+/// `forward` gets the variables (`vars`, where the modules' parameters live) and declares the batch's inputs with [`GraphBuilder::input`] (their names are the names
+/// of the [`Feeds`]), records the forward pass, and returns the loss (any scalar node) and the
+/// metrics to report. It is called once per program the trainer compiles (training, and
+/// evaluation per batch size), never per step.
+pub trait Model {
+    /// Records inputs, forward pass, loss and metrics for a batch of `batch` examples.
+    fn forward(
+        &self,
+        vars: &VarStore,
+        g: &GraphBuilder,
+        batch: usize,
+        mode: Mode,
+    ) -> Result<Outputs>;
+}
+
+/// How a metric's per-batch values combine over an evaluation of several batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// Added up (counts: correct predictions, tokens).
+    Sum,
+    /// Averaged, weighted by the batch size (per-example means).
+    Mean,
+}
+
+/// A scalar the model reports besides its loss.
+#[derive(Clone, Debug)]
+pub struct Metric {
+    /// How reports and [`StepResult::metric`] name it.
+    pub name: String,
+    /// A scalar node.
+    pub value: Tensor,
+    /// How batches combine in an evaluation.
+    pub combine: Combine,
+}
+
+/// What [`Model::forward`] returns: the loss to minimize and the metrics to report.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    /// The scalar the optimizer minimizes (a per-example mean, for evaluation's weighting).
+    pub loss: Tensor,
+    /// Further scalars computed with the loss.
+    pub metrics: Vec<Metric>,
+}
+
+impl Outputs {
+    /// Just a loss.
+    pub fn loss(loss: Tensor) -> Self {
+        Self {
+            loss,
+            metrics: Vec::new(),
+        }
+    }
+
+    /// Adds a metric.
+    pub fn with_metric(mut self, name: &str, value: Tensor, combine: Combine) -> Self {
+        self.metrics.push(Metric {
+            name: name.to_string(),
+            value,
+            combine,
+        });
+        self
+    }
+}
+
+/// The data of one batch, by input name: `Feeds::new().with("images", &x).with("labels", &y)`.
+#[derive(Clone, Debug, Default)]
+pub struct Feeds<'a> {
+    named: Vec<(&'a str, &'a [f32])>,
+}
+
+impl<'a> Feeds<'a> {
+    /// No feeds yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the values of input `name` (row-major, as many as its shape holds).
+    pub fn with(mut self, name: &'a str, values: &'a [f32]) -> Self {
+        self.named.push((name, values));
+        self
+    }
+
+    fn get(&self, name: &str) -> Option<&'a [f32]> {
+        self.named.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// The loss and metrics of one step or one evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepResult {
+    /// The loss (an evaluation: the batch-weighted mean).
+    pub loss: f32,
+    /// Each metric, in the order the model listed them.
+    pub metrics: Vec<(String, f32)>,
+    /// Examples the values cover.
+    pub examples: usize,
+}
+
+impl StepResult {
+    /// The metric called `name`, if the model reports one.
+    pub fn metric(&self, name: &str) -> Option<f32> {
+        self.metrics.iter().find(|(n, _)| n == name).map(|m| m.1)
+    }
+}
+
+/// Settings of a run that shape its programs.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Examples per training step (data parallel: the global batch).
+    pub batch: usize,
+    /// Seeds the dropout masks (parameters are seeded by their [`crate::Init`]).
+    pub seed: u64,
+    /// Stop with [`ModelError::NonFinite`] when the loss is NaN or infinite; otherwise warn once.
+    pub stop_on_nan: bool,
+    /// Check every value of every training step and stop at the first non-finite one, naming
+    /// its node (see [`Backend::run_checked`]); costs nothing when off.
+    pub detect_anomaly: bool,
+}
+
+impl TrainConfig {
+    /// `batch` examples per step, seed 0, warn on NaN, no anomaly detection.
+    pub fn new(batch: usize) -> Self {
+        Self {
+            batch,
+            seed: 0,
+            stop_on_nan: false,
+            detect_anomaly: false,
+        }
+    }
+}
+
+/// Where each input of a compiled program gets its values.
+#[derive(Clone, Debug)]
+enum Slot {
+    /// From the feed of this name, of this shape.
+    Feed { name: String, shape: Vec<usize> },
+    /// A dropout mask with this drop probability, drawn by the trainer (mask `k` of the graph).
+    Mask { k: usize, p: f32 },
+}
+
+/// A compiled program with the sources of its inputs, and the layout of its outputs.
+struct Compiled {
+    program: Program,
+    slots: Vec<Slot>,
+    /// Number of metric outputs after the loss.
+    metrics: Vec<(String, Combine)>,
+}
+
+/// How a training step runs.
+// One per trainer, never moved in a loop: the size of the fused variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum TrainStep {
+    /// One process: forward, backward and the optimizer's updates in one program.
+    Fused(Compiled),
+    /// Data parallel: see [`DataParallel`].
+    Split(DataParallel),
+}
+
+/// A data-parallel step: this rank's shard of the global batch runs the gradient program (forward
+/// and backward; outputs loss, metrics and every parameter's gradient), the gradients are summed
+/// over all ranks in a few flat buckets and divided by the number of ranks, and the update
+/// program (gradients as inputs → clipping and the optimizer's updates) applies them. Every rank
+/// applies the same averaged gradient to the same parameters, so the parameters stay identical.
+struct DataParallel {
+    collective: Box<dyn Collective>,
+    gradients: Compiled,
+    update: Program,
+    layout: GradientLayout,
+    /// Gradients of all parameters, then loss and metrics, as they travel.
+    flat: Vec<f32>,
+}
+
+/// A model, its variables on a backend, its optimizer, and the compiled programs.
+pub struct Trainer<M: Model> {
+    /// The model's modules.
+    pub model: M,
+    /// Parameters and optimizer state (their values live on the backend).
+    pub store: VarStore,
+    /// Where the programs run.
+    pub backend: Backend,
+    /// The optimizer, its schedule and clipping.
+    pub optimizer: Optimizer,
+    /// The run's settings.
+    pub config: TrainConfig,
+    /// Steps taken so far.
+    pub step: u64,
+    train: TrainStep,
+    eval: Vec<(usize, Compiled)>,
+    dropout_rng: ChaCha8Rng,
+    masks: Vec<Vec<f32>>,
+    /// Non-finite losses seen without `stop_on_nan` (warned about once).
+    nan_steps: u64,
+}
+
+/// The trainer's metadata keys in a checkpoint.
+const META_OPTIMIZER: &str = "optimizer";
+const META_DROPOUT_RNG: &str = "dropout_rng_word_pos";
+
+fn record<M: Model>(
+    model: &M,
+    vars: &VarStore,
+    batch: usize,
+    mode: Mode,
+) -> Result<(GraphBuilder, Outputs)> {
+    let g = GraphBuilder::new();
+    let out = model.forward(vars, &g, batch, mode)?;
+    let check = |t: &Tensor, what: &str| -> Result<()> {
+        if !t.same_graph_as(&g) {
+            return Err(ModelError::Graph(format!(
+                "{what} was recorded on another graph: record it on the builder `forward` is given"
+            )));
+        }
+        if t.numel() != 1 {
+            return Err(ModelError::Graph(format!(
+                "{what} must be a scalar, but its shape is {:?}: reduce it (e.g. `mean_all`)",
+                t.shape()
+            )));
+        }
+        Ok(())
+    };
+    check(&out.loss, "the loss")?;
+    for m in &out.metrics {
+        check(&m.value, &format!("metric '{}'", m.name))?;
+    }
+    Ok((g, out))
+}
+
+/// The input slots of `plan`, in its feed order.
+fn slots(plan: &Plan, graph: &Graph) -> Vec<Slot> {
+    plan.inputs
+        .iter()
+        .map(|&i| {
+            let node = &plan.nodes[i];
+            match graph.dropout_masks.iter().position(|&(m, _)| m == i) {
+                Some(k) => Slot::Mask {
+                    k,
+                    p: graph.dropout_masks[k].1,
+                },
+                None => Slot::Feed {
+                    name: match &node.op {
+                        Op::Input { name } => name.clone(),
+                        _ => node.tag.clone(),
+                    },
+                    shape: node.shape.clone(),
+                },
+            }
+        })
+        .collect()
+}
+
+impl<M: Model> Trainer<M> {
+    /// Compiles the training step of `model` on `backend` and loads the variables.
+    pub fn new(
+        model: M,
+        store: VarStore,
+        backend: Backend,
+        optimizer: Optimizer,
+        config: TrainConfig,
+    ) -> Result<Self> {
+        Self::build(model, store, backend, optimizer, config, None)
+    }
+
+    /// A trainer that trains data-parallel with the other ranks of `collective`: `config.batch`
+    /// is the global batch, which must divide evenly over the ranks; each rank feeds its
+    /// contiguous shard (`config.batch / ranks` examples) to [`Trainer::step`]. `settings` are
+    /// compared across ranks (an error names the first that differs), then every rank takes
+    /// rank 0's parameters.
+    pub fn data_parallel(
+        model: M,
+        store: VarStore,
+        backend: Backend,
+        optimizer: Optimizer,
+        config: TrainConfig,
+        collective: Box<dyn Collective>,
+        settings: &[(String, String)],
+    ) -> Result<Self> {
+        let ranks = collective.size();
+        if ranks == 0 || config.batch % ranks != 0 {
+            return Err(ModelError::Config(format!(
+                "the global batch of {} does not split evenly over {ranks} ranks: use a batch that is a multiple of {ranks}",
+                config.batch
+            )));
+        }
+        let mut t = Self::build(model, store, backend, optimizer, config, Some(collective))?;
+        let mut all = settings.to_vec();
+        all.push(("optimizer".into(), format!("{:?}", t.optimizer)));
+        all.push(("global batch".into(), t.config.batch.to_string()));
+        all.push(("seed".into(), t.config.seed.to_string()));
+        let params: Vec<String> = t
+            .expected(VarKind::Param)
+            .iter()
+            .map(|(n, s)| format!("{n}{s:?}"))
+            .collect();
+        all.push(("parameters".into(), params.join(", ")));
+        t.agree_on(&all)?;
+        t.broadcast_state()?;
+        Ok(t)
+    }
+
+    fn build(
+        model: M,
+        mut store: VarStore,
+        mut backend: Backend,
+        optimizer: Optimizer,
+        config: TrainConfig,
+        collective: Option<Box<dyn Collective>>,
+    ) -> Result<Self> {
+        if config.batch == 0 {
+            return Err(ModelError::Config(
+                "the batch must hold at least 1 example".into(),
+            ));
+        }
+        optimizer.add_state(&mut store);
+        backend.load_vars(&store)?;
+        let ranks = collective.as_ref().map_or(1, |c| c.size());
+        let (g, out) = record(&model, &store, config.batch / ranks, Mode::Train)?;
+        let grads = backward(&out.loss, &[])?;
+        let params: Vec<_> = store
+            .ids(VarKind::Param)
+            .into_iter()
+            // A parameter the model never uses has no leaf: param_gradients reports it.
+            .map(|id| {
+                let leaf = g.var_leaf(id).unwrap_or(usize::MAX);
+                (id, leaf, store.get(id).name.clone())
+            })
+            .collect();
+        let grad_nodes = param_gradients(&grads, &params)?;
+        let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();
+        let metrics: Vec<(String, Combine)> = out
+            .metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.combine))
+            .collect();
+        let mut outputs = vec![out.loss.id];
+        outputs.extend(out.metrics.iter().map(|m| m.value.id));
+        let compile = |backend: &Backend, graph: &Graph, outputs: &[NodeId]| -> Result<Compiled> {
+            let program = if config.detect_anomaly {
+                backend.compile_checked(graph, outputs)?
+            } else {
+                backend.compile(graph, outputs)?
+            };
+            let slots = slots(program.plan(), graph);
+            Ok(Compiled {
+                program,
+                slots,
+                metrics: metrics.clone(),
+            })
+        };
+        let train = match collective {
+            None => {
+                optimizer.append_updates(&g, &store, &pairs)?;
+                TrainStep::Fused(compile(&backend, &g.finish(), &outputs)?)
+            }
+            Some(collective) => {
+                let extras = outputs.len();
+                outputs.extend(pairs.iter().map(|p| p.1));
+                let gradients = compile(&backend, &g.finish(), &outputs)?;
+                // The update program takes the averaged gradients as inputs, in parameter order.
+                let u = GraphBuilder::new();
+                let fed: Vec<_> = pairs
+                    .iter()
+                    .map(|&(id, _)| {
+                        let var = store.get(id);
+                        let grad = u.input(&format!("{} · gradient", var.name), &var.shape);
+                        (id, grad.id)
+                    })
+                    .collect();
+                optimizer.append_updates(&u, &store, &fed)?;
+                let update = backend.compile(&u.finish(), &[])?;
+                let sizes: Vec<usize> = pairs.iter().map(|p| store.get(p.0).numel()).collect();
+                let layout = GradientLayout::with_extras(&sizes, extras, BUCKET_VALUES);
+                TrainStep::Split(DataParallel {
+                    collective,
+                    gradients,
+                    update,
+                    flat: vec![0.0; layout.len],
+                    layout,
+                })
+            }
+        };
+        let masks = g.finish().dropout_masks;
+        let mut t = Self {
+            model,
+            store,
+            backend,
+            optimizer,
+            step: 0,
+            train,
+            eval: Vec::new(),
+            dropout_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_d509),
+            masks: Vec::new(),
+            nan_steps: 0,
+            config,
+        };
+        let plan = t.train_compiled().program.plan();
+        t.masks = masks
+            .iter()
+            .map(|&(m, _)| vec![0.0; plan.nodes[m].numel()])
+            .collect();
+        Ok(t)
+    }
+
+    fn train_compiled(&self) -> &Compiled {
+        match &self.train {
+            TrainStep::Fused(c) => c,
+            TrainStep::Split(dp) => &dp.gradients,
+        }
+    }
+
+    /// The compiled training step (data parallel: the gradient program, which does the work).
+    pub fn train_program(&self) -> &Program {
+        &self.train_compiled().program
+    }
+
+    /// What the planner predicted for the training step (data parallel: its gradient program).
+    pub fn train_memory(&self) -> MemoryReport {
+        self.train_program().memory()
+    }
+
+    /// The names and shapes of the inputs a training step takes (dropout masks excluded: the
+    /// trainer draws them).
+    pub fn feed_names(&self) -> Vec<(String, Vec<usize>)> {
+        self.train_compiled()
+            .slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Feed { name, shape } => Some((name.clone(), shape.clone())),
+                Slot::Mask { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Examples this process feeds per training step (the global batch divided by the ranks).
+    pub fn local_batch(&self) -> usize {
+        self.config.batch / self.rank_and_size().1
+    }
+
+    /// The ranks this trainer trains with, if it trains data-parallel.
+    pub fn collective(&self) -> Option<&dyn Collective> {
+        match &self.train {
+            TrainStep::Fused(_) => None,
+            TrainStep::Split(dp) => Some(dp.collective.as_ref()),
+        }
+    }
+
+    /// This process's rank and the number of ranks: `(0, 1)` for one process.
+    pub fn rank_and_size(&self) -> (usize, usize) {
+        self.collective().map_or((0, 1), |c| (c.rank(), c.size()))
+    }
+
+    /// Bytes of gradients (plus loss and metrics) each rank all-reduces per step; 0 for one
+    /// process.
+    pub fn gradient_bytes(&self) -> usize {
+        match &self.train {
+            TrainStep::Fused(_) => 0,
+            TrainStep::Split(dp) => dp.layout.bytes(),
+        }
+    }
+
+    /// Checks that every rank has the same value of each `(setting, value)`; an error names the
+    /// first that differs. Nothing to check for one process.
+    pub fn agree_on(&self, settings: &[(String, String)]) -> Result<()> {
+        match self.collective() {
+            None => Ok(()),
+            Some(c) => check_same_settings(c, settings),
+        }
+    }
+
+    /// Gives every rank rank 0's parameters and optimizer state (after initialisation, loading
+    /// or resuming, so that the ranks start identical whatever each one read).
+    pub fn broadcast_state(&mut self) -> Result<()> {
+        let TrainStep::Split(dp) = &self.train else {
+            return Ok(());
+        };
+        let mut ids = self.store.ids(VarKind::Param);
+        ids.extend(self.store.ids(VarKind::OptimizerState));
+        for id in ids {
+            let mut values = self.backend.read_var(id)?;
+            dp.collective.broadcast_from_root(&mut values)?;
+            self.backend.write_var(id, &values);
+        }
+        Ok(())
+    }
+
+    /// The largest absolute difference between any rank's parameters and rank 0's (0 for one
+    /// process): how far the ranks have drifted apart, which data parallelism keeps at 0.
+    pub fn rank_divergence(&self) -> Result<f32> {
+        let TrainStep::Split(dp) = &self.train else {
+            return Ok(0.0);
+        };
+        let worse = |m: f32, d: f32| if d.is_nan() || d > m { d } else { m };
+        let mut worst = 0.0f32;
+        for id in self.store.ids(VarKind::Param) {
+            let mine = self.backend.read_var(id)?;
+            let mut root = mine.clone();
+            dp.collective.broadcast_from_root(&mut root)?;
+            for (a, b) in mine.iter().zip(&root) {
+                worst = worse(worst, (a - b).abs());
+            }
+        }
+        let all = dp
+            .collective
+            .all_gather_u64(&[u64::from(worst.to_bits())])?;
+        Ok(all
+            .iter()
+            .map(|&b| f32::from_bits(b as u32))
+            .fold(0.0, worse))
+    }
+
+    /// What the planner predicted for each evaluation program compiled so far.
+    pub fn eval_memory(&self) -> Vec<MemoryReport> {
+        self.eval.iter().map(|(_, c)| c.program.memory()).collect()
+    }
+
+    /// Bytes of all persistent variables (parameters and optimizer state).
+    pub fn variable_bytes(&self) -> u64 {
+        self.store.vars.iter().map(|v| 4 * v.numel() as u64).sum()
+    }
+
+    /// Parameters (not optimizer state) and their total number of values.
+    pub fn parameter_count(&self) -> usize {
+        self.store
+            .ids(VarKind::Param)
+            .iter()
+            .map(|&id| self.store.get(id).numel())
+            .sum()
+    }
+
+    fn eval_compiled(&mut self, batch: usize) -> Result<usize> {
+        if let Some(k) = self.eval.iter().position(|(b, _)| *b == batch) {
+            return Ok(k);
+        }
+        let (g, out) = record(&self.model, &self.store, batch, Mode::Eval)?;
+        let mut outputs = vec![out.loss.id];
+        outputs.extend(out.metrics.iter().map(|m| m.value.id));
+        let graph = g.finish();
+        let program = self.backend.compile(&graph, &outputs)?;
+        let slots = slots(program.plan(), &graph);
+        let metrics = out
+            .metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.combine))
+            .collect();
+        self.eval.push((
+            batch,
+            Compiled {
+                program,
+                slots,
+                metrics,
+            },
+        ));
+        Ok(self.eval.len() - 1)
+    }
+
+    /// One training step on a batch of [`Trainer::local_batch`] examples.
+    pub fn step(&mut self, feeds: &Feeds) -> Result<StepResult> {
+        Ok(self.step_with(feeds, None)?.0)
+    }
+
+    /// [`Trainer::step`] with every kernel timed and tagged (see [`Backend::run_profiled`]);
+    /// `timing` picks how a GPU times its dispatches.
+    pub fn step_profiled(
+        &mut self,
+        feeds: &Feeds,
+        timing: Option<TimingMethod>,
+    ) -> Result<(StepResult, StepProfile)> {
+        let (r, p) = self.step_with(feeds, Some(timing))?;
+        Ok((r, p.expect("a profiled step returns its profile")))
+    }
+
+    fn draw_masks(&mut self) {
+        let (rank, ranks) = self.rank_and_size();
+        let rates: Vec<f32> = self
+            .train_compiled()
+            .slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Mask { p, .. } => Some(*p),
+                Slot::Feed { .. } => None,
+            })
+            .collect();
+        let mut ks: Vec<usize> = self
+            .train_compiled()
+            .slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Mask { k, .. } => Some(*k),
+                Slot::Feed { .. } => None,
+            })
+            .collect();
+        // Masks are drawn in the order the model recorded them, whatever order the plan feeds.
+        let mut order: Vec<(usize, f32)> = ks.drain(..).zip(rates).collect();
+        order.sort_by_key(|o| o.0);
+        for (k, p) in order {
+            let mask = &mut self.masks[k];
+            // Inverted dropout: kept units are scaled by 1/(1−p) so evaluation needs no change.
+            // The mask of the whole global batch is drawn on every rank (so the generator stays
+            // where one process would have it) and each keeps its shard's rows.
+            let keep = 1.0 / (1.0 - p);
+            let mine = rank * mask.len()..(rank + 1) * mask.len();
+            for j in 0..ranks * mask.len() {
+                let dropped = self.dropout_rng.random::<f32>() < p;
+                if mine.contains(&j) {
+                    mask[j - mine.start] = if dropped { 0.0 } else { keep };
+                }
+            }
+        }
+    }
+
+    /// One step; profiled when `profile` is `Some(timing)`.
+    fn step_with(
+        &mut self,
+        feeds: &Feeds,
+        profile: Option<Option<TimingMethod>>,
+    ) -> Result<(StepResult, Option<StepProfile>)> {
+        self.draw_masks();
+        let scalars = self.optimizer.scalars(self.step);
+        let compiled = match &mut self.train {
+            TrainStep::Fused(c) => c,
+            TrainStep::Split(dp) => &mut dp.gradients,
+        };
+        let ordered = order_feeds(&compiled.slots, feeds, &self.masks)?;
+        let program = &mut compiled.program;
+        let (out, profile) = match profile {
+            None if self.config.detect_anomaly => {
+                let out = self
+                    .backend
+                    .run_detecting(program, &ordered, &scalars, self.step)?;
+                (out, None)
+            }
+            None => (self.backend.run(program, &ordered, &scalars)?, None),
+            Some(timing) => {
+                let (out, p) = self
+                    .backend
+                    .run_profiled(program, &ordered, &scalars, timing)?;
+                (out, Some(p))
+            }
+        };
+        let names: Vec<String> = compiled.metrics.iter().map(|m| m.0.clone()).collect();
+        let values: Vec<f32> = match &mut self.train {
+            TrainStep::Fused(_) => out.iter().take(1 + names.len()).map(|v| v[0]).collect(),
+            TrainStep::Split(dp) => dp.reduce_and_update(&mut self.backend, &out, &scalars)?,
+        };
+        let loss = values[0];
+        if !loss.is_finite() {
+            let e = ModelError::NonFinite {
+                step: self.step,
+                what: "the training loss".into(),
+                value: loss,
+            };
+            if self.config.stop_on_nan {
+                return Err(e);
+            }
+            if self.nan_steps == 0 {
+                log::warn!("{e} (further non-finite losses are counted, not reported)");
+            }
+            self.nan_steps += 1;
+        }
+        self.step += 1;
+        let result = StepResult {
+            loss,
+            metrics: names.into_iter().zip(values[1..].iter().copied()).collect(),
+            examples: self.config.batch,
+        };
+        Ok((result, profile))
+    }
+
+    /// Training steps whose loss was NaN or infinite (without `stop_on_nan`).
+    pub fn non_finite_steps(&self) -> u64 {
+        self.nan_steps
+    }
+
+    /// Loss and metrics of one evaluation batch of `batch` examples (dropout off, no update).
+    pub fn evaluate_batch(&mut self, batch: usize, feeds: &Feeds) -> Result<StepResult> {
+        let k = self.eval_compiled(batch)?;
+        let c = &mut self.eval[k].1;
+        let ordered = order_feeds(&c.slots, feeds, &[])?;
+        let out = self
+            .backend
+            .run(&mut c.program, &ordered, &StepScalars::default())?;
+        Ok(StepResult {
+            loss: out[0][0],
+            metrics: c
+                .metrics
+                .iter()
+                .zip(&out[1..])
+                .map(|((n, _), v)| (n.clone(), v[0]))
+                .collect(),
+            examples: batch,
+        })
+    }
+
+    /// Combines per-batch evaluation results: the loss and `Mean` metrics weighted by batch size,
+    /// `Sum` metrics added.
+    pub fn combine(&self, results: &[StepResult]) -> StepResult {
+        let examples: usize = results.iter().map(|r| r.examples).sum();
+        let weight = |r: &StepResult| r.examples as f64 / examples.max(1) as f64;
+        let loss = results
+            .iter()
+            .map(|r| r.loss as f64 * weight(r))
+            .sum::<f64>() as f32;
+        let combines: Vec<(String, Combine)> = self.train_compiled().metrics.clone();
+        let metrics = combines
+            .iter()
+            .enumerate()
+            .map(|(k, (name, how))| {
+                let v: f64 = results
+                    .iter()
+                    .map(|r| {
+                        let x = r.metrics.get(k).map_or(0.0, |m| m.1 as f64);
+                        match how {
+                            Combine::Sum => x,
+                            Combine::Mean => x * weight(r),
+                        }
+                    })
+                    .sum();
+                (name.clone(), v as f32)
+            })
+            .collect();
+        StepResult {
+            loss,
+            metrics,
+            examples,
+        }
+    }
+
+    fn tensors(&self, kind: VarKind) -> Result<Vec<NamedTensor>> {
+        self.store
+            .ids(kind)
+            .into_iter()
+            .map(|id| {
+                let info = self.store.get(id);
+                Ok(NamedTensor::new(
+                    info.name.clone(),
+                    info.shape.clone(),
+                    self.backend.read_var(id)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The parameters, named as the modules named them (PyTorch's `state_dict` names).
+    pub fn params(&self) -> Result<Vec<NamedTensor>> {
+        self.tensors(VarKind::Param)
+    }
+
+    fn expected(&self, kind: VarKind) -> Vec<(String, Vec<usize>)> {
+        self.store
+            .ids(kind)
+            .into_iter()
+            .map(|id| {
+                let v = self.store.get(id);
+                (v.name.clone(), v.shape.clone())
+            })
+            .collect()
+    }
+
+    fn write_tensors(&mut self, tensors: &[NamedTensor], kind: VarKind, file: &Path) -> Result<()> {
+        check_against(tensors, &self.expected(kind), file)?;
+        for t in tensors {
+            let id = self.store.find(&t.name).ok_or_else(|| {
+                ModelError::checkpoint(file, format!("has no variable named {}", t.name))
+            })?;
+            self.backend.write_var(id, &t.data);
+        }
+        Ok(())
+    }
+
+    /// Replaces the parameters with `tensors` (from `file`), which must match names and shapes
+    /// exactly; an error lists every missing, unexpected and mismatched tensor.
+    pub fn set_params(&mut self, tensors: &[NamedTensor], file: &Path) -> Result<()> {
+        self.write_tensors(tensors, VarKind::Param, file)
+    }
+
+    /// Everything needed to continue this run exactly: parameters, optimizer state, step, the
+    /// optimizer's settings and the dropout generator's position, plus the caller's `meta`
+    /// (a preset's data order, its model name).
+    pub fn checkpoint(&self, mut meta: BTreeMap<String, String>) -> Result<TrainingCheckpoint> {
+        meta.insert(META_OPTIMIZER.into(), format!("{:?}", self.optimizer));
+        meta.insert(
+            META_DROPOUT_RNG.into(),
+            self.dropout_rng.get_word_pos().to_string(),
+        );
+        Ok(TrainingCheckpoint {
+            params: self.tensors(VarKind::Param)?,
+            optimizer_state: self.tensors(VarKind::OptimizerState)?,
+            step: self.step,
+            meta,
+        })
+    }
+
+    /// Continues from a checkpoint of the same model and optimizer (`file` names it in errors).
+    pub fn restore(&mut self, ckpt: &TrainingCheckpoint, file: &Path) -> Result<()> {
+        let now_opt = format!("{:?}", self.optimizer);
+        let saved_opt = ckpt
+            .meta
+            .get(META_OPTIMIZER)
+            .map(String::as_str)
+            .unwrap_or("?");
+        if saved_opt != now_opt {
+            return Err(ModelError::checkpoint(
+                file,
+                format!("was saved with optimizer {saved_opt} but this run uses {now_opt}"),
+            ));
+        }
+        self.write_tensors(&ckpt.params, VarKind::Param, file)?;
+        self.write_tensors(&ckpt.optimizer_state, VarKind::OptimizerState, file)?;
+        let word_pos: u128 = ckpt
+            .meta
+            .get(META_DROPOUT_RNG)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ModelError::checkpoint(file, "has no dropout generator position"))?;
+        self.dropout_rng.set_word_pos(word_pos);
+        self.step = ckpt.step;
+        Ok(())
+    }
+}
+
+/// The feeds in the order of `slots`: named feeds by name (an error names a missing, unknown or
+/// wrongly sized one and lists what the program takes), masks from `masks`.
+fn order_feeds<'a>(
+    slots: &[Slot],
+    feeds: &Feeds<'a>,
+    masks: &'a [Vec<f32>],
+) -> Result<Vec<&'a [f32]>> {
+    let wanted = || {
+        slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Feed { name, shape } => Some(format!("'{name}' {shape:?}")),
+                Slot::Mask { .. } => None,
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (name, _) in &feeds.named {
+        let known = slots
+            .iter()
+            .any(|s| matches!(s, Slot::Feed { name: n, .. } if n == name));
+        if !known {
+            return Err(ModelError::Config(format!(
+                "no input named '{name}': the step takes {}",
+                wanted()
+            )));
+        }
+    }
+    slots
+        .iter()
+        .map(|s| match s {
+            Slot::Mask { k, .. } => masks
+                .get(*k)
+                .map(Vec::as_slice)
+                .ok_or_else(|| ModelError::Graph("dropout in an evaluation program".into())),
+            Slot::Feed { name, shape } => {
+                let v = feeds.get(name).ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "input '{name}' was not fed: the step takes {}",
+                        wanted()
+                    ))
+                })?;
+                let n: usize = shape.iter().product();
+                if v.len() != n {
+                    return Err(ModelError::Config(format!(
+                        "input '{name}' has shape {shape:?} ({n} values) but {} values were fed",
+                        v.len()
+                    )));
+                }
+                Ok(v)
+            }
+        })
+        .collect()
+}
+
+impl DataParallel {
+    /// Sums the gradient program's outputs (`[loss, metrics…, gradients…]`) over the ranks
+    /// bucket by bucket, averages the gradients, loss and `Mean` metrics, and runs the update
+    /// program on them. Returns the global loss and metrics.
+    fn reduce_and_update(
+        &mut self,
+        backend: &mut Backend,
+        out: &[Vec<f32>],
+        scalars: &StepScalars,
+    ) -> Result<Vec<f32>> {
+        let layout = &self.layout;
+        let extras = layout.extras;
+        for (range, grad) in layout.params.iter().zip(&out[extras..]) {
+            self.flat[range.clone()].copy_from_slice(grad);
+        }
+        let at = layout.extras_at();
+        for (k, o) in out.iter().take(extras).enumerate() {
+            self.flat[at + k] = o[0];
+        }
+        for bucket in &layout.buckets {
+            self.collective
+                .all_reduce_sum(&mut self.flat[bucket.clone()])?;
+        }
+        let ranks = self.collective.size();
+        if ranks > 1 {
+            // Each rank's loss and gradients are means over its shard; the mean over the global
+            // batch is the mean of those (`Sum` metrics stay sums).
+            let inv = 1.0 / ranks as f32;
+            for v in &mut self.flat[..=at] {
+                *v *= inv;
+            }
+            for (k, (_, how)) in self.gradients.metrics.iter().enumerate() {
+                if *how == Combine::Mean {
+                    self.flat[at + 1 + k] *= inv;
+                }
+            }
+        }
+        let feeds: Vec<&[f32]> = layout
+            .params
+            .iter()
+            .map(|r| &self.flat[r.clone()])
+            .collect();
+        backend.run(&mut self.update, &feeds, scalars)?;
+        Ok(self.flat[at..at + extras].to_vec())
+    }
+}
