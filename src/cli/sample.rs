@@ -4,11 +4,12 @@
 use super::train::ModelName;
 use super::{CliError, Result};
 use clap::Args;
+use sinter_model::checkpoint::check_against;
 use sinter_model::checkpoint::load_safetensors;
 use sinter_model::data::CharCorpus;
-use sinter_model::lm::{CharLm, LmConfig};
-use sinter_model::optim::{Optimizer, OptimizerKind};
+use sinter_model::lm::{CharModel, CharSampler};
 use sinter_model::Backend;
+use sinter_model::{Init, VarStore};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -103,26 +104,43 @@ pub fn run(args: SampleArgs) -> Result<()> {
         .count();
     let heads: usize = get("heads").ok().and_then(|h| h.parse().ok()).unwrap_or(4);
     let arch = super::train_text::arch(model, width, layers, heads)?;
-    // A corpus carrying only the vocabulary: sampling needs no training text.
-    let filler: Vec<u32> = (0..=context as u32 + 1)
-        .map(|i| i % vocab.len() as u32)
-        .collect();
+    // Sampling compiles only the logits: no training text, no optimizer, no gradients.
     let corpus = CharCorpus {
         vocab,
-        train: filler.clone(),
-        valid: filler,
+        train: Vec::new(),
+        valid: Vec::new(),
     };
-    let (backend, _) = Backend::open(sinter_device::DeviceChoice::Cpu)?;
-    let config = LmConfig {
-        batch: 1,
-        seed: args.seed,
-        valid_batches: 1,
-        detect_anomaly: false,
-    };
-    let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
-    let mut lm = CharLm::new(arch, context, corpus, backend, opt, config)?;
-    lm.set_params(&tensors, &args.params)?;
-    let text = lm.sample(&args.prompt, args.chars, args.temperature, args.seed)?;
+    let mut store = VarStore::new();
+    let model = CharModel::new(
+        &mut store,
+        arch,
+        corpus.vocab_size(),
+        context,
+        &mut Init::new(args.seed),
+    );
+    let expected: Vec<(String, Vec<usize>)> = store
+        .vars
+        .iter()
+        .map(|v| (v.name.clone(), v.shape.clone()))
+        .collect();
+    check_against(&tensors, &expected, &args.params)?;
+    for t in &tensors {
+        if let Some(id) = store.find(&t.name) {
+            store.vars[id.0].init = t.data.clone();
+        }
+    }
+    let (mut backend, _) = Backend::open(sinter_ops::DeviceChoice::Cpu)?;
+    backend.load_vars(&store)?;
+    let mut sampler = CharSampler::compile(&model, &store, &backend)?;
+    let text = sampler.sample(
+        &model,
+        &mut backend,
+        &corpus,
+        &args.prompt,
+        args.chars,
+        args.temperature,
+        args.seed,
+    )?;
     println!("{}{text}", args.prompt);
     Ok(())
 }

@@ -2,16 +2,17 @@
 //! their training on random windows of a text, validation loss in nats per character, and sampling.
 
 use crate::backend::{Backend, Program};
-use crate::backward::{backward, param_gradients};
 use crate::checkpoint::NamedTensor;
 use crate::data::CharCorpus;
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, NodeId, Tensor};
 use crate::nn::Linear;
+use crate::nn::Mode;
 use crate::nn_seq::{CellKind, Embedding, LayerNorm, Recurrent, TransformerBlock};
 use crate::optim::Optimizer;
 use crate::profile::{StepProfile, TimingMethod};
-use crate::vars::{Init, VarId, VarKind, VarStore};
+use crate::trainer::{Feeds, Model, Outputs, TrainConfig, Trainer};
+use crate::vars::{Init, VarId, VarStore};
 use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -74,11 +75,10 @@ pub struct CharModel {
     head: Linear,
 }
 
-/// A recorded model: where to feed ids and targets, and the logits and loss nodes.
+/// A recorded model: its logits nodes (one, or one per time step) and its loss node.
 struct Recorded {
-    g: GraphBuilder,
     logits: Vec<NodeId>,
-    loss: Option<NodeId>,
+    loss: Option<Tensor>,
 }
 
 impl CharModel {
@@ -136,8 +136,13 @@ impl CharModel {
     /// Records the model for `batch` windows. Inputs, in feed order: the transformer takes
     /// `ids [B, T]` then `targets [B·T]`; a recurrent model takes `ids_t [B]` for every step,
     /// then `targets_t [B]` for every step. Without targets only the logits are recorded.
-    fn record(&self, store: &VarStore, batch: usize, with_loss: bool) -> Result<Recorded> {
-        let g = GraphBuilder::new();
+    fn record(
+        &self,
+        g: &GraphBuilder,
+        store: &VarStore,
+        batch: usize,
+        with_loss: bool,
+    ) -> Result<Recorded> {
         let t = self.context;
         let (logits, loss) = match &self.body {
             Body::Transformer {
@@ -159,7 +164,7 @@ impl CharModel {
                     .scoped("head", || self.head.forward(store, &x))?
                     .reshape(&[batch * t, self.vocab])?;
                 let loss = match targets {
-                    Some(tg) => Some(g.scoped("loss", || logits.cross_entropy(&tg))?.id),
+                    Some(tg) => Some(g.scoped("loss", || logits.cross_entropy(&tg))?),
                     None => None,
                 };
                 (vec![logits.id], loss)
@@ -196,14 +201,34 @@ impl CharModel {
                             Some(acc) => acc.add(&ce)?,
                         });
                     }
-                    Some(total.expect("context ≥ 1").scale(1.0 / t as f64).id)
+                    Some(total.expect("context ≥ 1").scale(1.0 / t as f64))
                 } else {
                     None
                 };
                 (logits.iter().map(|l| l.id).collect(), loss)
             }
         };
-        Ok(Recorded { g, logits, loss })
+        Ok(Recorded { logits, loss })
+    }
+
+    /// The names of the recorded graph's inputs, in the order [`CharModel::feeds`] lays them out.
+    fn feed_names(&self, with_targets: bool) -> Vec<String> {
+        let mut names = Vec::new();
+        match self.body {
+            Body::Transformer { .. } => {
+                names.push("ids".to_string());
+                if with_targets {
+                    names.push("targets".to_string());
+                }
+            }
+            Body::Recurrent { .. } => {
+                names.extend((0..self.context).map(|s| format!("ids_{s}")));
+                if with_targets {
+                    names.extend((0..self.context).map(|s| format!("targets_{s}")));
+                }
+            }
+        }
+        names
     }
 
     /// Lays out `[B, T]` ids and targets (row-major) as the recorded graph's feeds.
@@ -228,6 +253,19 @@ impl CharModel {
     }
 }
 
+impl Model for CharModel {
+    fn forward(
+        &self,
+        vars: &VarStore,
+        g: &GraphBuilder,
+        batch: usize,
+        _mode: Mode,
+    ) -> Result<Outputs> {
+        let rec = self.record(g, vars, batch, true)?;
+        Ok(Outputs::loss(rec.loss.expect("recorded with a loss")))
+    }
+}
+
 /// Settings of a language-model run.
 #[derive(Clone, Debug)]
 pub struct LmConfig {
@@ -240,29 +278,42 @@ pub struct LmConfig {
     pub detect_anomaly: bool,
 }
 
-/// A character model on a backend with its compiled training and validation programs.
+/// The character-model preset on the generic [`Trainer`]: random training windows of the corpus,
+/// validation on fixed windows, sampling. Dereferences to its trainer (step, backend, store…).
 pub struct CharLm {
-    pub model: CharModel,
-    pub store: VarStore,
-    pub backend: Backend,
-    pub optimizer: Optimizer,
+    /// The generic trainer that runs the programs.
+    pub trainer: Trainer<CharModel>,
+    /// The run's settings.
     pub config: LmConfig,
+    /// The text, split into training and validation characters.
     pub corpus: CharCorpus,
-    pub step: u64,
-    train: Program,
-    valid: Program,
-    sample: Option<Program>,
+    sampler: Option<CharSampler>,
     rng: ChaCha8Rng,
+    names: Vec<String>,
     ids: Vec<f32>,
     targets: Vec<f32>,
 }
 
+impl std::ops::Deref for CharLm {
+    type Target = Trainer<CharModel>;
+    fn deref(&self) -> &Self::Target {
+        &self.trainer
+    }
+}
+
+impl std::ops::DerefMut for CharLm {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.trainer
+    }
+}
+
 impl CharLm {
+    /// Builds the model (seeded by `config.seed`) and compiles its training step.
     pub fn new(
         arch: CharArch,
         context: usize,
         corpus: CharCorpus,
-        mut backend: Backend,
+        backend: Backend,
         optimizer: Optimizer,
         config: LmConfig,
     ) -> Result<Self> {
@@ -273,47 +324,23 @@ impl CharLm {
                 corpus.valid.len()
             )));
         }
-        let mut rng = Init::new(config.seed);
+        let mut init = Init::new(config.seed);
         let mut store = VarStore::new();
-        let model = CharModel::new(&mut store, arch, corpus.vocab_size(), context, &mut rng);
-        optimizer.add_state(&mut store);
-        backend.load_vars(&store)?;
-
-        let rec = model.record(&store, config.batch, true)?;
-        let loss = rec.loss.expect("recorded with a loss");
-        let grads = backward(&rec.g.tensor(loss), &[])?;
-        let params: Vec<(VarId, NodeId, String)> = store
-            .ids(VarKind::Param)
-            .into_iter()
-            .map(|id| {
-                (
-                    id,
-                    rec.g.var_leaf(id).unwrap_or(usize::MAX),
-                    store.get(id).name.clone(),
-                )
-            })
-            .collect();
-        let grad_nodes = param_gradients(&grads, &params)?;
-        let pairs: Vec<_> = params.iter().map(|p| p.0).zip(grad_nodes).collect();
-        optimizer.append_updates(&rec.g, &store, &pairs)?;
-        let train = if config.detect_anomaly {
-            backend.compile_checked(&rec.g.finish(), &[loss])?
-        } else {
-            backend.compile(&rec.g.finish(), &[loss])?
+        let model = CharModel::new(&mut store, arch, corpus.vocab_size(), context, &mut init);
+        let names = model.feed_names(true);
+        let train = TrainConfig {
+            batch: config.batch,
+            seed: config.seed,
+            stop_on_nan: true,
+            detect_anomaly: config.detect_anomaly,
         };
-        let rec = model.record(&store, config.batch, true)?;
-        let valid = backend.compile(&rec.g.finish(), &[rec.loss.expect("with loss")])?;
+        let trainer = Trainer::new(model, store, backend, optimizer, train)?;
         Ok(Self {
-            model,
-            store,
-            backend,
-            optimizer,
+            trainer,
             corpus,
-            step: 0,
-            train,
-            valid,
-            sample: None,
+            sampler: None,
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7e47),
+            names,
             ids: Vec::new(),
             targets: Vec::new(),
             config,
@@ -332,12 +359,7 @@ impl CharLm {
         timing: Option<TimingMethod>,
     ) -> Result<(f32, StepProfile)> {
         let (loss, profile) = self.step_on(Some(timing))?;
-        Ok((loss, profile.expect("profiled step")))
-    }
-
-    /// The compiled training step.
-    pub fn train_program(&self) -> &Program {
-        &self.train
+        Ok((loss, profile.expect("a profiled step returns its profile")))
     }
 
     /// One step; profiled when `profile` is `Some(timing)`.
@@ -345,7 +367,7 @@ impl CharLm {
         &mut self,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(f32, Option<StepProfile>)> {
-        let (b, t) = (self.config.batch, self.model.context);
+        let (b, t) = (self.config.batch, self.trainer.model.context);
         CharCorpus::windows(
             &self.corpus.train,
             b,
@@ -354,39 +376,20 @@ impl CharLm {
             &mut self.ids,
             &mut self.targets,
         );
-        let feeds = self.model.feeds(b, &self.ids, Some(&self.targets));
-        let refs: Vec<&[f32]> = feeds.iter().map(Vec::as_slice).collect();
-        let scalars = self.optimizer.scalars(self.step);
-        let (out, profile) = match profile {
-            None if self.config.detect_anomaly => {
-                let out =
-                    self.backend
-                        .run_detecting(&mut self.train, &refs, &scalars, self.step)?;
-                (out, None)
-            }
-            None => (self.backend.run(&mut self.train, &refs, &scalars)?, None),
+        let laid = self.trainer.model.feeds(b, &self.ids, Some(&self.targets));
+        let feeds = named(&self.names, &laid);
+        Ok(match profile {
+            None => (self.trainer.step(&feeds)?.loss, None),
             Some(timing) => {
-                let (out, p) =
-                    self.backend
-                        .run_profiled(&mut self.train, &refs, &scalars, timing)?;
-                (out, Some(p))
+                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
+                (r.loss, Some(p))
             }
-        };
-        let loss = out[0][0];
-        if !loss.is_finite() {
-            return Err(ModelError::NonFinite {
-                step: self.step,
-                what: "the training loss".into(),
-                value: loss,
-            });
-        }
-        self.step += 1;
-        Ok((loss, profile))
+        })
     }
 
     /// Mean loss in nats per character over fixed, evenly spaced validation windows.
     pub fn validate(&mut self) -> Result<f64> {
-        let (b, t) = (self.config.batch, self.model.context);
+        let (b, t) = (self.config.batch, self.trainer.model.context);
         let windows = b * self.config.valid_batches;
         let span = self.corpus.valid.len() - t - 1;
         let mut total = 0.0;
@@ -399,13 +402,11 @@ impl CharLm {
                 &mut self.ids,
                 &mut self.targets,
             );
-            let feeds = self.model.feeds(b, &self.ids, Some(&self.targets));
-            let refs: Vec<&[f32]> = feeds.iter().map(Vec::as_slice).collect();
-            total +=
-                self.backend
-                    .run(&mut self.valid, &refs, &Default::default())?[0][0] as f64;
+            let laid = self.trainer.model.feeds(b, &self.ids, Some(&self.targets));
+            let feeds = named(&self.names, &laid);
+            total += self.trainer.evaluate_batch(b, &feeds)?.loss as f64;
         }
-        Ok(total / self.config.valid_batches as f64)
+        Ok(total / self.config.valid_batches.max(1) as f64)
     }
 
     /// Generates `chars` characters after `prompt`, sampling with `temperature` from `seed`.
@@ -416,16 +417,83 @@ impl CharLm {
         temperature: f64,
         seed: u64,
     ) -> Result<String> {
-        let t = self.model.context;
-        let mut text = self.corpus.encode(prompt)?;
+        if self.sampler.is_none() {
+            let t = &self.trainer;
+            self.sampler = Some(CharSampler::compile(&t.model, &t.store, &t.backend)?);
+        }
+        let sampler = self.sampler.as_mut().expect("compiled above");
+        sampler.sample(
+            &self.trainer.model,
+            &mut self.trainer.backend,
+            &self.corpus,
+            prompt,
+            chars,
+            temperature,
+            seed,
+        )
+    }
+
+    /// The parameters and what is needed to rebuild the model (architecture, context, vocabulary).
+    pub fn params(&self) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+        let tensors = self.trainer.params()?;
+        Ok((tensors, model_meta(&self.trainer.model, &self.corpus)))
+    }
+}
+
+/// What a saved character model needs besides its tensors: architecture, context, vocabulary.
+fn model_meta(model: &CharModel, corpus: &CharCorpus) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::new();
+    meta.insert("model".into(), model.arch.name().to_string());
+    meta.insert("arch".into(), format!("{:?}", model.arch));
+    if let CharArch::Transformer { heads, .. } = model.arch {
+        meta.insert("heads".into(), heads.to_string());
+    }
+    meta.insert("context".into(), model.context.to_string());
+    meta.insert("vocab".into(), corpus.vocab.iter().collect());
+    meta
+}
+
+/// Pairs input names with laid-out feeds.
+fn named<'a>(names: &'a [String], laid: &'a [Vec<f32>]) -> Feeds<'a> {
+    names
+        .iter()
+        .zip(laid)
+        .fold(Feeds::new(), |f, (n, v)| f.with(n, v))
+}
+
+/// A compiled logits-only program for generating text: no loss, no gradients, no optimizer.
+pub struct CharSampler {
+    program: Program,
+}
+
+impl CharSampler {
+    /// Compiles `model`'s logits for one window on `backend`, which must hold `store`'s variables.
+    pub fn compile(model: &CharModel, store: &VarStore, backend: &Backend) -> Result<Self> {
+        let g = GraphBuilder::new();
+        let rec = model.record(&g, store, 1, false)?;
+        Ok(Self {
+            program: backend.compile(&g.finish(), &rec.logits)?,
+        })
+    }
+
+    /// Generates `chars` characters after `prompt`, sampling with `temperature` (> 0; small
+    /// values approach greedy decoding) from `seed`.
+    #[allow(clippy::too_many_arguments)] // the model, where it runs, its vocabulary, and the request
+    pub fn sample(
+        &mut self,
+        model: &CharModel,
+        backend: &mut Backend,
+        corpus: &CharCorpus,
+        prompt: &str,
+        chars: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<String> {
+        let t = model.context;
+        let mut text = corpus.encode(prompt)?;
         if text.is_empty() {
             text.push(0);
         }
-        if self.sample.is_none() {
-            let rec = self.model.record(&self.store, 1, false)?;
-            self.sample = Some(self.backend.compile(&rec.g.finish(), &rec.logits)?);
-        }
-        let prog = self.sample.as_mut().expect("compiled above");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let start_len = text.len();
         for _ in 0..chars {
@@ -437,10 +505,10 @@ impl CharLm {
                 *d = s as f32;
             }
             let pos = window.len() - 1;
-            let feeds = self.model.feeds(1, &ids, None);
+            let feeds = model.feeds(1, &ids, None);
             let refs: Vec<&[f32]> = feeds.iter().map(Vec::as_slice).collect();
-            let out = self.backend.run(prog, &refs, &Default::default())?;
-            let v = self.model.vocab;
+            let out = backend.run(&mut self.program, &refs, &Default::default())?;
+            let v = model.vocab;
             let row: &[f32] = if out.len() == 1 {
                 &out[0][pos * v..(pos + 1) * v]
             } else {
@@ -456,62 +524,6 @@ impl CharLm {
                 .sample(&mut rng);
             text.push(next as u32);
         }
-        Ok(self.corpus.decode(&text[start_len..]))
-    }
-
-    /// The parameters and what is needed to rebuild the model (architecture, context, vocabulary).
-    pub fn params(&self) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-        let tensors = self
-            .store
-            .ids(VarKind::Param)
-            .into_iter()
-            .map(|id| {
-                let info = self.store.get(id);
-                Ok(NamedTensor::new(
-                    info.name.clone(),
-                    info.shape.clone(),
-                    self.backend.read_var(id)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut meta = BTreeMap::new();
-        meta.insert("model".into(), self.model.arch.name().to_string());
-        meta.insert("arch".into(), format!("{:?}", self.model.arch));
-        if let CharArch::Transformer { heads, .. } = self.model.arch {
-            meta.insert("heads".into(), heads.to_string());
-        }
-        meta.insert("context".into(), self.model.context.to_string());
-        meta.insert("vocab".into(), self.corpus.vocab.iter().collect());
-        Ok((tensors, meta))
-    }
-
-    /// Number of trainable values.
-    pub fn parameter_count(&self) -> usize {
-        self.store
-            .ids(VarKind::Param)
-            .iter()
-            .map(|&id| self.store.get(id).numel())
-            .sum()
-    }
-
-    /// Replaces the parameters (e.g. from a saved file), checking names and shapes.
-    pub fn set_params(&mut self, tensors: &[NamedTensor], file: &std::path::Path) -> Result<()> {
-        let expected: Vec<(String, Vec<usize>)> = self
-            .store
-            .ids(VarKind::Param)
-            .into_iter()
-            .map(|id| {
-                (
-                    self.store.get(id).name.clone(),
-                    self.store.get(id).shape.clone(),
-                )
-            })
-            .collect();
-        crate::checkpoint::check_against(tensors, &expected, file)?;
-        for t in tensors {
-            let id = self.store.find(&t.name).expect("checked");
-            self.backend.write_var(id, &t.data);
-        }
-        Ok(())
+        Ok(corpus.decode(&text[start_len..]))
     }
 }
