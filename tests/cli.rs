@@ -607,3 +607,61 @@ fn images_too_small_for_the_cnn_are_refused() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Item 6: a reader that closes the pipe early ends sinter quietly: no panic, no backtrace.
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
+        .args(["train", "--model", "mlp", "--steps", "3", "--quiet"])
+        .env("SINTER_DEVICE", "cpu")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the run prints its result (`| true`).
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert!(
+        o.status.success() || o.status.signal() == Some(13),
+        "{:?}: {err}",
+        o.status
+    );
+}
+
+/// Item 9: listing adapters prints nothing to stderr unless the user asks for GL (on a
+/// headless machine Mesa's device-select layer and EGL printed `XDG_RUNTIME_DIR` errors).
+#[test]
+fn stderr_stays_clean_when_adapters_are_listed() {
+    let quiet = [
+        "XDG_RUNTIME_DIR",
+        "NODEVICE_SELECT",
+        "WAYLAND_DISPLAY",
+        "SINTER_DEVICE",
+        "WGPU_BACKEND",
+    ];
+    for args in [
+        &["info"][..],
+        &["train", "--model", "mlp", "--steps", "1", "--quiet"][..],
+        &[
+            "train", "--model", "mlp", "--steps", "1", "--quiet", "--device", "gpu",
+        ][..],
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sinter"));
+        c.args(args);
+        for k in quiet {
+            c.env_remove(k);
+        }
+        let o = c.output().unwrap();
+        let err = stderr(&o);
+        assert!(
+            !err.contains("XDG_RUNTIME_DIR") && !err.contains("EGL") && !err.contains("ERROR"),
+            "{args:?}: {err}"
+        );
+    }
+}
