@@ -554,16 +554,14 @@ impl Classifier {
             TrainStep::Fused(_) => (out[0][0], out[1][0]),
             TrainStep::Split(dp) => dp.reduce_and_update(&mut self.backend, &out, &scalars)?,
         };
-        if !loss.is_finite() {
-            let e = ModelError::NonFinite {
+        // Without `stop_on_nan` the caller sees the loss in the step's stats and reports it once
+        // (a warning per step of a diverged run would bury everything else).
+        if !loss.is_finite() && self.config.stop_on_nan {
+            return Err(ModelError::NonFinite {
                 step: self.step,
                 what: "the training loss".into(),
                 value: loss,
-            };
-            if self.config.stop_on_nan {
-                return Err(e);
-            }
-            log::warn!("{e}");
+            });
         }
         self.step += 1;
         let stats = StepStats {
