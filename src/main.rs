@@ -34,7 +34,29 @@ enum Command {
     Bench(cli::bench::BenchArgs),
 }
 
+/// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select connects to a Wayland display while
+/// the adapters are listed, and on a headless machine that prints `error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment.` to stderr for every listing. sinter orders adapters
+/// itself, so the layer is switched off (its own `NODEVICE_SELECT` switch) unless the user
+/// set that switch or chose a device through the layer (`MESA_VK_DEVICE_SELECT`).
+fn quiet_vulkan_device_select() {
+    if std::env::var_os("NODEVICE_SELECT").is_none()
+        && std::env::var_os("MESA_VK_DEVICE_SELECT").is_none()
+    {
+        // Before any thread exists, so no other thread reads the environment meanwhile.
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a write to a closed pipe (`sinter train | head`) fails and
+    // println! panics with a backtrace; the default action ends the process quietly instead.
+    #[cfg(unix)]
+    // SAFETY: called first in main, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    quiet_vulkan_device_select();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
     let result = match args.command {

@@ -37,11 +37,13 @@ pub enum BenchWhat {
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {
+    /// The model whose training step runs (the models of `sinter train`).
     #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
     pub model: ModelName,
     /// Images (image models) or windows (text models) per step; default 64 / 32.
-    #[arg(long)]
+    #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Training steps in all.
@@ -50,6 +52,7 @@ pub struct SoakArgs {
     /// The step whose memory is the baseline: by then every buffer a step needs exists.
     #[arg(long, default_value_t = 100)]
     pub report_at: u64,
+    /// Seed of the initial parameters and the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -72,11 +75,13 @@ pub struct KernelArgs {
 
 #[derive(Args, Debug)]
 pub struct StepArgs {
+    /// The model whose training step runs (the models of `sinter train`).
     #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
     pub model: ModelName,
     /// Images (image models) or windows (text models) per step; default 64 / 32.
-    #[arg(long)]
+    #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Untimed steps first.
@@ -85,6 +90,7 @@ pub struct StepArgs {
     /// Timed steps; the median is reported.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Seed of the initial parameters and the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

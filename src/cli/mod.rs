@@ -2,9 +2,12 @@
 //! They turn options into calls on the model and device crates and print what happened.
 
 pub mod bench;
+pub mod checks;
 pub mod info;
+pub mod metrics;
 pub mod plot;
 pub mod profile;
+pub mod resume;
 pub mod sample;
 pub mod train;
 pub mod train_text;

@@ -16,10 +16,11 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ProfileArgs {
+    /// The model whose training step runs (the models of `sinter train`).
     #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
     pub model: ModelName,
     /// Images (image models) or windows of 64 characters (text models) per step; default 64 / 32.
-    #[arg(long)]
+    #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
     #[arg(long)]
@@ -43,6 +44,7 @@ pub struct ProfileArgs {
     /// Skip the ceilings (no calibration, no cache).
     #[arg(long)]
     pub no_ceilings: bool,
+    /// Seed of the initial parameters and the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

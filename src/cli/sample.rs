@@ -19,11 +19,14 @@ pub struct SampleArgs {
     /// Characters to generate.
     #[arg(long, default_value_t = 500)]
     pub chars: usize,
+    /// Text the model continues (printed before what it generates).
     #[arg(long, default_value = "\n")]
     pub prompt: String,
-    /// Softmax temperature: lower is more conservative.
-    #[arg(long, default_value_t = 0.8)]
+    /// Softmax temperature, at least 0: lower is more conservative, 0 always picks the most
+    /// likely character.
+    #[arg(long, default_value_t = 0.8, value_parser = super::checks::non_negative, allow_negative_numbers = true)]
     pub temperature: f64,
+    /// Seed of the sampling: the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

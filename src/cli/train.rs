@@ -2,19 +2,23 @@
 //! with a progress bar, evaluation each epoch, checkpoints, and a final accuracy and throughput;
 //! data-parallel over MPI ranks with `--distributed`, where rank 0 alone prints, evaluates and saves.
 
-use super::{CliError, Result};
+use super::metrics::Record;
+use super::resume::Settings;
+use super::{checks, CliError, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sinter_device::DeviceChoice;
-use sinter_model::checkpoint::{load_safetensors, save_safetensors, TrainingCheckpoint};
+use sinter_model::checkpoint::{
+    load_safetensors, save_safetensors, NamedTensor, TrainingCheckpoint,
+};
 use sinter_model::data::{embedded_mnist, load_dir, ImageDataset};
 use sinter_model::nn::{default_cnn, mlp};
 use sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
 use sinter_model::parallel::{any_rank, Collective};
 use sinter_model::train::{Classifier, ClassifierConfig};
-use sinter_model::{Backend, VarStore};
+use sinter_model::{Backend, ModelError, VarStore};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,6 +64,7 @@ pub enum ScheduleName {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    /// The model to train: image models (cnn, mlp) learn the digits, character models the text.
     #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
     pub model: ModelName,
     /// Image models: a folder of IDX files (train-images-idx3-ubyte[.gz], … or
@@ -67,53 +72,62 @@ pub struct TrainArgs {
     /// Text models: a UTF-8 text file; default: the tiny-shakespeare text built in.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Passes over the training images (image models).
-    #[arg(long, default_value_t = 5)]
-    pub epochs: u64,
-    /// Train for this many steps instead of whole epochs.
-    #[arg(long)]
+    /// Passes over the training images (image models; at least 1, default 5).
+    #[arg(long, value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
+    pub epochs: Option<u64>,
+    /// Train for this many steps instead of whole epochs (at least 1).
+    #[arg(long, value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
     pub steps: Option<u64>,
-    /// Images per step (image models) or windows per step (text models, default 32).
-    #[arg(long)]
+    /// Images per step (image models, default 64) or windows per step (text models, default 32);
+    /// at least 1.
+    #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
-    /// Characters of context (text models).
-    #[arg(long, default_value_t = 64)]
+    /// Characters of context (text models; at least 1).
+    #[arg(long, default_value_t = 64, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub context: usize,
-    /// Model width: embedding size of the transformer, hidden units of recurrent models.
-    #[arg(long, default_value_t = 128)]
+    /// Model width: embedding size of the transformer, hidden units of recurrent models (at
+    /// least 1; a multiple of --heads for the transformer).
+    #[arg(long, default_value_t = 128, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub width: usize,
-    /// Transformer blocks.
-    #[arg(long, default_value_t = 2)]
+    /// Transformer blocks (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub layers: usize,
-    /// Attention heads.
-    #[arg(long, default_value_t = 4)]
+    /// Attention heads of the transformer (at least 1, dividing --width).
+    #[arg(long, default_value_t = 4, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub heads: usize,
     /// After training a text model, print this many sampled characters.
     #[arg(long, default_value_t = 0)]
     pub sample: usize,
-    /// Learning rate (default: 2e-3 for adam/adamw on images, 3e-3 on text, 0.05 for sgd).
-    #[arg(long)]
+    /// Learning rate, greater than 0 (default: 2e-3 for adam/adamw on images, 3e-3 on text,
+    /// 0.05 for sgd).
+    #[arg(long, value_parser = checks::positive, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// The optimizer that applies the gradients.
     #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
     pub optimizer: OptimizerName,
-    #[arg(long, default_value_t = 0.9)]
+    /// Momentum of --optimizer sgd, in [0, 1).
+    #[arg(long, default_value_t = 0.9, value_parser = checks::momentum, allow_negative_numbers = true)]
     pub momentum: f32,
+    /// Nesterov momentum for --optimizer sgd (looks ahead along the momentum before the gradient).
     #[arg(long)]
     pub nesterov: bool,
-    /// Weight decay (default: 0.01 for adamw, 0 otherwise).
-    #[arg(long)]
+    /// Weight decay, at least 0 (default: 0.01 for adamw, 0 otherwise).
+    #[arg(long, value_parser = checks::weight_decay, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
     /// Learning-rate schedule (default: cosine with a 5% warm-up).
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleName>,
-    /// Clip the global gradient norm to this value.
-    #[arg(long)]
+    /// Clip the global gradient norm to this value (greater than 0).
+    #[arg(long, value_parser = checks::positive, allow_negative_numbers = true)]
     pub clip_norm: Option<f64>,
     /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
+    /// Seed of the initial parameters, the data order and dropout: the same seed, device and
+    /// thread count give the same run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Take the training images in file order instead of a new random order each epoch.
     #[arg(long)]
     pub no_shuffle: bool,
     /// Initial parameters from a safetensors file (names as PyTorch's state_dict).
@@ -126,15 +140,25 @@ pub struct TrainArgs {
     /// --checkpoint-every steps, on Ctrl-C, and at the end of the run.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Also write the checkpoint every N steps.
-    #[arg(long)]
+    /// Also write the checkpoint every N steps (at least 1).
+    #[arg(long, value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
     pub checkpoint_every: Option<u64>,
     /// Continue from a training checkpoint (parameters, optimizer state, step, data order).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// With --resume: continue a run whose length (--epochs, --steps), --lr or --schedule
+    /// differs from the checkpoint's, with the learning-rate schedule of this run's settings
+    /// (e.g. extend a finished run: --epochs 3 --resume run.ckpt --new-schedule).
+    #[arg(long, requires = "resume")]
+    pub new_schedule: bool,
     /// Draw the loss and accuracy curves into this file (.svg, or .png without text).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Write the run's metrics to this file, one record per step and per evaluation (step,
+    /// epoch, loss, accuracy or nats/char, learning rate, samples/s, seconds): JSON lines
+    /// (.jsonl) or CSV (.csv).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub log: Option<PathBuf>,
     /// Stop with an error when the loss becomes NaN or infinite.
     #[arg(long)]
     pub stop_on_nan: bool,
@@ -152,12 +176,18 @@ pub struct TrainArgs {
     /// With --profile: write a Chrome trace of the profiled steps (Perfetto, chrome://tracing).
     #[arg(long, value_name = "FILE.json", requires = "profile")]
     pub trace: Option<PathBuf>,
-    /// Data-parallel training over MPI, one process per device: launch with
-    /// `mpirun -np N sinter train --distributed …`; --batch is the global batch, split over the
-    /// ranks. Needs a sinter built with `--features mpi`.
-    #[arg(long)]
+    #[arg(long, help = DISTRIBUTED_HELP)]
     pub distributed: bool,
 }
+
+/// `--distributed`'s help says whether this build can use it.
+const DISTRIBUTED_HELP: &str = if cfg!(feature = "mpi") {
+    "Data-parallel training over MPI, one process per device: launch with `mpirun -np N sinter \
+     train --distributed …`; --batch is the global batch, split over the ranks (image models)"
+} else {
+    "Data-parallel training over MPI (`mpirun -np N sinter train --distributed`): not built into \
+     this sinter; rebuild with `cargo build --release --features mpi` (needs Open MPI or MPICH)"
+};
 
 /// Where this process trains in a data-parallel job (one process alone: rank 0 of 1).
 struct Ranks {
@@ -207,11 +237,6 @@ pub(super) fn optimizer(
             (_, false) => 2e-3,
             (_, true) => 3e-3,
         });
-    if !(lr.is_finite() && lr > 0.0) {
-        return Err(CliError::Usage(format!(
-            "--lr must be a positive number, got {lr}"
-        )));
-    }
     let mut opt = Optimizer::new(kind, lr);
     opt.clip_norm = args.clip_norm;
     opt.schedule = match args.schedule.unwrap_or(ScheduleName::Cosine) {
@@ -227,6 +252,41 @@ pub(super) fn optimizer(
         },
     };
     Ok(opt)
+}
+
+/// A `ValueEnum`'s name on the command line (`adamw`, `char-rnn`).
+pub(super) fn value_name<T: ValueEnum>(v: T) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
+/// The options behind this run's optimizer and data order, as recorded in its checkpoints.
+fn settings(args: &TrainArgs, batch: usize, total_steps: u64, opt: &Optimizer) -> Settings {
+    let mut s = vec![("--optimizer", value_name(args.optimizer))];
+    s.push(("--lr", opt.lr.to_string()));
+    if let OptimizerKind::Sgd(sgd) = opt.kind {
+        s.push(("--momentum", sgd.momentum.to_string()));
+        s.push(("--nesterov", sgd.nesterov.to_string()));
+    }
+    let decay = match opt.kind {
+        OptimizerKind::Sgd(c) => c.weight_decay,
+        OptimizerKind::Adam(c) => c.weight_decay,
+    };
+    s.push(("--weight-decay", decay.to_string()));
+    let schedule = args.schedule.unwrap_or(ScheduleName::Cosine);
+    s.push(("--schedule", value_name(schedule)));
+    s.push((
+        "--clip-norm",
+        opt.clip_norm.map_or("none".into(), |c| c.to_string()),
+    ));
+    s.push(("--batch", batch.to_string()));
+    let length = match args.steps {
+        Some(n) => format!("--steps {n}"),
+        None => format!("--epochs {}", args.epochs.unwrap_or(5)),
+    };
+    s.push(("run length", length));
+    s.push(("total steps", total_steps.to_string()));
+    Settings(s)
 }
 
 /// Set when the user presses Ctrl-C: the loop saves a checkpoint and stops between steps.
@@ -252,30 +312,112 @@ pub(super) fn resume_hint(e: sinter_model::ModelError, checkpoint: &Option<PathB
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    if args.batch == Some(0) {
-        return Err(CliError::Usage("--batch must be at least 1".into()));
-    }
     let choice = match &args.device {
-        Some(d) => DeviceChoice::parse(d)?,
+        Some(d) => DeviceChoice::parse(d).map_err(|e| CliError::Usage(format!("--device: {e}")))?,
         None => DeviceChoice::from_env()?,
     };
+    if args.model.is_text() {
+        refuse_image_only_options(&args)?;
+    }
+    check_files(&args)?;
     if args.distributed {
-        if args.model.is_text() {
-            return Err(CliError::Usage(
-                "--distributed trains the image models (cnn, mlp); text models train in one process".into(),
-            ));
-        }
         return run_distributed(args, choice);
     }
     if args.model.is_text() {
-        if args.profile {
-            return Err(CliError::Usage(
-                "--profile is for image models; use `sinter profile --model <char-model>`".into(),
-            ));
-        }
         return super::train_text::run(&args, choice);
     }
     train_images(&args, choice, Ranks::alone())
+}
+
+/// Options the character models do not take yet, refused by name rather than ignored.
+fn refuse_image_only_options(args: &TrainArgs) -> Result<()> {
+    let given = [
+        ("--epochs", args.epochs.is_some()),
+        ("--no-shuffle", args.no_shuffle),
+        ("--checkpoint", args.checkpoint.is_some()),
+        ("--checkpoint-every", args.checkpoint_every.is_some()),
+        ("--resume", args.resume.is_some()),
+        ("--plot", args.plot.is_some()),
+        ("--stop-on-nan", args.stop_on_nan),
+        ("--profile", args.profile),
+        ("--distributed", args.distributed),
+    ];
+    if let Some((option, _)) = given.iter().find(|g| g.1) {
+        let hint = match *option {
+            "--epochs" => " (they train for --steps, default 600)",
+            "--profile" => "; use `sinter profile --model <char-model>`",
+            "--stop-on-nan" => " (they always stop at a non-finite loss)",
+            _ => "",
+        };
+        return Err(CliError::Usage(format!(
+            "{option} is not supported for --model {} (image models only){hint}",
+            value_name(args.model)
+        )));
+    }
+    Ok(())
+}
+
+/// Every file the run reads must exist and every file it writes must be writable, checked
+/// before the data is loaded, so that no run ends by failing to save its result.
+fn check_files(args: &TrainArgs) -> Result<()> {
+    use checks::Output;
+    for (option, path) in [
+        ("--data", &args.data),
+        ("--init", &args.init),
+        ("--resume", &args.resume),
+    ] {
+        if let Some(path) = path {
+            checks::input(option, path)?;
+        }
+    }
+    let outputs: Vec<Output> = [
+        ("--save", &args.save, &[][..], false),
+        ("--checkpoint", &args.checkpoint, &[], false),
+        ("--plot", &args.plot, &["svg", "png"], true),
+        ("--trace", &args.trace, &[], true),
+        ("--log", &args.log, &["jsonl", "csv"], true),
+    ]
+    .into_iter()
+    .filter_map(|(option, path, extensions, in_place)| {
+        Some(Output {
+            option,
+            path: path.as_deref()?,
+            extensions,
+            in_place,
+        })
+    })
+    .collect();
+    checks::outputs(&outputs)
+}
+
+/// Parameters for `--init`: a safetensors file of parameters, not a training checkpoint.
+pub(super) fn load_init(path: &Path) -> Result<Vec<NamedTensor>> {
+    let (tensors, meta) = load_safetensors(path)?;
+    if meta.contains_key("sinter-checkpoint")
+        || tensors.iter().any(|t| t.name.starts_with("param/"))
+    {
+        return Err(CliError::Usage(format!(
+            "--init {}: this is a training checkpoint, use --resume {} to continue its run (--init takes parameters written by --save)",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(tensors)
+}
+
+/// A training checkpoint for `--resume`; a parameter file gets a pointer to `--init`.
+fn load_resume(path: &Path) -> Result<TrainingCheckpoint> {
+    TrainingCheckpoint::load(path).map_err(|e| match e {
+        ModelError::Checkpoint { ref problem, .. }
+            if problem.starts_with("is not a sinter training checkpoint") =>
+        {
+            CliError::Usage(format!(
+                "--resume {e}; a parameter file written by --save starts a new run with --init {}",
+                path.display()
+            ))
+        }
+        e => e.into(),
+    })
 }
 
 #[cfg(not(feature = "mpi"))]
@@ -380,7 +522,9 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         _ => unreachable!("text models are trained by train_text"),
     };
     let steps_per_epoch = (train_set.n / batch) as u64;
-    let total_steps = args.steps.unwrap_or(args.epochs * steps_per_epoch);
+    let total_steps = args
+        .steps
+        .unwrap_or(args.epochs.unwrap_or(5) * steps_per_epoch);
     let config = ClassifierConfig {
         batch,
         eval_batch: 200,
@@ -405,12 +549,18 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         )?,
     };
     if let Some(path) = &args.init {
-        let (tensors, _) = load_safetensors(path)?;
+        let tensors = load_init(path)?;
         c.set_params(&tensors, path)?;
     }
+    let settings = settings(args, batch, total_steps, &c.optimizer);
     if let Some(path) = &args.resume {
         // Every rank reads the same checkpoint: parameters, optimizer state and data order.
-        let ckpt = TrainingCheckpoint::load(path)?;
+        let mut ckpt = load_resume(path)?;
+        let now = format!("{:?}", c.optimizer);
+        let change = super::resume::reconcile(&mut ckpt, path, &settings, &now, args.new_schedule)?;
+        if let (Some(change), true) = (change, root) {
+            eprintln!("{change}");
+        }
         c.restore(&ckpt, path)?;
         if root {
             eprintln!("resumed from {} at step {}", path.display(), c.step);
@@ -462,12 +612,7 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
     } else {
         ProgressBar::new(total_steps)
     };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template(PROGRESS_TEMPLATE).expect("valid template"));
     bar.set_position(c.step);
     let started = Instant::now();
     let first_step = c.step;
@@ -477,16 +622,32 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
     let interrupted = interrupt_flag();
     let mut profiles = Vec::new();
     let mut eval_secs = 0.0;
+    let mut non_finite = NonFinite::default();
+    let mut epoch = EpochMeans::new();
+    // The evaluation of the last step, so that the final report does not evaluate it again.
+    let mut last_eval = None;
+    let mut metrics = match (&args.log, root) {
+        (Some(path), true) => Some(super::metrics::MetricsLog::create(path)?),
+        _ => None,
+    };
     // Only rank 0 writes checkpoints; the ranks hold the same state.
     let save = |c: &Classifier| -> Result<()> {
         if let (Some(path), true) = (&args.checkpoint, root) {
             // Reading the state back needs the device: if it is lost, the file on disk stays.
-            let state = c
+            let mut state = c
                 .checkpoint()
                 .map_err(|e| resume_hint(e, &args.checkpoint))?;
+            settings.record(&mut state);
             state.save(path)?;
         }
         Ok(())
+    };
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
     };
     while c.step < total_steps {
         let mut stop = interrupted.load(Ordering::SeqCst);
@@ -501,6 +662,7 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
                 saved: args.checkpoint.clone(),
             });
         }
+        let step_started = Instant::now();
         let s = if args.profile {
             let (s, p) = c
                 .train_step_profiled(&train_set, None)
@@ -511,39 +673,69 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
             c.train_step(&train_set)
                 .map_err(|e| resume_hint(e, &args.checkpoint))?
         };
-        if args
-            .checkpoint_every
-            .is_some_and(|n| n > 0 && c.step % n == 0)
-        {
+        if args.checkpoint_every.is_some_and(|n| c.step % n == 0) {
             save(&c)?;
         }
         seen += batch;
         last_loss = s.loss;
+        if let (Some(first), true) = (non_finite.record(c.step, s.loss), root) {
+            say(&bar, first);
+        }
+        epoch.add(s.loss, s.correct, batch);
         history.train_loss.push((c.step, s.loss));
         let rate = seen as f64 / started.elapsed().as_secs_f64();
-        bar.set_message(format!("loss {:.4} · {:.0} img/s", s.loss, rate));
+        bar.set_message(progress_message(s.loss, rate, "img/s"));
         bar.inc(1);
+        if let Some(m) = &mut metrics {
+            m.write(&Record {
+                kind: "train",
+                step: c.step,
+                epoch: Some(c.step as f64 / steps_per_epoch.max(1) as f64),
+                loss: s.loss as f64,
+                accuracy: Some(s.correct as f64 / batch as f64),
+                lr: Some(c.optimizer.lr * c.optimizer.schedule.factor(c.step - 1)),
+                samples_per_sec: Some(batch as f64 / step_started.elapsed().as_secs_f64()),
+                seconds: started.elapsed().as_secs_f64(),
+                ..Record::default()
+            })?;
+        }
         let end_of_epoch = c.step % steps_per_epoch.max(1) == 0;
         if root && (end_of_epoch || c.step == total_steps) {
             let eval_started = Instant::now();
+            bar.set_message(format!("evaluating {} test images…", test_set.n));
             let eval = c
                 .evaluate(&test_set)
                 .map_err(|e| resume_hint(e, &args.checkpoint))?;
             eval_secs += eval_started.elapsed().as_secs_f64();
             history.evals.push((c.step, eval.loss, eval.accuracy));
-            let line = format!(
-                "step {:>5} (epoch {:.2}): train loss {:.4}, test loss {:.4}, test accuracy {:.2}%",
-                c.step,
-                c.step as f64 / steps_per_epoch.max(1) as f64,
-                s.loss,
-                eval.loss,
-                eval.accuracy * 100.0
-            );
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
+            if let Some(m) = &mut metrics {
+                m.write(&Record {
+                    kind: "eval",
+                    step: c.step,
+                    epoch: Some(c.step as f64 / steps_per_epoch.max(1) as f64),
+                    loss: eval.loss,
+                    accuracy: Some(eval.accuracy),
+                    samples_per_sec: Some(
+                        eval.examples as f64 / eval_started.elapsed().as_secs_f64(),
+                    ),
+                    seconds: started.elapsed().as_secs_f64(),
+                    ..Record::default()
+                })?;
             }
+            let (train_loss, train_acc, secs) = epoch.take();
+            say(
+                &bar,
+                format!(
+                    "step {:>5} (epoch {:.2}, {secs:.1} s): train loss {}, train accuracy {:.2}%, test loss {}, test accuracy {:.2}%",
+                    c.step,
+                    c.step as f64 / steps_per_epoch.max(1) as f64,
+                    loss_text(train_loss),
+                    train_acc * 100.0,
+                    loss_text(eval.loss),
+                    eval.accuracy * 100.0
+                ),
+            );
+            last_eval = Some((c.step, eval));
             save(&c)?;
         }
     }
@@ -555,13 +747,24 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
     if !root {
         return Ok(());
     }
+    if let Some(summary) = non_finite.summary(c.step - first_step) {
+        eprintln!("{summary}");
+    }
     if ranks.size > 1 {
         eprintln!(
             "ranks in sync: the largest parameter difference between any rank and rank 0 is {divergence:e} ({} ranks)",
             ranks.size
         );
     }
-    let eval = c.evaluate(&test_set)?;
+    let eval = match last_eval {
+        Some((step, eval)) if step == c.step => eval,
+        _ => {
+            if !args.quiet {
+                eprintln!("evaluating {} test images…", test_set.n);
+            }
+            c.evaluate(&test_set)?
+        }
+    };
     if let Some(path) = &args.save {
         let mut meta = BTreeMap::new();
         meta.insert("model".to_string(), name.to_string());
@@ -574,11 +777,11 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
     }
     let images_per_sec = seen as f64 / train_secs.max(1e-9);
     println!(
-        "test accuracy {:.2}% ({} images) after {} steps · final train loss {:.4} · {:.0} images/s · {:.1} s · {}",
+        "test accuracy {:.2}% ({} images) after {} steps · final train loss {} · {:.0} images/s · {:.1} s · {}",
         eval.accuracy * 100.0,
         eval.examples,
         c.step - first_step,
-        last_loss,
+        loss_text(last_loss as f64),
         images_per_sec,
         train_secs,
         c.backend.describe()
@@ -588,4 +791,136 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         super::profile::report(&c.backend, &profiles, true, false, args.trace.as_ref())?;
     }
     Ok(())
+}
+
+/// The progress bar: 12 + 1 + 13 + 1 + 19 + 1 + the message (at most 32) = 79 columns with
+/// six-digit step counts (`progress_line_fits_80_columns` checks it).
+pub(super) const PROGRESS_TEMPLATE: &str =
+    "{bar:12} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}";
+
+/// The progress bar's message during training: "loss 2.3031 · 1234 img/s" (`unit` is img/s or
+/// chars/s; rates from 100,000 on are written in thousands or millions, "512k", "31M").
+pub(super) fn progress_message(loss: f32, rate: f64, unit: &str) -> String {
+    let rate = if rate >= 1e7 {
+        format!("{:.0}M", rate / 1e6)
+    } else if rate >= 1e5 {
+        format!("{:.0}k", rate / 1e3)
+    } else {
+        format!("{rate:.0}")
+    };
+    format!("loss {} · {rate} {unit}", loss_text(loss as f64))
+}
+
+/// A loss for people: four decimals, or scientific notation when it is large (a diverging run
+/// reaches 1e28, which would print as 29 digits).
+pub(super) fn loss_text(loss: f64) -> String {
+    if loss.is_finite() && loss.abs() >= 1e4 {
+        format!("{loss:.3e}")
+    } else {
+        format!("{loss:.4}")
+    }
+}
+
+/// Non-finite training losses of a run that goes on through them (no --stop-on-nan): one
+/// warning at the first, and a count at the end.
+#[derive(Default)]
+struct NonFinite {
+    first: Option<(u64, f32)>,
+    count: u64,
+}
+
+impl NonFinite {
+    /// Notes the loss of `step`; returns the warning for the first non-finite one.
+    fn record(&mut self, step: u64, loss: f32) -> Option<String> {
+        if loss.is_finite() {
+            return None;
+        }
+        self.count += 1;
+        if self.first.is_some() {
+            return None;
+        }
+        self.first = Some((step, loss));
+        Some(format!(
+            "warning: step {step}: the training loss is {loss}; training goes on (--stop-on-nan stops at the first non-finite loss; lower --lr or set --clip-norm)"
+        ))
+    }
+
+    fn summary(&self, steps: u64) -> Option<String> {
+        let (step, _) = self.first?;
+        Some(format!(
+            "warning: {} of {steps} steps had a non-finite training loss (the first at step {step})",
+            self.count
+        ))
+    }
+}
+
+/// The mean training loss and accuracy since the last evaluation, and its time.
+struct EpochMeans {
+    loss: f64,
+    correct: usize,
+    examples: usize,
+    steps: usize,
+    started: Instant,
+}
+
+impl EpochMeans {
+    fn new() -> Self {
+        EpochMeans {
+            loss: 0.0,
+            correct: 0,
+            examples: 0,
+            steps: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, loss: f32, correct: usize, batch: usize) {
+        self.loss += loss as f64;
+        self.correct += correct;
+        self.examples += batch;
+        self.steps += 1;
+    }
+
+    /// (mean loss, accuracy, seconds) since the last call, and starts over.
+    fn take(&mut self) -> (f64, f64, f64) {
+        let out = (
+            self.loss / self.steps.max(1) as f64,
+            self.correct as f64 / self.examples.max(1) as f64,
+            self.started.elapsed().as_secs_f64(),
+        );
+        *self = EpochMeans::new();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The widest line the bar draws (six-digit step counts, the widest message) fits 80 columns.
+    #[test]
+    fn progress_line_fits_80_columns() {
+        let widest = PROGRESS_TEMPLATE
+            .replace("{bar:12}", &"#".repeat(12))
+            .replace("{pos}", "999999")
+            .replace("{len}", "999999")
+            .replace("{elapsed_precise}", "00:00:00")
+            .replace("{eta_precise}", "00:00:00")
+            .replace(
+                "{msg}",
+                &progress_message(-1.2345e30, 9_999_999.0, "chars/s"),
+            );
+        assert!(!widest.contains('{'), "{widest}");
+        assert!(
+            widest.chars().count() <= 80,
+            "{} columns: {widest}",
+            widest.chars().count()
+        );
+        assert_eq!(
+            progress_message(2.5, 123456.0, "img/s"),
+            "loss 2.5000 · 123k img/s"
+        );
+        assert_eq!(loss_text(2.30314), "2.3031");
+        assert_eq!(loss_text(1.5e28), "1.500e28");
+    }
 }

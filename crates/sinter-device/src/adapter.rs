@@ -105,22 +105,33 @@ impl AdapterReport {
     }
 }
 
-fn instance() -> wgpu::Instance {
+/// An instance of just `backends` (or of those `WGPU_BACKEND` names): an instance that includes
+/// GL opens EGL when it is created, which on a headless machine prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set` to stderr whether or not GL is then used.
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     if std::env::var_os("WGPU_BACKEND").is_none() {
-        desc.backends = wgpu::Backends::all();
+        desc.backends = backends;
     }
     wgpu::Instance::new(desc)
 }
 
-/// Every adapter wgpu can see, best first: discrete, integrated, other hardware, then software;
-/// within a class Vulkan/Metal/DX12 before GL.
+/// Every adapter wgpu can see, best first: discrete, integrated, other hardware, then software.
+/// GL is probed only when Vulkan, Metal and DX12 find nothing (a working stack lists every GPU
+/// it has), or when `WGPU_BACKEND` asks for it.
 pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
-    enumerate_on(wgpu::Backends::all())
+    if std::env::var_os("WGPU_BACKEND").is_some() {
+        return enumerate_on(wgpu::Backends::all());
+    }
+    let primary = enumerate_on(wgpu::Backends::PRIMARY);
+    if !primary.is_empty() {
+        return primary;
+    }
+    enumerate_on(wgpu::Backends::GL)
 }
 
 fn enumerate_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
-    let instance = instance();
+    let instance = instance(backends);
     let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
     adapters.sort_by_key(|a| {
         let info = a.get_info();
@@ -131,8 +142,9 @@ fn enumerate_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 
 /// The adapter a choice resolves to: `Ok(None)` means "use the CPU backend".
 ///
-/// Vulkan, Metal and DX12 are searched first; GL only when they find no adapter at all (or no
-/// software one, for `software`), because opening GL (EGL) is slow and noisy without a display.
+/// Vulkan, Metal and DX12 are searched first; GL only for `gpu` and `software` (or `WGPU_BACKEND`)
+/// when they find no adapter at all (or no software one, for `software`), because opening GL
+/// (EGL) is slow and prints errors on a machine without a display.
 pub fn pick_adapter(choice: DeviceChoice) -> Result<Option<wgpu::Adapter>> {
     pick_adapter_nth(choice, 0)
 }
@@ -153,6 +165,9 @@ pub fn pick_adapter_nth(choice: DeviceChoice, nth: usize) -> Result<Option<wgpu:
     }
     let searches = if std::env::var_os("WGPU_BACKEND").is_some() {
         vec![wgpu::Backends::all()]
+    } else if choice == DeviceChoice::Auto {
+        // `auto` falls back to the CPU backend quietly rather than open EGL unasked.
+        vec![wgpu::Backends::PRIMARY]
     } else {
         vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL]
     };

@@ -494,17 +494,14 @@ impl<M: Model> Trainer<M> {
         };
         let loss = values[0];
         if !loss.is_finite() {
-            let e = ModelError::NonFinite {
-                step: self.step,
-                what: "the training loss".into(),
-                value: loss,
-            };
             if self.config.stop_on_nan {
-                return Err(e);
+                return Err(ModelError::NonFinite {
+                    step: self.step,
+                    what: "the training loss".into(),
+                    value: loss,
+                });
             }
-            if self.nan_steps == 0 {
-                log::warn!("{e} (further non-finite losses are counted, not reported)");
-            }
+            // Counted, not logged: the caller reports it once, in its own terms.
             self.nan_steps += 1;
         }
         self.step += 1;
