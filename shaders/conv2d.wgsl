@@ -1,5 +1,7 @@
-// 2-D convolution (NCHW, no groups, no bias) as three implicit GEMMs that gather their operands on
-// the fly, so no im2col buffer is materialized: forward, input gradient (a gather, no atomics), weight gradient.
+// 2-D convolution (NCHW, no groups) as three implicit GEMMs that gather their operands on the fly,
+// so no im2col buffer is materialized: forward, input gradient (a gather, no atomics), weight
+// gradient. The forward applies the planner's epilogue (bias per output channel, activation) as it
+// stores, with `epilogue` from unary.wgsl, which the shader table prepends.
 //
 // Shapes: x [N, C, H, W], w [O, C, KH, KW], y [N, O, OH, OW]; a row of w is ordered (c, ky, kx).
 // Every invocation accumulates a TM × 8 register block: TM GEMM rows (channels, the same for the
@@ -43,6 +45,14 @@ const LANES = vec4<u32>(0u, WG, 2u * WG, 3u * WG);
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;        // x: [N, C, H, W]
 @group(0) @binding(2) var<storage, read> fwd_w: array<f32>;        // w: [O, C, KH, KW]
 @group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;  // y: [N, O, OH, OW]
+// bias: [O]. Bound by every forward launch; without HAS_BIAS the launch builder binds x here,
+// never read.
+@group(0) @binding(4) var<storage, read> fwd_bias: array<f32>;
+
+// The forward's epilogue (fuse.rs): each output of channel o becomes act(v + bias[o]). HAS_BIAS
+// adds the bias; ACT is a UnaryOp code (`UnaryOp::code`), or NO_ACT for none.
+override HAS_BIAS: bool = false;
+override ACT: u32 = NO_ACT;
 
 @compute @workgroup_size(WG)
 fn conv2d_forward(
@@ -112,6 +122,13 @@ fn conv2d_forward(
             }
         }
     }
+    // The biases of this invocation's channels, loaded once for its 8 pixels.
+    var brow: array<f32, TM_MAX>;
+    if (HAS_BIAS) {
+        for (var i = 0u; i < TM; i++) {
+            brow[i] = fwd_bias[min(o0 + i, p.o - 1u)];
+        }
+    }
     let plane_len = p.oh * p.ow;
     for (var j = 0u; j < 4u; j++) {
         let qa = first + j * WG;
@@ -119,7 +136,7 @@ fn conv2d_forward(
             let at = (qa / plane_len) * p.o * plane_len + qa % plane_len;
             for (var i = 0u; i < TM; i++) {
                 if (o0 + i < p.o) {
-                    fwd_y[at + (o0 + i) * plane_len] = acc0[i][j];
+                    fwd_y[at + (o0 + i) * plane_len] = epilogue(acc0[i][j], HAS_BIAS, brow[i], ACT);
                 }
             }
         }
@@ -128,7 +145,7 @@ fn conv2d_forward(
             let at = (qb / plane_len) * p.o * plane_len + qb % plane_len;
             for (var i = 0u; i < TM; i++) {
                 if (o0 + i < p.o) {
-                    fwd_y[at + (o0 + i) * plane_len] = acc1[i][j];
+                    fwd_y[at + (o0 + i) * plane_len] = epilogue(acc1[i][j], HAS_BIAS, brow[i], ACT);
                 }
             }
         }

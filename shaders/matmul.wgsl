@@ -1,5 +1,7 @@
 // Matrix products C = op(A)·op(B), batched, in numbered variants (v1..v4) kept for the benchmark.
 // Transposed operands are override constants, so backward passes read A and B where they lie.
+// Every variant applies the planner's epilogue (bias, activation) to each output as it stores it,
+// with `epilogue` from unary.wgsl, which the shader table prepends.
 
 // Shapes of one batched product. A batch stride of 0 broadcasts that operand over the batch.
 struct Params {
@@ -30,6 +32,10 @@ override A_VEC4: bool = false;
 override B_VEC4: bool = false;
 override C_VEC4: bool = false;
 override K_EXACT: bool = false;
+// The epilogue (fuse.rs): each output v of column col becomes act(v + bias[col]). HAS_BIAS adds
+// the bias; ACT is a UnaryOp code (`UnaryOp::code`), or NO_ACT for none.
+override HAS_BIAS: bool = false;
+override ACT: u32 = NO_ACT;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -37,6 +43,8 @@ override K_EXACT: bool = false;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// bias: [n]. Bound by every launch; without HAS_BIAS the launch builder binds A here, never read.
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 // The same buffers seen as vec4s, for the vec4 loads and stores of v3 and v4 (which bind only
 // these). Bindings only have to be distinct within one entry point, and the buffer pool hands out
@@ -77,9 +85,33 @@ fn place(wid_y: u32, wid_z: u32, nwg_y: u32) -> vec2<u32> {
     return vec2<u32>(wid_y % p.m_tiles, wid_z * items_per_layer + wid_y / p.m_tiles);
 }
 
+// The bias of column col (0 without HAS_BIAS, when nothing is read).
+fn bias_at(col: u32) -> f32 {
+    if HAS_BIAS {
+        return bias[col];
+    }
+    return 0.0;
+}
+
+// The biases of columns col..col+3, each clamped to the last column (outputs past it are dropped).
+fn bias_run4(col: u32) -> vec4<f32> {
+    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    return vec4<f32>(bias_at(cols.x), bias_at(cols.y), bias_at(cols.z), bias_at(cols.w));
+}
+
+// The epilogue of four outputs of one row, columns col..col+3 with biases bv.
+fn epilogue4(v: vec4<f32>, bv: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(
+        epilogue(v.x, HAS_BIAS, bv.x, ACT),
+        epilogue(v.y, HAS_BIAS, bv.y, ACT),
+        epilogue(v.z, HAS_BIAS, bv.z, ACT),
+        epilogue(v.w, HAS_BIAS, bv.w, ACT),
+    );
+}
+
 fn store_c(base: u32, row: u32, col: u32, v: f32) {
     if row < p.m && col < p.n {
-        c[base + row * p.n + col] = v;
+        c[base + row * p.n + col] = epilogue(v, HAS_BIAS, bias_at(col), ACT);
     }
 }
 
@@ -114,7 +146,7 @@ fn matmul_v1_naive(
     for (var kk = 0u; kk < p.k; kk++) {
         acc = fma(a_at(ab, row, kk), b_at(bb, kk, col), acc);
     }
-    c[bz * p.m * p.n + row * p.n + col] = acc;
+    c[bz * p.m * p.n + row * p.n + col] = epilogue(acc, HAS_BIAS, bias_at(col), ACT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,35 +325,37 @@ fn matmul_v3_tiled(
     let r0 = tile_r + lid.y * 4u;
     let c0 = tile_c + lid.x * 4u;
     let cb = bz * p.m * p.n;
+    let bv = bias_run4(c0);
     if ALIGNED && c0 < p.n {
         // n is a multiple of 4, so the whole row segment is inside C or outside it.
         let i = (cb + r0 * p.n + c0) >> 2u;
         let row4 = p.n >> 2u;
         if r0 < p.m {
-            c4[i] = acc0;
+            c4[i] = epilogue4(acc0, bv);
         }
         if r0 + 1u < p.m {
-            c4[i + row4] = acc1;
+            c4[i + row4] = epilogue4(acc1, bv);
         }
         if r0 + 2u < p.m {
-            c4[i + 2u * row4] = acc2;
+            c4[i + 2u * row4] = epilogue4(acc2, bv);
         }
         if r0 + 3u < p.m {
-            c4[i + 3u * row4] = acc3;
+            c4[i + 3u * row4] = epilogue4(acc3, bv);
         }
     } else if !ALIGNED {
-        store_c4_row4(cb, r0, c0, acc0);
-        store_c4_row4(cb, r0 + 1u, c0, acc1);
-        store_c4_row4(cb, r0 + 2u, c0, acc2);
-        store_c4_row4(cb, r0 + 3u, c0, acc3);
+        store_c4_row4(cb, r0, c0, acc0, bv);
+        store_c4_row4(cb, r0 + 1u, c0, acc1, bv);
+        store_c4_row4(cb, r0 + 2u, c0, acc2, bv);
+        store_c4_row4(cb, r0 + 3u, c0, acc3, bv);
     }
 }
 
-fn store_c4_row4(base: u32, row: u32, col: u32, v: vec4<f32>) {
+// Stores one row segment through the vec4 view of C, with the epilogue (biases bv).
+fn store_c4_row4(base: u32, row: u32, col: u32, v: vec4<f32>, bv: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         if row < p.m && col + j < p.n {
             let i = base + row * p.n + col + j;
-            c4[i >> 2u][i & 3u] = v[j];
+            c4[i >> 2u][i & 3u] = epilogue(v[j], HAS_BIAS, bv[j], ACT);
         }
     }
 }
@@ -432,15 +466,16 @@ fn b_tile(base: u32, k0: u32, c: u32) -> mat4x4<f32> {
     return t;
 }
 
-// Stores the 4×4 sub-block `acc` (column j: output column c + j) at rows r.., columns c...
-fn store_tile(base: u32, r: u32, c: u32, acc: mat4x4<f32>) {
+// Stores the 4×4 sub-block `acc` (column j: output column c + j) at rows r.., columns c..,
+// with the epilogue (bv: the biases of columns c..c+3).
+fn store_tile(base: u32, r: u32, c: u32, acc: mat4x4<f32>, bv: vec4<f32>) {
     if C_VEC4 {
         // n is a multiple of 4 and c is too: the row segment is all inside or all outside.
         if c < p.n {
             let rows = transpose(acc);
             for (var i = 0u; i < 4u; i++) {
                 if r + i < p.m {
-                    c4[(base + (r + i) * p.n + c) >> 2u] = rows[i];
+                    c4[(base + (r + i) * p.n + c) >> 2u] = epilogue4(rows[i], bv);
                 }
             }
         }
@@ -450,7 +485,7 @@ fn store_tile(base: u32, r: u32, c: u32, acc: mat4x4<f32>) {
         for (var i = 0u; i < 4u; i++) {
             if r + i < p.m && c + j < p.n {
                 let at = base + (r + i) * p.n + c + j;
-                c4[at >> 2u][at & 3u] = acc[j][i];
+                c4[at >> 2u][at & 3u] = epilogue(acc[j][i], HAS_BIAS, bv[j], ACT);
             }
         }
     }
@@ -551,36 +586,41 @@ fn matmul_v4_wide(
         acc73 += a7 * b3;
     }
     let cb = bz * p.m * p.n;
-    store_tile(cb, r0, c0, acc00);
-    store_tile(cb, r0, c0 + 4u, acc01);
-    store_tile(cb, r0, c0 + 8u, acc02);
-    store_tile(cb, r0, c0 + 12u, acc03);
-    store_tile(cb, r0 + 4u, c0, acc10);
-    store_tile(cb, r0 + 4u, c0 + 4u, acc11);
-    store_tile(cb, r0 + 4u, c0 + 8u, acc12);
-    store_tile(cb, r0 + 4u, c0 + 12u, acc13);
-    store_tile(cb, r0 + 8u, c0, acc20);
-    store_tile(cb, r0 + 8u, c0 + 4u, acc21);
-    store_tile(cb, r0 + 8u, c0 + 8u, acc22);
-    store_tile(cb, r0 + 8u, c0 + 12u, acc23);
-    store_tile(cb, r0 + 12u, c0, acc30);
-    store_tile(cb, r0 + 12u, c0 + 4u, acc31);
-    store_tile(cb, r0 + 12u, c0 + 8u, acc32);
-    store_tile(cb, r0 + 12u, c0 + 12u, acc33);
-    store_tile(cb, r0 + 16u, c0, acc40);
-    store_tile(cb, r0 + 16u, c0 + 4u, acc41);
-    store_tile(cb, r0 + 16u, c0 + 8u, acc42);
-    store_tile(cb, r0 + 16u, c0 + 12u, acc43);
-    store_tile(cb, r0 + 20u, c0, acc50);
-    store_tile(cb, r0 + 20u, c0 + 4u, acc51);
-    store_tile(cb, r0 + 20u, c0 + 8u, acc52);
-    store_tile(cb, r0 + 20u, c0 + 12u, acc53);
-    store_tile(cb, r0 + 24u, c0, acc60);
-    store_tile(cb, r0 + 24u, c0 + 4u, acc61);
-    store_tile(cb, r0 + 24u, c0 + 8u, acc62);
-    store_tile(cb, r0 + 24u, c0 + 12u, acc63);
-    store_tile(cb, r0 + 28u, c0, acc70);
-    store_tile(cb, r0 + 28u, c0 + 4u, acc71);
-    store_tile(cb, r0 + 28u, c0 + 8u, acc72);
-    store_tile(cb, r0 + 28u, c0 + 12u, acc73);
+    // The biases of this invocation's 16 columns, loaded once for its 32 rows.
+    let bv0 = bias_run4(c0);
+    let bv1 = bias_run4(c0 + 4u);
+    let bv2 = bias_run4(c0 + 8u);
+    let bv3 = bias_run4(c0 + 12u);
+    store_tile(cb, r0, c0, acc00, bv0);
+    store_tile(cb, r0, c0 + 4u, acc01, bv1);
+    store_tile(cb, r0, c0 + 8u, acc02, bv2);
+    store_tile(cb, r0, c0 + 12u, acc03, bv3);
+    store_tile(cb, r0 + 4u, c0, acc10, bv0);
+    store_tile(cb, r0 + 4u, c0 + 4u, acc11, bv1);
+    store_tile(cb, r0 + 4u, c0 + 8u, acc12, bv2);
+    store_tile(cb, r0 + 4u, c0 + 12u, acc13, bv3);
+    store_tile(cb, r0 + 8u, c0, acc20, bv0);
+    store_tile(cb, r0 + 8u, c0 + 4u, acc21, bv1);
+    store_tile(cb, r0 + 8u, c0 + 8u, acc22, bv2);
+    store_tile(cb, r0 + 8u, c0 + 12u, acc23, bv3);
+    store_tile(cb, r0 + 12u, c0, acc30, bv0);
+    store_tile(cb, r0 + 12u, c0 + 4u, acc31, bv1);
+    store_tile(cb, r0 + 12u, c0 + 8u, acc32, bv2);
+    store_tile(cb, r0 + 12u, c0 + 12u, acc33, bv3);
+    store_tile(cb, r0 + 16u, c0, acc40, bv0);
+    store_tile(cb, r0 + 16u, c0 + 4u, acc41, bv1);
+    store_tile(cb, r0 + 16u, c0 + 8u, acc42, bv2);
+    store_tile(cb, r0 + 16u, c0 + 12u, acc43, bv3);
+    store_tile(cb, r0 + 20u, c0, acc50, bv0);
+    store_tile(cb, r0 + 20u, c0 + 4u, acc51, bv1);
+    store_tile(cb, r0 + 20u, c0 + 8u, acc52, bv2);
+    store_tile(cb, r0 + 20u, c0 + 12u, acc53, bv3);
+    store_tile(cb, r0 + 24u, c0, acc60, bv0);
+    store_tile(cb, r0 + 24u, c0 + 4u, acc61, bv1);
+    store_tile(cb, r0 + 24u, c0 + 8u, acc62, bv2);
+    store_tile(cb, r0 + 24u, c0 + 12u, acc63, bv3);
+    store_tile(cb, r0 + 28u, c0, acc70, bv0);
+    store_tile(cb, r0 + 28u, c0 + 4u, acc71, bv1);
+    store_tile(cb, r0 + 28u, c0 + 8u, acc72, bv2);
+    store_tile(cb, r0 + 28u, c0 + 12u, acc73, bv3);
 }

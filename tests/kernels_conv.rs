@@ -1,17 +1,21 @@
 //! The convolution and pooling kernels against the CPU reference run in f64 (odd shapes, strides,
-//! padding, dilation, the default model's layers), the CPU reference against a naive loop, and bad input.
+//! padding, dilation, the default model's layers), the forward's epilogue inside the kernel (bias,
+//! every activation), the CPU reference against a naive loop, and bad input.
 
 mod common;
 
 use common::{assert_close, rand_vec, rng, to_f64};
 use sinter::sinter_device::kernels::conv::{
-    conv2d_forward, conv2d_grad_input, conv2d_grad_weight, Conv2dShape,
+    conv2d_forward, conv2d_forward_epilogue, conv2d_grad_input, conv2d_grad_weight, Conv2dShape,
 };
+use sinter::sinter_device::kernels::elementwise::UnaryOp;
 use sinter::sinter_device::kernels::pool::{
     avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_grad, Pool2dShape,
 };
+use sinter::sinter_device::kernels::EpilogueArgs;
 use sinter::sinter_device::testing::test_gpu;
 use sinter::sinter_device::{DeviceError, Gpu};
+use sinter::sinter_model::cpu::elementwise::epilogue_value;
 use sinter::sinter_model::cpu::{conv as cpu_conv, pool as cpu_pool};
 
 /// Absolute tolerance for a sum of 64 products, scaled by √(K/64) for a sum of K. The kernels add
@@ -185,6 +189,101 @@ fn conv_matches_cpu_reference() {
         for b in [xb, wb, dyb, yb, dxb, dwb] {
             gpu.recycle(b);
         }
+    }
+}
+
+/// The epilogue against the same adapter's plain convolution finished on the CPU in f64: the same
+/// WGSL unary functions as the elementwise kernels after one f32 add, so their tolerance
+/// (kernels_elementwise.rs: UNARY_ATOL, UNARY_RTOL).
+const EPILOGUE_ATOL: f64 = 2e-6;
+const EPILOGUE_RTOL: f64 = 2e-5;
+/// Against the f64 reference of the whole fused convolution, for activations whose slope is at
+/// most this: the convolution's tolerance times this plus the epilogue's.
+const SLOPE: f64 = 1.2;
+
+/// The forward's epilogue inside the kernel, on convolutions whose channel counts are not
+/// multiples of the rows per invocation and whose pixel counts are not multiples of a workgroup's:
+/// every activation with a bias, and none, ReLU and SiLU without, on one; a few on the others.
+/// Checked as described at [`EPILOGUE_ATOL`] and [`SLOPE`].
+#[test]
+fn conv_epilogue_inside_the_kernel() {
+    let Some(gpu) = test_gpu() else { return };
+    let odd = conv(2, 3, [7, 13], 5, [3, 3], [1, 1], [1, 1], [1, 1]);
+    let mut runs: Vec<(Conv2dShape, Option<UnaryOp>, bool)> = Vec::new();
+    for act in std::iter::once(None).chain(UnaryOp::ALL.map(Some)) {
+        runs.push((odd, act, true));
+    }
+    for act in [None, Some(UnaryOp::Relu), Some(UnaryOp::Silu)] {
+        runs.push((odd, act, false));
+    }
+    for s in [
+        conv(2, 4, [9, 8], 6, [3, 3], [2, 2], [1, 1], [1, 1]),
+        conv(3, 19, [5, 4], 33, [3, 3], [1, 2], [1, 0], [1, 1]),
+    ] {
+        runs.extend([
+            (s, Some(UnaryOp::Relu), true),
+            (s, Some(UnaryOp::Gelu), false),
+            (s, None, true),
+        ]);
+    }
+    for (j, (s, act, with_bias)) in runs.into_iter().enumerate() {
+        check_conv_epilogue(gpu, &s, act, with_bias, 1000 + j as u64);
+    }
+}
+
+fn check_conv_epilogue(
+    gpu: &Gpu,
+    s: &Conv2dShape,
+    act: Option<UnaryOp>,
+    with_bias: bool,
+    seed: u64,
+) {
+    // log, sqrt and recip need positive inputs: positive operands, so outputs ≥ K/100.
+    let positive = matches!(act, Some(UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Recip));
+    let (lo, hi) = if positive { (0.1, 1.0) } else { (-1.0, 1.0) };
+    let gentle = !matches!(
+        act,
+        Some(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Square | UnaryOp::Recip)
+    );
+    let mut r = rng(seed);
+    let x = rand_vec(&mut r, s.x_len(), lo, hi);
+    let w = rand_vec(&mut r, s.w_len(), lo, hi);
+    let bias = rand_vec(&mut r, s.c_out, lo, hi);
+    let xb = gpu.upload("test x", &x).unwrap();
+    let wb = gpu.upload("test w", &w).unwrap();
+    let bb = gpu.upload("test bias", &bias).unwrap();
+    let (yb, pb) = (output(gpu, s.y_len()), output(gpu, s.y_len()));
+    let e = EpilogueArgs {
+        bias: with_bias.then_some(&bb),
+        activation: act,
+    };
+    let fused = conv2d_forward_epilogue(gpu, &xb, &wb, &yb, s, e, "test").unwrap();
+    let plain = conv2d_forward(gpu, &xb, &wb, &pb, s, "test").unwrap();
+    let len = s.y_len() as u64;
+    assert_eq!(fused.flops, s.flops() + e.epilogue().flops() * len);
+    let got = gpu
+        .run(&[&fused, &plain], &[(&yb, s.y_len()), (&pb, s.y_len())])
+        .unwrap();
+    let what = format!("conv2d_forward{} {}", e.epilogue().suffix(), s.describe());
+    let [oh, ow] = s.out_hw().unwrap();
+    let channel = |i: usize| (i / (oh * ow)) % s.c_out;
+    let finished: Vec<f64> = got[1]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| epilogue_value(v as f64, with_bias.then(|| bias[channel(i)] as f64), act))
+        .collect();
+    assert_close(&what, &got[0], &finished, EPILOGUE_ATOL, EPILOGUE_RTOL);
+    if gentle {
+        let bias64 = to_f64(&bias);
+        let bias64 = with_bias.then_some(&bias64[..]);
+        let mut want = vec![0.0; s.y_len()];
+        let (x64, w64) = (to_f64(&x), to_f64(&w));
+        cpu_conv::conv2d_forward_epilogue(&x64, &w64, bias64, act, &mut want, s);
+        let atol = SLOPE * conv_atol(s.c_in * s.kh * s.kw) + EPILOGUE_ATOL;
+        assert_close(&what, &got[0], &want, atol, CONV_RTOL + EPILOGUE_RTOL);
+    }
+    for b in [xb, wb, bb, yb, pb] {
+        gpu.recycle(b);
     }
 }
 

@@ -129,6 +129,30 @@ fn gelu_is_the_tanh_approximation() {
 }
 
 #[test]
+fn silu_is_x_times_sigmoid() {
+    // Values of x / (1 + e^−x), computed independently; −20 checks the far negative tail.
+    let x = [-20.0f64, -3.0, -1.0, 0.5, 2.0];
+    let want = [
+        -4.122307236380407e-08,
+        -0.14227761953270035,
+        -0.2689414213699951,
+        0.3112296656009273,
+        1.7615941559557646,
+    ];
+    let mut got = [0.0f64; 5];
+    cpu::elementwise::unary(UnaryOp::Silu, &x, &mut got);
+    for i in 0..5 {
+        assert!(
+            (got[i] - want[i]).abs() <= 1e-15 * want[i].abs().max(1.0),
+            "silu({}) = {}, want {}",
+            x[i],
+            got[i],
+            want[i]
+        );
+    }
+}
+
+#[test]
 fn affine_matches_cpu_including_a_2d_grid() {
     let Some(gpu) = test_gpu() else { return };
     let x = rand_vec(&mut rng(1), 3001, -4.0, 4.0);
@@ -176,32 +200,13 @@ fn in_place(gpu: &Gpu, values: &[f32]) -> sinter::sinter_device::wgpu::Buffer {
     gpu.upload("in place", &data).unwrap()
 }
 
-/// The planner's fused epilogues, in place: a per-channel bias add (convolution: runs of OH·OW;
-/// linear layer: runs of 1) with and without ReLU, and the ReLU mask applied to a gradient.
-/// One f32 add per element, like the unfused add: `BINARY_RTOL`.
+/// The planner's fused ReLU mask, in place on a max-pooling gradient: exact (a multiply by 0 or 1).
+/// (The bias-and-activation epilogue runs inside the product kernels: kernels_matmul.rs and
+/// kernels_conv.rs test it.)
 #[test]
-fn fused_epilogues_match_cpu() {
+fn relu_mask_matches_cpu() {
     let Some(gpu) = test_gpu() else { return };
     let mut r = rng(41);
-    // (batch, channels, inner): a conv output [3, 5, 7×9] and a linear output [37, 13].
-    for (batch, channels, inner) in [(3, 5, 63), (37, 13, 1)] {
-        for relu in [false, true] {
-            let len = batch * channels * inner;
-            let (y0, bias) = (
-                rand_vec(&mut r, len, -2.0, 2.0),
-                rand_vec(&mut r, channels, -1.0, 1.0),
-            );
-            let (yb, bb) = (in_place(gpu, &y0), gpu.upload("b", &bias).unwrap());
-            let d = ew::bias_act(gpu, &bb, &yb, len, inner, channels, relu, "test").unwrap();
-            let what = format!("bias_act [{batch}, {channels}, {inner}] relu {relu}");
-            let got = run_checked(gpu, &what, &d, &yb, len);
-            let want: Vec<f64> = (0..len)
-                .map(|i| cpu::elementwise::bias_relu(y0[i], bias[(i / inner) % channels], relu))
-                .map(f64::from)
-                .collect();
-            assert_close(&what, &got, &want, 0.0, BINARY_RTOL);
-        }
-    }
     let len = 4099;
     let (x, dx0) = (
         rand_vec(&mut r, len, -1.0, 1.0),
@@ -213,9 +218,6 @@ fn fused_epilogues_match_cpu() {
     let mut want = vec![0.0; len];
     cpu::elementwise::unary_grad(UnaryOp::Relu, &to_f64(&x), &to_f64(&dx0), &mut want);
     assert_close("relu_mask 4099", &got, &want, 0.0, 0.0);
-    // A length that is not whole channel runs is refused, naming the sizes.
-    let msg = err_text(ew::bias_act(gpu, &xb, &dxb, 10, 3, 3, true, "test"));
-    assert_names(&msg, &["bias_act", "10", "3"]);
 }
 
 fn binary_input(op: BinaryOp, seed: u64, len: usize, divisor: bool) -> Vec<f32> {

@@ -1,13 +1,19 @@
 //! The matmul kernels (every numbered variant and the default choice) against the CPU reference
-//! run in f64, over odd shapes, every transpose, broadcast batches and long k; plus bad input.
+//! run in f64, over odd shapes, every transpose, broadcast batches and long k; the epilogue inside
+//! the kernel (bias, every activation); plus bad input.
 
 mod common;
 
 use common::{assert_close, rand_vec, rng, to_f64};
 use proptest::prelude::*;
-use sinter::sinter_device::kernels::matmul::{matmul, matmul_with, MatmulShape, MatmulVariant};
+use sinter::sinter_device::kernels::elementwise::UnaryOp;
+use sinter::sinter_device::kernels::matmul::{
+    matmul, matmul_epilogue, matmul_with, matmul_with_epilogue, MatmulShape, MatmulVariant,
+};
+use sinter::sinter_device::kernels::EpilogueArgs;
 use sinter::sinter_device::testing::{run_one, test_gpu};
 use sinter::sinter_device::{DeviceError, Gpu};
+use sinter::sinter_model::cpu::elementwise::epilogue_value;
 use sinter::sinter_model::cpu::matmul as cpu;
 
 /// Absolute tolerance at k = 64, scaled by √(k/64). The kernels sum k products of values in
@@ -160,6 +166,174 @@ proptest! {
         }
         check_all(gpu, &s, seed);
     }
+}
+
+/// The epilogue against the same adapter's plain product finished on the CPU in f64: the
+/// epilogue runs the same WGSL unary functions as the elementwise kernels, after one f32 add, so
+/// it gets their tolerance (kernels_elementwise.rs: UNARY_ATOL, UNARY_RTOL).
+const EPILOGUE_ATOL: f64 = 2e-6;
+const EPILOGUE_RTOL: f64 = 2e-5;
+/// Against the f64 reference of the whole fused product, for the activations whose slope is at
+/// most this (the product's error passes through at most this much larger), the product's
+/// tolerance times this plus the epilogue's.
+const SLOPE: f64 = 1.2;
+
+/// No activation, then every unary op.
+fn activations() -> Vec<Option<UnaryOp>> {
+    std::iter::once(None)
+        .chain(UnaryOp::ALL.map(Some))
+        .collect()
+}
+
+/// Whether |f'| ≤ [`SLOPE`] everywhere (exp, log, sqrt, square and recip amplify errors).
+fn gentle(act: Option<UnaryOp>) -> bool {
+    !matches!(
+        act,
+        Some(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Square | UnaryOp::Recip)
+    )
+}
+
+/// Operands (and biases) in `act`'s domain: positive for log, sqrt and recip, so every product
+/// is at least k/100.
+fn domain(act: Option<UnaryOp>) -> (f32, f32) {
+    match act {
+        Some(UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Recip) => (0.1, 1.0),
+        _ => (-1.0, 1.0),
+    }
+}
+
+/// Runs `s` with an epilogue (`variant` None: the default `matmul_epilogue`) and checks it as
+/// described at [`EPILOGUE_ATOL`] and [`SLOPE`].
+fn check_epilogue(
+    gpu: &Gpu,
+    variant: Option<MatmulVariant>,
+    s: &MatmulShape,
+    act: Option<UnaryOp>,
+    with_bias: bool,
+    seed: u64,
+) {
+    let (lo, hi) = domain(act);
+    let mut r = rng(seed);
+    let a = rand_vec(&mut r, s.a_len(), lo, hi);
+    let b = rand_vec(&mut r, s.b_len(), lo, hi);
+    let bias = rand_vec(&mut r, s.n, lo, hi);
+    let (ab, bb, biasb) = (
+        gpu.upload("test a", &a).unwrap(),
+        gpu.upload("test b", &b).unwrap(),
+        gpu.upload("test bias", &bias).unwrap(),
+    );
+    let (cb, pb) = (
+        gpu.buffer("test c", s.c_len()).unwrap(),
+        gpu.buffer("test plain", s.c_len()).unwrap(),
+    );
+    gpu.write(&cb, &vec![f32::NAN; s.c_len()]);
+    let e = EpilogueArgs {
+        bias: with_bias.then_some(&biasb),
+        activation: act,
+    };
+    let v = variant.unwrap_or_else(|| MatmulVariant::best_for(gpu));
+    let fused = match variant {
+        Some(v) => matmul_with_epilogue(gpu, v, &ab, &bb, &cb, s, e, "test"),
+        None => matmul_epilogue(gpu, &ab, &bb, &cb, s, e, "test"),
+    }
+    .unwrap_or_else(|e| panic!("{s}: {e}"));
+    let plain = matmul_with(gpu, v, &ab, &bb, &pb, s, "test").unwrap();
+    assert_eq!(
+        fused.flops,
+        s.flops() + e.epilogue().flops() * s.c_len() as u64
+    );
+    let got = gpu
+        .run(&[&fused, &plain], &[(&cb, s.c_len()), (&pb, s.c_len())])
+        .unwrap();
+    let name = format!(
+        "{}{} {s}",
+        variant.map_or("matmul (default)", |v| v.entry()),
+        e.epilogue().suffix()
+    );
+    let bias_of = |j: usize| with_bias.then(|| bias[j] as f64);
+    let finished: Vec<f64> = got[1]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| epilogue_value(v as f64, bias_of(i % s.n), act))
+        .collect();
+    assert_close(&name, &got[0], &finished, EPILOGUE_ATOL, EPILOGUE_RTOL);
+    if gentle(act) {
+        let bias64 = to_f64(&bias);
+        let mut want = vec![0.0; s.c_len()];
+        let bias64 = with_bias.then_some(&bias64[..]);
+        cpu::matmul_epilogue(&to_f64(&a), &to_f64(&b), bias64, act, &mut want, s);
+        let atol = SLOPE * atol(s.k) + EPILOGUE_ATOL;
+        assert_close(&name, &got[0], &want, atol, RTOL + EPILOGUE_RTOL);
+    }
+    for buf in [ab, bb, biasb, cb, pb] {
+        gpu.recycle(buf);
+    }
+}
+
+/// The epilogue inside the kernel, on the variants the default picks (v3 for hardware, v4 for
+/// software adapters): every activation with a bias, and no activation, ReLU and SiLU without,
+/// on a shape that is no multiple of any tile; a few epilogues on aligned (vec4 stores),
+/// transposed and broadcast shapes, on v1 and v2, and through the default. (Each epilogue is its
+/// own pipeline, and v4 takes seconds to compile on lavapipe: the sweep is kept to one shape.)
+#[test]
+fn epilogue_inside_the_kernel() {
+    let Some(gpu) = test_gpu() else { return };
+    let odd = MatmulShape::new(1, 37, 70, 19);
+    let best = [MatmulVariant::V3Tiled, MatmulVariant::V4Wide];
+    for (j, act) in activations().into_iter().enumerate() {
+        for v in best {
+            check_epilogue(gpu, Some(v), &odd, act, true, 2 * j as u64);
+        }
+    }
+    for (j, act) in [None, Some(UnaryOp::Relu), Some(UnaryOp::Silu)]
+        .into_iter()
+        .enumerate()
+    {
+        for v in best {
+            check_epilogue(gpu, Some(v), &odd, act, false, 50 + j as u64);
+        }
+    }
+    let few = [
+        (Some(UnaryOp::Relu), true),
+        (Some(UnaryOp::Gelu), false),
+        (None, true),
+    ];
+    let others = [
+        MatmulShape::new(2, 36, 132, 20).with_trans(true, false),
+        MatmulShape::new(3, 5, 8, 12)
+            .with_trans(false, true)
+            .broadcast_b(),
+    ];
+    for (i, s) in others.iter().enumerate() {
+        for (j, &(act, with_bias)) in few.iter().enumerate() {
+            for v in best {
+                check_epilogue(gpu, Some(v), s, act, with_bias, (100 * i + j) as u64);
+            }
+        }
+    }
+    for (j, &(act, with_bias)) in few.iter().enumerate() {
+        for v in [MatmulVariant::V1Naive, MatmulVariant::V2Blocked] {
+            check_epilogue(gpu, Some(v), &odd, act, with_bias, 200 + j as u64);
+        }
+    }
+    check_epilogue(gpu, None, &odd, Some(UnaryOp::Relu), true, 300);
+}
+
+#[test]
+fn a_short_bias_is_refused() {
+    let Some(gpu) = test_gpu() else { return };
+    // The pool hands out at least 64 values: a bias of 4 is still short of 100 columns.
+    let s = MatmulShape::new(1, 8, 100, 8);
+    let buf = gpu.buffer("test", 1024).unwrap();
+    let short = gpu.buffer("test bias", 4).unwrap();
+    let e = EpilogueArgs {
+        bias: Some(&short),
+        activation: None,
+    };
+    expect_bad_shape(
+        matmul_epilogue(gpu, &buf, &buf, &buf, &s, e, "t"),
+        "C has 100 columns",
+    );
 }
 
 fn expect_bad_shape(result: Result<impl Sized, DeviceError>, needle: &str) {

@@ -1,10 +1,14 @@
 //! Every WGSL file in `shaders/` parses and validates with naga, with no adapter needed, and the
-//! device crate's shader table lists exactly the files that exist.
+//! device crate's shader table lists exactly the files that exist. The shared function library
+//! (`unary.wgsl`) validates alone, and every kernel file validates as it is compiled: after the
+//! library when it uses it.
 
-use sinter::sinter_device::Shader;
+use sinter::sinter_device::{Shader, UNARY_LIBRARY};
 use std::path::Path;
 
-fn validate(name: &str, source: &str) {
+const LIBRARY_FILE: &str = "unary.wgsl";
+
+fn validate(name: &str, source: &str, entry_points: bool) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("shaders/{name}: {}", e.emit_to_string(source)));
     naga::valid::Validator::new(
@@ -13,28 +17,41 @@ fn validate(name: &str, source: &str) {
     )
     .validate(&module)
     .unwrap_or_else(|e| panic!("shaders/{name}: {}", e.emit_to_string(source)));
-    assert!(
+    assert_eq!(
         !module.entry_points.is_empty(),
-        "shaders/{name} has no entry point"
+        entry_points,
+        "shaders/{name}: a kernel file needs entry points, the library has none"
     );
 }
 
 #[test]
 fn every_shader_file_validates() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let library = std::fs::read_to_string(dir.join(LIBRARY_FILE)).unwrap();
+    validate(LIBRARY_FILE, &library, false);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "wgsl") {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            validate(&name, &std::fs::read_to_string(&path).unwrap());
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == "wgsl") && name != LIBRARY_FILE {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let shader = Shader::ALL
+                .into_iter()
+                .find(|s| format!("{}.wgsl", s.name()) == name)
+                .unwrap_or_else(|| panic!("shaders/{name} is not in the shader table"));
+            let compiled = if shader.uses_unary() {
+                format!("{library}{text}")
+            } else {
+                text
+            };
+            validate(&name, &compiled, true);
             count += 1;
         }
     }
     assert_eq!(
         count,
         Shader::ALL.len(),
-        "shaders/ holds {count} .wgsl files but the table lists {}",
+        "shaders/ holds {count} kernel files but the table lists {}",
         Shader::ALL.len()
     );
 }
@@ -42,16 +59,27 @@ fn every_shader_file_validates() {
 #[test]
 fn the_shader_table_matches_the_files() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let library = std::fs::read_to_string(dir.join(LIBRARY_FILE)).unwrap();
+    assert_eq!(
+        library, UNARY_LIBRARY,
+        "{LIBRARY_FILE} differs from the compiled-in library"
+    );
     for shader in Shader::ALL {
         let path = dir.join(format!("{}.wgsl", shader.name()));
         let on_disk =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(
             on_disk,
-            shader.source(),
+            shader.file(),
             "{} differs from the compiled-in source",
             path.display()
         );
-        validate(shader.name(), shader.source());
+        let prefix = if shader.uses_unary() {
+            UNARY_LIBRARY
+        } else {
+            ""
+        };
+        assert_eq!(shader.source(), format!("{prefix}{on_disk}"));
+        validate(shader.name(), shader.source(), true);
     }
 }

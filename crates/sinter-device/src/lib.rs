@@ -16,5 +16,5 @@ pub use adapter::{
 pub use error::{DeviceError, Result};
 pub use gpu::{grid_1d, Dispatch, Gpu, Launch};
 pub use pool::PoolStats;
-pub use shaders::Shader;
+pub use shaders::{Shader, UNARY_LIBRARY};
 pub use wgpu;

@@ -1,5 +1,22 @@
 //! The table of WGSL shader files, one per kernel family, compiled into the binary with `include_str!`.
-//! Every kernel the engine dispatches is an entry point in one of these files.
+//! Every kernel the engine dispatches is an entry point in one of these files. One more file,
+//! `unary.wgsl`, holds functions (no bindings, no entry points) that several families share.
+
+/// `shaders/unary.wgsl`: every unary op, forward and derivative by `UnaryOp::code`, and the
+/// epilogue of a product. Prepended, by plain concatenation, to the files that call it (see
+/// [`Shader::uses_unary`]), so the elementwise kernels and the epilogues inside the matrix-product
+/// and convolution kernels share one definition: a new activation is written once.
+pub const UNARY_LIBRARY: &str = include_str!("../../../shaders/unary.wgsl");
+
+/// A kernel file that calls the unary library: the library, then the file.
+macro_rules! with_unary {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../../shaders/unary.wgsl"),
+            include_str!(concat!("../../../shaders/", $file))
+        )
+    };
+}
 
 /// A WGSL file under `shaders/`. Forward and backward entry points of a family share one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,12 +66,28 @@ impl Shader {
         }
     }
 
+    /// Whether the file calls the functions of [`UNARY_LIBRARY`], compiled in front of it.
+    pub fn uses_unary(self) -> bool {
+        matches!(self, Shader::Elementwise | Shader::Matmul | Shader::Conv2d)
+    }
+
+    /// The file's own text, as it is on disk.
+    pub fn file(self) -> &'static str {
+        let source = self.source();
+        if self.uses_unary() {
+            &source[UNARY_LIBRARY.len()..]
+        } else {
+            source
+        }
+    }
+
+    /// The WGSL compiled for this family: the file, after [`UNARY_LIBRARY`] when it uses it.
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            Shader::Elementwise => with_unary!("elementwise.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
-            Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
-            Shader::Conv2d => include_str!("../../../shaders/conv2d.wgsl"),
+            Shader::Matmul => with_unary!("matmul.wgsl"),
+            Shader::Conv2d => with_unary!("conv2d.wgsl"),
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
             Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../../shaders/optim.wgsl"),

@@ -1,22 +1,26 @@
-//! The planner's fusion pass: folds a bias add and a ReLU into the matrix product or convolution
-//! before them, and a ReLU's gradient mask into the max-pooling gradient before it.
+//! The planner's fusion pass: folds a bias add and any unary activation into the matrix product
+//! or convolution before them (an [`Epilogue`] run inside the product's kernel), and a ReLU's
+//! gradient mask into the max-pooling gradient before it. The rules are the one table in [`fold`].
 
 use crate::graph::{ConvConfig, Node, NodeId, Op, PoolConfig};
-use sinter_ops::elementwise::{BinaryOp, UnaryOp};
+use sinter_ops::elementwise::{BinaryOp, Epilogue, UnaryOp};
 
 /// Operations made by the fusion pass, never recorded by model code. Each computes exactly what
 /// its unfused nodes computed, in the same order of floating-point operations.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fused {
-    /// `y = conv(x, w) + bias`, then ReLU when `relu`; inputs `[x, w, bias]`, bias one value per
-    /// output channel.
-    Conv2dBias { conv: ConvConfig, relu: bool },
-    /// `y = op(a)·op(b) + bias`, then ReLU when `relu`; inputs `[a, b, bias]`, bias one value per
-    /// output column.
-    MatMulBias {
+    /// `y = epilogue(conv(x, w))`; inputs `[x, w]`, then `[bias]` (one value per output channel)
+    /// when the epilogue adds one.
+    Conv2d {
+        conv: ConvConfig,
+        epilogue: Epilogue,
+    },
+    /// `y = epilogue(op(a)·op(b))`; inputs `[a, b]`, then `[bias]` (one value per output column)
+    /// when the epilogue adds one.
+    MatMul {
         trans_a: bool,
         trans_b: bool,
-        relu: bool,
+        epilogue: Epilogue,
     },
     /// The max-pooling gradient followed by the ReLU gradient of the pooled tensor `x` (itself a
     /// ReLU output): `dx = dy` routed to each window's arg-max where `x > 0`; inputs `[x, dy]`.
@@ -24,78 +28,135 @@ pub enum Fused {
 }
 
 impl Fused {
-    pub fn name(&self) -> &'static str {
+    /// `conv2d+bias+relu`, `matmul+gelu`, `max_pool2d_grad+relu_grad`.
+    pub fn name(&self) -> String {
         match self {
-            Fused::Conv2dBias { relu: false, .. } => "conv2d+bias",
-            Fused::Conv2dBias { relu: true, .. } => "conv2d+bias+relu",
-            Fused::MatMulBias { relu: false, .. } => "matmul+bias",
-            Fused::MatMulBias { relu: true, .. } => "matmul+bias+relu",
-            Fused::MaxPool2dGradRelu(_) => "max_pool2d_grad+relu_grad",
+            Fused::Conv2d { epilogue, .. } => format!("conv2d{}", epilogue.suffix()),
+            Fused::MatMul { epilogue, .. } => format!("matmul{}", epilogue.suffix()),
+            Fused::MaxPool2dGradRelu(_) => "max_pool2d_grad+relu_grad".into(),
+        }
+    }
+
+    /// The epilogue of a fused product (None for the other fused ops).
+    pub fn epilogue(&self) -> Option<Epilogue> {
+        match self {
+            Fused::Conv2d { epilogue, .. } | Fused::MatMul { epilogue, .. } => Some(*epilogue),
+            Fused::MaxPool2dGradRelu(_) => None,
+        }
+    }
+}
+
+/// The fusion rules, one arm each: consumer `c`, folded into `p` (the producer of its input
+/// `slot`, whose value nobody else reads), gives this fused op and its inputs.
+fn fold(nodes: &[Node], p: &Node, c: &Node, slot: usize) -> Option<(Fused, Vec<NodeId>)> {
+    match c.op {
+        // product + bias (either order) → epilogue bias, when the bias is one value per channel
+        // (`bias_fits`) and the add does not broadcast the product.
+        Op::Binary(BinaryOp::Add) => {
+            let e = epilogue_of(&p.op).filter(|e| e.is_none())?;
+            let bias = c.inputs[1 - slot];
+            let fits = c.shape == p.shape && bias_fits(&p.op, &nodes[bias].shape, &c.shape);
+            let fused = with_epilogue(&p.op, Epilogue { bias: true, ..e })?;
+            fits.then(|| (fused, vec![p.inputs[0], p.inputs[1], bias]))
+        }
+        // act(product [+ bias]) → epilogue activation, for any unary op.
+        Op::Unary(u) => {
+            let e = epilogue_of(&p.op).filter(|e| e.activation.is_none())?;
+            let e = Epilogue {
+                activation: Some(u),
+                ..e
+            };
+            Some((with_epilogue(&p.op, e)?, p.inputs.clone()))
+        }
+        // relu'(x) · max_pool2d_grad(x, dy), x the pooled ReLU output → one gather with the mask.
+        Op::UnaryGrad(UnaryOp::Relu) => match p.op {
+            Op::MaxPool2dGrad(cfg) if slot == 1 && c.inputs[0] == p.inputs[0] => Some((
+                Fused::MaxPool2dGradRelu(cfg),
+                vec![c.inputs[0], p.inputs[1]],
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The epilogue so far of an op that can take one: a plain product (none yet) or a fused one.
+fn epilogue_of(op: &Op) -> Option<Epilogue> {
+    match op {
+        Op::MatMul { .. } | Op::Conv2d(_) => Some(Epilogue::NONE),
+        Op::Fused(f) => f.epilogue(),
+        _ => None,
+    }
+}
+
+/// The product `op` (plain or fused) with epilogue `epilogue`.
+fn with_epilogue(op: &Op, epilogue: Epilogue) -> Option<Fused> {
+    Some(match *op {
+        Op::MatMul { trans_a, trans_b }
+        | Op::Fused(Fused::MatMul {
+            trans_a, trans_b, ..
+        }) => Fused::MatMul {
+            trans_a,
+            trans_b,
+            epilogue,
+        },
+        Op::Conv2d(conv) | Op::Fused(Fused::Conv2d { conv, .. }) => {
+            Fused::Conv2d { conv, epilogue }
+        }
+        _ => return None,
+    })
+}
+
+/// A bias of one value per channel of y: `[O, 1, 1]` or `[1, O, 1, 1]` over a convolution's
+/// `[N, O, OH, OW]`, `[N]` or `[1, N]` over a product's `[.., M, N]`.
+fn bias_fits(product: &Op, bias: &[usize], y: &[usize]) -> bool {
+    match product {
+        Op::Conv2d(_) | Op::Fused(Fused::Conv2d { .. }) => {
+            y.len() == 4 && matches!(bias, [o, 1, 1] | [1, o, 1, 1] if *o == y[1])
+        }
+        _ => {
+            let n = *y.last().unwrap_or(&0);
+            y.len() >= 2 && matches!(bias, [c] | [1, c] if *c == n)
         }
     }
 }
 
 /// Rewrites fusable chains among the `needed` nodes in place and marks the nodes they absorb as
-/// no longer needed. A chain is fused only when its intermediate values have no other reader
-/// and are not outputs, so nothing else can observe the difference. Returns how many were fused.
+/// no longer needed. Each node is folded into the producer of one of its inputs when a rule of
+/// [`fold`] matches and that producer's value has no other reader and is not an output, so
+/// nothing else can observe the difference; the fused node keeps the consumer's id, so a chain
+/// grows one node at a time (conv, then + bias, then relu). Returns how many chains were fused.
 pub fn fuse(nodes: &mut [Node], needed: &mut [bool], outputs: &[NodeId]) -> usize {
     let mut readers = vec![0usize; nodes.len()];
-    let mut last_reader = vec![usize::MAX; nodes.len()];
     for (i, node) in nodes.iter().enumerate() {
         if needed[i] {
             for &j in &node.inputs {
                 readers[j] += 1;
-                last_reader[j] = i;
             }
         }
     }
     for &o in outputs {
         readers[o] += 1; // an output is read by the caller
     }
-    let private = |readers: &[usize], i: NodeId| readers[i] == 1;
-
     let mut fused = 0;
     for i in 0..nodes.len() {
         if !needed[i] {
             continue;
         }
-        // The tail of a chain: a ReLU of a bias add, or a bias add not followed by a ReLU.
-        let feeds_relu = |j: NodeId| {
-            private(&readers, j)
-                && last_reader[j] != usize::MAX
-                && nodes[last_reader[j]].op == Op::Unary(UnaryOp::Relu)
-        };
-        let (add, relu) = match nodes[i].op {
-            Op::Unary(UnaryOp::Relu) => (nodes[i].inputs[0], true),
-            // A bias add that feeds a ReLU is fused when the ReLU is reached.
-            Op::Binary(BinaryOp::Add) if !feeds_relu(i) => (i, false),
-            _ => (usize::MAX, false),
-        };
-        if add != usize::MAX && (!relu || private(&readers, add)) {
-            if let Some((op, inputs, absorbed)) = bias_chain(nodes, &readers, add, relu) {
-                nodes[i].tag = joined_tags(nodes, &absorbed, i);
-                nodes[i].op = Op::Fused(op);
-                nodes[i].inputs = inputs;
-                for a in absorbed {
-                    needed[a] = false;
-                }
-                fused += 1;
+        for slot in 0..nodes[i].inputs.len().min(2) {
+            let p = nodes[i].inputs[slot];
+            if readers[p] != 1 {
                 continue;
             }
-        }
-        // dx = relu'(x) · max_pool2d_grad(x, dy), with x the pooled ReLU output.
-        if nodes[i].op == Op::UnaryGrad(UnaryOp::Relu) {
-            let (x, dpool) = (nodes[i].inputs[0], nodes[i].inputs[1]);
-            if let Op::MaxPool2dGrad(c) = nodes[dpool].op {
-                let pooled = nodes[dpool].inputs[0];
-                if pooled == x && private(&readers, dpool) {
-                    let dy = nodes[dpool].inputs[1];
-                    nodes[i].tag = joined_tags(nodes, &[dpool], i);
-                    nodes[i].op = Op::Fused(Fused::MaxPool2dGradRelu(c));
-                    nodes[i].inputs = vec![x, dy];
-                    needed[dpool] = false;
+            if let Some((op, inputs)) = fold(nodes, &nodes[p], &nodes[i], slot) {
+                if !matches!(nodes[p].op, Op::Fused(_)) {
                     fused += 1;
                 }
+                nodes[i].tag = joined_tags(nodes, &[p], i);
+                nodes[i].op = Op::Fused(op);
+                nodes[i].inputs = inputs;
+                needed[p] = false;
+                break;
             }
         }
     }
@@ -106,64 +167,13 @@ pub fn fuse(nodes: &mut [Node], needed: &mut [bool], outputs: &[NodeId]) -> usiz
 fn joined_tags(nodes: &[Node], absorbed: &[NodeId], tail: NodeId) -> String {
     let mut tags: Vec<&str> = Vec::new();
     for &j in absorbed.iter().chain(std::iter::once(&tail)) {
-        let t = nodes[j].tag.as_str();
-        if !t.is_empty() && !tags.contains(&t) {
-            tags.push(t);
+        for t in nodes[j].tag.split(" + ") {
+            if !t.is_empty() && !tags.contains(&t) {
+                tags.push(t);
+            }
         }
     }
     tags.join(" + ")
-}
-
-/// If `add` is `product + bias` (either order) with a per-channel (convolution) or per-column
-/// (matrix product) bias and a product nobody else reads: the fused op, its inputs and the nodes
-/// it absorbs.
-fn bias_chain(
-    nodes: &[Node],
-    readers: &[usize],
-    add: NodeId,
-    relu: bool,
-) -> Option<(Fused, Vec<NodeId>, Vec<NodeId>)> {
-    if nodes[add].op != Op::Binary(BinaryOp::Add) {
-        return None;
-    }
-    let [l, r] = nodes[add].inputs[..] else {
-        return None;
-    };
-    let out_shape = &nodes[add].shape;
-    for (product, bias) in [(l, r), (r, l)] {
-        if readers[product] != 1 || nodes[product].shape != *out_shape {
-            continue;
-        }
-        let p = &nodes[product];
-        let b = &nodes[bias].shape;
-        let fused = match p.op {
-            // A bias of [O, 1, 1] or [1, O, 1, 1] over y: [N, O, OH, OW].
-            Op::Conv2d(conv) if conv_bias(b, out_shape) => Fused::Conv2dBias { conv, relu },
-            // A bias of [N] or [1, N] over y: [.., M, N].
-            Op::MatMul { trans_a, trans_b } if column_bias(b, out_shape) => Fused::MatMulBias {
-                trans_a,
-                trans_b,
-                relu,
-            },
-            _ => continue,
-        };
-        let absorbed = if relu {
-            vec![product, add]
-        } else {
-            vec![product]
-        };
-        return Some((fused, vec![p.inputs[0], p.inputs[1], bias], absorbed));
-    }
-    None
-}
-
-fn conv_bias(bias: &[usize], y: &[usize]) -> bool {
-    y.len() == 4 && matches!(bias, [o, 1, 1] | [1, o, 1, 1] if *o == y[1])
-}
-
-fn column_bias(bias: &[usize], y: &[usize]) -> bool {
-    let n = *y.last().unwrap_or(&0);
-    y.len() >= 2 && matches!(bias, [c] | [1, c] if *c == n)
 }
 
 #[cfg(test)]
@@ -195,10 +205,13 @@ mod tests {
         assert_eq!(fuse(&mut graph.nodes, &mut needed, &[out.id]), 1);
         assert_eq!(
             fused_ops(&graph.nodes, &needed),
-            vec![Fused::MatMulBias {
+            vec![Fused::MatMul {
                 trans_a: false,
                 trans_b: false,
-                relu: true
+                epilogue: Epilogue {
+                    bias: true,
+                    activation: Some(UnaryOp::Relu)
+                }
             }]
         );
         assert_eq!(graph.nodes[y.id].inputs, vec![x.id, w.id, b.id]);
@@ -229,5 +242,78 @@ mod tests {
         let mut graph = g.finish();
         let mut needed = vec![true; graph.nodes.len()];
         assert_eq!(fuse(&mut graph.nodes, &mut needed, &[out.id]), 0);
+    }
+
+    #[test]
+    fn any_activation_is_an_epilogue_with_or_without_a_bias() {
+        // A convolution with a bias and tanh, and a product with gelu but no bias.
+        let g = GraphBuilder::new();
+        let x = g.input("x", &[2, 3, 6, 6]);
+        let k = g.input("k", &[4, 3, 3, 3]);
+        let kb = g.input("kb", &[4, 1, 1]);
+        let conv = x.conv2d(&k, ConvConfig::padded(1)).unwrap();
+        let y1 = conv.add(&kb).unwrap().tanh();
+        let a = g.input("a", &[5, 7]);
+        let w = g.input("w", &[7, 3]);
+        let y2 = a.matmul(&w).unwrap().gelu();
+        let out = y1.sum_all().add(&y2.sum_all()).unwrap();
+        let mut graph = g.finish();
+        let mut needed = vec![true; graph.nodes.len()];
+        assert_eq!(fuse(&mut graph.nodes, &mut needed, &[out.id]), 2);
+        assert_eq!(
+            fused_ops(&graph.nodes, &needed),
+            vec![
+                Fused::Conv2d {
+                    conv: ConvConfig::padded(1),
+                    epilogue: Epilogue {
+                        bias: true,
+                        activation: Some(UnaryOp::Tanh)
+                    }
+                },
+                Fused::MatMul {
+                    trans_a: false,
+                    trans_b: false,
+                    epilogue: Epilogue {
+                        bias: false,
+                        activation: Some(UnaryOp::Gelu)
+                    }
+                }
+            ]
+        );
+        assert_eq!(graph.nodes[y1.id].inputs, vec![x.id, k.id, kb.id]);
+        assert_eq!(graph.nodes[y2.id].inputs, vec![a.id, w.id]);
+        assert_eq!(graph.nodes[y1.id].op.name(), "conv2d+bias+tanh");
+    }
+
+    #[test]
+    fn an_epilogue_is_bias_then_activation_only() {
+        // relu(product) + bias: the bias comes after the activation, so only the relu folds.
+        let g = GraphBuilder::new();
+        let x = g.input("x", &[4, 3]);
+        let w = g.input("w", &[3, 5]);
+        let b = g.input("b", &[5]);
+        let out = x
+            .matmul(&w)
+            .unwrap()
+            .relu()
+            .add(&b)
+            .unwrap()
+            .exp()
+            .sum_all();
+        let mut graph = g.finish();
+        let mut needed = vec![true; graph.nodes.len()];
+        assert_eq!(fuse(&mut graph.nodes, &mut needed, &[out.id]), 1);
+        let relu = Epilogue {
+            bias: false,
+            activation: Some(UnaryOp::Relu),
+        };
+        assert_eq!(
+            fused_ops(&graph.nodes, &needed),
+            vec![Fused::MatMul {
+                trans_a: false,
+                trans_b: false,
+                epilogue: relu
+            }]
+        );
     }
 }

@@ -200,7 +200,7 @@ impl Op {
             Op::Attention { .. } => "attention".into(),
             Op::AttentionGrad { .. } => "attention_grad".into(),
             Op::Secondary(k) => format!("output {k}"),
-            Op::Fused(f) => f.name().into(),
+            Op::Fused(f) => f.name(),
             Op::SgdUpdate { .. } => "sgd".into(),
             Op::AdamUpdate { .. } => "adam".into(),
         }
@@ -533,6 +533,11 @@ impl Tensor {
     #[track_caller]
     pub fn sigmoid(&self) -> Tensor {
         self.unary(UnaryOp::Sigmoid)
+    }
+    /// x·σ(x).
+    #[track_caller]
+    pub fn silu(&self) -> Tensor {
+        self.unary(UnaryOp::Silu)
     }
     #[track_caller]
     pub fn exp(&self) -> Tensor {

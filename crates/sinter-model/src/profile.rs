@@ -7,7 +7,6 @@ use crate::fuse::Fused;
 use crate::graph::{NodeId, Op};
 use crate::plan::{self, Plan};
 use rayon::prelude::*;
-use sinter_ops::elementwise::UnaryOp;
 use sinter_ops::matmul::MatmulShape;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -69,16 +68,6 @@ pub const CPU_TIMING: &str = "CPU backend, host clock around each node";
 
 // ---- FLOP and byte counts of plan nodes (the CPU backend's side of Dispatch::flops/bytes) ------
 
-/// Arithmetic per element of a unary forward, counting a transcendental as one (as the WGSL
-/// launch code counts it).
-fn unary_flops(u: UnaryOp) -> u64 {
-    match u {
-        UnaryOp::Gelu => 9,
-        UnaryOp::Sigmoid => 4,
-        _ => 1,
-    }
-}
-
 /// FLOPs and bytes of node `i` of `plan`, by the conventions of the WGSL launches: a matrix
 /// product is 2·m·n·k per batch item, a convolution (and each of its gradients)
 /// 2·N·O·OH·OW·C·KH·KW, and bytes are 4 per f32 value read or written once (inputs and outputs;
@@ -99,8 +88,8 @@ pub fn node_cost(plan: &Plan, i: NodeId) -> (u64, u64) {
             .expect("checked when recorded")
             .flops(),
         Op::Conv2dGradWeight(c) => plan::conv_kernel_shape(plan, node.inputs[0], i, *c).flops(),
-        Op::Unary(u) => unary_flops(*u) * len,
-        Op::UnaryGrad(u) => (unary_flops(*u) + 2) * len,
+        Op::Unary(u) => u.flops() * len,
+        Op::UnaryGrad(u) => (u.flops() + 2) * len,
         Op::Affine { .. } => 2 * len,
         Op::Binary(_) => len,
         Op::BroadcastTo | Op::Embedding | Op::Reshape => 0,
@@ -138,17 +127,17 @@ pub fn node_cost(plan: &Plan, i: NodeId) -> (u64, u64) {
             let (d, rows) = (s.head_dim as u64, (s.batch * s.seq * s.heads) as u64);
             rows * 2 * d + s.pairs() * (14 * d + 8)
         }
-        Op::Fused(Fused::Conv2dBias { conv, relu }) => {
+        Op::Fused(Fused::Conv2d { conv, epilogue }) => {
             let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *conv);
-            s.flops() + len * (1 + *relu as u64)
+            s.flops() + len * epilogue.flops()
         }
-        Op::Fused(Fused::MatMulBias {
+        Op::Fused(Fused::MatMul {
             trans_a,
             trans_b,
-            relu,
+            epilogue,
         }) => {
             let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-            s.flops() + len * (1 + *relu as u64)
+            s.flops() + len * epilogue.flops()
         }
         Op::Fused(Fused::MaxPool2dGradRelu(c)) => {
             let p = plan::pool_kernel_shape(shape(0), *c);
@@ -184,7 +173,7 @@ pub fn node_shapes(plan: &Plan, i: NodeId) -> String {
     let node = &plan.nodes[i];
     let (ta, tb) = match node.op {
         Op::MatMul { trans_a, trans_b }
-        | Op::Fused(Fused::MatMulBias {
+        | Op::Fused(Fused::MatMul {
             trans_a, trans_b, ..
         }) => (trans_a, trans_b),
         _ => (false, false),

@@ -132,6 +132,7 @@ fn unary_rules() {
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Square,
+        UnaryOp::Silu,
     ] {
         check(case(op.name(), &[&[3, 7]]), |x| Ok(x[0].unary(op)));
     }
@@ -233,7 +234,8 @@ fn convolution_rules() {
 }
 
 /// The chains the planner fuses (conv + bias + ReLU, then max-pooling whose gradient takes the
-/// ReLU mask; linear + bias with and without ReLU), checked as `check` does: unfused and fused.
+/// ReLU mask; linear + bias with and without ReLU; bias before other activations), checked as
+/// `check` does: unfused and fused.
 #[test]
 fn fused_chain_rules() {
     check(
@@ -259,6 +261,27 @@ fn fused_chain_rules() {
     check(case("bias + linear", &[&[5, 7], &[7, 6], &[6]]), |x| {
         x[2].add(&x[0].matmul(&x[1])?)
     });
+    // Activations whose gradient reads the pre-activation: only the bias folds in training.
+    check(
+        case(
+            "conv + bias + tanh",
+            &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4, 1, 1]],
+        ),
+        |x| {
+            Ok(x[0]
+                .conv2d(&x[1], ConvConfig::padded(1))?
+                .add(&x[2])?
+                .tanh())
+        },
+    );
+    check(
+        case("linear + bias + gelu", &[&[5, 7], &[7, 6], &[6]]),
+        |x| Ok(x[0].matmul(&x[1])?.add(&x[2])?.gelu()),
+    );
+    check(
+        case("linear + bias + silu", &[&[5, 7], &[7, 6], &[6]]),
+        |x| Ok(x[0].matmul(&x[1])?.add(&x[2])?.silu()),
+    );
 }
 
 #[test]

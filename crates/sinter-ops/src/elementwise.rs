@@ -1,5 +1,5 @@
-//! Elementwise ops: one-input functions, two-input functions with numpy broadcasting, and the
-//! broadcasting rules both backends follow.
+//! Elementwise ops: one-input functions, two-input functions with numpy broadcasting, the
+//! broadcasting rules both backends follow, and the epilogue a product kernel applies to its outputs.
 
 /// A one-input elementwise function. Its gradient is recomputed from the forward input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,10 +19,12 @@ pub enum UnaryOp {
     Square,
     /// 1 / x.
     Recip,
+    /// x·σ(x) (SiLU, swish).
+    Silu,
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 11] = [
+    pub const ALL: [UnaryOp; 12] = [
         UnaryOp::Relu,
         UnaryOp::Gelu,
         UnaryOp::Tanh,
@@ -34,6 +36,7 @@ impl UnaryOp {
         UnaryOp::Abs,
         UnaryOp::Square,
         UnaryOp::Recip,
+        UnaryOp::Silu,
     ];
 
     /// The value of the WGSL override `OP` that selects this op.
@@ -54,6 +57,7 @@ impl UnaryOp {
             UnaryOp::Abs => "abs",
             UnaryOp::Square => "square",
             UnaryOp::Recip => "recip",
+            UnaryOp::Silu => "silu",
         }
     }
 
@@ -62,8 +66,47 @@ impl UnaryOp {
         match self {
             UnaryOp::Gelu => 9,
             UnaryOp::Sigmoid => 4,
+            UnaryOp::Silu => 5,
             UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Recip => 1,
             UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt => 1,
+        }
+    }
+}
+
+/// What a matrix product or convolution does to each output before storing it: add the bias of
+/// its channel (output column of a product, output channel of a convolution), then apply an
+/// activation. The planner folds the bias add and unary nodes after a product into one
+/// (`fuse.rs`); both backends compute it exactly as the separate nodes would: `act(v + bias)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Epilogue {
+    /// Adds one bias value per channel (the kernel then takes a bias operand).
+    pub bias: bool,
+    /// Any unary op, applied after the bias.
+    pub activation: Option<UnaryOp>,
+}
+
+impl Epilogue {
+    /// The plain product: outputs stored as computed.
+    pub const NONE: Epilogue = Epilogue {
+        bias: false,
+        activation: None,
+    };
+
+    pub fn is_none(self) -> bool {
+        self == Self::NONE
+    }
+
+    /// Arithmetic per output element (the bias add, then the activation's).
+    pub fn flops(self) -> u64 {
+        self.bias as u64 + self.activation.map_or(0, UnaryOp::flops)
+    }
+
+    /// `+bias+relu`, `+gelu`, or empty: appended to the product's name.
+    pub fn suffix(self) -> String {
+        let bias = if self.bias { "+bias" } else { "" };
+        match self.activation {
+            Some(u) => format!("{bias}+{}", u.name()),
+            None => bias.to_string(),
         }
     }
 }

@@ -1,6 +1,8 @@
-//! Launch builders for 2-D convolution (NCHW, no groups, no bias; PyTorch semantics): forward, input
+//! Launch builders for 2-D convolution (NCHW, no groups; PyTorch semantics): forward, input
 //! gradient and weight gradient, each an implicit GEMM in `shaders/conv2d.wgsl` (no im2col buffer).
+//! The forward runs an epilogue (bias per output channel, any unary activation) inside the kernel.
 
+use super::EpilogueArgs;
 use crate::{grid_1d, DeviceError, Dispatch, Gpu, Launch, Result, Shader};
 
 /// Invocations per workgroup of every conv2d entry point (`WG` in the WGSL).
@@ -78,6 +80,7 @@ fn launch(
     pass: Pass,
     buffers: [&wgpu::Buffer; 3],
     shape: &Conv2dShape,
+    epilogue: EpilogueArgs<'_>,
     tag: &str,
 ) -> Result<Dispatch> {
     let entry = match pass {
@@ -109,16 +112,28 @@ fn launch(
     let tm = rows_per_invocation(rows);
     let [gx, gy, _] = grid_1d((cols as u32).div_ceil(cols_per_group), limit);
     let workgroups = [gx, gy, (rows as u32).div_ceil(tm)];
-    let bytes = 4 * (x + w + y) as u64;
+    let e = epilogue.epilogue();
+    if let Some(bias) = epilogue.bias {
+        check_buffer(entry, "bias", bias, shape.c_out, &described)?;
+    }
+    let bias_read = if e.bias { shape.c_out } else { 0 };
+    let bytes = 4 * (x + w + y + bias_read) as u64;
+    let mut overrides = vec![("TM", tm as f64)];
+    let mut bound = buffers.to_vec();
+    // Only the forward has an epilogue (and the bias binding).
+    if let Pass::Forward = pass {
+        overrides.extend(epilogue.overrides());
+        bound.push(epilogue.bias_or(buffers[0]));
+    }
     gpu.prepare(Launch {
         shader: Shader::Conv2d,
         entry,
-        overrides: &[("TM", tm as f64)],
+        overrides: &overrides,
         params: &params(shape),
-        buffers: &buffers,
+        buffers: &bound,
         workgroups,
         tag: tag.to_string(),
-        flops: shape.flops(),
+        flops: shape.flops() + e.flops() * y as u64,
         bytes,
     })
 }
@@ -132,7 +147,28 @@ pub fn conv2d_forward(
     shape: &Conv2dShape,
     tag: &str,
 ) -> Result<Dispatch> {
-    launch(gpu, Pass::Forward, [x, w, y], shape, tag)
+    launch(
+        gpu,
+        Pass::Forward,
+        [x, w, y],
+        shape,
+        EpilogueArgs::NONE,
+        tag,
+    )
+}
+
+/// y = epilogue(conv2d(x, w)), the bias one value per output channel: the planner's fused
+/// convolution, one dispatch. x: [N, C, H, W], w: [O, C, KH, KW], bias: [O] → y: [N, O, OH, OW].
+pub fn conv2d_forward_epilogue(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    shape: &Conv2dShape,
+    epilogue: EpilogueArgs<'_>,
+    tag: &str,
+) -> Result<Dispatch> {
+    launch(gpu, Pass::Forward, [x, w, y], shape, epilogue, tag)
 }
 
 /// dx = ∂L/∂x given dy = ∂L/∂y. dy: [N, O, OH, OW], w: [O, C, KH, KW] → dx: [N, C, H, W]
@@ -145,7 +181,14 @@ pub fn conv2d_grad_input(
     shape: &Conv2dShape,
     tag: &str,
 ) -> Result<Dispatch> {
-    launch(gpu, Pass::GradInput, [dy, w, dx], shape, tag)
+    launch(
+        gpu,
+        Pass::GradInput,
+        [dy, w, dx],
+        shape,
+        EpilogueArgs::NONE,
+        tag,
+    )
 }
 
 /// dw = ∂L/∂w given dy = ∂L/∂y. x: [N, C, H, W], dy: [N, O, OH, OW] → dw: [O, C, KH, KW]
@@ -158,7 +201,14 @@ pub fn conv2d_grad_weight(
     shape: &Conv2dShape,
     tag: &str,
 ) -> Result<Dispatch> {
-    launch(gpu, Pass::GradWeight, [x, dy, dw], shape, tag)
+    launch(
+        gpu,
+        Pass::GradWeight,
+        [x, dy, dw],
+        shape,
+        EpilogueArgs::NONE,
+        tag,
+    )
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::shaders::Shader;
 const WG: usize = 256;
 
 pub use sinter_ops::elementwise::{
-    broadcast_shape, broadcast_strides, BinaryOp, UnaryOp, MAX_RANK,
+    broadcast_shape, broadcast_strides, BinaryOp, Epilogue, UnaryOp, MAX_RANK,
 };
 
 /// Merges adjacent axes that both operands walk contiguously (or both broadcast), and drops
@@ -100,43 +100,6 @@ pub fn unary(
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
         flops: op.flops() * len as u64,
-        bytes: 8 * len as u64,
-    })
-}
-
-/// y = y + bias[(i / inner) % channels], then ReLU when `relu`, in place: the epilogue of a fused
-/// convolution (`inner` = OH·OW, `channels` = O) or linear layer (`inner` = 1, `channels` = N).
-// bias: [channels], y: [len]
-#[allow(clippy::too_many_arguments)] // the epilogue's geometry is three numbers
-pub fn bias_act(
-    gpu: &Gpu,
-    bias: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    len: usize,
-    inner: usize,
-    channels: usize,
-    relu: bool,
-    tag: &str,
-) -> Result<Dispatch> {
-    let name = "bias_act";
-    check_len(name, "y", len)?;
-    if inner == 0 || channels == 0 || len % (inner * channels) != 0 {
-        return Err(DeviceError::BadShape {
-            op: name.into(),
-            detail: format!("{len} elements are not whole runs of {inner} × {channels} channels"),
-        });
-    }
-    check_buffer(name, "bias", bias, channels)?;
-    check_buffer(name, "y", y, len)?;
-    gpu.prepare(Launch {
-        shader: Shader::Elementwise,
-        entry: "bias_act",
-        overrides: &[],
-        params: &[len as u32, inner as u32, channels as u32, relu as u32],
-        buffers: &[bias, y],
-        workgroups: grid_for(gpu, len, WG),
-        tag: tag.to_string(),
-        flops: (1 + relu as u64) * len as u64,
         bytes: 8 * len as u64,
     })
 }

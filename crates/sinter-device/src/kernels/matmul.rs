@@ -1,6 +1,8 @@
 //! Launch builders for `shaders/matmul.wgsl`: batched C = op(A)·op(B), with transposed operands
 //! and broadcast batch strides, in numbered variants; [`matmul`] picks the best for the adapter.
+//! Every variant runs an epilogue (bias per column, any unary activation) inside the kernel.
 
+use super::EpilogueArgs;
 use crate::adapter::AdapterClass;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
@@ -82,10 +84,26 @@ pub fn matmul(
     shape: &MatmulShape,
     tag: &str,
 ) -> Result<Dispatch> {
-    matmul_with(gpu, MatmulVariant::best_for(gpu), a, b, c, shape, tag)
+    matmul_epilogue(gpu, a, b, c, shape, EpilogueArgs::NONE, tag)
 }
 
-/// C = op(A)·op(B) with a chosen variant: the benchmark's entry, and `matmul`'s.
+/// C = epilogue(op(A)·op(B)), the bias one value per column of C, with the variant best for this
+/// adapter: the planner's fused linear layer, one dispatch.
+// a, b, c as in `matmul`; bias: [n]
+pub fn matmul_epilogue(
+    gpu: &Gpu,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+    shape: &MatmulShape,
+    epilogue: EpilogueArgs<'_>,
+    tag: &str,
+) -> Result<Dispatch> {
+    let variant = MatmulVariant::best_for(gpu);
+    matmul_with_epilogue(gpu, variant, a, b, c, shape, epilogue, tag)
+}
+
+/// C = op(A)·op(B) with a chosen variant: the benchmark's entry.
 pub fn matmul_with(
     gpu: &Gpu,
     variant: MatmulVariant,
@@ -93,6 +111,21 @@ pub fn matmul_with(
     b: &wgpu::Buffer,
     c: &wgpu::Buffer,
     shape: &MatmulShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    matmul_with_epilogue(gpu, variant, a, b, c, shape, EpilogueArgs::NONE, tag)
+}
+
+/// C = epilogue(op(A)·op(B)) with a chosen variant: every other launch builder's entry.
+#[allow(clippy::too_many_arguments)] // the product's three operands, its shape and epilogue
+pub fn matmul_with_epilogue(
+    gpu: &Gpu,
+    variant: MatmulVariant,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+    shape: &MatmulShape,
+    epilogue: EpilogueArgs<'_>,
     tag: &str,
 ) -> Result<Dispatch> {
     let s = shape;
@@ -128,6 +161,16 @@ pub fn matmul_with(
             )));
         }
     }
+    if let Some(bias) = epilogue.bias {
+        gpu.check_binding("matmul", bias.size())?;
+        if bias.size() < s.n as u64 * 4 {
+            return Err(bad_shape(format!(
+                "{s}: the bias holds {} f32 values but C has {} columns",
+                bias.size() / 4,
+                s.n
+            )));
+        }
+    }
     // A batch longer than the dispatch limit folds `fold` batch items into the grid's y axis
     // (see `place` in matmul.wgsl); a grid that still does not fit is refused by `prepare`.
     let limit = gpu.limits.max_compute_workgroups_per_dimension as usize;
@@ -146,6 +189,7 @@ pub fn matmul_with(
     let c_vec4 = s.n % 4 == 0;
     let flag = |x: bool| if x { 1.0 } else { 0.0 };
     let mut overrides = vec![("TRANS_A", flag(s.trans_a)), ("TRANS_B", flag(s.trans_b))];
+    overrides.extend(epilogue.overrides());
     match variant {
         MatmulVariant::V3Tiled => overrides.push(("ALIGNED", flag(a_vec4 && b_vec4 && c_vec4))),
         MatmulVariant::V4Wide => overrides.extend([
@@ -177,16 +221,18 @@ pub fn matmul_with(
     } else {
         s.batch * s.k * s.n
     };
+    let e = epilogue.epilogue();
+    let bias_read = if e.bias { s.n } else { 0 };
     gpu.prepare(Launch {
         shader: Shader::Matmul,
         entry: variant.entry(),
         overrides: &overrides,
         params: &params,
-        buffers: &[a, b, c],
+        buffers: &[a, b, c, epilogue.bias_or(a)],
         workgroups,
         tag: tag.to_string(),
-        flops: s.flops(),
-        bytes: 4 * (a_read + b_read + s.c_len()) as u64,
+        flops: s.flops() + e.flops() * s.c_len() as u64,
+        bytes: 4 * (a_read + b_read + bias_read + s.c_len()) as u64,
     })
 }
 

@@ -12,3 +12,48 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
+
+use sinter_ops::elementwise::{Epilogue, UnaryOp};
+
+/// The epilogue a matrix-product or convolution launch runs inside its kernel, with its bias
+/// buffer: each output v of channel j is stored as `activation(v + bias[j])` (see
+/// [`Epilogue`]). The default is none: outputs stored as computed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EpilogueArgs<'a> {
+    /// One value per channel (output column of a product, output channel of a convolution).
+    pub bias: Option<&'a wgpu::Buffer>,
+    pub activation: Option<UnaryOp>,
+}
+
+impl<'a> EpilogueArgs<'a> {
+    pub const NONE: EpilogueArgs<'static> = EpilogueArgs {
+        bias: None,
+        activation: None,
+    };
+
+    /// What the kernel computes, without the buffer.
+    pub fn epilogue(&self) -> Epilogue {
+        Epilogue {
+            bias: self.bias.is_some(),
+            activation: self.activation,
+        }
+    }
+
+    /// The `HAS_BIAS` and `ACT` overrides of the product kernels.
+    pub(crate) fn overrides(&self) -> [(&'static str, f64); 2] {
+        let act = self.activation.map_or(NO_ACT, UnaryOp::code);
+        [
+            ("HAS_BIAS", if self.bias.is_some() { 1.0 } else { 0.0 }),
+            ("ACT", act as f64),
+        ]
+    }
+
+    /// The buffer for the kernel's bias binding: the bias, or `stand_in` (never read) without one,
+    /// since every launch of the entry point binds something there.
+    pub(crate) fn bias_or(&self, stand_in: &'a wgpu::Buffer) -> &'a wgpu::Buffer {
+        self.bias.unwrap_or(stand_in)
+    }
+}
+
+/// `NO_ACT` in unary.wgsl: the `ACT` override of a kernel without an activation.
+const NO_ACT: u32 = u32::MAX;

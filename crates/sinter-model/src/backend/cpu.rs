@@ -437,17 +437,19 @@ impl<T: Real> CpuProgram<T> {
             Op::MaxPool2d(c) => {
                 cpu::pool::max_pool2d(x(0), y, &plan::pool_kernel_shape(shape(0), *c))
             }
-            Op::Fused(Fused::Conv2dBias { conv, relu }) => {
+            Op::Fused(Fused::Conv2d { conv, epilogue: e }) => {
                 let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], node.inputs[1], *conv);
-                cpu::conv::conv2d_forward_bias(x(0), x(1), x(2), *relu, y, &s)
+                let bias = e.bias.then(|| x(2));
+                cpu::conv::conv2d_forward_epilogue(x(0), x(1), bias, e.activation, y, &s)
             }
-            Op::Fused(Fused::MatMulBias {
+            Op::Fused(Fused::MatMul {
                 trans_a,
                 trans_b,
-                relu,
+                epilogue: e,
             }) => {
                 let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-                cpu::matmul::matmul_bias(x(0), x(1), x(2), *relu, y, &s)
+                let bias = e.bias.then(|| x(2));
+                cpu::matmul::matmul_epilogue(x(0), x(1), bias, e.activation, y, &s)
             }
             Op::Fused(Fused::MaxPool2dGradRelu(c)) => cpu::pool::max_pool2d_grad_relu(
                 x(0),

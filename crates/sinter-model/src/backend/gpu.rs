@@ -10,6 +10,7 @@ use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
 use sinter_device::kernels::{
     attention, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce, softmax,
+    EpilogueArgs,
 };
 use sinter_device::{wgpu, Dispatch, Gpu};
 use std::time::Instant;
@@ -305,25 +306,26 @@ impl GpuBackend {
             Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Reshape => {
                 unreachable!("{} is not executed", node.op.name())
             }
-            // A fused node is its product, then the epilogue in place on the product's output.
-            Op::Fused(Fused::Conv2dBias { conv, relu }) => {
+            // A fused product runs its epilogue inside its kernel: one dispatch.
+            Op::Fused(Fused::Conv2d { conv, epilogue: e }) => {
                 let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *conv);
-                let [oh, ow] = s.out_hw().expect("checked when recorded");
-                return Ok(vec![
-                    conv::conv2d_forward(gpu, input(0), input(1), y(), &s, tag)?,
-                    elementwise::bias_act(gpu, input(2), y(), len, oh * ow, s.c_out, *relu, tag)?,
-                ]);
+                let e = EpilogueArgs {
+                    bias: e.bias.then(|| input(2)),
+                    activation: e.activation,
+                };
+                conv::conv2d_forward_epilogue(gpu, input(0), input(1), y(), &s, e, tag)?
             }
-            Op::Fused(Fused::MatMulBias {
+            Op::Fused(Fused::MatMul {
                 trans_a,
                 trans_b,
-                relu,
+                epilogue: e,
             }) => {
                 let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-                return Ok(vec![
-                    matmul::matmul(gpu, input(0), input(1), y(), &s, tag)?,
-                    elementwise::bias_act(gpu, input(2), y(), len, 1, s.n, *relu, tag)?,
-                ]);
+                let e = EpilogueArgs {
+                    bias: e.bias.then(|| input(2)),
+                    activation: e.activation,
+                };
+                matmul::matmul_epilogue(gpu, input(0), input(1), y(), &s, e, tag)?
             }
             Op::Fused(Fused::MaxPool2dGradRelu(c)) => {
                 let s = plan::pool_kernel_shape(shape(0), *c);

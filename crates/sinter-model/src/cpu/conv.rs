@@ -1,7 +1,7 @@
-//! CPU 2-D convolution (NCHW, no groups; bias and ReLU only as a fused epilogue): forward, input gradient and weight gradient as
+//! CPU 2-D convolution (NCHW, no groups; bias and activation only as a fused epilogue): forward, input gradient and weight gradient as
 //! im2col + GEMM (the `gemm` crate) and col2im, parallel over the batch. The CPU backend trains with these.
 
-use super::elementwise::bias_relu;
+use super::elementwise::epilogue_value;
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -368,27 +368,17 @@ fn spread(n: usize) -> (bool, Parallelism) {
 
 /// y = conv2d(x, w). Panics with the shapes when the shape is invalid or a slice is too short. x: [N, C, H, W], w: [O, C, KH, KW] → y: [N, O, OH, OW] (overwritten).
 pub fn conv2d_forward<T: Real>(x: &[T], w: &[T], y: &mut [T], s: &Conv2dShape) {
-    conv2d_forward_epilogue(x, w, None, y, s)
+    conv2d_forward_epilogue(x, w, None, None, y, s)
 }
 
-/// y = conv2d(x, w) + bias (one value per output channel), then ReLU when `relu`: the planner's
-/// fused convolution, applied to each image while its output is still in cache.
-pub fn conv2d_forward_bias<T: Real>(
+/// y = activation(conv2d(x, w) + bias), the bias one value per output channel and both optional:
+/// the planner's fused convolution (`fuse.rs`), the epilogue applied to each image while its
+/// output is still in cache. x: [N, C, H, W], w: [O, C, KH, KW], bias: [O] → y: [N, O, OH, OW].
+pub fn conv2d_forward_epilogue<T: Real>(
     x: &[T],
     w: &[T],
-    bias: &[T],
-    relu: bool,
-    y: &mut [T],
-    s: &Conv2dShape,
-) {
-    conv2d_forward_epilogue(x, w, Some((bias, relu)), y, s)
-}
-
-/// The convolution, with the bias-and-ReLU epilogue when one is given.
-fn conv2d_forward_epilogue<T: Real>(
-    x: &[T],
-    w: &[T],
-    epilogue: Option<(&[T], bool)>,
+    bias: Option<&[T]>,
+    activation: Option<sinter_ops::elementwise::UnaryOp>,
     y: &mut [T],
     s: &Conv2dShape,
 ) {
@@ -397,7 +387,7 @@ fn conv2d_forward_epilogue<T: Real>(
         s,
         [("x", x.len()), ("w", w.len()), ("y", y.len())],
     );
-    if let Some((b, _)) = epilogue {
+    if let Some(b) = bias {
         assert!(
             b.len() >= g.o,
             "conv2d_forward: {} bias values for {} channels",
@@ -419,10 +409,11 @@ fn conv2d_forward_epilogue<T: Real>(
         };
         let (w, col) = (View::rows(w, k), View::rows(col, p));
         matmul(g.o, p, k, yn, false, w, col, par);
-        if let Some((bias, relu)) = epilogue {
-            for (row, &b) in yn.chunks_exact_mut(p).zip(bias) {
+        if bias.is_some() || activation.is_some() {
+            for (o, row) in yn.chunks_exact_mut(p).enumerate() {
+                let b = bias.map(|b| b[o]);
                 for v in row {
-                    *v = bias_relu(*v, b, relu);
+                    *v = epilogue_value(*v, b, activation);
                 }
             }
         }

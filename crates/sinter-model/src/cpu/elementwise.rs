@@ -33,18 +33,21 @@ pub fn unary_value<T: Real>(op: UnaryOp, v: T) -> T {
         UnaryOp::Abs => v.abs(),
         UnaryOp::Square => v * v,
         UnaryOp::Recip => one / v,
+        UnaryOp::Silu => v * sigmoid(v),
     }
 }
 
-/// The epilogue the planner fuses into a product (`fuse.rs`): `v + bias`, then ReLU when `relu`,
-/// computed exactly as the separate add and ReLU nodes would.
+/// The epilogue the planner fuses into a product (`fuse.rs`) on one output: `v + bias` when there
+/// is a bias, then the activation, computed exactly as the separate add and unary nodes would.
 #[inline]
-pub fn bias_relu<T: Real>(v: T, bias: T, relu: bool) -> T {
-    let v = v + bias;
-    if relu {
-        unary_value(UnaryOp::Relu, v)
-    } else {
-        v
+pub fn epilogue_value<T: Real>(v: T, bias: Option<T>, activation: Option<UnaryOp>) -> T {
+    let v = match bias {
+        Some(b) => v + b,
+        None => v,
+    };
+    match activation {
+        Some(op) => unary_value(op, v),
+        None => v,
     }
 }
 
@@ -86,6 +89,8 @@ pub fn unary_deriv<T: Real>(op: UnaryOp, v: T) -> T {
         }
         UnaryOp::Square => T::of(2.0) * v,
         UnaryOp::Recip => -one / (v * v),
+        // d/dv v·σ(v) = σ(v) + v·σ'(v)
+        UnaryOp::Silu => sigmoid(v) + v * sigmoid_grad(v),
     }
 }
 

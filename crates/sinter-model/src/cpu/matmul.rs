@@ -1,10 +1,11 @@
 //! CPU matrix products: the CPU backend's GEMM and the reference the WGSL matmul kernels are tested
 //! against. The `gemm` crate packs and vectorizes like a BLAS and reads transposes through strides.
 
-use super::elementwise::bias_relu;
+use super::elementwise::epilogue_value;
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
+use sinter_ops::elementwise::UnaryOp;
 use sinter_ops::matmul::MatmulShape;
 
 /// Below this many multiply-adds a product runs on one thread: splitting it costs more than it saves.
@@ -54,26 +55,29 @@ pub fn matmul<T: Real>(a: &[T], b: &[T], c: &mut [T], s: &MatmulShape) {
     }
 }
 
-/// C = op(A)·op(B) + bias (one value per column of C), then ReLU when `relu`: the planner's
-/// fused linear layer.
-pub fn matmul_bias<T: Real>(
+/// C = activation(op(A)·op(B) + bias), the bias one value per column of C and both optional:
+/// the planner's fused product (`fuse.rs`), the epilogue applied row by row as the product ends.
+// a, b, c as in `matmul`; bias: [n]
+pub fn matmul_epilogue<T: Real>(
     a: &[T],
     b: &[T],
-    bias: &[T],
-    relu: bool,
+    bias: Option<&[T]>,
+    activation: Option<UnaryOp>,
     c: &mut [T],
     s: &MatmulShape,
 ) {
     matmul(a, b, c, s);
-    assert!(
-        bias.len() >= s.n,
-        "matmul_bias: {} bias values for {s}",
-        bias.len()
-    );
-    let (bias, c) = (&bias[..s.n], &mut c[..s.c_len()]);
+    if let Some(bias) = bias {
+        assert!(
+            bias.len() >= s.n,
+            "matmul: {} bias values for {s}",
+            bias.len()
+        );
+    }
+    let c = &mut c[..s.c_len()];
     let epilogue = |row: &mut [T]| {
-        for (v, &b) in row.iter_mut().zip(bias) {
-            *v = bias_relu(*v, b, relu);
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = epilogue_value(*v, bias.map(|b| b[j]), activation);
         }
     };
     if c.len() >= 1 << 15 {
