@@ -12,14 +12,19 @@ pub enum Fused {
     /// `y = epilogue(conv(x, w))`; inputs `[x, w]`, then `[bias]` (one value per output channel)
     /// when the epilogue adds one.
     Conv2d {
+        /// Stride, padding and dilation of the convolution.
         conv: ConvConfig,
+        /// What is applied to each output.
         epilogue: Epilogue,
     },
     /// `y = epilogue(op(a)·op(b))`; inputs `[a, b]`, then `[bias]` (one value per output column)
     /// when the epilogue adds one.
     MatMul {
+        /// A is read transposed.
         trans_a: bool,
+        /// B is read transposed.
         trans_b: bool,
+        /// What is applied to each output.
         epilogue: Epilogue,
     },
     /// The max-pooling gradient followed by the ReLU gradient of the pooled tensor `x` (itself a

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fuse;
 pub mod graph;
 pub mod lm;
+pub mod lower;
 pub mod nn;
 pub mod nn_seq;
 pub mod optim;

@@ -2,16 +2,9 @@
 //! liveness, so buffers are reused within a step and the peak memory is known before the step runs.
 
 use crate::error::{ModelError, Result};
-use crate::graph::{conv_shape, pool_shape, Graph, Node, NodeId, Op};
+use crate::graph::{Graph, Node, NodeId, Op};
+use crate::lower::{self, Launch};
 use crate::vars::VarId;
-use sinter_ops::attention::AttentionShape;
-use sinter_ops::conv::Conv2dShape;
-use sinter_ops::embedding::EmbeddingShape;
-use sinter_ops::loss::CrossEntropyShape;
-use sinter_ops::matmul::MatmulShape;
-use sinter_ops::norm::LayerNormShape;
-use sinter_ops::pool::Pool2dShape;
-use sinter_ops::softmax::RowsShape;
 
 /// Where a node's value lives while the step runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +24,9 @@ pub struct Plan {
     pub nodes: Vec<Node>,
     /// Nodes to execute, in order (leaves and reshapes are not executed).
     pub order: Vec<NodeId>,
+    /// What each node of `order` runs, lowered once (same order).
+    pub launches: Vec<Launch>,
+    /// Where each node's value lives, by node id.
     pub storage: Vec<Storage>,
     /// Capacity of each slot, in elements.
     pub slots: Vec<usize>,
@@ -40,6 +36,7 @@ pub struct Plan {
     pub inputs: Vec<NodeId>,
     /// Values read back after each run, in order.
     pub outputs: Vec<NodeId>,
+    /// What the step needs, known before it runs.
     pub memory: MemoryReport,
     /// Whether values share buffers over time. Without reuse every value keeps its own buffer
     /// until the step ends, so all of them can be read back afterwards (anomaly detection).
@@ -59,6 +56,7 @@ pub struct MemoryReport {
     pub variable_bytes: u64,
     /// The largest single buffer.
     pub largest_buffer_bytes: u64,
+    /// Number of planned buffers.
     pub buffers: usize,
 }
 
@@ -280,9 +278,14 @@ impl Plan {
             memory.peak_live_bytes,
             memory.unshared_bytes
         );
+        let launches = order
+            .iter()
+            .map(|&i| lower::lower(&nodes, &extras, i))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Plan {
             nodes,
             order,
+            launches,
             storage,
             slots,
             extras,
@@ -308,91 +311,9 @@ impl Plan {
         Ok(())
     }
 
+    /// The shape of node `id`'s value.
     pub fn shape(&self, id: NodeId) -> &[usize] {
         &self.nodes[id].shape
-    }
-}
-
-// ---- kernel shapes of graph ops, shared by both backends ----------------------------------------
-
-/// The kernel shape of a (possibly batched) matrix product node.
-pub fn matmul_kernel_shape(a: &[usize], b: &[usize], trans_a: bool, trans_b: bool) -> MatmulShape {
-    let (ra, rb) = (a.len(), b.len());
-    let (m, k) = if trans_a {
-        (a[ra - 1], a[ra - 2])
-    } else {
-        (a[ra - 2], a[ra - 1])
-    };
-    let n = if trans_b { b[rb - 2] } else { b[rb - 1] };
-    let batch_a: usize = a[..ra - 2].iter().product();
-    let batch_b: usize = b[..rb - 2].iter().product();
-    MatmulShape {
-        batch: batch_a.max(batch_b),
-        m,
-        n,
-        k,
-        trans_a,
-        trans_b,
-        a_batch_stride: if ra > 2 { m * k } else { 0 },
-        b_batch_stride: if rb > 2 { k * n } else { 0 },
-    }
-}
-
-pub fn conv_kernel_shape(
-    plan: &Plan,
-    x: NodeId,
-    w: NodeId,
-    c: crate::graph::ConvConfig,
-) -> Conv2dShape {
-    conv_shape(plan.shape(x), plan.shape(w), c).expect("checked when recorded")
-}
-
-pub fn pool_kernel_shape(x: &[usize], c: crate::graph::PoolConfig) -> Pool2dShape {
-    pool_shape(x, c).expect("checked when recorded")
-}
-
-/// A tensor as rows of its last axis.
-pub fn rows_shape(x: &[usize]) -> RowsShape {
-    let cols = *x.last().expect("rank ≥ 1");
-    RowsShape {
-        rows: x.iter().product::<usize>() / cols.max(1),
-        cols,
-    }
-}
-
-pub fn layer_norm_shape(x: &[usize], eps: f32) -> LayerNormShape {
-    let r = rows_shape(x);
-    LayerNormShape {
-        rows: r.rows,
-        dim: r.cols,
-        eps,
-    }
-}
-
-pub fn embedding_shape(ids: &[usize], table: &[usize]) -> EmbeddingShape {
-    EmbeddingShape {
-        tokens: ids.iter().product(),
-        vocab: table[0],
-        dim: table[1],
-    }
-}
-
-/// q: `[B, T, H, D]`.
-pub fn attention_shape(q: &[usize], causal: bool, scale: f32) -> AttentionShape {
-    AttentionShape {
-        batch: q[0],
-        seq: q[1],
-        heads: q[2],
-        head_dim: q[3],
-        causal,
-        scale,
-    }
-}
-
-pub fn cross_entropy_shape(logits: &[usize]) -> CrossEntropyShape {
-    CrossEntropyShape {
-        rows: logits[0],
-        classes: logits[1],
     }
 }
 

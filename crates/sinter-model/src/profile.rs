@@ -3,11 +3,11 @@
 
 use crate::backend::Backend;
 use crate::cpu;
-use crate::fuse::Fused;
-use crate::graph::{NodeId, Op};
-use crate::plan::{self, Plan};
+use crate::lower::Launch;
+use crate::plan::Plan;
 use rayon::prelude::*;
 use sinter_ops::matmul::MatmulShape;
+use sinter_ops::Kernel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -24,6 +24,9 @@ pub struct KernelTiming {
     pub tag: String,
     /// Input shapes and the output shape: `[64, 784] · [784, 256] → [64, 256]`.
     pub shapes: String,
+    /// The plan launch it belongs to (index into `Plan::launches`); a GPU launch may take
+    /// several dispatches, whose FLOPs and bytes sum to the launch's cost.
+    pub launch: usize,
     pub flops: u64,
     pub bytes: u64,
     /// From the start of the step.
@@ -66,120 +69,21 @@ impl StepProfile {
 /// How a CPU-backend profile is labelled.
 pub const CPU_TIMING: &str = "CPU backend, host clock around each node";
 
-// ---- FLOP and byte counts of plan nodes (the CPU backend's side of Dispatch::flops/bytes) ------
-
-/// FLOPs and bytes of node `i` of `plan`, by the conventions of the WGSL launches: a matrix
-/// product is 2·m·n·k per batch item, a convolution (and each of its gradients)
-/// 2·N·O·OH·OW·C·KH·KW, and bytes are 4 per f32 value read or written once (inputs and outputs;
-/// for optimizer updates also the variables they read and write).
-pub fn node_cost(plan: &Plan, i: NodeId) -> (u64, u64) {
-    let node = &plan.nodes[i];
-    let numel = |id: NodeId| plan.nodes[id].numel() as u64;
-    let len = node.numel() as u64;
-    let outputs: u64 = len + plan.extras[i].iter().map(|&e| numel(e)).sum::<u64>();
-    let io_bytes = 4 * (node.inputs.iter().map(|&j| numel(j)).sum::<u64>() + outputs);
-    let shape = |k: usize| plan.shape(node.inputs[k]);
-    let flops = match &node.op {
-        Op::MatMul { trans_a, trans_b } => {
-            plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b).flops()
-        }
-        Op::Conv2d(c) => plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *c).flops(),
-        Op::Conv2dGradInput(c) => crate::graph::conv_shape(&node.shape, shape(1), *c)
-            .expect("checked when recorded")
-            .flops(),
-        Op::Conv2dGradWeight(c) => plan::conv_kernel_shape(plan, node.inputs[0], i, *c).flops(),
-        Op::Unary(u) => u.flops() * len,
-        Op::UnaryGrad(u) => (u.flops() + 2) * len,
-        Op::Affine { .. } => 2 * len,
-        Op::Binary(_) => len,
-        Op::BroadcastTo | Op::Embedding | Op::Reshape => 0,
-        Op::Reduce { .. } => numel(node.inputs[0]),
-        Op::MaxPool2d(c) | Op::AvgPool2d(c) => {
-            let p = plan::pool_kernel_shape(shape(0), *c);
-            len * (p.kh * p.kw) as u64
-        }
-        Op::MaxPool2dGrad(c) => {
-            let p = plan::pool_kernel_shape(shape(0), *c);
-            numel(node.inputs[1]) * (p.kh * p.kw) as u64
-        }
-        Op::AvgPool2dGrad(c) => {
-            let p = plan::pool_kernel_shape(&node.shape, *c);
-            numel(node.inputs[0]) * (p.kh * p.kw) as u64
-        }
-        Op::CrossEntropy => {
-            let s = plan::cross_entropy_shape(shape(0));
-            4 * (s.rows * s.classes) as u64 + 3 * s.rows as u64
-        }
-        Op::CrossEntropyGrad => 8 * len,
-        Op::CountCorrect => numel(node.inputs[0]),
-        Op::Softmax | Op::LogSoftmax => 5 * len,
-        Op::SoftmaxGrad | Op::LogSoftmaxGrad => 4 * len,
-        Op::LayerNorm { .. } => 8 * len,
-        Op::LayerNormGradInput { .. } => 18 * len,
-        Op::LayerNormGradGamma { .. } => 4 * numel(node.inputs[0]),
-        Op::EmbeddingGrad => numel(node.inputs[1]),
-        Op::Attention { causal, scale } => {
-            let s = plan::attention_shape(shape(0), *causal, *scale);
-            s.pairs() * (4 * s.head_dim as u64 + 4)
-        }
-        Op::AttentionGrad { causal, scale } => {
-            let s = plan::attention_shape(shape(0), *causal, *scale);
-            let (d, rows) = (s.head_dim as u64, (s.batch * s.seq * s.heads) as u64);
-            rows * 2 * d + s.pairs() * (14 * d + 8)
-        }
-        Op::Fused(Fused::Conv2d { conv, epilogue }) => {
-            let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *conv);
-            s.flops() + len * epilogue.flops()
-        }
-        Op::Fused(Fused::MatMul {
-            trans_a,
-            trans_b,
-            epilogue,
-        }) => {
-            let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-            s.flops() + len * epilogue.flops()
-        }
-        Op::Fused(Fused::MaxPool2dGradRelu(c)) => {
-            let p = plan::pool_kernel_shape(shape(0), *c);
-            numel(node.inputs[1]) * (p.kh * p.kw + 1) as u64
-        }
-        Op::SgdUpdate { param, .. } => 8 * plan_var_len(plan, i, *param),
-        Op::AdamUpdate { param, .. } => 18 * plan_var_len(plan, i, *param),
-        Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Secondary(_) => 0,
-    };
-    let bytes = match &node.op {
-        // Gradient in; parameter and velocity read and written.
-        Op::SgdUpdate { param, .. } => 20 * plan_var_len(plan, i, *param),
-        // Gradient in; parameter, m and v read and written.
-        Op::AdamUpdate { param, .. } => 28 * plan_var_len(plan, i, *param),
-        _ => io_bytes,
-    };
-    (flops, bytes)
-}
-
-/// Length of the variable an optimizer node updates: its gradient input has the same shape.
-fn plan_var_len(plan: &Plan, i: NodeId, _param: crate::vars::VarId) -> u64 {
-    plan.nodes[plan.nodes[i].inputs[0]].numel() as u64
-}
-
 fn dims(shape: &[usize]) -> String {
     let parts: Vec<String> = shape.iter().map(usize::to_string).collect();
     format!("[{}]", parts.join(", "))
 }
 
-/// `[64, 784] · [784, 256] → [64, 256]`: the shapes of node `i`'s inputs and of its outputs
+/// `[64, 784] · [784, 256] → [64, 256]`: the shapes of a launch's inputs and of its outputs
 /// (secondary outputs after a comma); `ᵀ` marks a transposed matrix-product operand.
-pub fn node_shapes(plan: &Plan, i: NodeId) -> String {
-    let node = &plan.nodes[i];
-    let (ta, tb) = match node.op {
-        Op::MatMul { trans_a, trans_b }
-        | Op::Fused(Fused::MatMul {
-            trans_a, trans_b, ..
-        }) => (trans_a, trans_b),
+pub fn launch_shapes(plan: &Plan, launch: &Launch) -> String {
+    let node = &plan.nodes[launch.node];
+    let (ta, tb) = match &launch.kernel {
+        Kernel::MatMul { shape, .. } => (shape.trans_a, shape.trans_b),
         _ => (false, false),
     };
-    let inputs: Vec<String> = node
-        .inputs
+    let inputs: Vec<String> = launch
+        .reads
         .iter()
         .enumerate()
         .map(|(k, &j)| {
@@ -187,12 +91,12 @@ pub fn node_shapes(plan: &Plan, i: NodeId) -> String {
             format!("{}{}", dims(plan.shape(j)), if t { "ᵀ" } else { "" })
         })
         .collect();
-    let mut out = if node.op.is_update() {
+    let mut out = if launch.writes.is_empty() {
         "(in place)".to_string()
     } else {
         dims(&node.shape)
     };
-    for &e in &plan.extras[i] {
+    for &e in launch.writes.iter().skip(1) {
         let _ = write!(out, ", {}", dims(plan.shape(e)));
     }
     format!("{} → {out}", inputs.join(" · "))
@@ -608,12 +512,15 @@ mod tests {
         let z = img.conv2d(&k, ConvConfig::padded(1)).unwrap();
         let out = y.sum_all().add(&z.sum_all()).unwrap();
         let plan = Plan::new(&g.finish(), &[out.id]).unwrap();
-        let (f, b) = node_cost(&plan, y.id);
-        assert_eq!(f, 2 * 8 * 5 * 3);
-        assert_eq!(b, 4 * (8 * 3 + 3 * 5 + 8 * 5));
-        let (f, _) = node_cost(&plan, z.id);
-        assert_eq!(f, 2 * 2 * 4 * 6 * 6 * 3 * 3 * 3);
-        assert_eq!(node_shapes(&plan, y.id), "[8, 3] · [3, 5] → [8, 5]");
+        let launch = |id| plan.launches.iter().find(|l| l.node == id).unwrap();
+        let c = launch(y.id).cost();
+        assert_eq!(c.flops, 2 * 8 * 5 * 3);
+        assert_eq!(c.bytes, 4 * (8 * 3 + 3 * 5 + 8 * 5));
+        assert_eq!(launch(z.id).cost().flops, 2 * 2 * 4 * 6 * 6 * 3 * 3 * 3);
+        assert_eq!(
+            launch_shapes(&plan, launch(y.id)),
+            "[8, 3] · [3, 5] → [8, 5]"
+        );
     }
 
     #[test]
@@ -649,7 +556,9 @@ mod tests {
             wall_us: 100.0,
             kernels: kernels
                 .iter()
-                .map(|&(kernel, tag, d)| KernelTiming {
+                .enumerate()
+                .map(|(launch, &(kernel, tag, d))| KernelTiming {
+                    launch,
                     kernel: kernel.into(),
                     tag: tag.into(),
                     shapes: "[1] → [1]".into(),

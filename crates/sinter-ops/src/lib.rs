@@ -8,6 +8,7 @@ pub mod device;
 pub mod elementwise;
 pub mod embedding;
 pub mod error;
+pub mod kernel;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
@@ -19,3 +20,4 @@ pub mod timing;
 
 pub use device::{DeviceChoice, UnknownDevice};
 pub use error::ShapeError;
+pub use kernel::{Cost, Kernel};

@@ -5,6 +5,7 @@ use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::kernels::elementwise::check_buffer;
 use crate::shaders::Shader;
+use sinter_ops::{Cost, Kernel};
 
 /// Rows (queries or keys) per workgroup (`WG` in the WGSL).
 const WG: usize = 64;
@@ -92,7 +93,7 @@ pub fn attention_forward(
             ("lse", lse, nl),
         ],
     )?;
-    let d = s.head_dim as u64;
+    let cost = Kernel::Attention(*s).cost();
     gpu.prepare(Launch {
         shader: Shader::Attention,
         entry: "attention_forward",
@@ -101,9 +102,8 @@ pub fn attention_forward(
         buffers: &[q, k, v, o, lse],
         workgroups: grid(s),
         tag: tag.to_string(),
-        // Per pair: the score (2D) and its share of o (2D), plus exp and the running sums.
-        flops: s.pairs() * (4 * d + 4),
-        bytes: 4 * (4 * n + nl) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -153,8 +153,15 @@ pub fn attention_backward(
             ("dv", dv, n),
         ],
     )?;
-    let d = s.head_dim as u64;
-    let rows = (s.batch * s.seq * s.heads) as u64;
+    // The kernel's cost split over its passes: the first reads every input once and writes dq
+    // and delta (delta: 2D per row; per pair: score, do·v and the dq update, 2D each, plus exp);
+    // the second has the rest (dk and dv written; per pair score, do·v, dk and dv updates).
+    let (d, rows) = (s.head_dim as u64, nl as u64);
+    let total = Kernel::AttentionGrad(*s).cost();
+    let dq_cost = Cost {
+        flops: rows * 2 * d + s.pairs() * (6 * d + 4),
+        bytes: 4 * (6 * n + 2 * nl) as u64,
+    };
     let dq_step = gpu.prepare(Launch {
         shader: Shader::Attention,
         entry: "attention_backward_dq",
@@ -163,9 +170,8 @@ pub fn attention_backward(
         buffers: &[q, k, v, do_, lse, o, delta, dq],
         workgroups: grid(s),
         tag: format!("{tag} (dq)"),
-        // delta: 2D per row; per pair: score, do·v and the dq update (2D each), plus exp.
-        flops: rows * 2 * d + s.pairs() * (6 * d + 4),
-        bytes: 4 * (6 * n + 2 * nl) as u64,
+        flops: dq_cost.flops,
+        bytes: dq_cost.bytes,
     })?;
     let dkdv_step = gpu.prepare(Launch {
         shader: Shader::Attention,
@@ -175,9 +181,8 @@ pub fn attention_backward(
         buffers: &[q, k, v, do_, lse, delta, dk, dv],
         workgroups: grid(s),
         tag: format!("{tag} (dk, dv)"),
-        // Per pair: score, do·v, and the dk and dv updates (2D each), plus exp.
-        flops: s.pairs() * (8 * d + 4),
-        bytes: 4 * (6 * n + 2 * nl) as u64,
+        flops: total.flops - dq_cost.flops,
+        bytes: total.bytes - dq_cost.bytes,
     })?;
     Ok(vec![dq_step, dkdv_step])
 }

@@ -4,6 +4,7 @@
 
 use super::EpilogueArgs;
 use crate::{grid_1d, DeviceError, Dispatch, Gpu, Launch, Result, Shader};
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of every conv2d entry point (`WG` in the WGSL).
 const WG: u32 = 64;
@@ -116,8 +117,15 @@ fn launch(
     if let Some(bias) = epilogue.bias {
         check_buffer(entry, "bias", bias, shape.c_out, &described)?;
     }
-    let bias_read = if e.bias { shape.c_out } else { 0 };
-    let bytes = 4 * (x + w + y + bias_read) as u64;
+    let cost = match pass {
+        Pass::Forward => Kernel::Conv2d {
+            shape: *shape,
+            epilogue: e,
+        },
+        Pass::GradInput => Kernel::Conv2dGradInput(*shape),
+        Pass::GradWeight => Kernel::Conv2dGradWeight(*shape),
+    }
+    .cost();
     let mut overrides = vec![("TM", tm as f64)];
     let mut bound = buffers.to_vec();
     // Only the forward has an epilogue (and the bias binding).
@@ -133,8 +141,8 @@ fn launch(
         buffers: &bound,
         workgroups,
         tag: tag.to_string(),
-        flops: shape.flops() + e.flops() * y as u64,
-        bytes,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 

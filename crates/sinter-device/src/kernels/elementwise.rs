@@ -4,6 +4,7 @@
 use crate::error::{DeviceError, Result};
 use crate::gpu::{grid_1d, Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of every flat elementwise kernel (`WG` in the WGSL).
 const WG: usize = 256;
@@ -91,6 +92,7 @@ pub fn unary(
     check_len(&name, "x", len)?;
     check_buffer(&name, "x", x, len)?;
     check_buffer(&name, "y", y, len)?;
+    let cost = Kernel::Unary { op, len }.cost();
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry: "unary",
@@ -99,8 +101,8 @@ pub fn unary(
         buffers: &[x, y],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: op.flops() * len as u64,
-        bytes: 8 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -117,6 +119,11 @@ pub fn relu_mask(
     check_len(name, "x", len)?;
     check_buffer(name, "x", x, len)?;
     check_buffer(name, "dx", dx, len)?;
+    let cost = Kernel::UnaryGrad {
+        op: UnaryOp::Relu,
+        len,
+    }
+    .cost();
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry: "relu_mask",
@@ -125,8 +132,8 @@ pub fn relu_mask(
         buffers: &[x, dx],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: len as u64,
-        bytes: 12 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -146,6 +153,7 @@ pub fn unary_grad(
     check_buffer(&name, "x", x, len)?;
     check_buffer(&name, "dy", dy, len)?;
     check_buffer(&name, "dx", dx, len)?;
+    let cost = Kernel::UnaryGrad { op, len }.cost();
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry: "unary_grad",
@@ -154,8 +162,8 @@ pub fn unary_grad(
         buffers: &[x, dy, dx],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: (op.flops() + 2) * len as u64,
-        bytes: 12 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -173,6 +181,12 @@ pub fn affine(
     check_len("affine", "x", len)?;
     check_buffer("affine", "x", x, len)?;
     check_buffer("affine", "y", y, len)?;
+    let cost = Kernel::Affine {
+        alpha: alpha as f64,
+        beta: beta as f64,
+        len,
+    }
+    .cost();
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry: "affine",
@@ -181,8 +195,8 @@ pub fn affine(
         buffers: &[x, y],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: 2 * len as u64,
-        bytes: 8 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -251,6 +265,12 @@ pub fn binary(
         );
         ("binary_bcast", broadcast_params(&d, &sa, &sb))
     };
+    let cost = Kernel::Binary {
+        op,
+        a: a_shape.to_vec(),
+        b: b_shape.to_vec(),
+    }
+    .cost();
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry,
@@ -259,8 +279,8 @@ pub fn binary(
         buffers: &[a, b, out],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: len as u64,
-        bytes: 4 * (la + lb + len) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -286,6 +306,11 @@ pub fn broadcast_to(
     check_buffer("broadcast_to", "out", out, len)?;
     let sx = broadcast_strides(x_shape, out_shape);
     let (d, sx, _) = coalesce(out_shape, &sx, &sx);
+    let cost = Kernel::BroadcastTo {
+        from: x_shape.to_vec(),
+        to: out_shape.to_vec(),
+    }
+    .cost();
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry: "broadcast_to",
@@ -294,8 +319,8 @@ pub fn broadcast_to(
         buffers: &[x, out],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: 0,
-        bytes: 4 * (lx + len) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 

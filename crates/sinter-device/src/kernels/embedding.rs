@@ -5,6 +5,7 @@ use super::elementwise::{check_buffer, check_len, grid_for};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of every embedding kernel (`WG` in the WGSL).
 const WG: usize = 256;
@@ -35,6 +36,7 @@ pub fn embedding(
     check_buffer(OP, "ids", ids, shape.tokens)?;
     check_buffer(OP, "table", table, shape.vocab * shape.dim)?;
     check_buffer(OP, "out", out, len)?;
+    let cost = Kernel::Embedding(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Embedding,
         entry: "embedding",
@@ -43,9 +45,8 @@ pub fn embedding(
         buffers: &[ids, table, out],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: 0,
-        // The id is read per element but hits the cache; the table row is read and out written.
-        bytes: 4 * (2 * len + shape.tokens) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -75,6 +76,7 @@ pub fn embedding_grad(
         &format!("the grid of [vocab {vocab}] × [{blocks} column blocks]"),
         groups,
     )?;
+    let cost = Kernel::EmbeddingGrad(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Embedding,
         entry: "embedding_grad",
@@ -83,7 +85,7 @@ pub fn embedding_grad(
         buffers: &[ids, dout, dtable],
         workgroups: grid_for(gpu, groups, 1),
         tag: tag.to_string(),
-        flops: (tokens * dim) as u64,
-        bytes: 4 * (groups * tokens + tokens * dim + vocab * dim) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }

@@ -5,6 +5,7 @@ use super::elementwise::{check_buffer, grid_for};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of every loss kernel (`WG` in the WGSL).
 const WG: usize = 256;
@@ -35,6 +36,7 @@ pub fn cross_entropy(
     check_buffer(OP, "logits", logits, len)?;
     check_buffer(OP, "targets", targets, shape.rows)?;
     check_buffer(OP, "loss", loss, 1)?;
+    let cost = Kernel::CrossEntropy(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Loss,
         entry: "cross_entropy",
@@ -43,9 +45,8 @@ pub fn cross_entropy(
         buffers: &[logits, targets, loss],
         workgroups: [1, 1, 1],
         tag: tag.to_string(),
-        // max, subtract, exp, add per logit; log and two adds per row.
-        flops: 4 * len as u64 + 3 * shape.rows as u64,
-        bytes: 4 * (2 * len + 2 * shape.rows + 1) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -72,6 +73,7 @@ pub fn cross_entropy_grad(
     } else {
         ("cross_entropy_grad_rows", grid_for(gpu, shape.rows, WG))
     };
+    let cost = Kernel::CrossEntropyGrad(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Loss,
         entry,
@@ -80,9 +82,8 @@ pub fn cross_entropy_grad(
         buffers: &[logits, targets, dloss, dlogits],
         workgroups,
         tag: tag.to_string(),
-        // max, then exp+add, then exp, multiply, subtract and scale per logit.
-        flops: 8 * len as u64,
-        bytes: 4 * (4 * len + shape.rows + 1) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -102,6 +103,7 @@ pub fn count_correct(
     check_buffer(OP, "logits", logits, len)?;
     check_buffer(OP, "targets", targets, shape.rows)?;
     check_buffer(OP, "out", out, 1)?;
+    let cost = Kernel::CountCorrect(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Loss,
         entry: "count_correct",
@@ -110,7 +112,7 @@ pub fn count_correct(
         buffers: &[logits, targets, out],
         workgroups: [1, 1, 1],
         tag: tag.to_string(),
-        flops: len as u64,
-        bytes: 4 * (len + shape.rows + 1) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }

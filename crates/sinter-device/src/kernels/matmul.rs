@@ -7,6 +7,7 @@ use crate::adapter::AdapterClass;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 pub use sinter_ops::matmul::MatmulShape;
 
@@ -210,19 +211,11 @@ pub fn matmul_with_epilogue(
         m_tiles as u32,
         0,
     ];
-    // Each operand is read from memory once at best; the profiler reports that lower bound.
-    let a_read = if s.a_batch_stride == 0 {
-        s.m * s.k
-    } else {
-        s.batch * s.m * s.k
-    };
-    let b_read = if s.b_batch_stride == 0 {
-        s.k * s.n
-    } else {
-        s.batch * s.k * s.n
-    };
-    let e = epilogue.epilogue();
-    let bias_read = if e.bias { s.n } else { 0 };
+    let cost = Kernel::MatMul {
+        shape: *s,
+        epilogue: epilogue.epilogue(),
+    }
+    .cost();
     gpu.prepare(Launch {
         shader: Shader::Matmul,
         entry: variant.entry(),
@@ -231,8 +224,8 @@ pub fn matmul_with_epilogue(
         buffers: &[a, b, c, epilogue.bias_or(a)],
         workgroups,
         tag: tag.to_string(),
-        flops: s.flops() + e.flops() * s.c_len() as u64,
-        bytes: 4 * (a_read + b_read + bias_read + s.c_len()) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 

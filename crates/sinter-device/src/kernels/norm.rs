@@ -5,6 +5,7 @@ use super::elementwise::{check_buffer, grid_for};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of every norm kernel (`WG` in the WGSL).
 const WG: usize = 256;
@@ -42,6 +43,7 @@ pub fn layer_norm(
     check_buffer(OP, "gamma", gamma, shape.dim)?;
     check_buffer(OP, "beta", beta, shape.dim)?;
     check_buffer(OP, "y", y, len)?;
+    let cost = Kernel::LayerNorm(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Norm,
         entry: if shape.uses_tree() {
@@ -54,10 +56,8 @@ pub fn layer_norm(
         buffers: &[x, gamma, beta, y],
         workgroups: row_grid(shape, gpu),
         tag: tag.to_string(),
-        // Sum; subtract, square, add; subtract, two multiplies, add.
-        flops: 8 * len as u64,
-        // x three times, gamma and beta once per row, y once.
-        bytes: 4 * 6 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -80,6 +80,7 @@ pub fn layer_norm_grad_input(
     check_buffer(OP, "gamma", gamma, shape.dim)?;
     check_buffer(OP, "dy", dy, len)?;
     check_buffer(OP, "dx", dx, len)?;
+    let cost = Kernel::LayerNormGradInput(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Norm,
         entry: if shape.uses_tree() {
@@ -92,10 +93,8 @@ pub fn layer_norm_grad_input(
         buffers: &[x, gamma, dy, dx],
         workgroups: row_grid(shape, gpu),
         tag: tag.to_string(),
-        // Statistics (4), the two sums (6), the gradient (8) per element.
-        flops: 18 * len as u64,
-        // x four times, dy and gamma twice, dx once.
-        bytes: 4 * 9 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -115,9 +114,7 @@ pub fn layer_norm_grad_gamma(
     check_buffer(OP, "x", x, len)?;
     check_buffer(OP, "dy", dy, len)?;
     check_buffer(OP, "dgamma", dgamma, shape.dim)?;
-    // Each workgroup owns WG columns and recomputes every row's statistics (2 reads of x per
-    // element), so the statistics are paid once per column block.
-    let blocks = shape.dim.div_ceil(WG) as u64;
+    let cost = Kernel::LayerNormGradGamma(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Norm,
         entry: "layer_norm_grad_gamma",
@@ -126,7 +123,7 @@ pub fn layer_norm_grad_gamma(
         buffers: &[x, dy, dgamma],
         workgroups: grid_for(gpu, shape.dim, WG),
         tag: tag.to_string(),
-        flops: (4 * blocks + 4) * len as u64,
-        bytes: 4 * ((2 * blocks + 2) * len as u64 + shape.dim as u64),
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }

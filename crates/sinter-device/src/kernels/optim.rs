@@ -5,6 +5,7 @@ use super::elementwise::{check_buffer, check_len, grid_for};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of the optimizer kernels (`WG` in the WGSL).
 const WG: usize = 256;
@@ -44,6 +45,7 @@ pub fn sgd(
             ("velocity", velocity, len),
         ],
     )?;
+    let cost = Kernel::Sgd { len, config: *cfg }.cost();
     gpu.prepare(Launch {
         shader: Shader::Optim,
         entry: "sgd",
@@ -57,9 +59,8 @@ pub fn sgd(
         buffers: &[grad, scale, hyper, param, velocity],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: 8 * len as u64,
-        // read grad, param, velocity; write param, velocity
-        bytes: 20 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -90,6 +91,7 @@ pub fn adam(
             ("v", v, len),
         ],
     )?;
+    let cost = Kernel::Adam { len, config: *cfg }.cost();
     gpu.prepare(Launch {
         shader: Shader::Optim,
         entry: "adam",
@@ -104,8 +106,7 @@ pub fn adam(
         buffers: &[grad, scale, hyper, param, m, v],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
-        flops: 18 * len as u64,
-        // read grad, param, m, v; write param, m, v
-        bytes: 28 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }

@@ -3,6 +3,7 @@
 
 use super::conv::check_buffer;
 use crate::{grid_1d, Dispatch, Gpu, Launch, Result, Shader};
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup (`WG` in pool.wgsl).
 const WG: u32 = 64;
@@ -40,14 +41,14 @@ fn launch(
     threads: usize,
     shape: &Pool2dShape,
     tag: &str,
-    flops: u64,
+    kernel: Kernel,
 ) -> Result<Dispatch> {
     let described = shape.describe();
     for &(name, buffer, len) in buffers {
         check_buffer(op, name, buffer, len, &described)?;
     }
     let bufs: Vec<&wgpu::Buffer> = buffers.iter().map(|b| b.1).collect();
-    let bytes = 4 * buffers.iter().map(|b| b.2 as u64).sum::<u64>();
+    let cost = kernel.cost();
     gpu.prepare(Launch {
         shader: Shader::Pool,
         entry,
@@ -59,13 +60,9 @@ fn launch(
             gpu.limits.max_compute_workgroups_per_dimension,
         ),
         tag: tag.to_string(),
-        flops,
-        bytes,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
-}
-
-fn window(shape: &Pool2dShape) -> u64 {
-    (shape.kh * shape.kw) as u64
 }
 
 /// y = max over each window of x. x: [N, C, H, W] → y: [N, C, OH, OW].
@@ -78,8 +75,8 @@ pub fn max_pool2d(
 ) -> Result<Dispatch> {
     let op = "max_pool2d";
     shape.check(op)?;
+    let kernel = Kernel::MaxPool2d(*shape);
     let (xl, yl) = (shape.x_len(), shape.y_len());
-    let flops = yl as u64 * window(shape);
     launch(
         gpu,
         op,
@@ -88,7 +85,7 @@ pub fn max_pool2d(
         yl,
         shape,
         tag,
-        flops,
+        kernel,
     )
 }
 
@@ -104,11 +101,14 @@ pub fn max_pool2d_grad(
 ) -> Result<Dispatch> {
     let op = "max_pool2d_grad";
     shape.check(op)?;
+    let kernel = Kernel::MaxPool2dGrad {
+        shape: *shape,
+        relu: false,
+    };
     let (xl, yl) = (shape.x_len(), shape.y_len());
     let bufs = [("x", x, xl), ("dy", dy, yl), ("dx", dx, xl)];
     if shape.disjoint_windows() {
         // One invocation per window: its argmax, then its whole cell of dx.
-        let flops = yl as u64 * window(shape);
         return launch(
             gpu,
             op,
@@ -117,13 +117,11 @@ pub fn max_pool2d_grad(
             yl,
             shape,
             tag,
-            flops,
+            kernel,
         );
     }
     // One invocation per input element, recomputing the argmax of every window that holds it.
-    let overlap = (shape.kh.div_ceil(shape.stride[0]) * shape.kw.div_ceil(shape.stride[1])) as u64;
-    let flops = xl as u64 * overlap * window(shape);
-    launch(gpu, op, op, &bufs, xl, shape, tag, flops)
+    launch(gpu, op, op, &bufs, xl, shape, tag, kernel)
 }
 
 /// y = mean over each window of x, padding counted as zeros (divides by KH·KW).
@@ -137,8 +135,8 @@ pub fn avg_pool2d(
 ) -> Result<Dispatch> {
     let op = "avg_pool2d";
     shape.check(op)?;
+    let kernel = Kernel::AvgPool2d(*shape);
     let (xl, yl) = (shape.x_len(), shape.y_len());
-    let flops = yl as u64 * window(shape);
     launch(
         gpu,
         op,
@@ -147,7 +145,7 @@ pub fn avg_pool2d(
         yl,
         shape,
         tag,
-        flops,
+        kernel,
     )
 }
 
@@ -162,6 +160,7 @@ pub fn avg_pool2d_grad(
 ) -> Result<Dispatch> {
     let op = "avg_pool2d_grad";
     shape.check(op)?;
+    let kernel = Kernel::AvgPool2dGrad(*shape);
     let (xl, yl) = (shape.x_len(), shape.y_len());
     let bufs = [("dy", dy, yl), ("dx", dx, xl)];
     if shape.disjoint_windows() {
@@ -174,12 +173,11 @@ pub fn avg_pool2d_grad(
             yl,
             shape,
             tag,
-            xl as u64,
+            kernel,
         );
     }
     // One invocation per input element, summing the windows that hold it.
-    let overlap = (shape.kh.div_ceil(shape.stride[0]) * shape.kw.div_ceil(shape.stride[1])) as u64;
-    launch(gpu, op, op, &bufs, xl, shape, tag, xl as u64 * overlap)
+    launch(gpu, op, op, &bufs, xl, shape, tag, kernel)
 }
 
 #[cfg(test)]

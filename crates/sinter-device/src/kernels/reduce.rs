@@ -5,6 +5,7 @@ use super::elementwise::{check_buffer, check_len, grid_for};
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of both reduce kernels (`WG` in the WGSL).
 const WG: usize = 256;
@@ -38,6 +39,7 @@ pub fn reduce(
     } else {
         ("reduce_rows", grid_for(gpu, outputs, WG))
     };
+    let cost = Kernel::Reduce { op, shape: *shape }.cost();
     gpu.prepare(Launch {
         shader: Shader::Reduce,
         entry,
@@ -46,7 +48,7 @@ pub fn reduce(
         buffers: &[x, y],
         workgroups,
         tag: tag.to_string(),
-        flops: len as u64,
-        bytes: 4 * (len + outputs) as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }

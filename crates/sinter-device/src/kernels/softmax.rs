@@ -5,6 +5,7 @@ use super::elementwise::{check_buffer, grid_for};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::Kernel;
 
 /// Invocations per workgroup of every softmax kernel (`WG` in the WGSL).
 const WG: usize = 256;
@@ -46,6 +47,12 @@ fn forward(
     let len = shape.len();
     check_buffer(op, "x", x, len)?;
     check_buffer(op, "y", y, len)?;
+    let cost = if log {
+        Kernel::LogSoftmax(*shape)
+    } else {
+        Kernel::Softmax(*shape)
+    }
+    .cost();
     gpu.prepare(Launch {
         shader: Shader::Softmax,
         entry: if shape.uses_tree() {
@@ -58,9 +65,8 @@ fn forward(
         buffers: &[x, y],
         workgroups: grid(shape, gpu),
         tag: tag.to_string(),
-        // Online max and sum (compare, exp, add), then subtract and exp or log per element.
-        flops: 6 * len as u64,
-        bytes: 12 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 
@@ -80,6 +86,12 @@ fn backward(
     check_buffer(op, "y", y, len)?;
     check_buffer(op, "dy", dy, len)?;
     check_buffer(op, "dx", dx, len)?;
+    let cost = if log {
+        Kernel::LogSoftmaxGrad(*shape)
+    } else {
+        Kernel::SoftmaxGrad(*shape)
+    }
+    .cost();
     gpu.prepare(Launch {
         shader: Shader::Softmax,
         entry: if shape.uses_tree() {
@@ -92,9 +104,8 @@ fn backward(
         buffers: &[y, dy, dx],
         workgroups: grid(shape, gpu),
         tag: tag.to_string(),
-        // A multiply-add for the row sum, then a subtract and a multiply (or exp) per element.
-        flops: 4 * len as u64,
-        bytes: 20 * len as u64,
+        flops: cost.flops,
+        bytes: cost.bytes,
     })
 }
 

@@ -3,24 +3,26 @@
 
 use super::{Anomaly, StepScalars};
 use crate::cpu::{self, Real};
-use crate::error::Result;
-use crate::fuse::Fused;
+use crate::error::{ModelError, Result};
 use crate::graph::{NodeId, Op};
-use crate::plan::{self, Plan, Storage};
+use crate::plan::{Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile};
 use crate::vars::{VarId, VarStore};
-use sinter_ops::reduce::ReduceShape;
+use sinter_ops::elementwise::Epilogue;
+use sinter_ops::Kernel;
 use std::time::{Duration, Instant};
 
 /// Variable values held in memory.
 #[derive(Debug, Default)]
 pub struct CpuBackend<T: Real> {
+    /// Every variable's values, by [`VarId`].
     pub vars: Vec<Vec<T>>,
 }
 
 /// A plan with its buffers.
 #[derive(Debug)]
 pub struct CpuProgram<T: Real> {
+    /// The plan it runs.
     pub plan: Plan,
     slots: Vec<Vec<T>>,
     /// Time spent in each node of `plan.order` during the last run, when timing is on.
@@ -28,6 +30,7 @@ pub struct CpuProgram<T: Real> {
 }
 
 impl<T: Real> CpuBackend<T> {
+    /// A backend holding no variables yet.
     pub fn new() -> Self {
         Self { vars: Vec::new() }
     }
@@ -40,10 +43,12 @@ impl<T: Real> CpuBackend<T> {
         }
     }
 
+    /// The current values of variable `id`, as f32.
     pub fn read_var(&self, id: VarId) -> Vec<f32> {
         self.vars[id.0].iter().map(|v| v.f64() as f32).collect()
     }
 
+    /// Overwrites variable `id` (same length; checkpoints and data-parallel averaging).
     pub fn write_var(&mut self, id: VarId, data: &[f32]) {
         assert_eq!(
             self.vars[id.0].len(),
@@ -55,6 +60,7 @@ impl<T: Real> CpuBackend<T> {
         }
     }
 
+    /// Allocates the plan's buffers once and writes its constants.
     pub fn compile(&self, plan: Plan) -> CpuProgram<T> {
         let mut slots: Vec<Vec<T>> = plan.slots.iter().map(|&n| vec![T::zero(); n]).collect();
         for (i, node) in plan.nodes.iter().enumerate() {
@@ -100,6 +106,8 @@ impl<T: Real> CpuBackend<T> {
         Ok((outputs, anomaly))
     }
 
+    /// One step: writes the feeds (in `plan.inputs` order), runs every launch, returns the
+    /// outputs (in `plan.outputs` order).
     pub fn run(
         &mut self,
         prog: &mut CpuProgram<T>,
@@ -117,7 +125,7 @@ impl<T: Real> CpuBackend<T> {
 
 impl CpuBackend<f32> {
     /// [`CpuBackend::run`] with every node of the plan timed by the host clock and tagged with
-    /// its shapes, FLOPs and bytes ([`profile::node_cost`]).
+    /// its shapes, FLOPs and bytes ([`crate::lower::Launch::cost`]).
     pub fn run_profiled(
         &mut self,
         prog: &mut CpuProgram<f32>,
@@ -139,23 +147,24 @@ impl CpuBackend<f32> {
         let mut at = us(fed);
         let kernels = prog
             .plan
-            .order
+            .launches
             .iter()
             .zip(&times)
-            .map(|(&i, &d)| {
-                let (flops, bytes) = profile::node_cost(&prog.plan, i);
-                let node = &prog.plan.nodes[i];
-                let k = KernelTiming {
-                    kernel: node.op.name(),
-                    tag: node.tag.clone(),
-                    shapes: profile::node_shapes(&prog.plan, i),
-                    flops,
-                    bytes,
+            .enumerate()
+            .map(|(k, (launch, &d))| {
+                let cost = launch.cost();
+                let timing = KernelTiming {
+                    launch: k,
+                    kernel: launch.kernel.name(),
+                    tag: prog.plan.nodes[launch.node].tag.clone(),
+                    shapes: profile::launch_shapes(&prog.plan, launch),
+                    flops: cost.flops,
+                    bytes: cost.bytes,
                     start_us: at,
                     duration_us: us(d),
                 };
                 at += us(d);
-                k
+                timing
             })
             .collect();
         let event = |name: &str, from: Duration, to: Duration| HostEvent {
@@ -212,10 +221,9 @@ impl<T: Real> CpuProgram<T> {
     fn execute(&mut self, vars: &mut [Vec<T>], scalars: &StepScalars) -> Result<()> {
         let timing = self.node_times.is_some();
         let mut times = Vec::with_capacity(if timing { self.plan.order.len() } else { 0 });
-        for k in 0..self.plan.order.len() {
-            let i = self.plan.order[k];
+        for k in 0..self.plan.launches.len() {
             let start = timing.then(Instant::now);
-            self.execute_node(vars, i, scalars)?;
+            self.execute_launch(vars, k, scalars)?;
             if let Some(s) = start {
                 times.push(s.elapsed());
             }
@@ -243,7 +251,7 @@ impl<T: Real> CpuProgram<T> {
         }
         for k in 0..self.plan.order.len() {
             let i = self.plan.order[k];
-            self.execute_node(vars, i, scalars)?;
+            self.execute_launch(vars, k, scalars)?;
             let plan = &self.plan;
             if plan.storage[i] == Storage::None {
                 continue; // an optimizer update: it writes variables, not a value
@@ -258,245 +266,148 @@ impl<T: Real> CpuProgram<T> {
         Ok(None)
     }
 
-    /// Attention and its gradient write several outputs: the node's own and its secondaries.
-    fn execute_attention(
+    /// Runs launch `k` of the plan: one match on its kernel, every size taken from the lowering.
+    fn execute_launch(
         &mut self,
         vars: &mut [Vec<T>],
-        i: NodeId,
-        causal: bool,
-        scale: f32,
+        k: usize,
+        scalars: &StepScalars,
     ) -> Result<()> {
-        let node = &self.plan.nodes[i];
-        let mut outs: Vec<(usize, Vec<T>)> = std::iter::once(i)
-            .chain(self.plan.extras[i].iter().copied())
-            .map(|id| {
-                let Storage::Slot(s) = self.plan.storage[id] else {
-                    unreachable!("outputs have slots")
-                };
-                (s, std::mem::take(&mut self.slots[s]))
-            })
-            .collect();
-        let x = |k: usize| self.value(vars, node.inputs[k]);
-        let s = plan::attention_shape(self.plan.shape(node.inputs[0]), causal, scale);
-        let (n, rows) = (s.qkv_len(), s.lse_len());
-        match &mut outs[..] {
-            [(_, o), (_, lse)] if matches!(node.op, Op::Attention { .. }) => {
-                cpu::attention::attention_forward(
-                    x(0),
-                    x(1),
-                    x(2),
-                    &mut o[..n],
-                    &mut lse[..rows],
-                    &s,
-                )
-            }
-            [(_, dq), (_, dk), (_, dv), _delta] => cpu::attention::attention_backward(
-                x(0),
-                x(1),
-                x(2),
-                x(3),
-                x(4),
-                x(5),
-                &mut dq[..n],
-                &mut dk[..n],
-                &mut dv[..n],
-                &s,
-            ),
-            _ => unreachable!("attention nodes are recorded with their secondary outputs"),
+        let launch = &self.plan.launches[k];
+        if !launch.updates.is_empty() {
+            return self.execute_update(vars, k, scalars);
         }
+        let plan = &self.plan;
+        // The output buffers are taken out of their slots while the kernel reads the inputs.
+        let mut outs: Vec<(usize, Vec<T>)> = launch
+            .writes
+            .iter()
+            .map(|&id| match plan.storage[id] {
+                Storage::Slot(s) => Ok((s, std::mem::take(&mut self.slots[s]))),
+                other => Err(internal(format!("output {id} is stored as {other:?}"))),
+            })
+            .collect::<Result<_>>()?;
+        let mut bufs: Vec<&mut [T]> = outs
+            .iter_mut()
+            .zip(&launch.writes)
+            .map(|((_, b), &id)| &mut b[..plan.nodes[id].numel()])
+            .collect();
+        let [y, extra @ ..] = &mut bufs[..] else {
+            return Err(internal(format!("launch {k} writes nothing")));
+        };
+        let x = |j: usize| self.value(vars, launch.reads[j]);
+        let bias = |e: &Epilogue| e.bias.then(|| x(2));
+        match &launch.kernel {
+            Kernel::Unary { op, .. } => cpu::elementwise::unary(*op, x(0), y),
+            Kernel::UnaryGrad { op, .. } => cpu::elementwise::unary_grad(*op, x(0), x(1), y),
+            Kernel::Affine { alpha, beta, .. } => {
+                cpu::elementwise::affine(x(0), y, T::of(*alpha), T::of(*beta))
+            }
+            Kernel::Binary { op, a, b } => cpu::elementwise::binary(*op, x(0), a, x(1), b, y),
+            Kernel::BroadcastTo { from, to } => cpu::elementwise::broadcast_to(x(0), from, y, to),
+            Kernel::Reduce { op, shape } => cpu::reduce::reduce(*op, x(0), y, shape),
+            Kernel::MatMul { shape, epilogue: e } => {
+                cpu::matmul::matmul_epilogue(x(0), x(1), bias(e), e.activation, y, shape)
+            }
+            Kernel::Conv2d { shape, epilogue: e } => {
+                cpu::conv::conv2d_forward_epilogue(x(0), x(1), bias(e), e.activation, y, shape)
+            }
+            Kernel::Conv2dGradInput(s) => cpu::conv::conv2d_grad_input(x(0), x(1), y, s),
+            Kernel::Conv2dGradWeight(s) => cpu::conv::conv2d_grad_weight(x(0), x(1), y, s),
+            Kernel::MaxPool2d(s) => cpu::pool::max_pool2d(x(0), y, s),
+            Kernel::MaxPool2dGrad { shape, relu } => {
+                cpu::pool::max_pool2d_grad_relu(x(0), x(1), y, shape, *relu)
+            }
+            Kernel::AvgPool2d(s) => cpu::pool::avg_pool2d(x(0), y, s),
+            Kernel::AvgPool2dGrad(s) => cpu::pool::avg_pool2d_grad(x(0), y, s),
+            Kernel::CrossEntropy(s) => y[0] = cpu::loss::cross_entropy(x(0), x(1), s),
+            Kernel::CrossEntropyGrad(s) => cpu::loss::cross_entropy_grad(x(0), x(1), x(2)[0], y, s),
+            Kernel::CountCorrect(s) => y[0] = T::of(cpu::loss::count_correct(x(0), x(1), s) as f64),
+            Kernel::Softmax(s) => cpu::softmax::softmax(x(0), y, s),
+            Kernel::LogSoftmax(s) => cpu::softmax::log_softmax(x(0), y, s),
+            Kernel::SoftmaxGrad(s) => cpu::softmax::softmax_grad(x(0), x(1), y, s),
+            Kernel::LogSoftmaxGrad(s) => cpu::softmax::log_softmax_grad(x(0), x(1), y, s),
+            Kernel::LayerNorm(s) => cpu::norm::layer_norm(x(0), x(1), x(2), y, s),
+            Kernel::LayerNormGradInput(s) => {
+                cpu::norm::layer_norm_grad_input(x(0), x(1), x(2), y, s)
+            }
+            Kernel::LayerNormGradGamma(s) => cpu::norm::layer_norm_grad_gamma(x(0), x(1), y, s),
+            Kernel::Embedding(s) => cpu::embedding::embedding(x(0), x(1), y, s),
+            Kernel::EmbeddingGrad(s) => cpu::embedding::embedding_grad(x(0), x(1), y, s),
+            Kernel::Attention(s) => {
+                let [lse] = extra else {
+                    return Err(internal("attention writes o and lse".into()));
+                };
+                cpu::attention::attention_forward(x(0), x(1), x(2), y, lse, s)
+            }
+            Kernel::AttentionGrad(s) => {
+                // The scratch row sums (delta) are a GPU intermediate; the CPU keeps its own.
+                let [dk, dv, _delta] = extra else {
+                    return Err(internal("attention_grad writes dq, dk, dv, delta".into()));
+                };
+                cpu::attention::attention_backward(x(0), x(1), x(2), x(3), x(4), x(5), y, dk, dv, s)
+            }
+            Kernel::Sgd { .. } | Kernel::Adam { .. } => {
+                return Err(internal("an optimizer update without variables".into()))
+            }
+        }
+        drop(bufs);
         for (slot, buf) in outs {
             self.slots[slot] = buf;
         }
         Ok(())
     }
 
-    fn execute_node(
+    /// An optimizer update: reads the gradient and the clipping scale (computed values, so in
+    /// slots) and writes the parameter and its states in place.
+    fn execute_update(
         &mut self,
         vars: &mut [Vec<T>],
-        i: NodeId,
+        k: usize,
         scalars: &StepScalars,
     ) -> Result<()> {
-        let node = &self.plan.nodes[i];
-        if node.op.is_update() {
-            // Gradients and the clipping scale are computed values, so they live in slots and
-            // can be read while the variables are written.
-            let slot = |id: NodeId| match self.plan.storage[id] {
-                Storage::Slot(s) => &self.slots[s][..self.plan.nodes[id].numel()],
-                other => unreachable!("optimizer input {id} stored as {other:?}"),
-            };
-            let (grad, scale, lr) = (
-                slot(node.inputs[0]),
-                slot(node.inputs[1])[0],
-                T::of(scalars.lr),
-            );
-            match &node.op {
-                Op::SgdUpdate {
-                    param,
-                    velocity,
-                    config,
-                } => {
-                    let [p, vel] = vars
-                        .get_disjoint_mut([param.0, velocity.0])
-                        .expect("distinct variables");
-                    cpu::optim::sgd(p, grad, vel, scale, lr, config);
-                }
-                Op::AdamUpdate {
-                    param,
-                    m,
-                    v,
-                    config,
-                } => {
-                    let [p, mm, vv] = vars
-                        .get_disjoint_mut([param.0, m.0, v.0])
-                        .expect("distinct variables");
-                    let (bc1, bc2) = (
-                        T::of(scalars.bias_correction1),
-                        T::of(scalars.bias_correction2),
-                    );
-                    cpu::optim::adam(p, grad, mm, vv, scale, lr, bc1, bc2, config);
-                }
-                _ => unreachable!("is_update"),
-            }
-            return Ok(());
-        }
-        if let Op::Attention { causal, scale } | Op::AttentionGrad { causal, scale } = node.op {
-            return self.execute_attention(vars, i, causal, scale);
-        }
-        let Storage::Slot(s) = self.plan.storage[i] else {
-            unreachable!("valued nodes have slots")
+        let launch = &self.plan.launches[k];
+        let slot = |id: NodeId| match self.plan.storage[id] {
+            Storage::Slot(s) => Ok(&self.slots[s][..self.plan.nodes[id].numel()]),
+            other => Err(internal(format!(
+                "optimizer input {id} stored as {other:?}"
+            ))),
         };
-        let mut out = std::mem::take(&mut self.slots[s]);
-        let y = &mut out[..node.numel()];
-        let x = |k: usize| self.value(vars, node.inputs[k]);
-        let shape = |k: usize| self.plan.shape(node.inputs[k]);
-        match &node.op {
-            Op::Softmax => cpu::softmax::softmax(x(0), y, &plan::rows_shape(shape(0))),
-            Op::LogSoftmax => cpu::softmax::log_softmax(x(0), y, &plan::rows_shape(shape(0))),
-            Op::SoftmaxGrad => {
-                cpu::softmax::softmax_grad(x(0), x(1), y, &plan::rows_shape(shape(0)))
+        let (grad, scale, lr) = (
+            slot(launch.reads[0])?,
+            slot(launch.reads[1])?[0],
+            T::of(scalars.lr),
+        );
+        let ids: Vec<usize> = launch.updates.iter().map(|v| v.0).collect();
+        match (&launch.kernel, &ids[..]) {
+            (Kernel::Sgd { config, .. }, &[p, vel]) => {
+                let [p, vel] = vars
+                    .get_disjoint_mut([p, vel])
+                    .map_err(|e| internal(format!("sgd variables: {e}")))?;
+                cpu::optim::sgd(p, grad, vel, scale, lr, config);
             }
-            Op::LogSoftmaxGrad => {
-                cpu::softmax::log_softmax_grad(x(0), x(1), y, &plan::rows_shape(shape(0)))
+            (Kernel::Adam { config, .. }, &[p, m, v]) => {
+                let [p, m, v] = vars
+                    .get_disjoint_mut([p, m, v])
+                    .map_err(|e| internal(format!("adam variables: {e}")))?;
+                let (bc1, bc2) = (
+                    T::of(scalars.bias_correction1),
+                    T::of(scalars.bias_correction2),
+                );
+                cpu::optim::adam(p, grad, m, v, scale, lr, bc1, bc2, config);
             }
-            Op::LayerNorm { eps } => {
-                cpu::norm::layer_norm(x(0), x(1), x(2), y, &plan::layer_norm_shape(shape(0), *eps))
-            }
-            Op::LayerNormGradInput { eps } => cpu::norm::layer_norm_grad_input(
-                x(0),
-                x(1),
-                x(2),
-                y,
-                &plan::layer_norm_shape(shape(0), *eps),
-            ),
-            Op::LayerNormGradGamma { eps } => cpu::norm::layer_norm_grad_gamma(
-                x(0),
-                x(1),
-                y,
-                &plan::layer_norm_shape(shape(0), *eps),
-            ),
-            Op::Embedding => {
-                cpu::embedding::embedding(x(0), x(1), y, &plan::embedding_shape(shape(0), shape(1)))
-            }
-            Op::EmbeddingGrad => cpu::embedding::embedding_grad(
-                x(0),
-                x(1),
-                y,
-                &plan::embedding_shape(shape(0), &node.shape),
-            ),
-            Op::Attention { .. } | Op::AttentionGrad { .. } | Op::Secondary(_) => {
-                unreachable!("{} has several outputs", node.op.name())
-            }
-            Op::Unary(u) => cpu::elementwise::unary(*u, x(0), y),
-            Op::UnaryGrad(u) => cpu::elementwise::unary_grad(*u, x(0), x(1), y),
-            Op::Affine { alpha, beta } => {
-                cpu::elementwise::affine(x(0), y, T::of(*alpha), T::of(*beta))
-            }
-            Op::Binary(b) => cpu::elementwise::binary(*b, x(0), shape(0), x(1), shape(1), y),
-            Op::BroadcastTo => cpu::elementwise::broadcast_to(x(0), shape(0), y, &node.shape),
-            Op::Reduce { op, axis, .. } => {
-                cpu::reduce::reduce(*op, x(0), y, &ReduceShape::along(shape(0), *axis))
-            }
-            Op::MatMul { trans_a, trans_b } => {
-                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-                cpu::matmul::matmul(x(0), x(1), y, &s)
-            }
-            Op::Conv2d(c) => {
-                let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], node.inputs[1], *c);
-                cpu::conv::conv2d_forward(x(0), x(1), y, &s)
-            }
-            Op::Conv2dGradInput(c) => {
-                // inputs [dy, w]; the node has x's shape
-                let s = crate::graph::conv_shape(&node.shape, shape(1), *c)
-                    .expect("checked when recorded");
-                cpu::conv::conv2d_grad_input(x(0), x(1), y, &s)
-            }
-            Op::Conv2dGradWeight(c) => {
-                let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], i, *c);
-                cpu::conv::conv2d_grad_weight(x(0), x(1), y, &s)
-            }
-            Op::MaxPool2d(c) => {
-                cpu::pool::max_pool2d(x(0), y, &plan::pool_kernel_shape(shape(0), *c))
-            }
-            Op::Fused(Fused::Conv2d { conv, epilogue: e }) => {
-                let s = plan::conv_kernel_shape(&self.plan, node.inputs[0], node.inputs[1], *conv);
-                let bias = e.bias.then(|| x(2));
-                cpu::conv::conv2d_forward_epilogue(x(0), x(1), bias, e.activation, y, &s)
-            }
-            Op::Fused(Fused::MatMul {
-                trans_a,
-                trans_b,
-                epilogue: e,
-            }) => {
-                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-                let bias = e.bias.then(|| x(2));
-                cpu::matmul::matmul_epilogue(x(0), x(1), bias, e.activation, y, &s)
-            }
-            Op::Fused(Fused::MaxPool2dGradRelu(c)) => cpu::pool::max_pool2d_grad_relu(
-                x(0),
-                x(1),
-                y,
-                &plan::pool_kernel_shape(shape(0), *c),
-                true,
-            ),
-            Op::MaxPool2dGrad(c) => {
-                cpu::pool::max_pool2d_grad(x(0), x(1), y, &plan::pool_kernel_shape(shape(0), *c))
-            }
-            Op::AvgPool2d(c) => {
-                cpu::pool::avg_pool2d(x(0), y, &plan::pool_kernel_shape(shape(0), *c))
-            }
-            Op::AvgPool2dGrad(c) => {
-                cpu::pool::avg_pool2d_grad(x(0), y, &plan::pool_kernel_shape(&node.shape, *c))
-            }
-            Op::CrossEntropy => {
-                y[0] = cpu::loss::cross_entropy(x(0), x(1), &plan::cross_entropy_shape(shape(0)));
-            }
-            Op::CrossEntropyGrad => {
-                let dloss = x(2)[0];
-                cpu::loss::cross_entropy_grad(
-                    x(0),
-                    x(1),
-                    dloss,
-                    y,
-                    &plan::cross_entropy_shape(shape(0)),
-                )
-            }
-            Op::CountCorrect => {
-                y[0] = T::of(cpu::loss::count_correct(
-                    x(0),
-                    x(1),
-                    &plan::cross_entropy_shape(shape(0)),
-                ) as f64);
-            }
-            Op::Input { .. }
-            | Op::Var(_)
-            | Op::Fill(_)
-            | Op::Reshape
-            | Op::SgdUpdate { .. }
-            | Op::AdamUpdate { .. } => {
-                unreachable!("{} is not executed", node.op.name())
+            (kernel, _) => {
+                return Err(internal(format!(
+                    "{} updates variables {ids:?}",
+                    kernel.name()
+                )))
             }
         }
-        self.slots[s] = out;
         Ok(())
     }
+}
+
+/// A broken plan invariant, reported rather than panicking mid-step.
+fn internal(what: String) -> ModelError {
+    ModelError::Graph(format!("CPU backend: {what}"))
 }

@@ -3,9 +3,8 @@
 
 use super::{Anomaly, StepScalars};
 use crate::error::{ModelError, Result};
-use crate::fuse::Fused;
-use crate::graph::{conv_shape, NodeId, Op};
-use crate::plan::{self, Plan, Storage};
+use crate::graph::{NodeId, Op};
+use crate::plan::{Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
 use sinter_device::kernels::{
@@ -13,11 +12,15 @@ use sinter_device::kernels::{
     EpilogueArgs,
 };
 use sinter_device::{wgpu, Dispatch, Gpu};
+use sinter_ops::elementwise::Epilogue;
+use sinter_ops::Kernel;
 use std::time::Instant;
 
 /// Variable buffers on one GPU, plus the per-step scalars every optimizer kernel reads.
 pub struct GpuBackend {
+    /// The device and its queue, pools and pipeline cache.
     pub gpu: Gpu,
+    /// Every variable's buffer, by [`VarId`].
     pub vars: Vec<wgpu::Buffer>,
     var_lens: Vec<usize>,
     /// `[lr, 1 − β1^t, 1 − β2^t]`, written before each step.
@@ -26,14 +29,17 @@ pub struct GpuBackend {
 
 /// A plan with its buffers and its prepared dispatches.
 pub struct GpuProgram {
+    /// The plan it runs.
     pub plan: Plan,
     slots: Vec<wgpu::Buffer>,
+    /// Every dispatch of a step, prepared (pipeline and bind group), in order.
     pub dispatches: Vec<Dispatch>,
-    /// The plan node each dispatch computes (some nodes take several dispatches).
-    pub dispatch_nodes: Vec<NodeId>,
+    /// The launch (index into `plan.launches`) each dispatch belongs to; some take several.
+    pub dispatch_launches: Vec<usize>,
 }
 
 impl GpuBackend {
+    /// A backend on `gpu` holding no variables yet.
     pub fn new(gpu: Gpu) -> Result<Self> {
         let hyper = gpu.upload("optimizer scalars", &[0f32; 4])?;
         Ok(Self {
@@ -44,6 +50,7 @@ impl GpuBackend {
         })
     }
 
+    /// Uploads the initial values of variables this backend has not seen yet.
     pub fn load_vars(&mut self, store: &VarStore) -> Result<()> {
         for info in &store.vars[self.vars.len()..] {
             let buf = self.gpu.upload(&info.name, &info.init)?;
@@ -53,10 +60,12 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Reads variable `id` back from the device.
     pub fn read_var(&self, id: VarId) -> Result<Vec<f32>> {
         Ok(self.gpu.read(&self.vars[id.0], self.var_lens[id.0])?)
     }
 
+    /// Overwrites variable `id` (same length).
     pub fn write_var(&mut self, id: VarId, data: &[f32]) {
         assert_eq!(
             self.var_lens[id.0],
@@ -81,10 +90,10 @@ impl GpuBackend {
             }
         }
         let mut dispatches = Vec::with_capacity(plan.order.len());
-        let mut dispatch_nodes = Vec::with_capacity(plan.order.len());
-        for &i in &plan.order {
-            let prepared = self.prepare(&plan, &slots, i)?;
-            dispatch_nodes.extend(std::iter::repeat_n(i, prepared.len()));
+        let mut dispatch_launches = Vec::with_capacity(plan.launches.len());
+        for k in 0..plan.launches.len() {
+            let prepared = self.prepare(&plan, &slots, k)?;
+            dispatch_launches.extend(std::iter::repeat_n(k, prepared.len()));
             dispatches.extend(prepared);
         }
         log::debug!(
@@ -96,246 +105,244 @@ impl GpuBackend {
             plan,
             slots,
             dispatches,
-            dispatch_nodes,
+            dispatch_launches,
         })
     }
 
-    /// The dispatches of node `i` (one for most ops).
-    fn prepare(&self, plan: &Plan, slots: &[wgpu::Buffer], i: NodeId) -> Result<Vec<Dispatch>> {
+    /// The dispatches of launch `k` (one for most kernels): one match on its kernel, every size
+    /// taken from the lowering. Its dispatches' FLOPs and bytes sum to the launch's cost
+    /// ([`crate::lower::Launch::cost`]).
+    fn prepare(&self, plan: &Plan, slots: &[wgpu::Buffer], k: usize) -> Result<Vec<Dispatch>> {
         let gpu = &self.gpu;
-        let node = &plan.nodes[i];
-        let buf = |id: NodeId| -> &wgpu::Buffer {
+        let launch = &plan.launches[k];
+        let buf = |id: NodeId| -> Result<&wgpu::Buffer> {
             match plan.storage[id] {
-                Storage::Slot(s) => &slots[s],
-                Storage::Var(v) => &self.vars[v.0],
-                Storage::None => panic!("node {id} has no storage"),
+                Storage::Slot(s) => Ok(&slots[s]),
+                Storage::Var(v) => Ok(&self.vars[v.0]),
+                Storage::None => Err(internal(format!("node {id} has no storage"))),
             }
         };
-        let input = |k: usize| buf(node.inputs[k]);
-        let shape = |k: usize| plan.shape(node.inputs[k]);
-        let (tag, len) = (node.tag.as_str(), node.numel());
-        // The node's output buffer (optimizer updates have none: they write variables).
-        let y = || buf(i);
-        let d = match &node.op {
-            Op::Softmax => softmax::softmax(gpu, input(0), y(), &plan::rows_shape(shape(0)), tag)?,
-            Op::LogSoftmax => {
-                softmax::log_softmax(gpu, input(0), y(), &plan::rows_shape(shape(0)), tag)?
+        let x = |j: usize| buf(launch.reads[j]);
+        let tag = plan.nodes[launch.node].tag.as_str();
+        // The launch's outputs: the node's value, then its secondary outputs.
+        let out = |j: usize| match launch.writes.get(j) {
+            Some(&id) => buf(id),
+            None => Err(internal(format!(
+                "{} has no output {j}",
+                launch.kernel.name()
+            ))),
+        };
+        let y = || out(0);
+        let epilogue = |e: &Epilogue| -> Result<EpilogueArgs> {
+            Ok(EpilogueArgs {
+                bias: if e.bias { Some(x(2)?) } else { None },
+                activation: e.activation,
+            })
+        };
+        let var = |j: usize| match launch.updates.get(j) {
+            Some(v) => Ok((&self.vars[v.0], self.var_lens[v.0])),
+            None => Err(internal(format!(
+                "{} has no variable {j}",
+                launch.kernel.name()
+            ))),
+        };
+        let mut dispatches = match &launch.kernel {
+            Kernel::Unary { op, len } => {
+                vec![elementwise::unary(gpu, x(0)?, y()?, *op, *len, tag)?]
             }
-            Op::SoftmaxGrad => softmax::softmax_grad(
+            Kernel::UnaryGrad { op, len } => vec![elementwise::unary_grad(
                 gpu,
-                input(0),
-                input(1),
-                y(),
-                &plan::rows_shape(shape(0)),
+                x(0)?,
+                x(1)?,
+                y()?,
+                *op,
+                *len,
                 tag,
-            )?,
-            Op::LogSoftmaxGrad => softmax::log_softmax_grad(
+            )?],
+            Kernel::Affine { alpha, beta, len } => vec![elementwise::affine(
                 gpu,
-                input(0),
-                input(1),
-                y(),
-                &plan::rows_shape(shape(0)),
+                x(0)?,
+                y()?,
+                *len,
+                *alpha as f32,
+                *beta as f32,
                 tag,
-            )?,
-            Op::LayerNorm { eps } => {
-                let s = plan::layer_norm_shape(shape(0), *eps);
-                norm::layer_norm(gpu, input(0), input(1), input(2), y(), &s, tag)?
-            }
-            Op::LayerNormGradInput { eps } => {
-                let s = plan::layer_norm_shape(shape(0), *eps);
-                norm::layer_norm_grad_input(gpu, input(0), input(1), input(2), y(), &s, tag)?
-            }
-            Op::LayerNormGradGamma { eps } => {
-                let s = plan::layer_norm_shape(shape(0), *eps);
-                norm::layer_norm_grad_gamma(gpu, input(0), input(1), y(), &s, tag)?
-            }
-            Op::Embedding => {
-                let s = plan::embedding_shape(shape(0), shape(1));
-                embedding::embedding(gpu, input(0), input(1), y(), &s, tag)?
-            }
-            Op::EmbeddingGrad => {
-                let s = plan::embedding_shape(shape(0), &node.shape);
-                embedding::embedding_grad(gpu, input(0), input(1), y(), &s, tag)?
-            }
-            Op::Attention { causal, scale } => {
-                let s = plan::attention_shape(shape(0), *causal, *scale);
-                let lse = buf(plan.extras[i][0]);
-                attention::attention_forward(gpu, input(0), input(1), input(2), y(), lse, &s, tag)?
-            }
-            Op::AttentionGrad { causal, scale } => {
-                let s = plan::attention_shape(shape(0), *causal, *scale);
-                let [dk, dv, delta] = [0, 1, 2].map(|k| buf(plan.extras[i][k]));
-                let (q, k, v, o, d_o, lse) =
-                    (input(0), input(1), input(2), input(3), input(4), input(5));
-                return Ok(attention::attention_backward(
+            )?],
+            Kernel::Binary { op, a, b } => {
+                vec![elementwise::binary(
                     gpu,
-                    q,
-                    k,
-                    v,
-                    o,
-                    d_o,
-                    lse,
-                    delta,
-                    y(),
-                    dk,
-                    dv,
-                    &s,
+                    x(0)?,
+                    a,
+                    x(1)?,
+                    b,
+                    y()?,
+                    *op,
                     tag,
-                )?);
+                )?]
             }
-            Op::Secondary(_) => unreachable!("secondary outputs are written by their producer"),
-            Op::Unary(u) => elementwise::unary(gpu, input(0), y(), *u, len, tag)?,
-            Op::UnaryGrad(u) => {
-                elementwise::unary_grad(gpu, input(0), input(1), y(), *u, len, tag)?
+            Kernel::BroadcastTo { from, to } => {
+                vec![elementwise::broadcast_to(gpu, x(0)?, from, y()?, to, tag)?]
             }
-            Op::Affine { alpha, beta } => {
-                elementwise::affine(gpu, input(0), y(), len, *alpha as f32, *beta as f32, tag)?
+            Kernel::Reduce { op, shape } => {
+                vec![reduce::reduce(gpu, x(0)?, y()?, *op, shape, tag)?]
             }
-            Op::Binary(b) => {
-                elementwise::binary(gpu, input(0), shape(0), input(1), shape(1), y(), *b, tag)?
-            }
-            Op::BroadcastTo => {
-                elementwise::broadcast_to(gpu, input(0), shape(0), y(), &node.shape, tag)?
-            }
-            Op::Reduce { op, axis, .. } => {
-                let s = reduce::ReduceShape::along(shape(0), *axis);
-                reduce::reduce(gpu, input(0), y(), *op, &s, tag)?
-            }
-            Op::MatMul { trans_a, trans_b } => {
-                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-                matmul::matmul(gpu, input(0), input(1), y(), &s, tag)?
-            }
-            Op::Conv2d(c) => {
-                let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *c);
-                conv::conv2d_forward(gpu, input(0), input(1), y(), &s, tag)?
-            }
-            Op::Conv2dGradInput(c) => {
-                let s = conv_shape(&node.shape, shape(1), *c).expect("checked when recorded");
-                conv::conv2d_grad_input(gpu, input(0), input(1), y(), &s, tag)?
-            }
-            Op::Conv2dGradWeight(c) => {
-                let s = plan::conv_kernel_shape(plan, node.inputs[0], i, *c);
-                conv::conv2d_grad_weight(gpu, input(0), input(1), y(), &s, tag)?
-            }
-            Op::MaxPool2d(c) => pool::max_pool2d(
+            Kernel::MatMul { shape, epilogue: e } => vec![matmul::matmul_epilogue(
                 gpu,
-                input(0),
-                y(),
-                &plan::pool_kernel_shape(shape(0), *c),
+                x(0)?,
+                x(1)?,
+                y()?,
+                shape,
+                epilogue(e)?,
+                tag,
+            )?],
+            Kernel::Conv2d { shape, epilogue: e } => vec![conv::conv2d_forward_epilogue(
+                gpu,
+                x(0)?,
+                x(1)?,
+                y()?,
+                shape,
+                epilogue(e)?,
+                tag,
+            )?],
+            Kernel::Conv2dGradInput(s) => {
+                vec![conv::conv2d_grad_input(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::Conv2dGradWeight(s) => {
+                vec![conv::conv2d_grad_weight(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::MaxPool2d(s) => vec![pool::max_pool2d(gpu, x(0)?, y()?, s, tag)?],
+            Kernel::MaxPool2dGrad { shape, relu } => {
+                let mut d = vec![pool::max_pool2d_grad(gpu, x(0)?, x(1)?, y()?, shape, tag)?];
+                if *relu {
+                    d.push(elementwise::relu_mask(
+                        gpu,
+                        x(0)?,
+                        y()?,
+                        shape.x_len(),
+                        tag,
+                    )?);
+                }
+                d
+            }
+            Kernel::AvgPool2d(s) => vec![pool::avg_pool2d(gpu, x(0)?, y()?, s, tag)?],
+            Kernel::AvgPool2dGrad(s) => vec![pool::avg_pool2d_grad(gpu, x(0)?, y()?, s, tag)?],
+            Kernel::CrossEntropy(s) => {
+                vec![loss::cross_entropy(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::CrossEntropyGrad(s) => vec![loss::cross_entropy_grad(
+                gpu,
+                x(0)?,
+                x(1)?,
+                x(2)?,
+                y()?,
+                s,
+                tag,
+            )?],
+            Kernel::CountCorrect(s) => {
+                vec![loss::count_correct(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::Softmax(s) => vec![softmax::softmax(gpu, x(0)?, y()?, s, tag)?],
+            Kernel::LogSoftmax(s) => vec![softmax::log_softmax(gpu, x(0)?, y()?, s, tag)?],
+            Kernel::SoftmaxGrad(s) => {
+                vec![softmax::softmax_grad(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::LogSoftmaxGrad(s) => {
+                vec![softmax::log_softmax_grad(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::LayerNorm(s) => {
+                vec![norm::layer_norm(gpu, x(0)?, x(1)?, x(2)?, y()?, s, tag)?]
+            }
+            Kernel::LayerNormGradInput(s) => vec![norm::layer_norm_grad_input(
+                gpu,
+                x(0)?,
+                x(1)?,
+                x(2)?,
+                y()?,
+                s,
+                tag,
+            )?],
+            Kernel::LayerNormGradGamma(s) => {
+                vec![norm::layer_norm_grad_gamma(
+                    gpu,
+                    x(0)?,
+                    x(1)?,
+                    y()?,
+                    s,
+                    tag,
+                )?]
+            }
+            Kernel::Embedding(s) => vec![embedding::embedding(gpu, x(0)?, x(1)?, y()?, s, tag)?],
+            Kernel::EmbeddingGrad(s) => {
+                vec![embedding::embedding_grad(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::Attention(s) => vec![attention::attention_forward(
+                gpu,
+                x(0)?,
+                x(1)?,
+                x(2)?,
+                y()?,
+                out(1)?,
+                s,
+                tag,
+            )?],
+            // outputs [dq, dk, dv, delta]
+            Kernel::AttentionGrad(s) => attention::attention_backward(
+                gpu,
+                x(0)?,
+                x(1)?,
+                x(2)?,
+                x(3)?,
+                x(4)?,
+                x(5)?,
+                out(3)?,
+                y()?,
+                out(1)?,
+                out(2)?,
+                s,
                 tag,
             )?,
-            Op::MaxPool2dGrad(c) => pool::max_pool2d_grad(
-                gpu,
-                input(0),
-                input(1),
-                y(),
-                &plan::pool_kernel_shape(shape(0), *c),
-                tag,
-            )?,
-            Op::AvgPool2d(c) => pool::avg_pool2d(
-                gpu,
-                input(0),
-                y(),
-                &plan::pool_kernel_shape(shape(0), *c),
-                tag,
-            )?,
-            Op::AvgPool2dGrad(c) => pool::avg_pool2d_grad(
-                gpu,
-                input(0),
-                y(),
-                &plan::pool_kernel_shape(&node.shape, *c),
-                tag,
-            )?,
-            Op::CrossEntropy => loss::cross_entropy(
-                gpu,
-                input(0),
-                input(1),
-                y(),
-                &plan::cross_entropy_shape(shape(0)),
-                tag,
-            )?,
-            Op::CrossEntropyGrad => loss::cross_entropy_grad(
-                gpu,
-                input(0),
-                input(1),
-                input(2),
-                y(),
-                &plan::cross_entropy_shape(shape(0)),
-                tag,
-            )?,
-            Op::CountCorrect => loss::count_correct(
-                gpu,
-                input(0),
-                input(1),
-                y(),
-                &plan::cross_entropy_shape(shape(0)),
-                tag,
-            )?,
-            Op::SgdUpdate {
-                param,
-                velocity,
-                config,
-            } => optim::sgd(
-                gpu,
-                input(0),
-                input(1),
-                &self.hyper,
-                &self.vars[param.0],
-                &self.vars[velocity.0],
-                self.var_lens[param.0],
-                config,
-                tag,
-            )?,
-            Op::AdamUpdate {
-                param,
-                m,
-                v,
-                config,
-            } => optim::adam(
-                gpu,
-                input(0),
-                input(1),
-                &self.hyper,
-                &self.vars[param.0],
-                &self.vars[m.0],
-                &self.vars[v.0],
-                self.var_lens[param.0],
-                config,
-                tag,
-            )?,
-            Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Reshape => {
-                unreachable!("{} is not executed", node.op.name())
+            Kernel::Sgd { len, config } => {
+                let ((param, _), (velocity, _)) = (var(0)?, var(1)?);
+                vec![optim::sgd(
+                    gpu,
+                    x(0)?,
+                    x(1)?,
+                    &self.hyper,
+                    param,
+                    velocity,
+                    *len,
+                    config,
+                    tag,
+                )?]
             }
-            // A fused product runs its epilogue inside its kernel: one dispatch.
-            Op::Fused(Fused::Conv2d { conv, epilogue: e }) => {
-                let s = plan::conv_kernel_shape(plan, node.inputs[0], node.inputs[1], *conv);
-                let e = EpilogueArgs {
-                    bias: e.bias.then(|| input(2)),
-                    activation: e.activation,
-                };
-                conv::conv2d_forward_epilogue(gpu, input(0), input(1), y(), &s, e, tag)?
-            }
-            Op::Fused(Fused::MatMul {
-                trans_a,
-                trans_b,
-                epilogue: e,
-            }) => {
-                let s = plan::matmul_kernel_shape(shape(0), shape(1), *trans_a, *trans_b);
-                let e = EpilogueArgs {
-                    bias: e.bias.then(|| input(2)),
-                    activation: e.activation,
-                };
-                matmul::matmul_epilogue(gpu, input(0), input(1), y(), &s, e, tag)?
-            }
-            Op::Fused(Fused::MaxPool2dGradRelu(c)) => {
-                let s = plan::pool_kernel_shape(shape(0), *c);
-                return Ok(vec![
-                    pool::max_pool2d_grad(gpu, input(0), input(1), y(), &s, tag)?,
-                    elementwise::relu_mask(gpu, input(0), y(), len, tag)?,
-                ]);
+            Kernel::Adam { len, config } => {
+                let ((param, _), (m, _), (v, _)) = (var(0)?, var(1)?, var(2)?);
+                vec![optim::adam(
+                    gpu,
+                    x(0)?,
+                    x(1)?,
+                    &self.hyper,
+                    param,
+                    m,
+                    v,
+                    *len,
+                    config,
+                    tag,
+                )?]
             }
         };
-        Ok(vec![d])
+        // The launchers price their dispatches by the same cost model; where a launch takes
+        // several (a fused mask pass), the last carries what the others leave of the launch's
+        // cost, so a launch's dispatches always sum to it.
+        let cost = launch.cost();
+        if let Some((last, rest)) = dispatches.split_last_mut() {
+            let (flops, bytes) = rest
+                .iter()
+                .fold((0, 0), |(f, b), d| (f + d.flops, b + d.bytes));
+            last.flops = cost.flops.saturating_sub(flops);
+            last.bytes = cost.bytes.saturating_sub(bytes);
+        }
+        Ok(dispatches)
     }
 
     /// Returns a program's buffers to the device's pool.
@@ -453,12 +460,13 @@ impl GpuBackend {
         let kernels = prog
             .dispatches
             .iter()
-            .zip(&prog.dispatch_nodes)
+            .zip(&prog.dispatch_launches)
             .zip(&run.dispatches)
-            .map(|((d, &node), t)| KernelTiming {
+            .map(|((d, &k), t)| KernelTiming {
+                launch: k,
                 kernel: d.entry.to_string(),
                 tag: d.tag.clone(),
-                shapes: profile::node_shapes(&prog.plan, node),
+                shapes: profile::launch_shapes(&prog.plan, &prog.plan.launches[k]),
                 flops: d.flops,
                 bytes: d.bytes,
                 start_us: offset(run.gpu_origin) + t.start_ns * 1e-3,
@@ -485,4 +493,9 @@ impl GpuBackend {
         };
         Ok((run.outputs, profile))
     }
+}
+
+/// A broken plan invariant, reported rather than panicking while a program is prepared.
+fn internal(what: String) -> ModelError {
+    ModelError::Graph(format!("GPU backend: {what}"))
 }

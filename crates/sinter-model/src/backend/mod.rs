@@ -21,6 +21,7 @@ pub use gpu::{GpuBackend, GpuProgram};
 /// Values that change every step without changing the plan.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepScalars {
+    /// Learning rate of this step (after the schedule).
     pub lr: f64,
     /// `1 − β1^t` for Adam (1 otherwise).
     pub bias_correction1: f64,
@@ -42,12 +43,19 @@ impl Default for StepScalars {
 /// produced it (op, tag, shape, source line), the first bad element and its value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Anomaly {
+    /// The node whose value is not finite.
     pub node: NodeId,
+    /// Its op, as [`crate::graph::Op::name`] writes it.
     pub op: String,
+    /// Its tag in model terms (`fc1 · matmul`).
     pub tag: String,
+    /// Its shape.
     pub shape: Vec<usize>,
+    /// The source line that recorded it.
     pub location: String,
+    /// Flat index of the first non-finite element.
     pub index: usize,
+    /// That element (NaN or ±inf).
     pub value: f32,
 }
 
@@ -97,6 +105,7 @@ pub enum Program {
 }
 
 impl Program {
+    /// The plan this program runs.
     pub fn plan(&self) -> &Plan {
         match self {
             Program::Cpu(p) => &p.plan,
@@ -105,6 +114,7 @@ impl Program {
         }
     }
 
+    /// What the plan predicts a step needs (see [`MemoryReport`]).
     pub fn memory(&self) -> MemoryReport {
         self.plan().memory
     }
