@@ -65,6 +65,11 @@ impl GpuBackend {
         Ok(self.gpu.read(&self.vars[id.0], self.var_lens[id.0])?)
     }
 
+    /// The length of variable `id`, if this backend holds it.
+    pub fn var_len(&self, id: VarId) -> Option<usize> {
+        self.var_lens.get(id.0).copied()
+    }
+
     /// Overwrites variable `id` (same length).
     pub fn write_var(&mut self, id: VarId, data: &[f32]) {
         assert_eq!(

@@ -197,7 +197,9 @@ impl Backend {
         }
     }
 
+    /// The current values of variable `id`; an error if this backend has not loaded it.
     pub fn read_var(&self, id: VarId) -> Result<Vec<f32>> {
+        self.var_len(id)?;
         match self {
             Backend::Cpu(c) => Ok(c.read_var(id)),
             #[cfg(feature = "gpu")]
@@ -205,12 +207,38 @@ impl Backend {
         }
     }
 
-    pub fn write_var(&mut self, id: VarId, data: &[f32]) {
+    /// Overwrites variable `id`; an error if it is not loaded or `data` has another length.
+    pub fn write_var(&mut self, id: VarId, data: &[f32]) -> Result<()> {
+        let len = self.var_len(id)?;
+        if data.len() != len {
+            return Err(ModelError::Config(format!(
+                "write_var: variable {} holds {len} values, not {}",
+                id.0,
+                data.len()
+            )));
+        }
         match self {
             Backend::Cpu(c) => c.write_var(id, data),
             #[cfg(feature = "gpu")]
             Backend::Gpu(g) => g.write_var(id, data),
         }
+        Ok(())
+    }
+
+    /// The length of variable `id`, or an error saying it is not loaded.
+    fn var_len(&self, id: VarId) -> Result<usize> {
+        let len = match self {
+            Backend::Cpu(c) => c.vars.get(id.0).map(Vec::len),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu(g) => g.var_len(id),
+        };
+        len.ok_or_else(|| {
+            ModelError::Config(format!(
+                "variable {} is not loaded in this backend ({} are): call load_vars with its store first",
+                id.0,
+                self.loaded_vars()
+            ))
+        })
     }
 
     /// Variables loaded so far (see [`Backend::load_vars`]).
@@ -377,4 +405,27 @@ pub(crate) fn check_feeds(plan: &Plan, lens: impl ExactSizeIterator<Item = usize
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vars::VarKind;
+
+    #[test]
+    fn variables_not_loaded_or_of_another_length_are_errors() {
+        let mut store = VarStore::new();
+        let id = store.add("w", &[3], VarKind::Param, vec![1.0, 2.0, 3.0]);
+        let mut backend = Backend::Cpu(CpuBackend::new());
+        let err = backend.read_var(id).unwrap_err().to_string();
+        assert!(
+            err.contains("not loaded") && err.contains("load_vars"),
+            "{err}"
+        );
+        backend.load_vars(&store).unwrap();
+        let err = backend.write_var(id, &[1.0]).unwrap_err().to_string();
+        assert!(err.contains("holds 3 values, not 1"), "{err}");
+        backend.write_var(id, &[4.0, 5.0, 6.0]).unwrap();
+        assert_eq!(backend.read_var(id).unwrap(), vec![4.0, 5.0, 6.0]);
+    }
 }

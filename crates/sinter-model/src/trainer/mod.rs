@@ -328,7 +328,7 @@ impl<M: Model> Trainer<M> {
         for id in ids {
             let mut values = self.backend.read_var(id)?;
             dp.collective.broadcast_from_root(&mut values)?;
-            self.backend.write_var(id, &values);
+            self.backend.write_var(id, &values)?;
         }
         Ok(())
     }
@@ -609,7 +609,7 @@ impl<M: Model> Trainer<M> {
             let id = self.store.find(&t.name).ok_or_else(|| {
                 ModelError::checkpoint(file, format!("has no variable named {}", t.name))
             })?;
-            self.backend.write_var(id, &t.data);
+            self.backend.write_var(id, &t.data)?;
         }
         Ok(())
     }
