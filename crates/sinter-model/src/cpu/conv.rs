@@ -1,7 +1,7 @@
 //! CPU 2-D convolution (NCHW, no groups; bias and activation only as a fused epilogue): forward, input gradient and weight gradient as
 //! im2col + GEMM (the `gemm` crate) and col2im, parallel over the batch. The CPU backend trains with these.
 
-use super::elementwise::epilogue_value;
+use super::elementwise::{epilogue_row, RowBias};
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -411,10 +411,8 @@ pub fn conv2d_forward_epilogue<T: Real>(
         matmul(g.o, p, k, yn, false, w, col, par);
         if bias.is_some() || activation.is_some() {
             for (o, row) in yn.chunks_exact_mut(p).enumerate() {
-                let b = bias.map(|b| b[o]);
-                for v in row {
-                    *v = epilogue_value(*v, b, activation);
-                }
+                let b = bias.map_or(RowBias::None, |b| RowBias::Scalar(b[o]));
+                epilogue_row(row, b, activation);
             }
         }
     };

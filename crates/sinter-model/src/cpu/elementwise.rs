@@ -12,6 +12,7 @@ const CHUNK: usize = 1 << 13;
 
 /// f(v) for one element. Gelu is the tanh approximation 0.5v(1 + tanh(√(2/π)(v + 0.044715v³))),
 /// matching the WGSL (which has no erf).
+#[inline]
 pub fn unary_value<T: Real>(op: UnaryOp, v: T) -> T {
     let (zero, one) = (T::zero(), T::one());
     match op {
@@ -48,6 +49,36 @@ pub fn epilogue_value<T: Real>(v: T, bias: Option<T>, activation: Option<UnaryOp
     match activation {
         Some(op) => unary_value(op, v),
         None => v,
+    }
+}
+
+/// The bias of a row of product outputs: one value for the whole row (a convolution's output
+/// channel) or one per element (a matrix product's output columns).
+#[derive(Clone, Copy)]
+pub enum RowBias<'a, T> {
+    /// No bias.
+    None,
+    /// The same bias for every element of the row.
+    Scalar(T),
+    /// `bias[j]` for element j.
+    PerElement(&'a [T]),
+}
+
+/// [`epilogue_value`] over a row, with the choice of activation made once per row rather than
+/// per element, so the common ReLU epilogue compiles to a plain loop.
+pub fn epilogue_row<T: Real>(row: &mut [T], bias: RowBias<T>, activation: Option<UnaryOp>) {
+    #[inline(always)]
+    fn each<T: Real>(row: &mut [T], bias: RowBias<T>, f: impl Fn(T) -> T) {
+        match bias {
+            RowBias::None => row.iter_mut().for_each(|v| *v = f(*v)),
+            RowBias::Scalar(b) => row.iter_mut().for_each(|v| *v = f(*v + b)),
+            RowBias::PerElement(b) => row.iter_mut().zip(b).for_each(|(v, &b)| *v = f(*v + b)),
+        }
+    }
+    match activation {
+        None => each(row, bias, |v| v),
+        Some(UnaryOp::Relu) => each(row, bias, |v| unary_value(UnaryOp::Relu, v)),
+        Some(op) => each(row, bias, |v| unary_value(op, v)),
     }
 }
 

@@ -1,7 +1,7 @@
 //! CPU matrix products: the CPU backend's GEMM and the reference the WGSL matmul kernels are tested
 //! against. The `gemm` crate packs and vectorizes like a BLAS and reads transposes through strides.
 
-use super::elementwise::epilogue_value;
+use super::elementwise::{epilogue_row, RowBias};
 use super::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -74,12 +74,15 @@ pub fn matmul_epilogue<T: Real>(
             bias.len()
         );
     }
+    if bias.is_none() && activation.is_none() {
+        return;
+    }
     let c = &mut c[..s.c_len()];
-    let epilogue = |row: &mut [T]| {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = epilogue_value(*v, bias.map(|b| b[j]), activation);
-        }
+    let bias = match bias {
+        Some(b) => RowBias::PerElement(&b[..s.n]),
+        None => RowBias::None,
     };
+    let epilogue = |row: &mut [T]| epilogue_row(row, bias, activation);
     if c.len() >= 1 << 15 {
         c.par_chunks_mut(s.n).for_each(epilogue);
     } else {
