@@ -7,11 +7,17 @@ use crate::error::ShapeError;
 /// OH = (H + 2·ph − KH) / sh + 1 (floor mode, no dilation; likewise OW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2dShape {
+    /// N: batch size.
     pub n: usize,
+    /// C: channels (pooled independently).
     pub c: usize,
+    /// H: input height.
     pub h: usize,
+    /// W: input width.
     pub w: usize,
+    /// KH: window height.
     pub kh: usize,
+    /// KW: window width.
     pub kw: usize,
     /// [sh, sw]
     pub stride: [usize; 2],
