@@ -19,7 +19,8 @@ fn params(s: &CrossEntropyShape) -> [u32; 4] {
     [s.rows as u32, s.classes as u32, NAN_BITS, 0]
 }
 
-/// `loss[0]` = mean over rows of `logsumexp(row) − row[target]`; NaN if any target is not a class.
+/// `loss[0]` = mean over rows of `logsumexp(row) − row[target]`; NaN if any target is not a
+/// class.
 // logits: [rows, classes], targets: [rows], loss: [1]
 pub fn cross_entropy(
     gpu: &Gpu,
@@ -49,7 +50,8 @@ pub fn cross_entropy(
     })
 }
 
-/// `dlogits = (softmax(row) − onehot(target)) · dloss[0] / rows`; a row with a bad target is NaN.
+/// `dlogits = (softmax(row) − onehot(target)) · dloss[0] / rows`; a row with a bad target is
+/// NaN.
 // logits: [rows, classes], targets: [rows], dloss: [1], dlogits: [rows, classes]
 pub fn cross_entropy_grad(
     gpu: &Gpu,
