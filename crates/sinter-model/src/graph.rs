@@ -22,12 +22,17 @@ pub type NodeId = usize;
 /// Stride, padding and dilation of a 2-D convolution (the rest of its shape comes from its inputs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvConfig {
+    /// `[sh, sw]`: steps of the kernel between outputs.
     pub stride: [usize; 2],
+    /// `[ph, pw]`: zeros added on both sides of height and width.
     pub pad: [usize; 2],
+    /// `[dh, dw]`: spacing between kernel taps (1 is a dense kernel).
     pub dilation: [usize; 2],
 }
 
 impl ConvConfig {
+    /// Stride 1, no dilation, `pad` zeros on every side: `padded(k / 2)` keeps an odd `k×k`
+    /// kernel's output the size of its input.
     pub fn padded(pad: usize) -> Self {
         Self {
             stride: [1, 1],
@@ -40,8 +45,12 @@ impl ConvConfig {
 /// Window, stride and padding of a 2-D pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
+    /// `[kh, kw]`: the window.
     pub kernel: [usize; 2],
+    /// `[sh, sw]`: steps of the window between outputs.
     pub stride: [usize; 2],
+    /// `[ph, pw]`: padding on both sides, at most half the window. A padded cell never wins a
+    /// max and counts as a zero in an average (which always divides by kh·kw, as PyTorch does).
     pub pad: [usize; 2],
 }
 
@@ -62,18 +71,22 @@ impl PoolConfig {
 pub enum Op {
     /// Data fed at every step (a batch of images, its labels).
     Input {
+        /// The feed name the trainer and backends look it up by.
         name: String,
     },
     /// A persistent variable: a parameter or an optimizer state.
     Var(VarId),
     /// A tensor filled with one value.
     Fill(f64),
+    /// `y = f(x)` elementwise.
     Unary(UnaryOp),
     /// `dx = dy · f'(x)`; inputs `[x, dy]`.
     UnaryGrad(UnaryOp),
     /// `y = alpha · x + beta`.
     Affine {
+        /// The scale.
         alpha: f64,
+        /// The shift.
         beta: f64,
     },
     /// Elementwise with numpy broadcasting.
@@ -82,15 +95,20 @@ pub enum Op {
     BroadcastTo,
     /// Reduction over one axis; the axis is kept with size 1 when `keep_dim`.
     Reduce {
+        /// What is computed over the axis.
         op: ReduceOp,
+        /// The reduced axis of the input.
         axis: usize,
+        /// Keep the axis with size 1 (so the result broadcasts against the input).
         keep_dim: bool,
     },
     /// Same data, new shape: no copy.
     Reshape,
     /// Batched `op(A) · op(B)` over the last two axes; a rank-2 operand broadcasts over the batch.
     MatMul {
+        /// Use the transpose of A's last two axes.
         trans_a: bool,
+        /// Use the transpose of B's last two axes.
         trans_b: bool,
     },
     /// `y = conv(x, w)`; inputs `[x, w]`.
@@ -99,9 +117,11 @@ pub enum Op {
     Conv2dGradInput(ConvConfig),
     /// `dw` of a convolution; inputs `[x, dy]`; the node's shape is w's.
     Conv2dGradWeight(ConvConfig),
+    /// Max over each window of `x: [N, C, H, W]`.
     MaxPool2d(PoolConfig),
     /// inputs `[x, dy]`.
     MaxPool2dGrad(PoolConfig),
+    /// Mean over each window of `x: [N, C, H, W]`, dividing by the window size.
     AvgPool2d(PoolConfig),
     /// inputs `[dy]`; the node's shape is x's.
     AvgPool2dGrad(PoolConfig),
@@ -121,14 +141,17 @@ pub enum Op {
     LogSoftmaxGrad,
     /// Layer normalization over the last axis; inputs `[x, gamma, beta]`.
     LayerNorm {
+        /// Added to the variance before the square root.
         eps: f32,
     },
     /// inputs `[x, gamma, dy]`; the node has x's shape.
     LayerNormGradInput {
+        /// The forward's epsilon (the row statistics are recomputed).
         eps: f32,
     },
     /// inputs `[x, dy]`; the node has gamma's shape.
     LayerNormGradGamma {
+        /// The forward's epsilon (the row statistics are recomputed).
         eps: f32,
     },
     /// Rows of a table picked by token ids (stored as floats); inputs `[ids, table]`.
@@ -138,13 +161,18 @@ pub enum Op {
     /// Fused scaled-dot-product attention of q, k, v: `[B, T, H, D]`. Its secondary output 1 is
     /// the log-sum-exp of each query row, `[B, H, T]`, saved for the backward pass.
     Attention {
+        /// Query i sees only keys j ≤ i.
         causal: bool,
+        /// Multiplies the scores `q·k` before the softmax (1/√D when recorded by
+        /// [`Tensor::attention`]).
         scale: f32,
     },
     /// inputs `[q, k, v, o, do, lse]`; the node is dq; secondary outputs 1, 2, 3 are dk, dv and a
     /// `[B, H, T]` scratch row (Σ do∘o).
     AttentionGrad {
+        /// The forward's mask.
         causal: bool,
+        /// The forward's score scale.
         scale: f32,
     },
     /// The k-th secondary output (k ≥ 1) of the node that is its only input. The planner gives it
@@ -152,17 +180,25 @@ pub enum Op {
     Secondary(usize),
     /// Several nodes folded into one kernel by the planner (see `fuse.rs`).
     Fused(crate::fuse::Fused),
-    /// In-place SGD step; inputs `[grad, scale]`; no output.
+    /// In-place SGD step; inputs `[grad, scale]` with `scale: [1]` multiplying the gradient
+    /// (1, or the global-norm clip factor); no output. The learning rate comes per step.
     SgdUpdate {
+        /// The parameter updated in place.
         param: VarId,
+        /// Its momentum buffer (`<param>.momentum`).
         velocity: VarId,
+        /// Momentum, Nesterov and weight decay.
         config: SgdConfig,
     },
-    /// In-place Adam/AdamW step; inputs `[grad, scale]`; no output.
+    /// In-place Adam/AdamW step; inputs `[grad, scale]` as for [`Op::SgdUpdate`]; no output.
     AdamUpdate {
+        /// The parameter updated in place.
         param: VarId,
+        /// Its first-moment estimate (`<param>.adam_m`).
         m: VarId,
+        /// Its second-moment estimate (`<param>.adam_v`).
         v: VarId,
+        /// β1, β2, ε, weight decay and whether it is decoupled (AdamW).
         config: AdamConfig,
     },
 }
@@ -219,8 +255,11 @@ impl Op {
 /// One recorded operation.
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// What the node computes.
     pub op: Op,
+    /// Its operands, in the order its [`Op`] documents; all recorded before it.
     pub inputs: Vec<NodeId>,
+    /// The output shape, row-major; `[]` is a scalar.
     pub shape: Vec<usize>,
     /// What this node computes in model terms (`fc1 · forward`), for profiles and errors.
     pub tag: String,
@@ -229,6 +268,7 @@ pub struct Node {
 }
 
 impl Node {
+    /// Elements of the output (1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -237,6 +277,7 @@ impl Node {
 /// The recorded nodes, in an order where every input precedes its users.
 #[derive(Debug, Default)]
 pub struct Graph {
+    /// Every node, indexed by [`NodeId`].
     pub nodes: Vec<Node>,
     /// Prefix for tags of nodes recorded now (set by modules: `conv1`, `fc2`, …).
     scope: Vec<String>,

@@ -14,6 +14,7 @@ pub struct GraphBuilder {
 }
 
 impl GraphBuilder {
+    /// An empty graph.
     pub fn new() -> Self {
         Self::default()
     }
@@ -37,6 +38,8 @@ impl GraphBuilder {
         r
     }
 
+    /// A handle to node `id` of this graph, to record operations on it (backward rules and
+    /// optimizers work from node ids). The id must be one this graph recorded.
     pub fn tensor(&self, id: NodeId) -> Tensor {
         Tensor {
             id,
@@ -44,14 +47,21 @@ impl GraphBuilder {
         }
     }
 
+    /// A copy of node `id`.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not a node of this graph.
     pub fn node(&self, id: NodeId) -> Node {
         self.graph.borrow().nodes[id].clone()
     }
 
+    /// Nodes recorded so far; the next node gets this id.
     pub fn len(&self) -> usize {
         self.graph.borrow().nodes.len()
     }
 
+    /// Whether nothing has been recorded yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -95,6 +105,10 @@ impl GraphBuilder {
 
     /// Records a node with secondary outputs: the primary output has `shapes[0]`, and one
     /// [`Op::Secondary`] node is recorded per further shape. Returns all outputs in order.
+    ///
+    /// # Panics
+    ///
+    /// If `shapes` is empty (a node has at least its primary output).
     #[track_caller]
     pub fn push_multi(
         &self,
@@ -179,6 +193,8 @@ impl GraphBuilder {
         mask
     }
 
+    /// A constant tensor of `shape` with every element `value` (computed in the step, no
+    /// variable behind it).
     #[track_caller]
     pub fn fill(&self, value: f64, shape: &[usize]) -> Tensor {
         self.push(Op::Fill(value), &[], shape.to_vec(), "")

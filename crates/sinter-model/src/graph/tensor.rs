@@ -13,6 +13,7 @@ use std::rc::Rc;
 /// A handle to a node of a shared graph; operations on it record new nodes.
 #[derive(Clone)]
 pub struct Tensor {
+    /// The node this handle refers to.
     pub id: NodeId,
     pub(super) graph: Rc<RefCell<Graph>>,
 }
@@ -32,20 +33,24 @@ fn shape_err(op: &'static str, detail: String, location: &'static Location<'stat
 }
 
 impl Tensor {
+    /// The builder of this tensor's graph, to record leaves (inputs, variables, constants) on it.
     pub fn builder(&self) -> GraphBuilder {
         GraphBuilder {
             graph: self.graph.clone(),
         }
     }
 
+    /// The output shape of the node, row-major; `[]` is a scalar.
     pub fn shape(&self) -> Vec<usize> {
         self.graph.borrow().nodes[self.id].shape.clone()
     }
 
+    /// Elements of the tensor (1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape().iter().product()
     }
 
+    /// Number of axes (0 for a scalar).
     pub fn rank(&self) -> usize {
         self.shape().len()
     }
@@ -56,7 +61,8 @@ impl Tensor {
     }
 
     /// Inverted dropout with drop probability `p` in training (`Mode::Train`), the identity in
-    /// evaluation: works anywhere in a model (attention, residuals). `p` must lie in [0, 1).
+    /// evaluation: works anywhere in a model (attention, residuals). `p` must lie in `[0, 1)`,
+    /// else [`ModelError::Shape`] names the probability.
     #[track_caller]
     pub fn dropout(&self, p: f32, mode: crate::nn::Mode) -> Result<Tensor> {
         if !(0.0..1.0).contains(&p) {
@@ -102,23 +108,28 @@ impl Tensor {
 
     // ---- elementwise -------------------------------------------------------------------------
 
+    /// `f(x)` for every element, any shape (the named methods below are shorthands).
     #[track_caller]
     pub fn unary(&self, op: UnaryOp) -> Tensor {
         self.record(Op::Unary(op), &[self.id], self.shape(), Location::caller())
     }
 
+    /// max(x, 0).
     #[track_caller]
     pub fn relu(&self) -> Tensor {
         self.unary(UnaryOp::Relu)
     }
+    /// GELU in its tanh approximation (PyTorch's `approximate="tanh"`).
     #[track_caller]
     pub fn gelu(&self) -> Tensor {
         self.unary(UnaryOp::Gelu)
     }
+    /// tanh(x).
     #[track_caller]
     pub fn tanh(&self) -> Tensor {
         self.unary(UnaryOp::Tanh)
     }
+    /// σ(x) = 1 / (1 + e⁻ˣ).
     #[track_caller]
     pub fn sigmoid(&self) -> Tensor {
         self.unary(UnaryOp::Sigmoid)
@@ -128,26 +139,32 @@ impl Tensor {
     pub fn silu(&self) -> Tensor {
         self.unary(UnaryOp::Silu)
     }
+    /// eˣ.
     #[track_caller]
     pub fn exp(&self) -> Tensor {
         self.unary(UnaryOp::Exp)
     }
+    /// Natural logarithm (NaN below 0, −∞ at 0).
     #[track_caller]
     pub fn log(&self) -> Tensor {
         self.unary(UnaryOp::Log)
     }
+    /// √x (NaN below 0).
     #[track_caller]
     pub fn sqrt(&self) -> Tensor {
         self.unary(UnaryOp::Sqrt)
     }
+    /// x².
     #[track_caller]
     pub fn square(&self) -> Tensor {
         self.unary(UnaryOp::Square)
     }
+    /// −x.
     #[track_caller]
     pub fn neg(&self) -> Tensor {
         self.unary(UnaryOp::Neg)
     }
+    /// |x|.
     #[track_caller]
     pub fn abs(&self) -> Tensor {
         self.unary(UnaryOp::Abs)
@@ -164,11 +181,15 @@ impl Tensor {
         )
     }
 
+    /// `alpha · x`.
     #[track_caller]
     pub fn scale(&self, alpha: f64) -> Tensor {
         self.affine(alpha, 0.0)
     }
 
+    /// `op(self, other)` elementwise with numpy broadcasting; the result has the broadcast shape.
+    /// [`ModelError::Shape`] when the shapes do not broadcast, the result's rank exceeds
+    /// [`MAX_RANK`], or the operands belong to different graphs.
     #[track_caller]
     pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let loc = Location::caller();
@@ -192,31 +213,39 @@ impl Tensor {
         Ok(self.record(Op::Binary(op), &[self.id, other.id], out, loc))
     }
 
+    /// `self + other`, broadcasting; errors as [`Tensor::binary`].
     #[track_caller]
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Add, other)
     }
+    /// `self − other`, broadcasting; errors as [`Tensor::binary`].
     #[track_caller]
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Sub, other)
     }
+    /// `self · other` elementwise, broadcasting; errors as [`Tensor::binary`].
     #[track_caller]
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Mul, other)
     }
+    /// `self / other` elementwise, broadcasting; errors as [`Tensor::binary`].
     #[track_caller]
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Div, other)
     }
+    /// Elementwise max, broadcasting (a tie sends the gradient to `self`).
     #[track_caller]
     pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Max, other)
     }
+    /// Elementwise min, broadcasting (a tie sends the gradient to `self`).
     #[track_caller]
     pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Min, other)
     }
 
+    /// A copy repeated along broadcast axes to `shape` (numpy rules: leading axes added, size-1
+    /// axes stretched); [`ModelError::Shape`] if it does not broadcast.
     #[track_caller]
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
         let loc = Location::caller();
@@ -233,6 +262,8 @@ impl Tensor {
 
     // ---- shape and reductions ----------------------------------------------------------------
 
+    /// The same elements in row-major order under a new shape (no copy);
+    /// [`ModelError::Shape`] if the element counts differ.
     #[track_caller]
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let loc = Location::caller();
@@ -263,6 +294,9 @@ impl Tensor {
         self.reshape(&out)
     }
 
+    /// `op` over axis `axis`, which is removed, or kept with size 1 when `keep_dim`
+    /// (`[4, 3, 5]` over axis 1 → `[4, 5]` or `[4, 1, 5]`); [`ModelError::Shape`] if the axis is
+    /// out of range.
     #[track_caller]
     pub fn reduce(&self, op: ReduceOp, axis: usize, keep_dim: bool) -> Result<Tensor> {
         let loc = Location::caller();
@@ -282,6 +316,7 @@ impl Tensor {
         Ok(self.record(Op::Reduce { op, axis, keep_dim }, &[self.id], shape, loc))
     }
 
+    /// Sum over one axis: [`Tensor::reduce`] with [`ReduceOp::Sum`].
     #[track_caller]
     pub fn sum_axis(&self, axis: usize, keep_dim: bool) -> Result<Tensor> {
         self.reduce(ReduceOp::Sum, axis, keep_dim)
@@ -378,11 +413,16 @@ impl Tensor {
         ))
     }
 
+    /// Max over each window of `self: [N, C, H, W]` → `[N, C, OH, OW]` (floor mode);
+    /// [`ModelError::Shape`] for another rank, padding over half the window, or a window larger
+    /// than the padded input.
     #[track_caller]
     pub fn max_pool2d(&self, config: PoolConfig) -> Result<Tensor> {
         self.pool(config, true)
     }
 
+    /// Mean over each window of `self: [N, C, H, W]` → `[N, C, OH, OW]`, padding counted as
+    /// zeros; errors as [`Tensor::max_pool2d`].
     #[track_caller]
     pub fn avg_pool2d(&self, config: PoolConfig) -> Result<Tensor> {
         self.pool(config, false)

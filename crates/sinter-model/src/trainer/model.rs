@@ -121,10 +121,11 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Seeds the dropout masks (parameters are seeded by their [`crate::Init`]).
     pub seed: u64,
-    /// Stop with [`ModelError::NonFinite`] when the loss is NaN or infinite; otherwise the step succeeds and [`Trainer::non_finite_steps`] counts it.
+    /// Stop with [`ModelError::NonFinite`] when the loss is NaN or infinite; otherwise the step
+    /// succeeds and [`crate::Trainer::non_finite_steps`] counts it.
     pub stop_on_nan: bool,
     /// Check every value of every training step and stop at the first non-finite one, naming
-    /// its node (see [`Backend::run_checked`]); costs nothing when off.
+    /// its node (see [`crate::Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
 }
 
