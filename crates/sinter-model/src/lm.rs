@@ -587,3 +587,29 @@ impl CharSampler {
         Ok(corpus.decode(&text[start_len..]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn architectures_the_modules_cannot_build_are_config_errors() {
+        let t = |heads, width| CharArch::Transformer {
+            layers: 1,
+            heads,
+            width,
+        };
+        assert!(t(4, 64).check().is_ok());
+        for (heads, width) in [(0, 64), (5, 64), (4, 0)] {
+            let e = t(heads, width).check().unwrap_err();
+            assert!(matches!(e, ModelError::Config(_)), "{e}");
+            assert!(e.to_string().starts_with("char-transformer: "), "{e}");
+        }
+        let r = CharArch::Recurrent {
+            cell: CellKind::Lstm,
+            embed: 0,
+            hidden: 8,
+        };
+        assert!(r.check().unwrap_err().to_string().contains("at least 1"));
+    }
+}

@@ -351,3 +351,35 @@ impl Recurrent {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::GraphBuilder;
+
+    #[test]
+    fn misshapen_inputs_are_errors_that_name_the_layer() {
+        let mut store = VarStore::new();
+        let mut init = Init::new(0);
+        let attn = MultiHeadAttention::new(&mut store, "attn", 8, 2, &mut init);
+        let g = GraphBuilder::new();
+        let flat = g.input("x", &[4, 8]);
+        let e = attn.forward(&store, &flat, true).unwrap_err().to_string();
+        assert!(e.starts_with("multi_head_attention at "), "{e}");
+        assert!(e.contains("nn_seq.rs") && e.contains("[4, 8]"), "{e}");
+
+        let rnn = Recurrent::new(&mut store, "rnn", CellKind::Gru, 3, 5, &mut init);
+        let e = rnn.forward(&store, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("recurrent") && e.contains("at least one time step"),
+            "{e}"
+        );
+        let e = rnn
+            .forward(&store, &[g.input("x0", &[2, 3, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[2, 3, 3]"), "{e}");
+        let hs = rnn.forward(&store, &[g.input("x1", &[2, 3])]).unwrap();
+        assert_eq!(hs[0].shape(), vec![2, 5]);
+    }
+}
