@@ -23,7 +23,7 @@ pub struct Conv2dShape {
     pub kh: usize,
     /// KW: kernel width.
     pub kw: usize,
-    /// [sh, sw]
+    /// `[sh, sw]`: steps between consecutive outputs, in input pixels.
     pub stride: [usize; 2],
     /// [ph, pw]: zeros added on both sides of each spatial dimension.
     pub pad: [usize; 2],

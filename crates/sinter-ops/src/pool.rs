@@ -19,7 +19,7 @@ pub struct Pool2dShape {
     pub kh: usize,
     /// KW: window width.
     pub kw: usize,
-    /// [sh, sw]
+    /// `[sh, sw]`: steps between consecutive outputs, in input pixels.
     pub stride: [usize; 2],
     /// [ph, pw]: at most half the kernel, as in PyTorch, so every window holds a real element.
     pub pad: [usize; 2],
