@@ -13,11 +13,14 @@ use std::cell::RefCell;
 /// [`MpiCollective`].
 pub struct Mpi {
     universe: Universe,
-    /// This process's rank in the job, and the job's size.
+    /// This process's rank in the job, `0..size`.
     pub rank: usize,
+    /// Processes in the job.
     pub size: usize,
-    /// Rank and count of this job's processes on this machine (an MPI shared-memory split).
+    /// This process's rank among the job's processes on this machine (an MPI shared-memory
+    /// split): picks its GPU and its share of CPU threads.
     pub local_rank: usize,
+    /// The job's processes on this machine.
     pub local_size: usize,
 }
 

@@ -4,6 +4,8 @@
 //!
 //! The README's "Define your own model" section, compiled and run as a test:
 #![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
 
 #[cfg(feature = "mpi")]
 pub mod distributed;

@@ -3,45 +3,81 @@
 
 use thiserror::Error;
 
+/// Why a GPU operation failed. Every message names what was asked for and, where there is one,
+/// what to do about it.
 #[derive(Debug, Error)]
 pub enum DeviceError {
+    /// No adapter of the requested class exists on this machine.
     #[error("no {wanted} adapter found (adapters seen: {seen}); {hint}")]
     NoAdapter {
+        /// The class asked for: `hardware GPU`, `software`, …
         wanted: &'static str,
+        /// The adapters that were found, one summary each.
         seen: String,
+        /// What to install or set to get one.
         hint: &'static str,
     },
+    /// A device name (`--device`, `SINTER_DEVICE`) that is not one of the known choices.
     #[error(transparent)]
     UnknownDevice(#[from] sinter_ops::UnknownDevice),
+    /// The adapter refused to open a device (missing feature or limit, driver failure).
     #[error("could not open a device on adapter '{adapter}': {source}")]
     RequestDevice {
+        /// The adapter's name as the driver reports it.
         adapter: String,
+        /// wgpu's reason.
         source: wgpu::RequestDeviceError,
     },
+    /// A WGSL module or pipeline failed validation or compilation.
     #[error("shader {shader}.wgsl, entry point '{entry}': {message}")]
     ShaderCompile {
+        /// The file's stem under `shaders/`.
         shader: &'static str,
+        /// The entry point being compiled.
         entry: &'static str,
+        /// The compiler's message.
         message: String,
     },
+    /// A buffer larger than one storage binding may be; the planner splits or refuses such ops.
     #[error("{op}: a buffer of {bytes} bytes exceeds the adapter's max_storage_buffer_binding_size of {limit} bytes")]
-    BufferTooLarge { op: String, bytes: u64, limit: u64 },
+    BufferTooLarge {
+        /// The op (or node tag) that asked for the buffer.
+        op: String,
+        /// The size asked for, in bytes.
+        bytes: u64,
+        /// The adapter's `max_storage_buffer_binding_size`, in bytes.
+        limit: u64,
+    },
+    /// A grid with more workgroups in one dimension than the adapter allows.
     #[error("{op}: dispatch of {groups:?} workgroups exceeds the adapter's limit of {limit} workgroups per dimension")]
     DispatchTooLarge {
+        /// The op (or node tag) being launched.
         op: String,
+        /// The grid asked for, `[x, y, z]` workgroups.
         groups: [u32; 3],
+        /// The adapter's `max_compute_workgroups_per_dimension`.
         limit: u32,
     },
+    /// A kernel shape the kernels cannot run (from the sinter-ops shape checks).
     #[error("{op}: {detail}")]
-    BadShape { op: String, detail: String },
+    BadShape {
+        /// The kernel family (`conv2d`, `attention`, …).
+        op: String,
+        /// Which dimension is wrong and why.
+        detail: String,
+    },
+    /// Mapping a staging buffer for readback failed.
     #[error("reading a buffer back from the GPU failed: {0}")]
     Map(String),
+    /// A validation or out-of-memory error caught in an error scope, or reported uncaptured.
     #[error("the GPU reported an error: {0}")]
     Gpu(String),
+    /// The driver lost the device (reset, hang, removal); nothing on it can be used again.
     #[error("the GPU device was lost ({0}); its buffers and results are gone")]
     DeviceLost(String),
 }
 
+/// The device crate's result type.
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
 
 impl From<sinter_ops::ShapeError> for DeviceError {

@@ -24,16 +24,23 @@ struct PipelineKey {
 /// Binding convention shared by every WGSL kernel: `@binding(0)` is the `params` uniform,
 /// `@binding(1..)` are the storage buffers in the order given here (inputs first, outputs last).
 pub struct Launch<'a> {
+    /// The WGSL file holding the entry point.
     pub shader: Shader,
+    /// The `@compute` function to run.
     pub entry: &'static str,
+    /// WGSL `override` constants by name (`OP`, tile sizes, …); part of the pipeline's cache key.
     pub overrides: &'a [(&'static str, f64)],
     /// The contents of the `params` uniform (u32/f32 words; padded to 16 bytes here).
     pub params: &'a [u32],
+    /// Storage buffers for `@binding(1..)`, inputs first, outputs last.
     pub buffers: &'a [&'a wgpu::Buffer],
+    /// The grid, `[x, y, z]` workgroups; checked against the adapter's per-dimension limit.
     pub workgroups: [u32; 3],
     /// What this dispatch computes in model terms, e.g. `fc1 · forward`.
     pub tag: String,
+    /// Floating-point operations of the whole dispatch (from the sinter-ops cost model).
     pub flops: u64,
+    /// Bytes the dispatch must move to and from memory at least (cost model), for GB/s.
     pub bytes: u64,
 }
 
@@ -41,11 +48,17 @@ pub struct Launch<'a> {
 pub struct Dispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
+    /// The grid, `[x, y, z]` workgroups; an empty grid records nothing.
     pub workgroups: [u32; 3],
+    /// The entry point it runs, for profiles.
     pub entry: &'static str,
+    /// The WGSL file of the entry point.
     pub shader: Shader,
+    /// What it computes in model terms, copied from its [`Launch`].
     pub tag: String,
+    /// Floating-point operations, copied from its [`Launch`].
     pub flops: u64,
+    /// Minimum bytes moved, copied from its [`Launch`].
     pub bytes: u64,
 }
 
@@ -85,9 +98,13 @@ pub const LOSE_DEVICE_ENV: &str = "SINTER_TEST_LOSE_DEVICE_AFTER_SUBMITS";
 
 /// A GPU device ready to run sinter's kernels.
 pub struct Gpu {
+    /// The wgpu device; kernels are compiled and buffers created on it.
     pub device: wgpu::Device,
+    /// The device's one queue: every submit goes here.
     pub queue: wgpu::Queue,
+    /// Which adapter this device was opened on (name, backend, class).
     pub report: AdapterReport,
+    /// The limits the device was opened with (the adapter's own, not wgpu's defaults).
     pub limits: wgpu::Limits,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
@@ -221,7 +238,11 @@ impl Gpu {
         Ok(())
     }
 
-    /// A zeroed storage buffer from the pool, large enough for `len` f32 values.
+    /// A storage buffer from the pool, large enough for `len` f32 values. A new buffer is
+    /// zeroed; a reused one holds what it last held, so write it before reading it.
+    ///
+    /// Fails with [`DeviceError::BufferTooLarge`] past the binding limit (naming `op`), or with
+    /// the device's fault if it was lost.
     pub fn buffer(&self, op: &str, len: usize) -> Result<wgpu::Buffer> {
         self.check_fault()?;
         let bytes = (len.max(1) * 4) as u64;
@@ -234,6 +255,7 @@ impl Gpu {
         self.pool.release(buffer);
     }
 
+    /// Allocation counters of the buffer pool (a steady training loop keeps them flat).
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
     }

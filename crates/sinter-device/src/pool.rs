@@ -42,6 +42,8 @@ pub struct PoolStats {
 }
 
 impl BufferPool {
+    /// A buffer of at least `bytes` (rounded up to its [`size_class`]): a free one of that class
+    /// if the pool holds one, else a new one. Its contents are whatever it last held.
     pub fn acquire(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
         let class = size_class(bytes);
         let mut inner = self.inner.lock().expect("buffer pool lock");
@@ -60,11 +62,14 @@ impl BufferPool {
         })
     }
 
+    /// Returns a buffer for reuse; it must have come from [`BufferPool::acquire`] (its size is
+    /// its class).
     pub fn release(&self, buffer: wgpu::Buffer) {
         let mut inner = self.inner.lock().expect("buffer pool lock");
         inner.free.entry(buffer.size()).or_default().push(buffer);
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> PoolStats {
         let inner = self.inner.lock().expect("buffer pool lock");
         PoolStats {

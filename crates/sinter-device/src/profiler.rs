@@ -33,28 +33,35 @@ pub fn best_timing(gpu: &Gpu) -> TimingMethod {
 /// When one dispatch ran: nanoseconds from the start of the run's first dispatch, and how long.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DispatchTime {
+    /// Start, in nanoseconds after the first dispatch of the run began.
     pub start_ns: f64,
+    /// Run time of this dispatch alone, in nanoseconds.
     pub duration_ns: f64,
 }
 
 /// A host-side phase of a timed run (`record`, `submit`, `wait`, `readback`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostSpan {
+    /// The phase: `record`, `submit`, `wait` or `readback`.
     pub name: &'static str,
     /// From [`TimedRun::started`].
     pub start: Duration,
+    /// How long the phase took on the host clock.
     pub duration: Duration,
 }
 
 /// What [`Gpu::run_timed`] measured, with the values it read back.
 #[derive(Clone, Debug)]
 pub struct TimedRun {
+    /// How the dispatches were timed (timestamps inside passes, a pass each, or the host clock).
     pub method: TimingMethod,
     /// The host clock when the run began: the origin of `host` and `gpu_origin`.
     pub started: Instant,
+    /// The values of the requested readbacks, one vector per `(buffer, count)`, in order.
     pub outputs: Vec<Vec<f32>>,
     /// One entry per dispatch, in the order given.
     pub dispatches: Vec<DispatchTime>,
+    /// The host-side phases of the run, in the order they happened.
     pub host: Vec<HostSpan>,
     /// Where the first dispatch's start lies on the host timeline. GPU clocks share no epoch with
     /// the host: this is the end of the submit, moved earlier if the kernels would otherwise end

@@ -21,20 +21,32 @@ macro_rules! with_unary {
 /// A WGSL file under `shaders/`. Forward and backward entry points of a family share one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shader {
+    /// `elementwise.wgsl`: unary, affine, broadcasting binary ops and their gradients.
     Elementwise,
+    /// `reduce.wgsl`: sum, mean, max and argmax over one axis.
     Reduce,
+    /// `matmul.wgsl`: the batched matrix-product variants, with epilogues.
     Matmul,
+    /// `conv2d.wgsl`: implicit-GEMM convolution forward, input gradient and weight gradient.
     Conv2d,
+    /// `pool.wgsl`: max and average pooling, forward and backward.
     Pool,
+    /// `loss.wgsl`: cross-entropy, its gradient, and the correct-prediction count.
     Loss,
+    /// `optim.wgsl`: in-place SGD and Adam/AdamW updates.
     Optim,
+    /// `softmax.wgsl`: softmax and log-softmax along the last axis, with gradients.
     Softmax,
+    /// `norm.wgsl`: layer normalization and its gradients.
     Norm,
+    /// `embedding.wgsl`: row gather by token id and its gradient (rows summed per id).
     Embedding,
+    /// `attention.wgsl`: flash-style fused attention, forward and backward.
     Attention,
 }
 
 impl Shader {
+    /// Every shader file, so the naga validation test covers them all.
     pub const ALL: [Shader; 11] = [
         Shader::Elementwise,
         Shader::Reduce,

@@ -27,12 +27,21 @@ const OPTIM_PREFIX: &str = "optim/";
 /// A named f32 tensor, dense row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedTensor {
+    /// The `state_dict`-style name (`conv1.weight`, `fc1.weight.adam_m`).
     pub name: String,
+    /// Row-major shape; `[]` is a scalar.
     pub shape: Vec<usize>,
+    /// `shape.product()` values.
     pub data: Vec<f32>,
 }
 
 impl NamedTensor {
+    /// A tensor of `shape` holding `data`.
+    ///
+    /// # Panics
+    ///
+    /// If `data` does not hold `shape.product()` values (loaders check files before building
+    /// tensors, so this is a caller's mistake).
     pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> NamedTensor {
         let name = name.into();
         assert_eq!(
@@ -196,9 +205,13 @@ pub fn parse_safetensors(
 /// state) for the trainer to interpret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingCheckpoint {
+    /// The model's parameters, by their `state_dict` names.
     pub params: Vec<NamedTensor>,
+    /// The optimizer's state variables (momentum, Adam moments), by name.
     pub optimizer_state: Vec<NamedTensor>,
+    /// Training steps completed.
     pub step: u64,
+    /// The trainer's settings and positions as strings; keys starting `sinter-` are reserved.
     pub meta: BTreeMap<String, String>,
 }
 

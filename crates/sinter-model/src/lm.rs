@@ -21,19 +21,29 @@ use std::collections::BTreeMap;
 /// The architecture of a character model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CharArch {
+    /// Token and learned position embeddings, pre-norm [`TransformerBlock`]s, a final layer
+    /// norm and a linear head.
     Transformer {
+        /// Transformer blocks.
         layers: usize,
+        /// Attention heads per block; must divide `width`.
         heads: usize,
+        /// Features per position (C).
         width: usize,
     },
+    /// A character embedding, one recurrent layer unrolled over the context, a linear head.
     Recurrent {
+        /// RNN, LSTM or GRU.
         cell: CellKind,
+        /// Size of each character's embedding.
         embed: usize,
+        /// Size of the hidden state.
         hidden: usize,
     },
 }
 
 impl CharArch {
+    /// `char-transformer`, `char-rnn`, `char-lstm` or `char-gru`: the CLI's `--model` name.
     pub fn name(&self) -> &'static str {
         match self {
             CharArch::Transformer { .. } => "char-transformer",
@@ -50,6 +60,32 @@ impl CharArch {
                 ..
             } => "char-gru",
         }
+    }
+
+    /// Refuses sizes the modules cannot be built with, before any is built: a zero width, or
+    /// heads that are zero or do not divide the width.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Config(format!("{}: {m}", self.name())));
+        match *self {
+            CharArch::Transformer { heads, width, .. } => {
+                if width == 0 {
+                    return bad("the width must be at least 1".into());
+                }
+                if heads == 0 || width % heads != 0 {
+                    return bad(format!(
+                        "the width {width} must be a positive multiple of the {heads} heads"
+                    ));
+                }
+            }
+            CharArch::Recurrent { embed, hidden, .. } => {
+                if embed == 0 || hidden == 0 {
+                    return bad(format!(
+                        "embedding ({embed}) and hidden ({hidden}) sizes must be at least 1"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -68,8 +104,12 @@ enum Body {
 
 /// A character model's modules; `forward` records it for a batch of windows.
 pub struct CharModel {
+    /// Which model and its sizes.
     pub arch: CharArch,
+    /// Distinct characters: the embedding's rows and the head's outputs.
     pub vocab: usize,
+    /// Characters per window (T): the positions a transformer knows, the steps a recurrent
+    /// model is unrolled over.
     pub context: usize,
     body: Body,
     head: Linear,
@@ -82,6 +122,13 @@ struct Recorded {
 }
 
 impl CharModel {
+    /// The modules of `arch` for `vocab` characters and windows of `context`, their parameters
+    /// added to `store` (names as in PyTorch: `tok.weight`, `blocks.0.attn.q.weight`, …).
+    ///
+    /// # Panics
+    ///
+    /// If the transformer's heads are zero or do not divide its width ([`CharArch::check`]
+    /// returns that as an error; [`CharLm::new`] calls it first).
     pub fn new(
         store: &mut VarStore,
         arch: CharArch,
@@ -201,7 +248,10 @@ impl CharModel {
                             Some(acc) => acc.add(&ce)?,
                         });
                     }
-                    Some(total.expect("context ≥ 1").scale(1.0 / t as f64))
+                    let total = total.ok_or_else(|| {
+                        ModelError::Config("a recurrent model needs a context of at least 1".into())
+                    })?;
+                    Some(total.scale(1.0 / t as f64))
                 } else {
                     None
                 };
@@ -269,7 +319,9 @@ impl Model for CharModel {
 /// Settings of a language-model run.
 #[derive(Clone, Debug)]
 pub struct LmConfig {
+    /// Windows per training step.
     pub batch: usize,
+    /// Seeds the parameters, the training windows and dropout.
     pub seed: u64,
     /// Validation windows per evaluation (in batches of `batch`).
     pub valid_batches: usize,
@@ -309,6 +361,8 @@ impl std::ops::DerefMut for CharLm {
 
 impl CharLm {
     /// Builds the model (seeded by `config.seed`) and compiles its training step.
+    /// [`ModelError::Config`] for sizes [`CharArch::check`] refuses, a context of 0, or a
+    /// context as long as the corpus's training or validation split.
     pub fn new(
         arch: CharArch,
         context: usize,
@@ -317,6 +371,12 @@ impl CharLm {
         optimizer: Optimizer,
         config: LmConfig,
     ) -> Result<Self> {
+        arch.check()?;
+        if context == 0 {
+            return Err(ModelError::Config(
+                "the context must be at least 1 character".into(),
+            ));
+        }
         if corpus.train.len() <= context + 1 || corpus.valid.len() <= context + 1 {
             return Err(ModelError::Config(format!(
                 "context {context} is longer than the text's splits ({} training, {} validation characters)",
@@ -525,5 +585,31 @@ impl CharSampler {
             text.push(next as u32);
         }
         Ok(corpus.decode(&text[start_len..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn architectures_the_modules_cannot_build_are_config_errors() {
+        let t = |heads, width| CharArch::Transformer {
+            layers: 1,
+            heads,
+            width,
+        };
+        assert!(t(4, 64).check().is_ok());
+        for (heads, width) in [(0, 64), (5, 64), (4, 0)] {
+            let e = t(heads, width).check().unwrap_err();
+            assert!(matches!(e, ModelError::Config(_)), "{e}");
+            assert!(e.to_string().starts_with("char-transformer: "), "{e}");
+        }
+        let r = CharArch::Recurrent {
+            cell: CellKind::Lstm,
+            embed: 0,
+            hidden: 8,
+        };
+        assert!(r.check().unwrap_err().to_string().contains("at least 1"));
     }
 }

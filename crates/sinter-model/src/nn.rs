@@ -9,9 +9,13 @@ use sinter_ops::elementwise::UnaryOp;
 /// `y = x · Wᵀ + b`, with `W: [out, in]` as in PyTorch.
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// `<name>.weight: [out_features, in_features]`.
     pub weight: VarId,
+    /// `<name>.bias: [out_features]`.
     pub bias: VarId,
+    /// Size of the last axis of the input.
     pub in_features: usize,
+    /// Size of the last axis of the output.
     pub out_features: usize,
 }
 
@@ -41,6 +45,9 @@ impl Linear {
         }
     }
 
+    /// Records `y = x · Wᵀ + b` for `x: [.., in_features]` → `y: [.., out_features]` (any
+    /// number of leading axes); [`crate::ModelError::Shape`] if the last axis is not
+    /// `in_features` or `x` has rank < 1.
     pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
         let g = x.builder();
         let w = param(&g, store, self.weight);
@@ -64,13 +71,19 @@ impl Linear {
 /// 2-D convolution with bias, `weight: [out, in, k, k]`.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
+    /// `<name>.weight: [out_channels, in_channels, kernel, kernel]`.
     pub weight: VarId,
+    /// `<name>.bias: [out_channels]`.
     pub bias: VarId,
+    /// Stride, padding and dilation.
     pub config: ConvConfig,
+    /// Channels of the output (the weight's first axis).
     pub out_channels: usize,
 }
 
 impl Conv2d {
+    /// A `kernel×kernel` convolution from `in_channels` to `out_channels`, initialized as
+    /// PyTorch's `nn.Conv2d` does: weight and bias uniform in ±1/√(in_channels·kernel²).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: &mut VarStore,
@@ -98,6 +111,8 @@ impl Conv2d {
         }
     }
 
+    /// Records `conv2d(x, W) + b` for `x: [N, in_channels, H, W]` → `[N, out_channels, OH, OW]`;
+    /// [`crate::ModelError::Shape`] if the channels or the spatial size do not fit.
     pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
         let g = x.builder();
         let w = param(&g, store, self.weight);
@@ -122,47 +137,60 @@ pub(crate) fn param(g: &GraphBuilder, store: &VarStore, id: VarId) -> Tensor {
 /// same seed gives the same masks on every backend. Off in evaluation.
 #[derive(Clone, Debug)]
 pub struct Dropout {
+    /// Probability of dropping a unit, in `[0, 1)`; kept units are scaled by 1/(1−p).
     pub p: f32,
 }
 
 /// One layer of a [`Sequential`].
 #[derive(Clone, Debug)]
 pub enum Layer {
+    /// A fully connected layer over the last axis.
     Linear(Linear),
+    /// A convolution with bias over `[N, C, H, W]`.
     Conv2d(Conv2d),
+    /// Max pooling over `[N, C, H, W]` (no parameters).
     MaxPool2d(PoolConfig),
+    /// Average pooling over `[N, C, H, W]` (no parameters).
     AvgPool2d(PoolConfig),
     /// `[N, …]` → `[N, ∏…]`, a reshape (no copy).
     Flatten,
+    /// An elementwise function (`relu`, `gelu`, …).
     Activation(UnaryOp),
+    /// Inverted dropout in training, the identity in evaluation.
     Dropout(Dropout),
 }
 
 /// Whether a forward pass is for training (dropout on) or evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// Dropout masks are fed and applied.
     Train,
+    /// Dropout is the identity; no mask inputs are recorded.
     Eval,
 }
 
 /// Named layers applied in order, as `torch.nn.Sequential` with named children.
 #[derive(Clone, Debug, Default)]
 pub struct Sequential {
+    /// `(name, layer)` in application order; the name prefixes the layer's parameter names and
+    /// node tags, so it should be the one its parameters were created under.
     pub layers: Vec<(String, Layer)>,
 }
 
 impl Sequential {
+    /// No layers: the identity.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Appends `layer` under `name`; returns `self` for chaining.
     pub fn push(&mut self, name: &str, layer: Layer) -> &mut Self {
         self.layers.push((name.to_string(), layer));
         self
     }
 
     /// Records the forward pass. In training mode every dropout layer adds an input
-    /// `<name>.mask` that the caller feeds (see [`Sequential::dropout_masks`]).
+    /// `<name>.mask` that the caller feeds (see [`Sequential::dropout_rates`]).
     pub fn forward(&self, store: &VarStore, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let g = x.builder();
         let mut h = x.clone();

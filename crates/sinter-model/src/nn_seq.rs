@@ -1,20 +1,26 @@
 //! Modules for sequence models: layer norm, embeddings, multi-head attention, a pre-norm
 //! transformer block, and recurrent cells (RNN, LSTM, GRU) unrolled over time.
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::graph::Tensor;
 use crate::nn::{param, Linear};
 use crate::vars::{Init, VarId, VarKind, VarStore};
+use std::panic::Location;
 
 /// Layer normalization over the last axis, `weight` (γ) = 1 and `bias` (β) = 0 initially.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
+    /// `<name>.weight` (γ): `[dim]`, the per-feature scale.
     pub weight: VarId,
+    /// `<name>.bias` (β): `[dim]`, the per-feature shift.
     pub bias: VarId,
+    /// Added to the variance before the square root (1e-5, as PyTorch).
     pub eps: f32,
 }
 
 impl LayerNorm {
+    /// A layer norm over a last axis of `dim` features, with parameters `<name>.weight` and
+    /// `<name>.bias`.
     pub fn new(store: &mut VarStore, name: &str, dim: usize) -> Self {
         Self {
             weight: store.add(
@@ -33,6 +39,8 @@ impl LayerNorm {
         }
     }
 
+    /// Records the normalization of `x: [.., dim]` (same shape out);
+    /// [`ModelError::Shape`] if the last axis is not `dim`.
     pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
         let g = x.builder();
         x.layer_norm(
@@ -43,14 +51,17 @@ impl LayerNorm {
     }
 }
 
-/// A table of `vocab` vectors of size `dim`, initialized from N(0, 1) as in PyTorch.
+/// A table of `vocab` vectors of size `dim`, initialized from N(0, std²) (PyTorch uses std 1).
 #[derive(Clone, Debug)]
 pub struct Embedding {
+    /// `<name>.weight: [vocab, dim]`.
     pub weight: VarId,
+    /// Size of each vector.
     pub dim: usize,
 }
 
 impl Embedding {
+    /// A `[vocab, dim]` table named `<name>.weight`, drawn from N(0, std²).
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -81,14 +92,24 @@ impl Embedding {
 /// fused attention kernel. Works on `[B, T, C]` with `C = heads · head_dim`.
 #[derive(Clone, Debug)]
 pub struct MultiHeadAttention {
+    /// The query projection `<name>.q`, `[C] → [C]`.
     pub q: Linear,
+    /// The key projection `<name>.k`, `[C] → [C]`.
     pub k: Linear,
+    /// The value projection `<name>.v`, `[C] → [C]`.
     pub v: Linear,
+    /// The output projection `<name>.out`, `[C] → [C]`.
     pub out: Linear,
+    /// H: heads, each of `C / H` features.
     pub heads: usize,
 }
 
 impl MultiHeadAttention {
+    /// Attention over `width` features split into `heads` heads.
+    ///
+    /// # Panics
+    ///
+    /// If `heads` is 0 or does not divide `width` (check user settings before building).
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -97,7 +118,7 @@ impl MultiHeadAttention {
         rng: &mut Init,
     ) -> Self {
         assert!(
-            width % heads == 0,
+            heads > 0 && width % heads == 0,
             "width {width} is not a multiple of {heads} heads"
         );
         Self {
@@ -109,9 +130,19 @@ impl MultiHeadAttention {
         }
     }
 
+    /// Records attention of `x: [B, T, C]` over itself (query i sees keys j ≤ i when `causal`);
+    /// the output is `[B, T, C]`. [`ModelError::Shape`] if `x` is not rank 3 with `C` the
+    /// layer's width.
+    #[track_caller]
     pub fn forward(&self, store: &VarStore, x: &Tensor, causal: bool) -> Result<Tensor> {
         let s = x.shape();
-        let (b, t, c) = (s[0], s[1], s[2]);
+        let &[b, t, c] = s.as_slice() else {
+            return Err(ModelError::Shape {
+                op: "multi_head_attention",
+                detail: format!("expects x [B, T, C], got {s:?}"),
+                location: Location::caller().to_string(),
+            });
+        };
         let split = [b, t, self.heads, c / self.heads];
         // [B, T, C] → [B, T, H, D] is a reshape: the attention kernel reads heads interleaved.
         let q = self.q.forward(store, x)?.reshape(&split)?;
@@ -125,14 +156,20 @@ impl MultiHeadAttention {
 /// A pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))` with a GELU MLP 4× wide.
 #[derive(Clone, Debug)]
 pub struct TransformerBlock {
+    /// `<name>.ln1`, before attention.
     pub ln1: LayerNorm,
+    /// `<name>.attn`, causal self-attention.
     pub attn: MultiHeadAttention,
+    /// `<name>.ln2`, before the MLP.
     pub ln2: LayerNorm,
+    /// `<name>.mlp.fc1`, `[C] → [4C]`, followed by GELU.
     pub fc1: Linear,
+    /// `<name>.mlp.fc2`, `[4C] → [C]`.
     pub fc2: Linear,
 }
 
 impl TransformerBlock {
+    /// A block of `width` features and `heads` heads; panics as [`MultiHeadAttention::new`].
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -149,6 +186,7 @@ impl TransformerBlock {
         }
     }
 
+    /// Records the block on `x: [B, T, C]` (same shape out), attention causal.
     pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
         let g = x.builder();
         let x = g.scoped("attn", || -> Result<Tensor> {
@@ -195,12 +233,16 @@ struct Gate {
 /// has its own input and hidden projections, initialized uniformly in ±1/√hidden as in PyTorch.
 #[derive(Clone, Debug)]
 pub struct Recurrent {
+    /// RNN, LSTM or GRU.
     pub kind: CellKind,
+    /// Size of the hidden state.
     pub hidden: usize,
     gates: Vec<Gate>,
 }
 
 impl Recurrent {
+    /// A cell from `input` features to `hidden`, with parameters `<name>.<gate>.input` and
+    /// `<name>.<gate>.hidden` per gate (`h` for the RNN; `i f g o` LSTM; `r z n` GRU).
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -239,10 +281,24 @@ impl Recurrent {
     }
 
     /// Runs the cell over `xs` (one `[B, input]` tensor per step) from a zero state; returns
-    /// the hidden state after each step.
+    /// the hidden state after each step, `[B, hidden]`. [`ModelError::Shape`] if `xs` is empty
+    /// or its first step has no batch axis.
+    #[track_caller]
     pub fn forward(&self, store: &VarStore, xs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let g = xs[0].builder();
-        let batch = xs[0].shape()[0];
+        let loc = Location::caller();
+        let bad = |detail: String| ModelError::Shape {
+            op: "recurrent",
+            detail,
+            location: loc.to_string(),
+        };
+        let first = xs
+            .first()
+            .ok_or_else(|| bad("needs at least one time step, got none".into()))?;
+        let g = first.builder();
+        let batch = match first.shape().as_slice() {
+            &[batch, _] => batch,
+            s => return Err(bad(format!("expects each step x [B, input], got {s:?}"))),
+        };
         let mut h = g.fill(0.0, &[batch, self.hidden]);
         let mut c = g.fill(0.0, &[batch, self.hidden]);
         let mut out = Vec::with_capacity(xs.len());
@@ -293,5 +349,37 @@ impl Recurrent {
                 (keep.mul(&n)?.add(&z.mul(h)?)?, c.clone())
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::GraphBuilder;
+
+    #[test]
+    fn misshapen_inputs_are_errors_that_name_the_layer() {
+        let mut store = VarStore::new();
+        let mut init = Init::new(0);
+        let attn = MultiHeadAttention::new(&mut store, "attn", 8, 2, &mut init);
+        let g = GraphBuilder::new();
+        let flat = g.input("x", &[4, 8]);
+        let e = attn.forward(&store, &flat, true).unwrap_err().to_string();
+        assert!(e.starts_with("multi_head_attention at "), "{e}");
+        assert!(e.contains("nn_seq.rs") && e.contains("[4, 8]"), "{e}");
+
+        let rnn = Recurrent::new(&mut store, "rnn", CellKind::Gru, 3, 5, &mut init);
+        let e = rnn.forward(&store, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("recurrent") && e.contains("at least one time step"),
+            "{e}"
+        );
+        let e = rnn
+            .forward(&store, &[g.input("x0", &[2, 3, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[2, 3, 3]"), "{e}");
+        let hs = rnn.forward(&store, &[g.input("x1", &[2, 3])]).unwrap();
+        assert_eq!(hs[0].shape(), vec![2, 5]);
     }
 }

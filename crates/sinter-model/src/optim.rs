@@ -8,14 +8,18 @@ use crate::vars::{VarId, VarKind, VarStore};
 use sinter_ops::elementwise::BinaryOp;
 use sinter_ops::optim::{AdamConfig, SgdConfig};
 
+/// Which update rule an [`Optimizer`] applies, with its static settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
+    /// SGD with optional momentum, Nesterov and (L2) weight decay.
     Sgd(SgdConfig),
     /// Adam, or AdamW when `decoupled`.
     Adam(AdamConfig),
 }
 
 impl OptimizerKind {
+    /// SGD with `momentum` (0 for none), Nesterov's form if `nesterov`, and L2 `weight_decay`
+    /// added to the gradient (PyTorch's `torch.optim.SGD`).
     pub fn sgd(momentum: f32, nesterov: bool, weight_decay: f32) -> Self {
         Self::Sgd(SgdConfig {
             momentum,
@@ -35,7 +39,7 @@ impl OptimizerKind {
         })
     }
 
-    /// AdamW with PyTorch's defaults (weight decay 0.01 unless given).
+    /// AdamW with PyTorch's β and ε; `weight_decay` is decoupled (PyTorch's default is 0.01).
     pub fn adamw(weight_decay: f32) -> Self {
         Self::Adam(AdamConfig {
             beta1: 0.9,
@@ -46,6 +50,7 @@ impl OptimizerKind {
         })
     }
 
+    /// `sgd`, `adam` or `adamw`: the CLI's and the checkpoints' name for it.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sgd(_) => "sgd",
@@ -58,21 +63,28 @@ impl OptimizerKind {
 /// How the learning rate changes with the step (0-based).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Schedule {
+    /// The base learning rate at every step.
     Constant,
     /// Multiply by `gamma` every `every` steps.
     Step {
+        /// Steps between decays (0 behaves as 1).
         every: u64,
+        /// Factor applied at each decay.
         gamma: f64,
     },
     /// Linear warm-up over `warmup` steps, then cosine decay to `min_factor`·lr at `total`.
     Cosine {
+        /// Steps of linear warm-up from lr/warmup up to lr.
         warmup: u64,
+        /// The step at which the decay reaches its floor (and stays there).
         total: u64,
+        /// The floor, as a fraction of the base learning rate.
         min_factor: f64,
     },
 }
 
 impl Schedule {
+    /// The multiplier of the base learning rate at 0-based `step`.
     pub fn factor(&self, step: u64) -> f64 {
         match *self {
             Schedule::Constant => 1.0,
@@ -97,14 +109,18 @@ impl Schedule {
 /// An optimizer over every parameter of a store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Optimizer {
+    /// The update rule and its static settings.
     pub kind: OptimizerKind,
+    /// The base learning rate, before the schedule's factor.
     pub lr: f64,
+    /// How the learning rate changes with the step.
     pub schedule: Schedule,
     /// Clip the global gradient norm to this value.
     pub clip_norm: Option<f64>,
 }
 
 impl Optimizer {
+    /// A constant learning rate `lr` and no clipping.
     pub fn new(kind: OptimizerKind, lr: f64) -> Self {
         Self {
             kind,

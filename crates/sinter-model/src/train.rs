@@ -19,9 +19,13 @@ use std::path::Path;
 /// Settings of a classifier run that shape its programs.
 #[derive(Clone, Debug)]
 pub struct ClassifierConfig {
+    /// Examples per training step (the global batch when data-parallel).
     pub batch: usize,
+    /// Examples per evaluation batch (the last batch of a split may be smaller).
     pub eval_batch: usize,
+    /// Seeds the parameters, the shuffled order and dropout.
     pub seed: u64,
+    /// Draw training examples in a seeded random order each epoch (else in file order).
     pub shuffle: bool,
     /// Stop with an error when the loss is NaN or infinite.
     pub stop_on_nan: bool,
@@ -33,15 +37,20 @@ pub struct ClassifierConfig {
 /// Loss and correct predictions of one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepStats {
+    /// Mean cross-entropy over the batch, in nats.
     pub loss: f32,
+    /// Examples of the batch whose arg-max logit is the label.
     pub correct: usize,
 }
 
 /// Mean loss and accuracy over a dataset.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EvalStats {
+    /// Mean cross-entropy per example, in nats.
     pub loss: f64,
+    /// Fraction of examples classified correctly, in `[0, 1]`.
     pub accuracy: f64,
+    /// Examples evaluated.
     pub examples: usize,
 }
 
@@ -229,7 +238,8 @@ impl Classifier {
         })
     }
 
-    /// One training step on the next batch of `data`.
+    /// One training step on the next batch of `data`, the training split the classifier was
+    /// built for: [`ModelError::Config`] if it has fewer examples than that.
     pub fn train_step(&mut self, data: &ImageDataset) -> Result<StepStats> {
         Ok(self.step_on(data, None)?.0)
     }
@@ -250,6 +260,14 @@ impl Classifier {
         data: &ImageDataset,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(StepStats, Option<StepProfile>)> {
+        let drawn_from = self.batcher.state().n;
+        if data.n < drawn_from {
+            return Err(ModelError::Config(format!(
+                "train_step got a dataset of {} examples, but this classifier draws batches from \
+                 the {drawn_from} of the training split it was built for: pass that split",
+                data.n
+            )));
+        }
         let (rank, _) = self.trainer.rank_and_size();
         let local = self.trainer.local_batch();
         // Each rank takes its contiguous shard of the global batch.

@@ -46,6 +46,7 @@ impl Init {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VarId(pub usize);
 
+/// What a variable is for: the optimizer trains parameters and only updates its own state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VarKind {
     /// Trained by the optimizer.
@@ -54,17 +55,21 @@ pub enum VarKind {
     OptimizerState,
 }
 
+/// One variable: its name, shape, role and initial value.
 #[derive(Clone, Debug)]
 pub struct VarInfo {
     /// PyTorch `state_dict`-style name: `conv1.weight`, `fc2.bias`, `fc1.weight.adam_m`.
     pub name: String,
+    /// Row-major shape, e.g. `[out, in]` for a linear layer's weight.
     pub shape: Vec<usize>,
+    /// Parameter or optimizer state.
     pub kind: VarKind,
     /// Initial value, as written into a backend when it first sees the variable.
     pub init: Vec<f32>,
 }
 
 impl VarInfo {
+    /// Elements of the variable.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -73,14 +78,23 @@ impl VarInfo {
 /// Every variable of a model and its optimizer.
 #[derive(Clone, Debug, Default)]
 pub struct VarStore {
+    /// Every variable, indexed by [`VarId`], in the order they were added.
     pub vars: Vec<VarInfo>,
 }
 
 impl VarStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds a variable with initial value `init` (row-major, `shape`'s element count) and
+    /// returns its id.
+    ///
+    /// # Panics
+    ///
+    /// If `init` does not have `shape`'s element count, or `name` is already taken (two modules
+    /// given the same name): both are mistakes in model code, found when the model is built.
     pub fn add(&mut self, name: &str, shape: &[usize], kind: VarKind, init: Vec<f32>) -> VarId {
         assert_eq!(
             init.len(),
@@ -100,7 +114,8 @@ impl VarStore {
         VarId(self.vars.len() - 1)
     }
 
-    /// A parameter initialized uniformly in `[-bound, bound]` from `init`.
+    /// A parameter initialized uniformly in `[-bound, bound]` from `init`; panics as
+    /// [`VarStore::add`] on a taken name.
     pub fn param_uniform(
         &mut self,
         name: &str,
@@ -112,14 +127,17 @@ impl VarStore {
         self.add(name, shape, VarKind::Param, values)
     }
 
+    /// The variable `id` (an id from this store; another store's id panics or aliases).
     pub fn get(&self, id: VarId) -> &VarInfo {
         &self.vars[id.0]
     }
 
+    /// The variable called `name`, if any.
     pub fn find(&self, name: &str) -> Option<VarId> {
         self.vars.iter().position(|v| v.name == name).map(VarId)
     }
 
+    /// Every variable of `kind`, in the order they were added.
     pub fn ids(&self, kind: VarKind) -> Vec<VarId> {
         (0..self.vars.len())
             .map(VarId)
@@ -127,10 +145,12 @@ impl VarStore {
             .collect()
     }
 
+    /// Number of variables of both kinds.
     pub fn len(&self) -> usize {
         self.vars.len()
     }
 
+    /// Whether the store holds no variable.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }

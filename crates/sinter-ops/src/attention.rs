@@ -12,11 +12,17 @@ pub const MAX_HEAD_DIM: usize = 128;
 // q, k, v, o, do, dq, dk, dv: [batch, seq, heads, head_dim]; lse, delta: [batch, heads, seq]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionShape {
+    /// B: independent sequences.
     pub batch: usize,
+    /// T: tokens per sequence (queries and keys alike).
     pub seq: usize,
+    /// H: heads; each attends over its own `head_dim` slice.
     pub heads: usize,
+    /// D: features per head, at most [`MAX_HEAD_DIM`].
     pub head_dim: usize,
+    /// Query i sees only keys j ≤ i.
     pub causal: bool,
+    /// Multiplies every score `q_i·k_j` before the softmax.
     pub scale: f32,
 }
 

@@ -9,14 +9,21 @@ use crate::error::ShapeError;
 /// OH = (H + 2·ph − dh·(KH − 1) − 1) / sh + 1 (and likewise OW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dShape {
+    /// N: batch size.
     pub n: usize,
+    /// C: input channels (also the weight's second axis).
     pub c_in: usize,
+    /// H: input height.
     pub h: usize,
+    /// W: input width.
     pub w: usize,
+    /// O: output channels (the weight's first axis).
     pub c_out: usize,
+    /// KH: kernel height.
     pub kh: usize,
+    /// KW: kernel width.
     pub kw: usize,
-    /// [sh, sw]
+    /// `[sh, sw]`: steps between consecutive outputs, in input pixels.
     pub stride: [usize; 2],
     /// [ph, pw]: zeros added on both sides of each spatial dimension.
     pub pad: [usize; 2],

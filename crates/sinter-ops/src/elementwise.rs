@@ -8,14 +8,21 @@ pub enum UnaryOp {
     Relu,
     /// The tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))): WGSL has no erf.
     Gelu,
+    /// tanh(x).
     Tanh,
+    /// σ(x) = 1 / (1 + e⁻ˣ).
     Sigmoid,
+    /// eˣ.
     Exp,
+    /// Natural logarithm; NaN for x < 0, −∞ at 0.
     Log,
+    /// −x.
     Neg,
+    /// √x; NaN for x < 0.
     Sqrt,
     /// |x|; abs'(0) = 0.
     Abs,
+    /// x².
     Square,
     /// 1 / x.
     Recip,
@@ -24,6 +31,7 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Every unary op, in `code` order (for tests that cover them all).
     pub const ALL: [UnaryOp; 12] = [
         UnaryOp::Relu,
         UnaryOp::Gelu,
@@ -44,6 +52,7 @@ impl UnaryOp {
         self as u32
     }
 
+    /// The lower-case name used in node tags, profiles and kernel names (`relu`, `gelu`, …).
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Relu => "relu",
@@ -92,6 +101,7 @@ impl Epilogue {
         activation: None,
     };
 
+    /// Whether this epilogue leaves the outputs unchanged (no bias, no activation).
     pub fn is_none(self) -> bool {
         self == Self::NONE
     }
@@ -114,11 +124,17 @@ impl Epilogue {
 /// A two-input elementwise function, applied with numpy broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
+    /// a + b.
     Add,
+    /// a − b.
     Sub,
+    /// a · b.
     Mul,
+    /// a / b (IEEE: ±∞ or NaN where b = 0).
     Div,
+    /// max(a, b); the gradient goes to a where a ≥ b (a tie goes to a).
     Max,
+    /// min(a, b); the gradient goes to a where a ≤ b (a tie goes to a).
     Min,
     /// 1.0 where a ≥ b, else 0.0.
     Ge,
@@ -127,6 +143,7 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Every binary op, in `code` order (for tests that cover them all).
     pub const ALL: [BinaryOp; 8] = [
         BinaryOp::Add,
         BinaryOp::Sub,
@@ -143,6 +160,7 @@ impl BinaryOp {
         self as u32
     }
 
+    /// The lower-case name used in node tags, errors and profiles (`add`, `mul`, …).
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -157,7 +175,7 @@ impl BinaryOp {
     }
 }
 
-/// The most axes a broadcasting kernel handles (two vec4<u32> per shape in the uniform).
+/// The most axes a broadcasting kernel handles (two `vec4<u32>` per shape in the uniform).
 pub const MAX_RANK: usize = 6;
 
 /// The numpy broadcast of two shapes: right-aligned, an axis of 1 stretches to the other's size.

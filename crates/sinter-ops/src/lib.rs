@@ -2,6 +2,9 @@
 //! reduce), the shape struct of every kernel family with its shape rules and checks, the optimizer
 //! settings, and the one cost model (FLOPs and bytes) that the CPU kernels and WGSL launchers share.
 
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 pub mod attention;
 pub mod conv;
 pub mod device;

@@ -7,7 +7,7 @@ use crate::error::{check_len, ShapeError};
 /// workgroup size: a row that fills one).
 pub const CROSS_ENTROPY_TREE_MIN_CLASSES: usize = 256;
 
-/// Logits [rows, classes] scored against targets [rows].
+/// Logits `[rows, classes]` scored against targets `[rows]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CrossEntropyShape {
     /// Rows of logits (samples).

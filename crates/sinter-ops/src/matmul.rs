@@ -12,9 +12,13 @@ use std::fmt;
 // c: [batch, m, n]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulShape {
+    /// Independent products (1 for a plain matrix product).
     pub batch: usize,
+    /// Rows of op(A) and of C.
     pub m: usize,
+    /// Columns of op(B) and of C.
     pub n: usize,
+    /// The inner (summed) dimension: columns of op(A), rows of op(B).
     pub k: usize,
     /// A is stored [k, m] (its transpose), so dB-style products need no explicit transpose.
     pub trans_a: bool,

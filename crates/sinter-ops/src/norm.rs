@@ -7,7 +7,7 @@ use crate::error::{check_len, ShapeError};
 pub const NORM_TREE_MIN_DIM: usize = 256;
 
 /// x seen as [rows, dim], normalized over dim with the biased variance (as PyTorch's LayerNorm);
-/// gamma and beta are [dim].
+/// gamma and beta are `[dim]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LayerNormShape {
     /// Product of every axis but the last.

@@ -7,13 +7,19 @@ use crate::error::ShapeError;
 /// OH = (H + 2·ph − KH) / sh + 1 (floor mode, no dilation; likewise OW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2dShape {
+    /// N: batch size.
     pub n: usize,
+    /// C: channels (pooled independently).
     pub c: usize,
+    /// H: input height.
     pub h: usize,
+    /// W: input width.
     pub w: usize,
+    /// KH: window height.
     pub kh: usize,
+    /// KW: window width.
     pub kw: usize,
-    /// [sh, sw]
+    /// `[sh, sw]`: steps between consecutive outputs, in input pixels.
     pub stride: [usize; 2],
     /// [ph, pw]: at most half the kernel, as in PyTorch, so every window holds a real element.
     pub pad: [usize; 2],

@@ -4,14 +4,18 @@
 /// What a reduction computes over its axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// Σ over the axis.
     Sum,
+    /// Σ over the axis divided by its length.
     Mean,
+    /// The largest element along the axis.
     Max,
     /// The index of the first maximum, written as f32.
     Argmax,
 }
 
 impl ReduceOp {
+    /// Every reduction, in `code` order (for tests that cover them all).
     pub const ALL: [ReduceOp; 4] = [
         ReduceOp::Sum,
         ReduceOp::Mean,
@@ -24,6 +28,7 @@ impl ReduceOp {
         self as u32
     }
 
+    /// The lower-case name used in node tags and profiles (`sum`, `argmax`, …).
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",
@@ -35,11 +40,14 @@ impl ReduceOp {
 }
 
 /// x viewed as [outer, n, inner], reduced over n to y: [outer, inner].
-/// Axis k of a shape d is outer = d[..k].product(), n = d[k], inner = d[k+1..].product().
+/// Axis k of a shape d is `outer = d[..k].product()`, `n = d[k]`, `inner = d[k+1..].product()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReduceShape {
+    /// Product of the axes before the reduced one.
     pub outer: usize,
+    /// Length of the reduced axis.
     pub n: usize,
+    /// Product of the axes after the reduced one.
     pub inner: usize,
 }
 
@@ -54,10 +62,12 @@ impl ReduceShape {
         }
     }
 
+    /// Elements read: outer · n · inner.
     pub fn input_len(&self) -> usize {
         self.outer * self.n * self.inner
     }
 
+    /// Elements written: outer · inner.
     pub fn output_len(&self) -> usize {
         self.outer * self.inner
     }

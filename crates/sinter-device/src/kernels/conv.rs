@@ -166,7 +166,8 @@ pub fn conv2d_forward(
 }
 
 /// y = epilogue(conv2d(x, w)), the bias one value per output channel: the planner's fused
-/// convolution, one dispatch. x: [N, C, H, W], w: [O, C, KH, KW], bias: [O] → y: [N, O, OH, OW].
+/// convolution, one dispatch.
+/// `x: [N, C, H, W]`, `w: [O, C, KH, KW]`, `bias: [O]` → `y: [N, O, OH, OW]`.
 pub fn conv2d_forward_epilogue(
     gpu: &Gpu,
     x: &wgpu::Buffer,

@@ -20,7 +20,7 @@ fn params(s: &EmbeddingShape) -> [u32; 4] {
     [s.tokens as u32, s.vocab as u32, s.dim as u32, NAN_BITS]
 }
 
-/// out[t] = table[ids[t]]; the row of an id that is not an integer in [0, vocab) is NaN.
+/// `out[t] = table[ids[t]]`; the row of an id that is not an integer in `[0, vocab)` is NaN.
 // ids: [tokens], table: [vocab, dim], out: [tokens, dim]
 pub fn embedding(
     gpu: &Gpu,
@@ -50,7 +50,7 @@ pub fn embedding(
     })
 }
 
-/// dtable[v] = Σ_{t: ids[t] == v} dout[t]; repeated ids accumulate, invalid ids add nothing.
+/// `dtable[v] = Σ_{t: ids[t] == v} dout[t]`; repeated ids accumulate, invalid ids add nothing.
 /// Deterministic (tokens are summed in order, no atomics). Cost: vocab·tokens id tests plus
 /// tokens·dim adds, so it suits vocabularies up to a few thousand.
 // ids: [tokens], dout: [tokens, dim], dtable: [vocab, dim]

@@ -20,7 +20,8 @@ fn params(s: &CrossEntropyShape) -> [u32; 4] {
     [s.rows as u32, s.classes as u32, NAN_BITS, 0]
 }
 
-/// loss[0] = mean over rows of (logsumexp(row) − row[target]); NaN if any target is not a class.
+/// `loss[0]` = mean over rows of `logsumexp(row) − row[target]`; NaN if any target is not a
+/// class.
 // logits: [rows, classes], targets: [rows], loss: [1]
 pub fn cross_entropy(
     gpu: &Gpu,
@@ -50,7 +51,8 @@ pub fn cross_entropy(
     })
 }
 
-/// dlogits = (softmax(row) − onehot(target)) · dloss[0] / rows; a row with a bad target is NaN.
+/// `dlogits = (softmax(row) − onehot(target)) · dloss[0] / rows`; a row with a bad target is
+/// NaN.
 // logits: [rows, classes], targets: [rows], dloss: [1], dlogits: [rows, classes]
 pub fn cross_entropy_grad(
     gpu: &Gpu,
@@ -87,7 +89,7 @@ pub fn cross_entropy_grad(
     })
 }
 
-/// out[0] = number of rows whose first argmax equals the target, as f32.
+/// `out[0]` = number of rows whose first argmax equals the target, as f32.
 // logits: [rows, classes], targets: [rows], out: [1]
 pub fn count_correct(
     gpu: &Gpu,

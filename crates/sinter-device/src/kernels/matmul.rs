@@ -27,6 +27,7 @@ pub enum MatmulVariant {
 }
 
 impl MatmulVariant {
+    /// Every variant in number order, for tests and per-adapter measurement.
     pub const ALL: [MatmulVariant; 4] = [
         MatmulVariant::V1Naive,
         MatmulVariant::V2Blocked,

@@ -22,10 +22,12 @@ use sinter_ops::elementwise::{Epilogue, UnaryOp};
 pub struct EpilogueArgs<'a> {
     /// One value per channel (output column of a product, output channel of a convolution).
     pub bias: Option<&'a wgpu::Buffer>,
+    /// Applied to every output after the bias.
     pub activation: Option<UnaryOp>,
 }
 
 impl<'a> EpilogueArgs<'a> {
+    /// No bias, no activation: outputs stored as computed.
     pub const NONE: EpilogueArgs<'static> = EpilogueArgs {
         bias: None,
         activation: None,

@@ -98,7 +98,7 @@ pub fn layer_norm_grad_input(
     })
 }
 
-/// dgamma[j] = Σ_rows dy·x̂, with the row statistics recomputed from x.
+/// `dgamma[j] = Σ_rows dy·x̂`, with the row statistics recomputed from x.
 // x, dy: [rows, dim], dgamma: [dim]
 pub fn layer_norm_grad_gamma(
     gpu: &Gpu,

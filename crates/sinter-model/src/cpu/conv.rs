@@ -373,7 +373,8 @@ pub fn conv2d_forward<T: Real>(x: &[T], w: &[T], y: &mut [T], s: &Conv2dShape) {
 
 /// y = activation(conv2d(x, w) + bias), the bias one value per output channel and both optional:
 /// the planner's fused convolution (`fuse.rs`), the epilogue applied to each image while its
-/// output is still in cache. x: [N, C, H, W], w: [O, C, KH, KW], bias: [O] → y: [N, O, OH, OW].
+/// output is still in cache. `x: [N, C, H, W]`, `w: [O, C, KH, KW]`,
+/// `bias: [O]` → `y: [N, O, OH, OW]`.
 pub fn conv2d_forward_epilogue<T: Real>(
     x: &[T],
     w: &[T],

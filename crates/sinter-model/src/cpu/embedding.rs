@@ -28,7 +28,7 @@ fn check(op: &str, shape: &EmbeddingShape, bufs: &[(&str, usize, usize)]) {
     }
 }
 
-/// out[t] = table[ids[t]]; the row of an id that is not an integer in [0, vocab) is NaN.
+/// `out[t] = table[ids[t]]`; the row of an id that is not an integer in `[0, vocab)` is NaN.
 // ids: [tokens], table: [vocab, dim], out: [tokens, dim]
 pub fn embedding<T: Real>(ids: &[T], table: &[T], out: &mut [T], shape: &EmbeddingShape) {
     let EmbeddingShape { tokens, vocab, dim } = *shape;
@@ -52,7 +52,7 @@ pub fn embedding<T: Real>(ids: &[T], table: &[T], out: &mut [T], shape: &Embeddi
     }
 }
 
-/// dtable[v] = Σ_{t: ids[t] == v} dout[t], summed in token order; invalid ids add nothing.
+/// `dtable[v] = Σ_{t: ids[t] == v} dout[t]`, summed in token order; invalid ids add nothing.
 // ids: [tokens], dout: [tokens, dim], dtable: [vocab, dim]
 pub fn embedding_grad<T: Real>(ids: &[T], dout: &[T], dtable: &mut [T], shape: &EmbeddingShape) {
     let EmbeddingShape { tokens, vocab, dim } = *shape;

@@ -57,7 +57,7 @@ fn per_row<T: Real, R: Send>(
     }
 }
 
-/// Mean over rows of (logsumexp(row) − row[target]); NaN if any target is not a class.
+/// Mean over rows of `logsumexp(row) − row[target]`; NaN if any target is not a class.
 // logits: [rows, classes], targets: [rows]
 pub fn cross_entropy<T: Real>(logits: &[T], targets: &[T], shape: &CrossEntropyShape) -> T {
     check("cross_entropy", logits, targets, shape);

@@ -13,9 +13,11 @@ pub trait Real:
     + std::iter::Sum
     + 'static
 {
+    /// `x` converted to this type (rounded to nearest for f32; out-of-range values become ±∞).
     fn of(x: f64) -> Self {
         <Self as num_traits::FromPrimitive>::from_f64(x).expect("finite conversion")
     }
+    /// This value as f64 (exact).
     fn f64(self) -> f64 {
         num_traits::ToPrimitive::to_f64(&self).expect("finite conversion")
     }

@@ -124,7 +124,7 @@ pub fn layer_norm_grad_input<T: Real>(
     });
 }
 
-/// dgamma[j] = Σ_rows dy·x̂. Blocks of rows are summed in parallel into partial rows, which are
+/// `dgamma[j] = Σ_rows dy·x̂`. Blocks of rows are summed in parallel into partial rows, which are
 /// then added in block order, so the result does not depend on scheduling.
 // x, dy: [rows, dim], dgamma: [dim]
 pub fn layer_norm_grad_gamma<T: Real>(x: &[T], dy: &[T], dgamma: &mut [T], shape: &LayerNormShape) {

@@ -15,7 +15,10 @@ pub enum Order {
     /// 0, 1, 2, … every epoch (evaluation).
     Sequential,
     /// A fresh permutation every epoch, drawn from one ChaCha8 stream seeded with `seed`.
-    Shuffled { seed: u64 },
+    Shuffled {
+        /// Seeds the permutation stream: the same seed gives the same epochs.
+        seed: u64,
+    },
 }
 
 /// Everything needed to continue a batcher exactly where it stopped. It prints as one line
@@ -23,8 +26,11 @@ pub enum Order {
 /// so it fits a checkpoint's string metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatcherState {
+    /// Examples the batcher draws from (indices `0..n`).
     pub n: usize,
+    /// Indices per batch.
     pub batch_size: usize,
+    /// Whether an epoch's final partial batch is skipped.
     pub drop_last: bool,
     /// The shuffle seed; None for sequential order.
     pub seed: Option<u64>,
@@ -84,6 +90,7 @@ impl Batcher {
         Ok(batcher)
     }
 
+    /// Indices per batch (the last batch of an epoch may be shorter without drop-last).
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }

@@ -19,7 +19,9 @@ const MAX_GZIP_DATA: u64 = 1 << 32;
 /// An IDX array of unsigned bytes: `dims` as the header gives them, `data` row-major.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxArray {
+    /// The size of each dimension (`[n, rows, cols]` for images, `[n]` for labels).
     pub dims: Vec<usize>,
+    /// `dims.product()` bytes, row-major.
     pub data: Vec<u8>,
 }
 

@@ -26,14 +26,20 @@ const PAIR_LABELS: &str = "labels-idx1-ubyte";
 /// Labelled images, all in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageDataset {
-    /// images: [n, channels, rows, cols], pixel bytes / 255.
+    /// images: `[n, channels, rows, cols]`, pixel bytes / 255.
     pub images: Vec<f32>,
-    /// labels: [n], class indices below `classes`.
+    /// labels: `[n]`, class indices below `classes`.
     pub labels: Vec<u8>,
+    /// Examples.
     pub n: usize,
+    /// Channels per image (1 for MNIST).
     pub channels: usize,
+    /// Image height in pixels.
     pub rows: usize,
+    /// Image width in pixels.
     pub cols: usize,
+    /// Classes the classifier outputs: one more than the largest label of the train and test
+    /// files together (a split keeps its parent's count).
     pub classes: usize,
 }
 
@@ -45,6 +51,10 @@ impl ImageDataset {
 
     /// The first `at` examples and the rest; both keep the parent's class count so that a split
     /// that happens to miss a class still feeds the same-sized classifier.
+    ///
+    /// # Panics
+    ///
+    /// If `at > n`.
     pub fn split(&self, at: usize) -> (ImageDataset, ImageDataset) {
         assert!(
             at <= self.n,
@@ -67,8 +77,12 @@ impl ImageDataset {
         )
     }
 
-    /// Writes the examples at `indices` as one batch: images [B, channels, rows, cols] and labels
-    /// [B] as f32 class indices (the form the loss kernels take). Both vectors are overwritten.
+    /// Writes the examples at `indices` as one batch: images `[B, channels, rows, cols]` and labels
+    /// `[B]` as f32 class indices (the form the loss kernels take). Both vectors are overwritten.
+    ///
+    /// # Panics
+    ///
+    /// If an index is `n` or more (the batcher of a split only draws indices below its size).
     pub fn gather(&self, indices: &[usize], images_out: &mut Vec<f32>, labels_out: &mut Vec<f32>) {
         let len = self.image_len();
         images_out.clear();
@@ -96,7 +110,7 @@ impl ImageDataset {
     }
 }
 
-/// Builds a dataset from a parsed image file ([n, rows, cols]) and label file ([n]); the paths
+/// Builds a dataset from a parsed image file (`[n, rows, cols]`) and label file (`[n]`); the paths
 /// only name the sources in errors. The class count is the largest label + 1.
 pub fn from_idx(
     images: &IdxArray,

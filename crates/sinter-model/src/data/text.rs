@@ -14,7 +14,9 @@ const EMBEDDED: &str = include_str!("../../../../data/tinyshakespeare/input.txt"
 pub struct CharCorpus {
     /// The characters of the training split, sorted; a character's id is its index.
     pub vocab: Vec<char>,
+    /// The first 90% of the text, as ids.
     pub train: Vec<u32>,
+    /// The last 10%, as ids, without characters the training split lacks.
     pub valid: Vec<u32>,
 }
 
@@ -82,6 +84,7 @@ impl CharCorpus {
         })
     }
 
+    /// Distinct characters (ids run `0..vocab_size`).
     pub fn vocab_size(&self) -> usize {
         self.vocab.len()
     }
@@ -97,6 +100,7 @@ impl CharCorpus {
             .collect()
     }
 
+    /// The text of `ids`; an id outside the vocabulary becomes U+FFFD (�).
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter()
             .map(|&i| self.vocab.get(i as usize).copied().unwrap_or('\u{fffd}'))
@@ -105,6 +109,11 @@ impl CharCorpus {
 
     /// `batch` random windows of `context + 1` ids from `split`: inputs are the first `context`,
     /// targets the last `context` of each window. Both are `[batch, context]`, row-major, as floats.
+    ///
+    /// # Panics
+    ///
+    /// If `split` holds no more than `context` ids (callers check the corpus against the
+    /// context when the model is built, as [`crate::lm::CharLm::new`] does).
     pub fn windows(
         split: &[u32],
         batch: usize,
@@ -119,7 +128,8 @@ impl CharCorpus {
         Self::windows_at(split, &starts, context, ids, targets);
     }
 
-    /// The windows starting at `starts` (see [`CharCorpus::windows`]).
+    /// The windows starting at `starts` (see [`CharCorpus::windows`]); panics if a window runs
+    /// past the end of `split`.
     pub fn windows_at(
         split: &[u32],
         starts: &[usize],

@@ -38,7 +38,7 @@ pub enum Combine {
 pub struct Metric {
     /// How reports and [`StepResult::metric`] name it.
     pub name: String,
-    /// A scalar node.
+    /// The scalar node computing it for one batch (shape `[]`), on the loss's graph.
     pub value: Tensor,
     /// How batches combine in an evaluation.
     pub combine: Combine,
@@ -54,7 +54,7 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// Just a loss.
+    /// Outputs with `loss` (a scalar node) and no metrics yet.
     pub fn loss(loss: Tensor) -> Self {
         Self {
             loss,
@@ -62,7 +62,7 @@ impl Outputs {
         }
     }
 
-    /// Adds a metric.
+    /// Adds the scalar `value` as metric `name`, combined over evaluation batches by `combine`.
     pub fn with_metric(mut self, name: &str, value: Tensor, combine: Combine) -> Self {
         self.metrics.push(Metric {
             name: name.to_string(),
@@ -121,10 +121,11 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Seeds the dropout masks (parameters are seeded by their [`crate::Init`]).
     pub seed: u64,
-    /// Stop with [`ModelError::NonFinite`] when the loss is NaN or infinite; otherwise the step succeeds and [`Trainer::non_finite_steps`] counts it.
+    /// Stop with [`ModelError::NonFinite`] when the loss is NaN or infinite; otherwise the step
+    /// succeeds and [`crate::Trainer::non_finite_steps`] counts it.
     pub stop_on_nan: bool,
     /// Check every value of every training step and stop at the first non-finite one, naming
-    /// its node (see [`Backend::run_checked`]); costs nothing when off.
+    /// its node (see [`crate::Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
 }
 
