@@ -998,6 +998,8 @@ fn wrong_files_and_devices_say_what_to_do() {
 fn every_option_has_help_text() {
     for cmd in [
         &["train"][..],
+        &["eval"],
+        &["predict"],
         &["sample"],
         &["info"],
         &["profile"],
@@ -1284,5 +1286,117 @@ fn readme_says_how_to_install_and_that_software_runs_are_slow() {
     assert!(readme.contains("`cargo install --path .` puts the `sinter` binary on your PATH"));
     assert!(
         readme.contains("`sinter train --device software`") && readme.contains("2 to 3 minutes")
+    );
+}
+
+/// The first line of `o`'s stdout that contains `what`, from `what` on.
+fn line_from(o: &Output, what: &str) -> String {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no line with {what:?} in {out:?} (stderr {})", stderr(o)));
+    line[line.find(what).unwrap()..].to_string()
+}
+
+#[test]
+fn eval_and_predict_use_a_saved_model_without_training() {
+    let dir = scratch("eval");
+    let params = dir.join("mlp.safetensors");
+    let p = params.to_str().unwrap();
+    let o = sinter(&[
+        "train", "--model", "mlp", "--steps", "20", "--quiet", "--save", p,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trained = line_from(&o, "test accuracy");
+    let trained = &trained[..trained.find(" after").unwrap()];
+
+    // The same figures as the training's final evaluation, and no training step.
+    let o = sinter(&["eval", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        line_from(&o, "test accuracy").starts_with(trained),
+        "{trained} vs {}",
+        line_from(&o, "test")
+    );
+    assert!(line_from(&o, "test loss").starts_with("test loss "));
+    assert!(!stderr(&o).contains("training"), "{}", stderr(&o));
+
+    // Test image 0 by index, then the same digit as a PNG file: the same probabilities.
+    let o = sinter(&["predict", p, "--index", "0,1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let by_index = line_from(&o, "test image 0 (label ");
+    assert!(
+        by_index.contains("probabilities 0:") && by_index.contains(" 9:"),
+        "{by_index}"
+    );
+    assert!(line_from(&o, "test image 1").contains("%"));
+    let (_, test) = sinter::sinter_model::data::embedded_mnist().unwrap();
+    let png_path = dir.join("digit.png");
+    let mut enc = png::Encoder::new(std::fs::File::create(&png_path).unwrap(), 28, 28);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let pixels: Vec<u8> = test.images[..784]
+        .iter()
+        .map(|&v| (v * 255.0).round() as u8)
+        .collect();
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&pixels)
+        .unwrap();
+    let o = sinter(&["predict", p, png_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_png = line_from(&o, "digit.png: ");
+    let probs = |l: &str| l[l.find(") · probabilities").unwrap()..].to_string();
+    assert_eq!(probs(&from_png), probs(&by_index));
+
+    // Wrong inputs say what is wrong.
+    let o = sinter(&["predict", p]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--index"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sinter(&["predict", p, "--index", "5000"]);
+    assert!(stderr(&o).contains("holds 2000 images"), "{}", stderr(&o));
+    let o = sinter(&["predict", p, params.to_str().unwrap()]);
+    assert!(stderr(&o).contains("is not a PNG image"), "{}", stderr(&o));
+
+    // A character model: the training's validation figure, over the same windows.
+    let lm = dir.join("gru.safetensors");
+    let l = lm.to_str().unwrap();
+    let o = sinter(&[
+        "train",
+        "--model",
+        "char-gru",
+        "--steps",
+        "3",
+        "--context",
+        "16",
+        "--width",
+        "32",
+        "--batch",
+        "4",
+        "--quiet",
+        "--save",
+        l,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trained = line_from(&o, "validation loss");
+    let nats = &trained[..trained.find(" nats/char").unwrap()];
+    let o = sinter(&["eval", l, "--batch", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        line_from(&o, "validation loss").starts_with(nats),
+        "{nats} vs {}",
+        line_from(&o, "validation")
+    );
+    let o = sinter(&["predict", l, "--index", "0"]);
+    assert!(stderr(&o).contains("sinter sample"), "{}", stderr(&o));
+    let o = sinter(&["eval", p, "--model", "cnn"]);
+    assert!(
+        stderr(&o).contains("holds a mlp model, not --model cnn"),
+        "{}",
+        stderr(&o)
     );
 }

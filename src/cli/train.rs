@@ -768,6 +768,9 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
     if let Some(path) = &args.save {
         let mut meta = BTreeMap::new();
         meta.insert("model".to_string(), name.to_string());
+        // What `sinter eval` and `sinter predict` need to rebuild the network without the data.
+        meta.insert("image".to_string(), super::saved::image_text(image));
+        meta.insert("classes".to_string(), train_set.classes.to_string());
         save_safetensors(path, &c.params()?, &meta)?;
         eprintln!("saved parameters to {}", path.display());
     }
