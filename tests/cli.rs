@@ -1400,3 +1400,85 @@ fn eval_and_predict_use_a_saved_model_without_training() {
         stderr(&o)
     );
 }
+
+/// Item 12: a step whose plan does not fit the memory the backend has is refused before
+/// anything is allocated, in well under a second, naming both figures and the options to lower
+/// (before, the out-of-memory killer ended the run after 48 s at 24 GB).
+#[test]
+fn a_plan_larger_than_memory_is_refused_before_allocating() {
+    let started = std::time::Instant::now();
+    // Terabytes of activations: larger than any machine's RAM.
+    let o = sinter_env(
+        &[
+            "train",
+            "--model",
+            "char-transformer",
+            "--batch",
+            "100000",
+            "--context",
+            "100000",
+            "--steps",
+            "1",
+        ],
+        &[],
+        &["SINTER_MEMORY_LIMIT"],
+    );
+    let err = assert_refused(&o, "huge transformer");
+    assert!(
+        err.contains("one step of batch 100000 needs")
+            && err.contains("GiB of RAM available (MemAvailable)")
+            && err.contains("lower --batch (now 100000) or --context (now 100000)"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    // With a limit set, for a recurrent model, an image model and an evaluation.
+    let limited =
+        |args: &[&str], limit: &str| sinter_env(args, &[("SINTER_MEMORY_LIMIT", limit)], &[]);
+    let o = limited(
+        &[
+            "train",
+            "--model",
+            "char-lstm",
+            "--batch",
+            "100000",
+            "--steps",
+            "1",
+        ],
+        "2G",
+    );
+    let err = assert_refused(&o, "char-lstm");
+    assert!(
+        err.contains("SINTER_MEMORY_LIMIT allows 2G") && err.contains("--batch (now 100000)"),
+        "{err}"
+    );
+    let o = limited(&["train", "--batch", "8000", "--steps", "1"], "100M");
+    let err = assert_refused(&o, "cnn");
+    assert!(
+        err.contains("one step of batch 8000 needs") && err.contains("lower --batch (now 8000)"),
+        "{err}"
+    );
+    let o = limited(&["train", "--steps", "1"], "lots");
+    assert!(
+        stderr(&o).contains("SINTER_MEMORY_LIMIT=\"lots\""),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = scratch("memory");
+    let params = dir.join("mlp.safetensors");
+    let p = params.to_str().unwrap();
+    let o = limited(
+        &[
+            "train", "--model", "mlp", "--steps", "2", "--quiet", "--save", p,
+        ],
+        "none",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = limited(&["eval", p, "--batch", "2000"], "2M");
+    assert!(
+        stderr(&o).contains("evaluating a batch of 2000 needs")
+            && stderr(&o).contains("lower --batch (now 2000)"),
+        "{}",
+        stderr(&o)
+    );
+}

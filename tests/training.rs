@@ -44,6 +44,7 @@ fn classifier(backend: Backend, arch: Arch, opt: Optimizer, batch: usize, seed: 
         shuffle: true,
         stop_on_nan: true,
         detect_anomaly: false,
+        memory_limit: None,
     };
     Classifier::new(
         "test",
@@ -327,6 +328,7 @@ fn a_nan_loss_is_reported_with_its_step() {
         shuffle: false,
         stop_on_nan: true,
         detect_anomaly: false,
+        memory_limit: None,
     };
     let mut c = Classifier::new(
         "nan",
@@ -366,6 +368,7 @@ fn dropout_masks_are_the_same_on_every_backend_and_off_in_evaluation() {
         shuffle: true,
         stop_on_nan: true,
         detect_anomaly: false,
+        memory_limit: None,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     let (m, store) = with_dropout(4);

@@ -94,11 +94,10 @@ fn image_evaluator(
 ) -> Result<Evaluator<ImageClassifier>> {
     let (net, store) = saved.image_net(image, classes)?;
     let backend = open(choice)?;
-    Ok(Evaluator::new(
-        ImageClassifier { net, image },
-        store,
-        backend,
-    )?)
+    let limit = super::memory::limit_for(&backend)?;
+    let mut eval = Evaluator::new(ImageClassifier { net, image }, store, backend)?;
+    eval.memory_limit = limit;
+    Ok(eval)
 }
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
@@ -132,7 +131,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         eval.backend.describe()
     );
     let started = Instant::now();
-    let stats = eval.evaluate_images(&data, args.batch.unwrap_or(200))?;
+    let batch = args.batch.unwrap_or(200);
+    let stats = eval
+        .evaluate_images(&data, batch)
+        .map_err(|e| super::memory::explain(e, &[("--batch", batch)]))?;
     println!(
         "test loss {} · test accuracy {:.2}% ({} images) · {:.1} s · {}",
         loss_text(stats.loss),
@@ -171,7 +173,10 @@ fn eval_text(args: &EvalArgs, saved: &Saved, choice: DeviceChoice) -> Result<()>
         )));
     }
     let batch = args.batch.unwrap_or(32);
-    let mut eval = Evaluator::new(model, store, open(choice)?)?;
+    let backend = open(choice)?;
+    let limit = super::memory::limit_for(&backend)?;
+    let mut eval = Evaluator::new(model, store, backend)?;
+    eval.memory_limit = limit;
     eprintln!(
         "evaluating {} (context {context}) on {} validation characters on {}…",
         super::train::value_name(saved.model),
@@ -179,7 +184,9 @@ fn eval_text(args: &EvalArgs, saved: &Saved, choice: DeviceChoice) -> Result<()>
         eval.backend.describe()
     );
     let started = Instant::now();
-    let nats = eval.nats_per_char(&ids, batch, BATCHES)?;
+    let nats = eval
+        .nats_per_char(&ids, batch, BATCHES)
+        .map_err(|e| super::memory::explain(e, &[("--batch", batch)]))?;
     let skipped = if skipped > 0 {
         format!(" ({skipped} characters outside the model's vocabulary skipped)")
     } else {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checks;
 pub mod eval;
 pub mod info;
+pub mod memory;
 pub mod metrics;
 pub mod plot;
 pub mod profile;

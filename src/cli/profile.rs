@@ -81,6 +81,7 @@ impl Trainer {
                 seed,
                 valid_batches: 1,
                 detect_anomaly: false,
+                memory_limit: None,
             };
             let lm = CharLm::new(arch, 64, CharCorpus::embedded()?, backend, opt, config)?;
             return Ok(Trainer::Text(Box::new(lm)));
@@ -125,6 +126,7 @@ impl Trainer {
             shuffle: true,
             stop_on_nan: false,
             detect_anomaly: false,
+            memory_limit: None,
         };
         let c = Classifier::new(name, net, store, backend, opt, config, image, data.n)?;
         Ok(Trainer::Image {

@@ -532,10 +532,13 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         shuffle: !args.no_shuffle,
         stop_on_nan: args.stop_on_nan,
         detect_anomaly: args.detect_anomaly,
+        memory_limit: super::memory::limit_for(&backend)?,
     };
     let opt = optimizer(args, total_steps, steps_per_epoch)?;
+    let too_big = |e| super::memory::explain(e, &[("--batch", batch)]);
     let mut c = match ranks.collective {
-        None => Classifier::new(name, model, store, backend, opt, config, image, train_set.n)?,
+        None => Classifier::new(name, model, store, backend, opt, config, image, train_set.n)
+            .map_err(too_big)?,
         Some(collective) => Classifier::data_parallel(
             name,
             model,
@@ -546,7 +549,8 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
             image,
             train_set.n,
             collective,
-        )?,
+        )
+        .map_err(too_big)?,
     };
     if let Some(path) = &args.init {
         let tensors = load_init(path)?;

@@ -276,6 +276,8 @@ pub struct LmConfig {
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
+    /// The memory the backend has (see [`TrainConfig::memory_limit`]); `None`: not checked.
+    pub memory_limit: Option<crate::backend::MemoryLimit>,
 }
 
 /// The character-model preset on the generic [`Trainer`]: random training windows of the corpus,
@@ -333,6 +335,7 @@ impl CharLm {
             seed: config.seed,
             stop_on_nan: true,
             detect_anomaly: config.detect_anomaly,
+            memory_limit: config.memory_limit.clone(),
         };
         let trainer = Trainer::new(model, store, backend, optimizer, train)?;
         Ok(Self {

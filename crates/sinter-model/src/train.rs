@@ -2,7 +2,7 @@
 //! `images` `[N, C, H, W]` with cross-entropy against `labels` `[N]`, fed from an
 //! [`ImageDataset`] through a seeded [`Batcher`]; reports the loss and the correct count.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, MemoryLimit};
 use crate::checkpoint::TrainingCheckpoint;
 use crate::data::{Batcher, BatcherState, ImageDataset, Order};
 use crate::error::{ModelError, Result};
@@ -28,6 +28,8 @@ pub struct ClassifierConfig {
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
+    /// The memory the backend has (see [`TrainConfig::memory_limit`]); `None`: not checked.
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 /// Loss and correct predictions of one step.
@@ -390,5 +392,6 @@ fn train_config(c: &ClassifierConfig) -> TrainConfig {
         seed: c.seed,
         stop_on_nan: c.stop_on_nan,
         detect_anomaly: c.detect_anomaly,
+        memory_limit: c.memory_limit.clone(),
     }
 }

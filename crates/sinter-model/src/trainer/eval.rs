@@ -3,7 +3,7 @@
 
 use super::model::{order_feeds, slots, Combine, Feeds, Model, StepResult};
 use super::Compiled;
-use crate::backend::{Backend, StepScalars};
+use crate::backend::{Backend, MemoryLimit, StepScalars};
 use crate::checkpoint::{check_against, NamedTensor};
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, Tensor};
@@ -22,21 +22,30 @@ pub struct Evaluator<M: Model> {
     pub store: VarStore,
     /// Where the programs run.
     pub backend: Backend,
+    /// The memory the backend has: an evaluation whose plan does not fit (with the variables
+    /// and the programs compiled before) is refused before it allocates. `None`: not checked.
+    pub memory_limit: Option<MemoryLimit>,
     programs: Vec<(usize, Compiled)>,
 }
 
 /// Compiles `model`'s evaluation program (loss and metrics) for batches of `batch` examples.
+/// With `limit`, refuses a plan that does not fit beside the bytes already held.
 pub(super) fn compile_eval<M: Model>(
     model: &M,
     store: &VarStore,
     backend: &Backend,
     batch: usize,
+    limit: Option<(&MemoryLimit, u64)>,
 ) -> Result<Compiled> {
     let (g, out) = super::record(model, store, batch, Mode::Eval)?;
     let mut outputs = vec![out.loss.id];
     outputs.extend(out.metrics.iter().map(|m| m.value.id));
     let graph = g.finish();
-    let program = backend.compile(&graph, &outputs)?;
+    let plan = backend.plan(&graph, &outputs, false)?;
+    if let Some((limit, held)) = limit {
+        limit.check(&format!("evaluating a batch of {batch}"), &plan, held)?;
+    }
+    let program = backend.compile_plan(plan)?;
     let slots = slots(program.plan(), &graph);
     let metrics = out
         .metrics
@@ -113,6 +122,7 @@ impl<M: Model> Evaluator<M> {
             model,
             store,
             backend,
+            memory_limit: None,
             programs: Vec::new(),
         })
     }
@@ -143,7 +153,19 @@ impl<M: Model> Evaluator<M> {
         if let Some(k) = self.programs.iter().position(|(b, _)| *b == batch) {
             return Ok(k);
         }
-        let c = compile_eval(&self.model, &self.store, &self.backend, batch)?;
+        let held = self
+            .store
+            .vars
+            .iter()
+            .map(|v| 4 * v.numel() as u64)
+            .sum::<u64>()
+            + self
+                .programs
+                .iter()
+                .map(|(_, c)| c.program.memory().planned_bytes)
+                .sum::<u64>();
+        let limit = self.memory_limit.as_ref().map(|l| (l, held));
+        let c = compile_eval(&self.model, &self.store, &self.backend, batch, limit)?;
         self.programs.push((batch, c));
         Ok(self.programs.len() - 1)
     }

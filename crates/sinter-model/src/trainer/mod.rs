@@ -186,12 +186,20 @@ impl<M: Model> Trainer<M> {
             .collect();
         let mut outputs = vec![out.loss.id];
         outputs.extend(out.metrics.iter().map(|m| m.value.id));
-        let compile = |backend: &Backend, graph: &Graph, outputs: &[NodeId]| -> Result<Compiled> {
-            let program = if config.detect_anomaly {
-                backend.compile_checked(graph, outputs)?
-            } else {
-                backend.compile(graph, outputs)?
-            };
+        // The variables are on the backend already; each program must fit beside them and the
+        // programs before it, checked on its plan before its buffers are allocated.
+        let mut held: u64 = store.vars.iter().map(|v| 4 * v.numel() as u64).sum();
+        let mut compile = |backend: &Backend,
+                           graph: &Graph,
+                           outputs: &[NodeId],
+                           what: &str|
+         -> Result<Compiled> {
+            let plan = backend.plan(graph, outputs, config.detect_anomaly)?;
+            if let Some(limit) = &config.memory_limit {
+                limit.check(what, &plan, held)?;
+            }
+            held += plan.memory.planned_bytes;
+            let program = backend.compile_plan(plan)?;
             let slots = slots(program.plan(), graph);
             Ok(Compiled {
                 program,
@@ -202,12 +210,14 @@ impl<M: Model> Trainer<M> {
         let train = match collective {
             None => {
                 optimizer.append_updates(&g, &store, &pairs)?;
-                TrainStep::Fused(compile(&backend, &g.finish(), &outputs)?)
+                let what = format!("one step of batch {}", config.batch);
+                TrainStep::Fused(compile(&backend, &g.finish(), &outputs, &what)?)
             }
             Some(collective) => {
                 let extras = outputs.len();
                 outputs.extend(pairs.iter().map(|p| p.1));
-                let gradients = compile(&backend, &g.finish(), &outputs)?;
+                let what = format!("one step of batch {} per rank", config.batch / ranks);
+                let gradients = compile(&backend, &g.finish(), &outputs, &what)?;
                 // The update program takes the averaged gradients as inputs, in parameter order.
                 let u = GraphBuilder::new();
                 let fed: Vec<_> = pairs
@@ -383,7 +393,15 @@ impl<M: Model> Trainer<M> {
         if let Some(k) = self.eval.iter().position(|(b, _)| *b == batch) {
             return Ok(k);
         }
-        let c = eval::compile_eval(&self.model, &self.store, &self.backend, batch)?;
+        let held = self.variable_bytes()
+            + self.train_compiled().program.memory().planned_bytes
+            + self
+                .eval
+                .iter()
+                .map(|(_, c)| c.program.memory().planned_bytes)
+                .sum::<u64>();
+        let limit = self.config.memory_limit.as_ref().map(|l| (l, held));
+        let c = eval::compile_eval(&self.model, &self.store, &self.backend, batch, limit)?;
         self.eval.push((batch, c));
         Ok(self.eval.len() - 1)
     }
