@@ -31,8 +31,8 @@ enum Command {
     Predict(cli::eval::PredictArgs),
     /// Generate text with a character model saved by `sinter train --model char-… --save FILE`.
     Sample(cli::sample::SampleArgs),
-    /// List the adapters found and say which one `--device auto` would use.
-    Info,
+    /// List the adapters found and say which one `--device auto` (or `--device …`) would use.
+    Info(cli::info::InfoArgs),
     /// Profile a training step: every kernel's time, GFLOP/s and GB/s against the device's ceilings.
     Profile(cli::profile::ProfileArgs),
     /// Benchmarks: matmul, conv, attention kernels (checked against the CPU first) and whole steps.
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval::run_eval(a),
         Command::Predict(a) => cli::eval::run_predict(a),
         Command::Sample(a) => cli::sample::run(a),
-        Command::Info => cli::info::run(),
+        Command::Info(a) => cli::info::run(a),
         Command::Profile(a) => cli::profile::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };

@@ -1482,3 +1482,58 @@ fn a_plan_larger_than_memory_is_refused_before_allocating() {
         stderr(&o)
     );
 }
+
+/// Item 16: one adapter among several, by its index among adapters of its kind or by part of its
+/// name; `sinter info --device …` says which would be used, and a choice that names no adapter
+/// is refused with the adapters found, as `--device` names them.
+#[test]
+fn one_adapter_is_chosen_by_index_or_name() {
+    let o = sinter(&["info", "--device", "gpu:7"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--device gpu:7: no such adapter; found ") && err.contains("sinter info"),
+        "{err}"
+    );
+    let o = sinter(&["train", "--device", "gpu:7", "--steps", "1"]);
+    let err = assert_refused(&o, "gpu:7");
+    assert!(err.contains("--device gpu:7: no such adapter"), "{err}");
+    let o = sinter(&["train", "--device", "cpu:1", "--steps", "1"]);
+    let err = assert_refused(&o, "cpu:1");
+    assert!(err.contains("gpu:N or software:N"), "{err}");
+
+    let software = sinter::sinter_device::adapters_of(sinter::sinter_ops::AdapterKind::Software);
+    if software.is_empty() {
+        assert!(
+            std::env::var_os("SINTER_REQUIRE_ADAPTER").is_none(),
+            "SINTER_REQUIRE_ADAPTER is set but no software adapter was found"
+        );
+        return;
+    }
+    let name = software[0].get_info().name;
+    // `info` lists the selector of each adapter, and resolves index and name to the same one.
+    let o = sinter(&["info", "--device", "software:0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("--device:             software:0"), "{out}");
+    assert!(
+        out.contains(&format!("--device software:0: would use {name}")),
+        "{out}"
+    );
+    let part = name.split_whitespace().next().unwrap().to_uppercase();
+    let o = sinter(&["info", "--device", &format!("software:{part}")]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains(&format!(": would use {name}")), "{out}");
+    let o = sinter(&[
+        "train",
+        "--device",
+        "software:0",
+        "--model",
+        "mlp",
+        "--steps",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("GPU {name}")));
+}

@@ -31,7 +31,8 @@ pub struct EvalArgs {
     /// validated on); at least 1.
     #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
 }
@@ -54,7 +55,8 @@ pub struct PredictArgs {
     /// The model the file holds, for a file without sinter's metadata.
     #[arg(long, value_enum)]
     pub model: Option<ModelName>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
 }

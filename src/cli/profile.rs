@@ -22,7 +22,8 @@ pub struct ProfileArgs {
     /// Images (image models) or windows of 64 characters (text models) per step; default 64 / 32.
     #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Unprofiled steps first (pipelines, caches and clocks warm up).

@@ -120,7 +120,8 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this value (greater than 0).
     #[arg(long, value_parser = checks::positive, allow_negative_numbers = true)]
     pub clip_norm: Option<f64>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Seed of the initial parameters, the data order and dropout: the same seed, device and

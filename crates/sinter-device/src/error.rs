@@ -11,6 +11,9 @@ pub enum DeviceError {
         seen: String,
         hint: &'static str,
     },
+    /// `--device gpu:7` or `software:NAME` names no adapter that was found.
+    #[error("--device {wanted}: no such adapter; found {seen} (see `sinter info`)")]
+    NoSuchAdapter { wanted: String, seen: String },
     #[error(transparent)]
     UnknownDevice(#[from] sinter_ops::UnknownDevice),
     #[error("could not open a device on adapter '{adapter}': {source}")]

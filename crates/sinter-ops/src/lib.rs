@@ -17,5 +17,5 @@ pub mod reduce;
 pub mod softmax;
 pub mod timing;
 
-pub use device::{DeviceChoice, UnknownDevice};
+pub use device::{AdapterKind, AdapterPick, DeviceChoice, NamePart, UnknownDevice};
 pub use error::ShapeError;

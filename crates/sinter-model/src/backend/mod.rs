@@ -172,7 +172,10 @@ impl Backend {
         #[cfg(not(feature = "gpu"))]
         {
             let _ = nth;
-            if matches!(choice, DeviceChoice::Gpu | DeviceChoice::Software) {
+            if matches!(
+                choice,
+                DeviceChoice::Gpu | DeviceChoice::Software | DeviceChoice::One { .. }
+            ) {
                 return Err(ModelError::Config(format!(
                     "device '{choice}' needs the GPU backend, but sinter-model was built without its `gpu` feature"
                 )));
