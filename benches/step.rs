@@ -41,6 +41,7 @@ fn bench(label: &str, backend: Backend, batch: usize, steps: usize) {
         shuffle: true,
         stop_on_nan: false,
         detect_anomaly: false,
+        memory_limit: None,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     let describe = backend.describe();

@@ -1,5 +1,5 @@
-//! The `sinter` command line: `train` a model, `sample` text from one, list adapters with `info`,
-//! `profile` a training step's kernels and `bench` kernels and steps.
+//! The `sinter` command line: `train` a model, `eval` or `predict` with a saved one, `sample`
+//! text, list adapters with `info`, `profile` a training step's kernels and `bench` kernels.
 //! Each subcommand lives in `src/cli/`; this file parses arguments and reports errors.
 
 mod cli;
@@ -24,10 +24,15 @@ struct Args {
 enum Command {
     /// Train a model on the shipped MNIST digits (or on IDX files with --data).
     Train(cli::train::TrainArgs),
+    /// Loss and accuracy of a saved image model on the test images, or nats per character of a
+    /// character model on the validation text (no training).
+    Eval(cli::eval::EvalArgs),
+    /// Class probabilities of PNG images (or of test images by --index) under a saved image model.
+    Predict(cli::eval::PredictArgs),
     /// Generate text with a character model saved by `sinter train --model char-… --save FILE`.
     Sample(cli::sample::SampleArgs),
-    /// List the adapters found and say which one `--device auto` would use.
-    Info,
+    /// List the adapters found and say which one `--device auto` (or `--device …`) would use.
+    Info(cli::info::InfoArgs),
     /// Profile a training step: every kernel's time, GFLOP/s and GB/s against the device's ceilings.
     Profile(cli::profile::ProfileArgs),
     /// Benchmarks: matmul, conv, attention kernels (checked against the CPU first) and whole steps.
@@ -61,8 +66,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Train(a) => cli::train::run(a),
+        Command::Eval(a) => cli::eval::run_eval(a),
+        Command::Predict(a) => cli::eval::run_predict(a),
         Command::Sample(a) => cli::sample::run(a),
-        Command::Info => cli::info::run(),
+        Command::Info(a) => cli::info::run(a),
         Command::Profile(a) => cli::profile::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };

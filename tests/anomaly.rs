@@ -132,6 +132,7 @@ fn a_diverging_classifier_stops_at_the_first_non_finite_node() {
             shuffle: false,
             stop_on_nan: false,
             detect_anomaly: true,
+            memory_limit: None,
         };
         let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 1e30);
         let mut c = Classifier::new(

@@ -998,6 +998,8 @@ fn wrong_files_and_devices_say_what_to_do() {
 fn every_option_has_help_text() {
     for cmd in [
         &["train"][..],
+        &["eval"],
+        &["predict"],
         &["sample"],
         &["info"],
         &["profile"],
@@ -1285,4 +1287,253 @@ fn readme_says_how_to_install_and_that_software_runs_are_slow() {
     assert!(
         readme.contains("`sinter train --device software`") && readme.contains("2 to 3 minutes")
     );
+}
+
+/// The first line of `o`'s stdout that contains `what`, from `what` on.
+fn line_from(o: &Output, what: &str) -> String {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no line with {what:?} in {out:?} (stderr {})", stderr(o)));
+    line[line.find(what).unwrap()..].to_string()
+}
+
+#[test]
+fn eval_and_predict_use_a_saved_model_without_training() {
+    let dir = scratch("eval");
+    let params = dir.join("mlp.safetensors");
+    let p = params.to_str().unwrap();
+    let o = sinter(&[
+        "train", "--model", "mlp", "--steps", "20", "--quiet", "--save", p,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trained = line_from(&o, "test accuracy");
+    let trained = &trained[..trained.find(" after").unwrap()];
+
+    // The same figures as the training's final evaluation, and no training step.
+    let o = sinter(&["eval", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        line_from(&o, "test accuracy").starts_with(trained),
+        "{trained} vs {}",
+        line_from(&o, "test")
+    );
+    assert!(line_from(&o, "test loss").starts_with("test loss "));
+    assert!(!stderr(&o).contains("training"), "{}", stderr(&o));
+
+    // Test image 0 by index, then the same digit as a PNG file: the same probabilities.
+    let o = sinter(&["predict", p, "--index", "0,1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let by_index = line_from(&o, "test image 0 (label ");
+    assert!(
+        by_index.contains("probabilities 0:") && by_index.contains(" 9:"),
+        "{by_index}"
+    );
+    assert!(line_from(&o, "test image 1").contains("%"));
+    let (_, test) = sinter::sinter_model::data::embedded_mnist().unwrap();
+    let png_path = dir.join("digit.png");
+    let mut enc = png::Encoder::new(std::fs::File::create(&png_path).unwrap(), 28, 28);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let pixels: Vec<u8> = test.images[..784]
+        .iter()
+        .map(|&v| (v * 255.0).round() as u8)
+        .collect();
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&pixels)
+        .unwrap();
+    let o = sinter(&["predict", p, png_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_png = line_from(&o, "digit.png: ");
+    let probs = |l: &str| l[l.find(") · probabilities").unwrap()..].to_string();
+    assert_eq!(probs(&from_png), probs(&by_index));
+
+    // Wrong inputs say what is wrong.
+    let o = sinter(&["predict", p]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--index"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sinter(&["predict", p, "--index", "5000"]);
+    assert!(stderr(&o).contains("holds 2000 images"), "{}", stderr(&o));
+    let o = sinter(&["predict", p, params.to_str().unwrap()]);
+    assert!(stderr(&o).contains("is not a PNG image"), "{}", stderr(&o));
+
+    // A character model: the training's validation figure, over the same windows.
+    let lm = dir.join("gru.safetensors");
+    let l = lm.to_str().unwrap();
+    let o = sinter(&[
+        "train",
+        "--model",
+        "char-gru",
+        "--steps",
+        "3",
+        "--context",
+        "16",
+        "--width",
+        "32",
+        "--batch",
+        "4",
+        "--quiet",
+        "--save",
+        l,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trained = line_from(&o, "validation loss");
+    let nats = &trained[..trained.find(" nats/char").unwrap()];
+    let o = sinter(&["eval", l, "--batch", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        line_from(&o, "validation loss").starts_with(nats),
+        "{nats} vs {}",
+        line_from(&o, "validation")
+    );
+    let o = sinter(&["predict", l, "--index", "0"]);
+    assert!(stderr(&o).contains("sinter sample"), "{}", stderr(&o));
+    let o = sinter(&["eval", p, "--model", "cnn"]);
+    assert!(
+        stderr(&o).contains("holds a mlp model, not --model cnn"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Item 12: a step whose plan does not fit the memory the backend has is refused before
+/// anything is allocated, in well under a second, naming both figures and the options to lower
+/// (before, the out-of-memory killer ended the run after 48 s at 24 GB).
+#[test]
+fn a_plan_larger_than_memory_is_refused_before_allocating() {
+    let started = std::time::Instant::now();
+    // Terabytes of activations: larger than any machine's RAM.
+    let o = sinter_env(
+        &[
+            "train",
+            "--model",
+            "char-transformer",
+            "--batch",
+            "100000",
+            "--context",
+            "100000",
+            "--steps",
+            "1",
+        ],
+        &[],
+        &["SINTER_MEMORY_LIMIT"],
+    );
+    let err = assert_refused(&o, "huge transformer");
+    assert!(
+        err.contains("one step of batch 100000 needs")
+            && err.contains("GiB of RAM available (MemAvailable)")
+            && err.contains("lower --batch (now 100000) or --context (now 100000)"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    // With a limit set, for a recurrent model, an image model and an evaluation.
+    let limited =
+        |args: &[&str], limit: &str| sinter_env(args, &[("SINTER_MEMORY_LIMIT", limit)], &[]);
+    let o = limited(
+        &[
+            "train",
+            "--model",
+            "char-lstm",
+            "--batch",
+            "100000",
+            "--steps",
+            "1",
+        ],
+        "2G",
+    );
+    let err = assert_refused(&o, "char-lstm");
+    assert!(
+        err.contains("SINTER_MEMORY_LIMIT allows 2G") && err.contains("--batch (now 100000)"),
+        "{err}"
+    );
+    let o = limited(&["train", "--batch", "8000", "--steps", "1"], "100M");
+    let err = assert_refused(&o, "cnn");
+    assert!(
+        err.contains("one step of batch 8000 needs") && err.contains("lower --batch (now 8000)"),
+        "{err}"
+    );
+    let o = limited(&["train", "--steps", "1"], "lots");
+    assert!(
+        stderr(&o).contains("SINTER_MEMORY_LIMIT=\"lots\""),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = scratch("memory");
+    let params = dir.join("mlp.safetensors");
+    let p = params.to_str().unwrap();
+    let o = limited(
+        &[
+            "train", "--model", "mlp", "--steps", "2", "--quiet", "--save", p,
+        ],
+        "none",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = limited(&["eval", p, "--batch", "2000"], "2M");
+    assert!(
+        stderr(&o).contains("evaluating a batch of 2000 needs")
+            && stderr(&o).contains("lower --batch (now 2000)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Item 16: one adapter among several, by its index among adapters of its kind or by part of its
+/// name; `sinter info --device …` says which would be used, and a choice that names no adapter
+/// is refused with the adapters found, as `--device` names them.
+#[test]
+fn one_adapter_is_chosen_by_index_or_name() {
+    let o = sinter(&["info", "--device", "gpu:7"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--device gpu:7: no such adapter; found ") && err.contains("sinter info"),
+        "{err}"
+    );
+    let o = sinter(&["train", "--device", "gpu:7", "--steps", "1"]);
+    let err = assert_refused(&o, "gpu:7");
+    assert!(err.contains("--device gpu:7: no such adapter"), "{err}");
+    let o = sinter(&["train", "--device", "cpu:1", "--steps", "1"]);
+    let err = assert_refused(&o, "cpu:1");
+    assert!(err.contains("gpu:N or software:N"), "{err}");
+
+    let software = sinter::sinter_device::adapters_of(sinter::sinter_ops::AdapterKind::Software);
+    if software.is_empty() {
+        assert!(
+            std::env::var_os("SINTER_REQUIRE_ADAPTER").is_none(),
+            "SINTER_REQUIRE_ADAPTER is set but no software adapter was found"
+        );
+        return;
+    }
+    let name = software[0].get_info().name;
+    // `info` lists the selector of each adapter, and resolves index and name to the same one.
+    let o = sinter(&["info", "--device", "software:0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("--device:             software:0"), "{out}");
+    assert!(
+        out.contains(&format!("--device software:0: would use {name}")),
+        "{out}"
+    );
+    let part = name.split_whitespace().next().unwrap().to_uppercase();
+    let o = sinter(&["info", "--device", &format!("software:{part}")]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains(&format!(": would use {name}")), "{out}");
+    let o = sinter(&[
+        "train",
+        "--device",
+        "software:0",
+        "--model",
+        "mlp",
+        "--steps",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("GPU {name}")));
 }

@@ -110,6 +110,7 @@ fn trace_has_one_event_per_kernel(backend: Backend, timing: Option<TimingMethod>
         shuffle: false,
         stop_on_nan: true,
         detect_anomaly: false,
+        memory_limit: None,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     let mut c = Classifier::new(

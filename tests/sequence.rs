@@ -25,6 +25,7 @@ fn lm(backend: Backend, arch: CharArch, context: usize, batch: usize) -> CharLm 
         seed: 5,
         valid_batches: 2,
         detect_anomaly: false,
+        memory_limit: None,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 3e-3);
     CharLm::new(arch, context, corpus(), backend, opt, config).expect("model builds")
@@ -128,6 +129,7 @@ fn a_context_longer_than_the_text_is_refused() {
         seed: 0,
         valid_batches: 1,
         detect_anomaly: false,
+        memory_limit: None,
     };
     let arch = CharArch::Transformer {
         layers: 1,

@@ -43,7 +43,8 @@ pub struct SoakArgs {
     /// Images (image models) or windows (text models) per step; default 64 / 32.
     #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Training steps in all.
@@ -81,7 +82,8 @@ pub struct StepArgs {
     /// Images (image models) or windows (text models) per step; default 64 / 32.
     #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Untimed steps first.

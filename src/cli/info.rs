@@ -1,17 +1,36 @@
 //! `sinter info`: every adapter wgpu finds, with the limits and features that matter for
-//! training, and the device `--device auto` would pick.
+//! training and the `--device` that picks it, and the device `auto` (or `--device …`) would use.
 
-use super::Result;
-use sinter_device::{enumerate_adapters, AdapterReport, DeviceChoice};
+use super::{CliError, Result};
+use clap::Args;
+use sinter_device::{enumerate_adapters, pick_adapter, AdapterReport, DeviceChoice};
 
-pub fn run() -> Result<()> {
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Also say which adapter (or the CPU backend) this choice would use: auto, gpu, software,
+    /// cpu, gpu:N, software:N, gpu:NAME, software:NAME (part of the name); or SINTER_DEVICE.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
     let adapters = enumerate_adapters();
     if adapters.is_empty() {
         println!("no adapters found");
     }
+    let (mut gpus, mut software) = (0, 0);
     for (i, a) in adapters.iter().enumerate() {
         let r = AdapterReport::of(a);
         println!("adapter {i}: {}", r.name);
+        // The index among adapters of its kind, as `--device gpu:N` / `software:N` count.
+        let select = if r.class.is_hardware() {
+            gpus += 1;
+            format!("gpu:{}", gpus - 1)
+        } else {
+            software += 1;
+            format!("software:{}", software - 1)
+        };
+        println!("  --device:             {select}");
         println!("  backend:              {:?}", r.backend);
         println!("  type:                 {}", r.class);
         println!("  driver:               {}", r.driver);
@@ -46,6 +65,23 @@ pub fn run() -> Result<()> {
     }
     if env != DeviceChoice::Auto {
         println!("{} is set to '{env}'", DeviceChoice::ENV);
+    }
+    let (choice, given) = match &args.device {
+        Some(d) => (
+            DeviceChoice::parse(d).map_err(|e| CliError::Usage(format!("--device: {e}")))?,
+            format!("--device {d}"),
+        ),
+        None => (env, format!("{}={env}", DeviceChoice::ENV)),
+    };
+    if args.device.is_some() || env != DeviceChoice::Auto {
+        match pick_adapter(choice)? {
+            Some(a) => {
+                let info = a.get_info();
+                println!("{given}: would use {} ({:?})", info.name, info.backend);
+            }
+            None if choice == DeviceChoice::Cpu => println!("{given}: would use the CPU backend"),
+            None => println!("{given}: no hardware GPU found, would use the CPU backend"),
+        }
     }
     println!("rayon threads for the CPU backend: {}", rayon_threads());
     println!("MPI (train --distributed): {}", mpi_support());

@@ -3,12 +3,15 @@
 
 pub mod bench;
 pub mod checks;
+pub mod eval;
 pub mod info;
+pub mod memory;
 pub mod metrics;
 pub mod plot;
 pub mod profile;
 pub mod resume;
 pub mod sample;
+pub mod saved;
 pub mod train;
 pub mod train_text;
 

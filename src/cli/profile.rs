@@ -22,7 +22,8 @@ pub struct ProfileArgs {
     /// Images (image models) or windows of 64 characters (text models) per step; default 64 / 32.
     #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Unprofiled steps first (pipelines, caches and clocks warm up).
@@ -81,6 +82,7 @@ impl Trainer {
                 seed,
                 valid_batches: 1,
                 detect_anomaly: false,
+                memory_limit: None,
             };
             let lm = CharLm::new(arch, 64, CharCorpus::embedded()?, backend, opt, config)?;
             return Ok(Trainer::Text(Box::new(lm)));
@@ -125,6 +127,7 @@ impl Trainer {
             shuffle: true,
             stop_on_nan: false,
             detect_anomaly: false,
+            memory_limit: None,
         };
         let c = Classifier::new(name, net, store, backend, opt, config, image, data.n)?;
         Ok(Trainer::Image {

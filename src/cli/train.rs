@@ -120,7 +120,8 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this value (greater than 0).
     #[arg(long, value_parser = checks::positive, allow_negative_numbers = true)]
     pub clip_norm: Option<f64>,
-    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu; or SINTER_DEVICE.
+    /// auto (hardware GPU, else CPU), gpu, software (lavapipe & co.), cpu, or one adapter:
+    /// gpu:N, software:N, gpu:NAME, software:NAME (see `sinter info`); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
     /// Seed of the initial parameters, the data order and dropout: the same seed, device and
@@ -532,10 +533,13 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
         shuffle: !args.no_shuffle,
         stop_on_nan: args.stop_on_nan,
         detect_anomaly: args.detect_anomaly,
+        memory_limit: super::memory::limit_for(&backend)?,
     };
     let opt = optimizer(args, total_steps, steps_per_epoch)?;
+    let too_big = |e| super::memory::explain(e, &[("--batch", batch)]);
     let mut c = match ranks.collective {
-        None => Classifier::new(name, model, store, backend, opt, config, image, train_set.n)?,
+        None => Classifier::new(name, model, store, backend, opt, config, image, train_set.n)
+            .map_err(too_big)?,
         Some(collective) => Classifier::data_parallel(
             name,
             model,
@@ -546,7 +550,8 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
             image,
             train_set.n,
             collective,
-        )?,
+        )
+        .map_err(too_big)?,
     };
     if let Some(path) = &args.init {
         let tensors = load_init(path)?;
@@ -768,6 +773,9 @@ fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<
     if let Some(path) = &args.save {
         let mut meta = BTreeMap::new();
         meta.insert("model".to_string(), name.to_string());
+        // What `sinter eval` and `sinter predict` need to rebuild the network without the data.
+        meta.insert("image".to_string(), super::saved::image_text(image));
+        meta.insert("classes".to_string(), train_set.classes.to_string());
         save_safetensors(path, &c.params()?, &meta)?;
         eprintln!("saved parameters to {}", path.display());
     }

@@ -70,9 +70,12 @@ pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
         seed: args.seed,
         valid_batches: 16,
         detect_anomaly: args.detect_anomaly,
+        memory_limit: super::memory::limit_for(&backend)?,
     };
     let vocab = corpus.vocab_size();
-    let mut lm = CharLm::new(arch, args.context, corpus, backend, opt, config)?;
+    let lower = [("--batch", batch), ("--context", args.context)];
+    let mut lm = CharLm::new(arch, args.context, corpus, backend, opt, config)
+        .map_err(|e| super::memory::explain(e, &lower))?;
     eprintln!(
         "training {} ({} parameters, vocabulary {vocab}, context {}) on {} for {steps} steps, batch {batch}",
         arch.name(),

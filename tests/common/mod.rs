@@ -92,7 +92,7 @@ pub fn run_checked(
 pub fn gpu_backend() -> Option<Backend> {
     test_gpu()?;
     let choice = match DeviceChoice::from_env() {
-        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software)) => c,
+        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software | DeviceChoice::One { .. })) => c,
         _ => DeviceChoice::Auto,
     };
     let adapter = pick_adapter(choice)

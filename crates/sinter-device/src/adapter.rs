@@ -5,6 +5,7 @@ use crate::error::{DeviceError, Result};
 use std::fmt;
 
 pub use sinter_ops::DeviceChoice;
+use sinter_ops::{AdapterKind, AdapterPick};
 
 /// How an adapter is classified for selection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -163,6 +164,9 @@ pub fn pick_adapter_nth(choice: DeviceChoice, nth: usize) -> Result<Option<wgpu:
     if choice == DeviceChoice::Cpu {
         return Ok(None);
     }
+    if let DeviceChoice::One { kind, pick } = choice {
+        return pick_one(kind, pick).map(Some);
+    }
     let searches = if std::env::var_os("WGPU_BACKEND").is_some() {
         vec![wgpu::Backends::all()]
     } else if choice == DeviceChoice::Auto {
@@ -206,7 +210,7 @@ pub fn pick_adapter_nth(choice: DeviceChoice, nth: usize) -> Result<Option<wgpu:
         }
     };
     match choice {
-        DeviceChoice::Auto | DeviceChoice::Cpu => Ok(None),
+        DeviceChoice::Auto | DeviceChoice::Cpu | DeviceChoice::One { .. } => Ok(None),
         DeviceChoice::Gpu => Err(DeviceError::NoAdapter {
             wanted: "hardware GPU",
             seen: seen(),
@@ -219,4 +223,81 @@ pub fn pick_adapter_nth(choice: DeviceChoice, nth: usize) -> Result<Option<wgpu:
             hint: "install Mesa's lavapipe (apt-get install mesa-vulkan-drivers)",
         }),
     }
+}
+
+fn of_kind(a: &wgpu::Adapter, kind: AdapterKind) -> bool {
+    AdapterClass::of(&a.get_info()).is_hardware() == (kind == AdapterKind::Hardware)
+}
+
+/// The adapters of `kind`, best first as `sinter info` lists them: those Vulkan, Metal and DX12
+/// find, or GL's when they find none of the kind (or all of `WGPU_BACKEND`'s).
+pub fn adapters_of(kind: AdapterKind) -> Vec<wgpu::Adapter> {
+    if std::env::var_os("WGPU_BACKEND").is_some() {
+        return enumerate_on(wgpu::Backends::all())
+            .into_iter()
+            .filter(|a| of_kind(a, kind))
+            .collect();
+    }
+    for backends in [wgpu::Backends::PRIMARY, wgpu::Backends::GL] {
+        let found: Vec<wgpu::Adapter> = enumerate_on(backends)
+            .into_iter()
+            .filter(|a| of_kind(a, kind))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+/// How `--device` names each adapter of `kind`: `gpu:0 NVIDIA … [Vulkan]; gpu:1 …`.
+fn list_of(kind: AdapterKind, adapters: &[wgpu::Adapter]) -> String {
+    let (prefix, none) = match kind {
+        AdapterKind::Hardware => ("gpu", "no hardware GPU"),
+        AdapterKind::Software => ("software", "no software adapter"),
+    };
+    if adapters.is_empty() {
+        return none.to_string();
+    }
+    let names: Vec<String> = adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let info = a.get_info();
+            format!("{prefix}:{i} {} [{:?}]", info.name, info.backend)
+        })
+        .collect();
+    names.join(", ")
+}
+
+/// The adapter `gpu:N`, `software:N`, `gpu:NAME` or `software:NAME` names, or an error that
+/// lists every adapter found, hardware and software, as `--device` names them.
+fn pick_one(kind: AdapterKind, pick: AdapterPick) -> Result<wgpu::Adapter> {
+    let mut found = adapters_of(kind);
+    let at = match pick {
+        AdapterPick::Index(n) => (n < found.len()).then_some(n),
+        AdapterPick::Name(part) => found.iter().position(|a| part.matches(&a.get_info().name)),
+    };
+    if let Some(k) = at {
+        return Ok(found.swap_remove(k));
+    }
+    // The other kind as `sinter info` lists it (no second GL probe).
+    let listed = |k| {
+        enumerate_adapters()
+            .into_iter()
+            .filter(|a| of_kind(a, k))
+            .collect::<Vec<_>>()
+    };
+    let (hardware, software) = match kind {
+        AdapterKind::Hardware => (found, listed(AdapterKind::Software)),
+        AdapterKind::Software => (listed(AdapterKind::Hardware), found),
+    };
+    Err(DeviceError::NoSuchAdapter {
+        wanted: DeviceChoice::One { kind, pick }.to_string(),
+        seen: format!(
+            "{}; {}",
+            list_of(AdapterKind::Hardware, &hardware),
+            list_of(AdapterKind::Software, &software)
+        ),
+    })
 }

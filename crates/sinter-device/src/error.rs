@@ -17,6 +17,14 @@ pub enum DeviceError {
         /// What to install or set to get one.
         hint: &'static str,
     },
+    /// A specific adapter (`gpu:7`, `software:NAME`) was asked for and none such was found.
+    #[error("device {wanted}: no such adapter; found {seen}")]
+    NoSuchAdapter {
+        /// The choice as written.
+        wanted: String,
+        /// The adapters that were found, one summary each.
+        seen: String,
+    },
     /// A device name (`--device`, `SINTER_DEVICE`) that is not one of the known choices.
     #[error(transparent)]
     UnknownDevice(#[from] sinter_ops::UnknownDevice),

@@ -16,7 +16,8 @@ pub mod shaders;
 pub mod testing;
 
 pub use adapter::{
-    enumerate_adapters, pick_adapter, pick_adapter_nth, AdapterClass, AdapterReport, DeviceChoice,
+    adapters_of, enumerate_adapters, pick_adapter, pick_adapter_nth, AdapterClass, AdapterReport,
+    DeviceChoice,
 };
 pub use error::{DeviceError, Result};
 pub use gpu::{grid_1d, Dispatch, Gpu, Launch};

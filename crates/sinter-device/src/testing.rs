@@ -11,7 +11,7 @@ fn open() -> Option<Gpu> {
     // Tests use the choice in SINTER_DEVICE when set to gpu or software; otherwise any adapter,
     // hardware first, falling back to a software one.
     let choice = match DeviceChoice::from_env() {
-        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software)) => c,
+        Ok(c @ (DeviceChoice::Gpu | DeviceChoice::Software | DeviceChoice::One { .. })) => c,
         _ => DeviceChoice::Auto,
     };
     let adapter = match pick_adapter(choice) {

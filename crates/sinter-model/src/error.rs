@@ -83,6 +83,19 @@ pub enum ModelError {
         /// The adapter's limit, in bytes.
         limit: u64,
     },
+    /// A program's planned memory does not fit the memory the backend has (see
+    /// [`crate::MemoryLimit`]); refused before anything is allocated.
+    #[error("{what} needs {} but {origin}", gib(*needed))]
+    OutOfMemory {
+        /// The program, e.g. `one step of batch 64`.
+        what: String,
+        /// Bytes of its buffers plus what is already held (variables, other programs).
+        needed: u64,
+        limit: u64,
+        /// Where the limit comes from, with its figure: `the CPU backend has 21.3 GiB of RAM
+        /// available (MemAvailable)`.
+        origin: String,
+    },
     /// A bad option or hyperparameter.
     #[error("{0}")]
     Config(String),
@@ -93,6 +106,11 @@ pub enum ModelError {
 
 /// The model crate's result type.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Bytes in GiB, for messages: `41.3 GiB`.
+pub(crate) fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
 
 impl ModelError {
     /// A [`ModelError::Data`] for `file`.

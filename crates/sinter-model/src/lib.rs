@@ -28,10 +28,12 @@ pub mod train;
 pub mod trainer;
 pub mod vars;
 
-pub use backend::{Anomaly, Backend, Program, StepScalars};
+pub use backend::{Anomaly, Backend, MemoryLimit, Program, StepScalars};
 pub use backward::{backward, Gradients};
 pub use error::{ModelError, Result};
 pub use graph::{ConvConfig, Graph, GraphBuilder, NodeId, Op, PoolConfig, Tensor};
 pub use plan::{MemoryReport, Plan};
-pub use trainer::{Combine, Feeds, Metric, Model, Outputs, StepResult, TrainConfig, Trainer};
+pub use trainer::{
+    Combine, Evaluator, Feeds, Metric, Model, Outputs, StepResult, TrainConfig, Trainer,
+};
 pub use vars::{Init, VarId, VarKind, VarStore};

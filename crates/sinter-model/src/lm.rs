@@ -11,7 +11,7 @@ use crate::nn::Mode;
 use crate::nn_seq::{CellKind, Embedding, LayerNorm, Recurrent, TransformerBlock};
 use crate::optim::Optimizer;
 use crate::profile::{StepProfile, TimingMethod};
-use crate::trainer::{Feeds, Model, Outputs, TrainConfig, Trainer};
+use crate::trainer::{Evaluator, Feeds, Model, Outputs, TrainConfig, Trainer};
 use crate::vars::{Init, VarId, VarStore};
 use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::SeedableRng;
@@ -328,6 +328,8 @@ pub struct LmConfig {
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
+    /// The memory the backend has (see [`TrainConfig::memory_limit`]); `None`: not checked.
+    pub memory_limit: Option<crate::backend::MemoryLimit>,
 }
 
 /// The character-model preset on the generic [`Trainer`]: random training windows of the corpus,
@@ -393,6 +395,7 @@ impl CharLm {
             seed: config.seed,
             stop_on_nan: true,
             detect_anomaly: config.detect_anomaly,
+            memory_limit: config.memory_limit.clone(),
         };
         let trainer = Trainer::new(model, store, backend, optimizer, train)?;
         Ok(Self {
@@ -450,11 +453,8 @@ impl CharLm {
     /// Mean loss in nats per character over fixed, evenly spaced validation windows.
     pub fn validate(&mut self) -> Result<f64> {
         let (b, t) = (self.config.batch, self.trainer.model.context);
-        let windows = b * self.config.valid_batches;
-        let span = self.corpus.valid.len() - t - 1;
         let mut total = 0.0;
-        for k in 0..self.config.valid_batches {
-            let starts: Vec<usize> = (0..b).map(|j| (k * b + j) * span / windows).collect();
+        for starts in window_starts(self.corpus.valid.len(), t, b, self.config.valid_batches) {
             CharCorpus::windows_at(
                 &self.corpus.valid,
                 &starts,
@@ -511,6 +511,47 @@ fn model_meta(model: &CharModel, corpus: &CharCorpus) -> BTreeMap<String, String
     meta.insert("context".into(), model.context.to_string());
     meta.insert("vocab".into(), corpus.vocab.iter().collect());
     meta
+}
+
+/// The starts of `batches` batches of `batch` windows of `context + 1` characters spread evenly
+/// over a text of `len` characters (longer than `context + 1`): the same windows every time.
+fn window_starts(len: usize, context: usize, batch: usize, batches: usize) -> Vec<Vec<usize>> {
+    let windows = batch * batches;
+    let span = len - context - 1;
+    (0..batches)
+        .map(|k| {
+            (0..batch)
+                .map(|j| (k * batch + j) * span / windows)
+                .collect()
+        })
+        .collect()
+}
+
+/// A saved character model compiled for evaluation only (no training program, gradients or
+/// optimizer state): what `sinter eval` runs on a character model.
+impl Evaluator<CharModel> {
+    /// Mean loss in nats per character over `batches` batches of `batch` windows spread evenly
+    /// over `text` (ids in the model's vocabulary): with the training's `--batch` and 16
+    /// batches, the windows [`CharLm::validate`] reports on.
+    pub fn nats_per_char(&mut self, text: &[u32], batch: usize, batches: usize) -> Result<f64> {
+        let t = self.model.context;
+        if text.len() <= t + 1 || batch == 0 || batches == 0 {
+            return Err(ModelError::Config(format!(
+                "{} characters of text, {batch} windows per batch and {batches} batches: need at least one window of context {t} + 1 characters",
+                text.len()
+            )));
+        }
+        let names = self.model.feed_names(true);
+        let (mut ids, mut targets) = (Vec::new(), Vec::new());
+        let mut total = 0.0;
+        for starts in window_starts(text.len(), t, batch, batches) {
+            CharCorpus::windows_at(text, &starts, t, &mut ids, &mut targets);
+            let laid = self.model.feeds(batch, &ids, Some(&targets));
+            let feeds = named(&names, &laid);
+            total += self.evaluate_batch(batch, &feeds)?.loss as f64;
+        }
+        Ok(total / batches as f64)
+    }
 }
 
 /// Pairs input names with laid-out feeds.

@@ -2,7 +2,7 @@
 //! `images` `[N, C, H, W]` with cross-entropy against `labels` `[N]`, fed from an
 //! [`ImageDataset`] through a seeded [`Batcher`]; reports the loss and the correct count.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, MemoryLimit};
 use crate::checkpoint::TrainingCheckpoint;
 use crate::data::{Batcher, BatcherState, ImageDataset, Order};
 use crate::error::{ModelError, Result};
@@ -11,7 +11,7 @@ use crate::nn::{Mode, Sequential};
 use crate::optim::Optimizer;
 use crate::parallel::Collective;
 use crate::profile::{StepProfile, TimingMethod};
-use crate::trainer::{Combine, Feeds, Model, Outputs, StepResult, TrainConfig, Trainer};
+use crate::trainer::{Combine, Evaluator, Feeds, Model, Outputs, StepResult, TrainConfig, Trainer};
 use crate::vars::{VarKind, VarStore};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +32,8 @@ pub struct ClassifierConfig {
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
+    /// The memory the backend has (see [`TrainConfig::memory_limit`]); `None`: not checked.
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 /// Loss and correct predictions of one step.
@@ -292,24 +294,12 @@ impl Classifier {
 
     /// Mean loss and accuracy over all of `data`, in batches of the evaluation size.
     pub fn evaluate(&mut self, data: &ImageDataset) -> Result<EvalStats> {
-        let mut results = Vec::new();
-        let mut start = 0;
-        while start < data.n {
-            let batch = self.config.eval_batch.max(1).min(data.n - start);
-            let idx: Vec<usize> = (start..start + batch).collect();
-            data.gather(&idx, &mut self.images, &mut self.labels);
-            let feeds = Feeds::new()
-                .with("images", &self.images)
-                .with("labels", &self.labels);
-            results.push(self.trainer.evaluate_batch(batch, &feeds)?);
-            start += batch;
-        }
-        let all = self.trainer.combine(&results);
-        Ok(EvalStats {
-            loss: all.loss as f64,
-            accuracy: all.metric("correct").unwrap_or(0.0) as f64 / data.n.max(1) as f64,
-            examples: data.n,
-        })
+        let trainer = &mut self.trainer;
+        let buffers = (&mut self.images, &mut self.labels);
+        let results = in_batches(data, self.config.eval_batch, buffers, |batch, feeds| {
+            trainer.evaluate_batch(batch, feeds)
+        })?;
+        Ok(eval_stats(&self.trainer.combine(&results), data))
     }
 
     /// Everything needed to continue this run exactly: parameters, optimizer state, step, batcher
@@ -349,11 +339,77 @@ impl Classifier {
     }
 }
 
+/// Runs `run` on every batch of `data` in file order, `eval_batch` examples at a time (the last
+/// batch holds the rest), with the images and labels gathered into `buffers`.
+fn in_batches(
+    data: &ImageDataset,
+    eval_batch: usize,
+    buffers: (&mut Vec<f32>, &mut Vec<f32>),
+    mut run: impl FnMut(usize, &Feeds) -> Result<StepResult>,
+) -> Result<Vec<StepResult>> {
+    let (images, labels) = buffers;
+    let mut results = Vec::new();
+    let mut start = 0;
+    while start < data.n {
+        let batch = eval_batch.max(1).min(data.n - start);
+        let idx: Vec<usize> = (start..start + batch).collect();
+        data.gather(&idx, images, labels);
+        let feeds = Feeds::new().with("images", images).with("labels", labels);
+        results.push(run(batch, &feeds)?);
+        start += batch;
+    }
+    Ok(results)
+}
+
+fn eval_stats(all: &StepResult, data: &ImageDataset) -> EvalStats {
+    EvalStats {
+        loss: all.loss as f64,
+        accuracy: all.metric("correct").unwrap_or(0.0) as f64 / data.n.max(1) as f64,
+        examples: data.n,
+    }
+}
+
+/// A saved image classifier compiled for evaluation and prediction only, with no training
+/// program, gradients or optimizer state: what `sinter eval` and `sinter predict` run.
+impl Evaluator<ImageClassifier> {
+    /// Mean loss and accuracy over all of `data`, in batches of `eval_batch` images.
+    pub fn evaluate_images(&mut self, data: &ImageDataset, eval_batch: usize) -> Result<EvalStats> {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let results = in_batches(data, eval_batch, (&mut images, &mut labels), |b, feeds| {
+            self.evaluate_batch(b, feeds)
+        })?;
+        Ok(eval_stats(&self.combine(&results), data))
+    }
+
+    /// The class probabilities (softmax of the logits) of `n` images laid out
+    /// `[n, channels, height, width]`, one row of probabilities per image.
+    pub fn probabilities(&mut self, images: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+        let [c, h, w] = self.model.image;
+        if n == 0 || images.len() != n * c * h * w {
+            return Err(ModelError::Config(format!(
+                "{} values for {n} images of {c}×{h}×{w}",
+                images.len()
+            )));
+        }
+        let out = self.run_forward(
+            |m, vars, g| {
+                let x = g.input("images", &[n, c, h, w]);
+                Ok(vec![m.net.forward(vars, &x, Mode::Eval)?.softmax()?])
+            },
+            &Feeds::new().with("images", images),
+        )?;
+        let probs = &out[0];
+        let classes = probs.len() / n;
+        Ok(probs.chunks(classes).map(<[f32]>::to_vec).collect())
+    }
+}
+
 fn train_config(c: &ClassifierConfig) -> TrainConfig {
     TrainConfig {
         batch: c.batch,
         seed: c.seed,
         stop_on_nan: c.stop_on_nan,
         detect_anomaly: c.detect_anomaly,
+        memory_limit: c.memory_limit.clone(),
     }
 }

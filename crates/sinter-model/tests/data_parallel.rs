@@ -119,6 +119,7 @@ fn config(batch: usize) -> ClassifierConfig {
         shuffle: true,
         stop_on_nan: true,
         detect_anomaly: false,
+        memory_limit: None,
     }
 }
 

@@ -21,6 +21,6 @@ pub mod reduce;
 pub mod softmax;
 pub mod timing;
 
-pub use device::{DeviceChoice, UnknownDevice};
+pub use device::{AdapterKind, AdapterPick, DeviceChoice, NamePart, UnknownDevice};
 pub use error::ShapeError;
 pub use kernel::{Cost, Kernel};

@@ -86,6 +86,35 @@ impl Anomaly {
     }
 }
 
+/// The memory a backend has for its programs: RAM for the CPU backend (and software adapters),
+/// the device's for a GPU. The caller measures it (the library does not probe the host); a
+/// trainer refuses a program whose plan does not fit before it allocates anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryLimit {
+    /// Bytes the programs and variables may use together.
+    pub bytes: u64,
+    /// Where the figure comes from, for the error: `the CPU backend has this much RAM
+    /// available (MemAvailable)`.
+    pub source: String,
+}
+
+impl MemoryLimit {
+    /// Refuses `what` when its plan's buffers plus `held` bytes (variables, programs compiled
+    /// before) exceed the limit.
+    pub fn check(&self, what: &str, plan: &Plan, held: u64) -> Result<()> {
+        let needed = plan.memory.planned_bytes.saturating_add(held);
+        if needed > self.bytes {
+            return Err(ModelError::OutOfMemory {
+                what: what.to_string(),
+                needed,
+                limit: self.bytes,
+                origin: self.source.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Where a model trains.
 pub enum Backend {
     /// The native CPU backend, in f32.
@@ -153,7 +182,10 @@ impl Backend {
         #[cfg(not(feature = "gpu"))]
         {
             let _ = nth;
-            if matches!(choice, DeviceChoice::Gpu | DeviceChoice::Software) {
+            if matches!(
+                choice,
+                DeviceChoice::Gpu | DeviceChoice::Software | DeviceChoice::One { .. }
+            ) {
                 return Err(ModelError::Config(format!(
                     "device '{choice}' needs the GPU backend, but sinter-model was built without its `gpu` feature"
                 )));
@@ -270,24 +302,37 @@ impl Backend {
     /// Both backends' plans fuse bias adds and ReLUs into the products before them. The
     /// variables the graph reads must be loaded ([`Backend::load_vars`]).
     pub fn compile(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
-        let options = PlanOptions { fuse: true };
-        let plan = Plan::with_options(graph, outputs, options)?;
-        self.check_vars_loaded(&plan)?;
-        Ok(match self {
-            Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
-            #[cfg(feature = "gpu")]
-            Backend::Gpu(g) => Program::Gpu(g.compile(plan)?),
-        })
+        self.compile_plan(self.plan(graph, outputs, false)?)
     }
 
     /// [`Backend::compile`] for [`Backend::run_checked`]: on a GPU every value gets a buffer of its
     /// own (no reuse), so that all of them can be read back after the step.
     pub fn compile_checked(&self, graph: &Graph, outputs: &[NodeId]) -> Result<Program> {
-        self.check_vars_loaded(&Plan::new(graph, outputs)?)?;
-        Ok(match self {
-            Backend::Cpu(c) => Program::Cpu(c.compile(Plan::new(graph, outputs)?)),
+        self.compile_plan(self.plan(graph, outputs, true)?)
+    }
+
+    /// The plan [`Backend::compile`] (or, `checked`, [`Backend::compile_checked`]) would
+    /// prepare, with its memory report, before anything is allocated: check it against a
+    /// [`MemoryLimit`], then [`Backend::compile_plan`] it.
+    pub fn plan(&self, graph: &Graph, outputs: &[NodeId], checked: bool) -> Result<Plan> {
+        let plan = match (self, checked) {
+            (_, false) => Plan::with_options(graph, outputs, PlanOptions { fuse: true })?,
+            (Backend::Cpu(_), true) => Plan::new(graph, outputs)?,
             #[cfg(feature = "gpu")]
-            Backend::Gpu(g) => Program::Gpu(g.compile(Plan::without_reuse(graph, outputs)?)?),
+            (Backend::Gpu(_), true) => Plan::without_reuse(graph, outputs)?,
+        };
+        self.check_vars_loaded(&plan)?;
+        Ok(plan)
+    }
+
+    /// Prepares a plan from [`Backend::plan`] to run: allocates its buffers (pipelines and bind
+    /// groups on a GPU).
+    pub fn compile_plan(&self, plan: Plan) -> Result<Program> {
+        self.check_vars_loaded(&plan)?;
+        Ok(match self {
+            Backend::Cpu(c) => Program::Cpu(c.compile(plan)),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu(g) => Program::Gpu(g.compile(plan)?),
         })
     }
 

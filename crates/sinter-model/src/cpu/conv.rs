@@ -467,6 +467,10 @@ pub fn conv2d_grad_input<T: Real>(dy: &[T], w: &[T], dx: &mut [T], s: &Conv2dSha
     }
 }
 
+/// Images summed into one partial weight gradient by `conv2d_grad_weight`. A fixed count (not one
+/// per thread) fixes the order of the sum, so equal inputs give bit-identical gradients.
+const GRAD_WEIGHT_GROUP: usize = 4;
+
 /// dw = ∂L/∂w given dy. x: [N, C, H, W], dy: [N, O, OH, OW] → dw: [O, C, KH, KW] (overwritten).
 pub fn conv2d_grad_weight<T: Real>(x: &[T], dy: &[T], dw: &mut [T], s: &Conv2dShape) {
     let g = Geometry::new(
@@ -489,39 +493,42 @@ pub fn conv2d_grad_weight<T: Real>(x: &[T], dy: &[T], dw: &mut [T], s: &Conv2dSh
         let dyn_ = View::rows(&dy[n * g.y_img()..(n + 1) * g.y_img()], p);
         matmul(g.o, k, p, acc, !first, dyn_, View::transposed(col, p), par);
     };
-    match spread(s.n) {
-        (true, par) => {
-            // Each task sums its images into its own partial dw; the partials are added at the end.
-            let partial = (0..s.n)
-                .into_par_iter()
-                .fold(
-                    || (Vec::new(), Vec::new()),
-                    |(mut acc, mut col): (Vec<T>, Vec<T>), n| {
-                        let first = acc.is_empty();
-                        if first {
-                            acc.resize(g.o * k, T::zero());
-                        }
-                        image(&mut col, n, &mut acc, first, par);
-                        (acc, col)
-                    },
-                )
-                .map(|(acc, _)| acc)
-                .reduce(Vec::new, |mut a, b| {
-                    if a.is_empty() {
-                        return b;
-                    }
-                    for (a, b) in a.iter_mut().zip(&b) {
-                        *a += *b;
-                    }
-                    a
-                });
-            dw.copy_from_slice(&partial);
+    // Images are summed in fixed groups, each into its own partial, and the partials are added
+    // to dw in group order: the rounding is then the same whichever thread ran which group
+    // (a rayon `fold` splits where work stealing happens to, so its sums differ run to run).
+    let groups = s.n.div_ceil(GRAD_WEIGHT_GROUP);
+    let threads = rayon::current_num_threads();
+    let (wave, par) = if threads > 1 && groups >= threads {
+        (2 * threads, Parallelism::None)
+    } else if threads > 1 {
+        (1, Parallelism::Rayon(threads))
+    } else {
+        (1, Parallelism::None)
+    };
+    let group = |gi: usize, acc: &mut [T], col: &mut Vec<T>| {
+        let first = gi * GRAD_WEIGHT_GROUP;
+        for n in first..s.n.min(first + GRAD_WEIGHT_GROUP) {
+            image(col, n, acc, n == first, par);
         }
-        (false, par) => {
-            let mut col = Vec::new();
-            for n in 0..s.n {
-                image(&mut col, n, dw, n == 0, par);
-            }
+    };
+    if groups <= 1 {
+        group(0, dw, &mut Vec::new());
+        return;
+    }
+    let mut partials: Vec<(Vec<T>, Vec<T>)> = (0..wave.min(groups))
+        .map(|_| (vec![T::zero(); g.o * k], Vec::new()))
+        .collect();
+    dw.fill(T::zero());
+    for start in (0..groups).step_by(wave) {
+        let count = wave.min(groups - start);
+        let run = |(i, (acc, col)): (usize, &mut (Vec<T>, Vec<T>))| group(start + i, acc, col);
+        if count > 1 {
+            partials[..count].par_iter_mut().enumerate().for_each(run);
+        } else {
+            partials[..count].iter_mut().enumerate().for_each(run);
+        }
+        for (acc, _) in &partials[..count] {
+            dw.iter_mut().zip(acc).for_each(|(d, &a)| *d += a);
         }
     }
 }
@@ -529,6 +536,51 @@ pub fn conv2d_grad_weight<T: Real>(x: &[T], dy: &[T], dw: &mut [T], s: &Conv2dSh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The weight gradient sums over images in a fixed order: repeated runs on a pool of several
+    /// threads (where work stealing differs run to run) agree bit for bit.
+    #[test]
+    fn weight_gradient_is_bit_identical_across_runs() {
+        let s = Conv2dShape {
+            n: 37,
+            c_in: 3,
+            h: 9,
+            w: 9,
+            c_out: 5,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+        };
+        let x: Vec<f32> = (0..s.x_len())
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
+        let dy: Vec<f32> = (0..s.y_len())
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021)
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let grad = || {
+            let mut dw = vec![0.0f32; s.w_len()];
+            pool.install(|| conv2d_grad_weight(&x, &dy, &mut dw, &s));
+            dw
+        };
+        let first = grad();
+        for _ in 0..20 {
+            assert!(grad() == first, "the weight gradient changed between runs");
+        }
+        // One thread sums the same groups in the same order.
+        let mut serial = vec![0.0f32; s.w_len()];
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| conv2d_grad_weight(&x, &dy, &mut serial, &s));
+        assert!(serial == first, "one thread and four threads differ");
+    }
 
     /// The definition, summed directly in f64: y[n,o,oy,ox] = Σ x[n,c,oy·sh−ph+ky·dh, ox·sw−pw+kx·dw] · w[o,c,ky,kx].
     fn direct(x: &[f64], w: &[f64], s: &Conv2dShape) -> Vec<f64> {

@@ -3,7 +3,7 @@
 //! trains data-parallel over a [`Collective`]. The image classifier and the language models are
 //! thin presets on it.
 
-use crate::backend::{Backend, Program, StepScalars};
+use crate::backend::{Backend, Program};
 use crate::backward::{backward, param_gradients};
 use crate::checkpoint::{check_against, NamedTensor, TrainingCheckpoint};
 use crate::error::{ModelError, Result};
@@ -13,12 +13,14 @@ use crate::optim::Optimizer;
 use crate::parallel::{check_same_settings, Collective, GradientLayout, BUCKET_VALUES};
 
 mod data_parallel;
+mod eval;
 mod model;
 
 use crate::plan::MemoryReport;
 use crate::profile::{StepProfile, TimingMethod};
 use crate::vars::{VarKind, VarStore};
 use data_parallel::DataParallel;
+pub use eval::Evaluator;
 use model::{order_feeds, slots, Slot};
 pub use model::{Combine, Feeds, Metric, Model, Outputs, StepResult, TrainConfig};
 use rand::{Rng, SeedableRng};
@@ -184,12 +186,20 @@ impl<M: Model> Trainer<M> {
             .collect();
         let mut outputs = vec![out.loss.id];
         outputs.extend(out.metrics.iter().map(|m| m.value.id));
-        let compile = |backend: &Backend, graph: &Graph, outputs: &[NodeId]| -> Result<Compiled> {
-            let program = if config.detect_anomaly {
-                backend.compile_checked(graph, outputs)?
-            } else {
-                backend.compile(graph, outputs)?
-            };
+        // The variables are on the backend already; each program must fit beside them and the
+        // programs before it, checked on its plan before its buffers are allocated.
+        let mut held: u64 = store.vars.iter().map(|v| 4 * v.numel() as u64).sum();
+        let mut compile = |backend: &Backend,
+                           graph: &Graph,
+                           outputs: &[NodeId],
+                           what: &str|
+         -> Result<Compiled> {
+            let plan = backend.plan(graph, outputs, config.detect_anomaly)?;
+            if let Some(limit) = &config.memory_limit {
+                limit.check(what, &plan, held)?;
+            }
+            held += plan.memory.planned_bytes;
+            let program = backend.compile_plan(plan)?;
             let slots = slots(program.plan(), graph);
             Ok(Compiled {
                 program,
@@ -200,12 +210,14 @@ impl<M: Model> Trainer<M> {
         let train = match collective {
             None => {
                 optimizer.append_updates(&g, &store, &pairs)?;
-                TrainStep::Fused(compile(&backend, &g.finish(), &outputs)?)
+                let what = format!("one step of batch {}", config.batch);
+                TrainStep::Fused(compile(&backend, &g.finish(), &outputs, &what)?)
             }
             Some(collective) => {
                 let extras = outputs.len();
                 outputs.extend(pairs.iter().map(|p| p.1));
-                let gradients = compile(&backend, &g.finish(), &outputs)?;
+                let what = format!("one step of batch {} per rank", config.batch / ranks);
+                let gradients = compile(&backend, &g.finish(), &outputs, &what)?;
                 // The update program takes the averaged gradients as inputs, in parameter order.
                 let u = GraphBuilder::new();
                 let fed: Vec<_> = pairs
@@ -381,25 +393,16 @@ impl<M: Model> Trainer<M> {
         if let Some(k) = self.eval.iter().position(|(b, _)| *b == batch) {
             return Ok(k);
         }
-        let (g, out) = record(&self.model, &self.store, batch, Mode::Eval)?;
-        let mut outputs = vec![out.loss.id];
-        outputs.extend(out.metrics.iter().map(|m| m.value.id));
-        let graph = g.finish();
-        let program = self.backend.compile(&graph, &outputs)?;
-        let slots = slots(program.plan(), &graph);
-        let metrics = out
-            .metrics
-            .iter()
-            .map(|m| (m.name.clone(), m.combine))
-            .collect();
-        self.eval.push((
-            batch,
-            Compiled {
-                program,
-                slots,
-                metrics,
-            },
-        ));
+        let held = self.variable_bytes()
+            + self.train_compiled().program.memory().planned_bytes
+            + self
+                .eval
+                .iter()
+                .map(|(_, c)| c.program.memory().planned_bytes)
+                .sum::<u64>();
+        let limit = self.config.memory_limit.as_ref().map(|l| (l, held));
+        let c = eval::compile_eval(&self.model, &self.store, &self.backend, batch, limit)?;
+        self.eval.push((batch, c));
         Ok(self.eval.len() - 1)
     }
 
@@ -521,55 +524,13 @@ impl<M: Model> Trainer<M> {
     /// Loss and metrics of one evaluation batch of `batch` examples (dropout off, no update).
     pub fn evaluate_batch(&mut self, batch: usize, feeds: &Feeds) -> Result<StepResult> {
         let k = self.eval_compiled(batch)?;
-        let c = &mut self.eval[k].1;
-        let ordered = order_feeds(&c.slots, feeds, &[])?;
-        let out = self
-            .backend
-            .run(&mut c.program, &ordered, &StepScalars::default())?;
-        Ok(StepResult {
-            loss: out[0][0],
-            metrics: c
-                .metrics
-                .iter()
-                .zip(&out[1..])
-                .map(|((n, _), v)| (n.clone(), v[0]))
-                .collect(),
-            examples: batch,
-        })
+        eval::run_eval(&mut self.backend, &mut self.eval[k].1, batch, feeds)
     }
 
     /// Combines per-batch evaluation results: the loss and `Mean` metrics weighted by batch size,
     /// `Sum` metrics added.
     pub fn combine(&self, results: &[StepResult]) -> StepResult {
-        let examples: usize = results.iter().map(|r| r.examples).sum();
-        let weight = |r: &StepResult| r.examples as f64 / examples.max(1) as f64;
-        let loss = results
-            .iter()
-            .map(|r| r.loss as f64 * weight(r))
-            .sum::<f64>() as f32;
-        let combines: Vec<(String, Combine)> = self.train_compiled().metrics.clone();
-        let metrics = combines
-            .iter()
-            .enumerate()
-            .map(|(k, (name, how))| {
-                let v: f64 = results
-                    .iter()
-                    .map(|r| {
-                        let x = r.metrics.get(k).map_or(0.0, |m| m.1 as f64);
-                        match how {
-                            Combine::Sum => x,
-                            Combine::Mean => x * weight(r),
-                        }
-                    })
-                    .sum();
-                (name.clone(), v as f32)
-            })
-            .collect();
-        StepResult {
-            loss,
-            metrics,
-            examples,
-        }
+        eval::combine(results, &self.train_compiled().metrics)
     }
 
     fn tensors(&self, kind: VarKind) -> Result<Vec<NamedTensor>> {

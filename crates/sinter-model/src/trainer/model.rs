@@ -1,6 +1,7 @@
 //! What a model gives the trainer (the `Model` trait, its outputs and metrics) and what the
 //! trainer is fed (named `Feeds`, matched to a compiled program's inputs by name).
 
+use crate::backend::MemoryLimit;
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphBuilder, Op, Tensor};
 use crate::nn::Mode;
@@ -127,16 +128,21 @@ pub struct TrainConfig {
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`crate::Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
+    /// The memory the backend has: a program whose plan (with the variables and the programs
+    /// compiled before it) does not fit is refused before anything is allocated
+    /// ([`ModelError::OutOfMemory`]). `None`: not checked.
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 impl TrainConfig {
-    /// `batch` examples per step, seed 0, warn on NaN, no anomaly detection.
+    /// `batch` examples per step, seed 0, warn on NaN, no anomaly detection, no memory limit.
     pub fn new(batch: usize) -> Self {
         Self {
             batch,
             seed: 0,
             stop_on_nan: false,
             detect_anomaly: false,
+            memory_limit: None,
         }
     }
 }
