@@ -1,15 +1,19 @@
 //! The device crate's one error type: everything that can really fail on the GPU side
 //! (no adapter, a shader that does not compile, a buffer over a limit, a failed map, a lost device).
 
+use sinter_ops::DeviceChoice;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum DeviceError {
-    #[error("no {wanted} adapter found (adapters seen: {seen}); {hint}")]
+    /// The device choice asked for an adapter of a kind that is not there. The text says what
+    /// else exists; a program with options names its own (the `sinter` binary adds `--device`).
+    #[error("no {} adapter found (adapters seen: {seen}); {}", no_adapter_kind(*wanted), no_adapter_alternative(*wanted))]
     NoAdapter {
-        wanted: &'static str,
+        /// [`DeviceChoice::Gpu`] (a hardware GPU) or [`DeviceChoice::Software`].
+        wanted: DeviceChoice,
+        /// The adapters found, `name [API, class]` joined by `; `, or `none`.
         seen: String,
-        hint: &'static str,
     },
     #[error(transparent)]
     UnknownDevice(#[from] sinter_ops::UnknownDevice),
@@ -40,6 +44,24 @@ pub enum DeviceError {
     Gpu(String),
     #[error("the GPU device was lost ({0}); its buffers and results are gone")]
     DeviceLost(String),
+}
+
+/// What [`DeviceError::NoAdapter`] looked for.
+fn no_adapter_kind(wanted: DeviceChoice) -> &'static str {
+    match wanted {
+        DeviceChoice::Software => "software",
+        _ => "hardware GPU",
+    }
+}
+
+/// What can be used instead of the missing adapter, in library terms.
+fn no_adapter_alternative(wanted: DeviceChoice) -> &'static str {
+    match wanted {
+        DeviceChoice::Software => {
+            "a software adapter is a CPU-type Vulkan or GL driver such as Mesa's lavapipe or llvmpipe"
+        }
+        _ => "the CPU backend or a software adapter (lavapipe) can be used instead",
+    }
 }
 
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
