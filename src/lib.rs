@@ -9,6 +9,7 @@
 
 #[cfg(feature = "mpi")]
 pub mod distributed;
+pub mod report;
 
 pub use sinter_device;
 pub use sinter_model;

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "mpi")]
         Err(cli::CliError::StoppedWithRankZero) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", cli::message(&e));
             ExitCode::FAILURE
         }
     }

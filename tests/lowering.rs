@@ -69,6 +69,7 @@ fn cnn(backend: Backend) -> Classifier {
         shuffle: false,
         stop_on_nan: true,
         detect_anomaly: false,
+        memory_limit: None,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
     Classifier::new("cnn", model, store, backend, opt, config, [1, 28, 28], 1000)
@@ -100,6 +101,7 @@ fn char_transformer_step_costs_the_same_on_the_cpu_and_an_adapter() {
             seed: 1,
             valid_batches: 1,
             detect_anomaly: false,
+            memory_limit: None,
         };
         let opt = Optimizer::new(OptimizerKind::adamw(0.01), 1e-3);
         let corpus = CharCorpus::embedded().unwrap();

@@ -3,13 +3,14 @@
 //! `sinter bench step` ends with its one-line summary. No timings are asserted.
 
 use serde_json::Value;
+use sinter::report::trace::{chrome_trace, TRACE_KERNEL_TID};
 use sinter::sinter_device::testing::REQUIRE_ENV;
 use sinter::sinter_device::{pick_adapter, DeviceChoice, Gpu};
 use sinter::sinter_model::backend::GpuBackend;
 use sinter::sinter_model::data::embedded_mnist;
 use sinter::sinter_model::nn::mlp;
 use sinter::sinter_model::optim::{Optimizer, OptimizerKind};
-use sinter::sinter_model::profile::{chrome_trace, TimingMethod, TRACE_KERNEL_TID};
+use sinter::sinter_model::profile::TimingMethod;
 use sinter::sinter_model::train::{Classifier, ClassifierConfig};
 use sinter::sinter_model::{Backend, VarStore};
 use std::collections::BTreeSet;

@@ -4,12 +4,14 @@
 use super::train::ModelName;
 use super::{CliError, Result};
 use clap::Args;
+use sinter::report::ceilings::{self, CeilingSource};
+use sinter::report::{table, trace};
 use sinter_device::{AdapterClass, DeviceChoice};
 use sinter_model::data::{embedded_mnist, CharCorpus, ImageDataset};
 use sinter_model::lm::{CharLm, LmConfig};
 use sinter_model::nn::{default_cnn, mlp};
 use sinter_model::optim::{Optimizer, OptimizerKind};
-use sinter_model::profile::{self, CeilingSource, StepProfile, TimingMethod};
+use sinter_model::profile::{StepProfile, TimingMethod};
 use sinter_model::train::{Classifier, ClassifierConfig};
 use sinter_model::{Backend, Program, VarStore};
 use std::path::PathBuf;
@@ -232,7 +234,7 @@ fn parse_timing(s: &str) -> Result<Option<TimingMethod>> {
 pub fn report(
     backend: &Backend,
     profiles: &[StepProfile],
-    ceilings: bool,
+    with_ceilings: bool,
     recalibrate: bool,
     trace: Option<&PathBuf>,
 ) -> Result<()> {
@@ -254,8 +256,8 @@ pub fn report(
         kern / 1e3,
         100.0 * kern / wall.max(1e-9)
     );
-    let ceil = if ceilings {
-        let (c, source) = profile::ceilings(backend, recalibrate)?;
+    let ceil = if with_ceilings {
+        let (c, source) = ceilings::ceilings(backend, recalibrate)?;
         let whence = match source {
             CeilingSource::Cached(f) => format!("cached in {}", f.display()),
             CeilingSource::Measured(f) => format!("measured now, cached in {}", f.display()),
@@ -270,9 +272,9 @@ pub fn report(
         None
     };
     println!();
-    print!("{}", profile::table(profiles, ceil.as_ref()));
+    print!("{}", table::table(profiles, ceil.as_ref()));
     if let Some(path) = trace {
-        let text = profile::chrome_trace(profiles, &backend.describe());
+        let text = trace::chrome_trace(profiles, &backend.describe());
         std::fs::write(path, text).map_err(|e| {
             CliError::Usage(format!("cannot write the trace {}: {e}", path.display()))
         })?;

@@ -467,7 +467,12 @@ fn run_distributed(args: TrainArgs, choice: DeviceChoice) -> Result<()> {
         Err(e @ CliError::Interrupted { .. }) if mpi.rank == 0 => Err(e),
         Err(CliError::Interrupted { .. }) => Err(CliError::StoppedWithRankZero),
         Err(e) => {
-            eprintln!("error on rank {} of {}: {e}", mpi.rank, mpi.size);
+            eprintln!(
+                "error on rank {} of {}: {}",
+                mpi.rank,
+                mpi.size,
+                super::message(&e)
+            );
             eprintln!("sinter: stopping all ranks (MPI_Abort)");
             mpi.abort(1)
         }

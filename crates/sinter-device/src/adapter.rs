@@ -211,16 +211,9 @@ pub fn pick_adapter_nth(choice: DeviceChoice, nth: usize) -> Result<Option<wgpu:
     };
     match choice {
         DeviceChoice::Auto | DeviceChoice::Cpu | DeviceChoice::One { .. } => Ok(None),
-        DeviceChoice::Gpu => Err(DeviceError::NoAdapter {
-            wanted: "hardware GPU",
+        DeviceChoice::Gpu | DeviceChoice::Software => Err(DeviceError::NoAdapter {
+            wanted: choice,
             seen: seen(),
-            hint:
-                "use --device cpu for the CPU backend or --device software for a software adapter",
-        }),
-        DeviceChoice::Software => Err(DeviceError::NoAdapter {
-            wanted: "software",
-            seen: seen(),
-            hint: "install Mesa's lavapipe (apt-get install mesa-vulkan-drivers)",
         }),
     }
 }

@@ -1,21 +1,21 @@
 //! The device crate's one error type: everything that can really fail on the GPU side
 //! (no adapter, a shader that does not compile, a buffer over a limit, a failed map, a lost device).
 
+use sinter_ops::DeviceChoice;
 use thiserror::Error;
 
 /// Why a GPU operation failed. Every message names what was asked for and, where there is one,
 /// what to do about it.
 #[derive(Debug, Error)]
 pub enum DeviceError {
-    /// No adapter of the requested class exists on this machine.
-    #[error("no {wanted} adapter found (adapters seen: {seen}); {hint}")]
+    /// The device choice asked for an adapter of a kind that is not there. The text says what
+    /// else exists; a program with options names its own (the `sinter` binary adds `--device`).
+    #[error("no {} adapter found (adapters seen: {seen}); {}", no_adapter_kind(*wanted), no_adapter_alternative(*wanted))]
     NoAdapter {
-        /// The class asked for: `hardware GPU`, `software`, …
-        wanted: &'static str,
-        /// The adapters that were found, one summary each.
+        /// [`DeviceChoice::Gpu`] (a hardware GPU) or [`DeviceChoice::Software`].
+        wanted: DeviceChoice,
+        /// The adapters found, `name [API, class]` joined by `; `, or `none`.
         seen: String,
-        /// What to install or set to get one.
-        hint: &'static str,
     },
     /// A specific adapter (`gpu:7`, `software:NAME`) was asked for and none such was found.
     #[error("device {wanted}: no such adapter; found {seen}")]
@@ -83,6 +83,24 @@ pub enum DeviceError {
     /// The driver lost the device (reset, hang, removal); nothing on it can be used again.
     #[error("the GPU device was lost ({0}); its buffers and results are gone")]
     DeviceLost(String),
+}
+
+/// What [`DeviceError::NoAdapter`] looked for.
+fn no_adapter_kind(wanted: DeviceChoice) -> &'static str {
+    match wanted {
+        DeviceChoice::Software => "software",
+        _ => "hardware GPU",
+    }
+}
+
+/// What can be used instead of the missing adapter, in library terms.
+fn no_adapter_alternative(wanted: DeviceChoice) -> &'static str {
+    match wanted {
+        DeviceChoice::Software => {
+            "a software adapter is a CPU-type Vulkan or GL driver such as Mesa's lavapipe or llvmpipe"
+        }
+        _ => "the CPU backend or a software adapter (lavapipe) can be used instead",
+    }
 }
 
 /// The device crate's result type.

@@ -1,10 +1,14 @@
-//! The adapter that tests run kernels on. With `SINTER_REQUIRE_ADAPTER=1` (set by the test
-//! command and CI) a missing adapter fails the test instead of skipping it.
+//! Test support, used only by the test suites (of this crate, sinter-model and the `sinter`
+//! package), never by the engine: the adapter that tests run kernels on. With
+//! `SINTER_REQUIRE_ADAPTER=1` (set by the test command and CI) a missing adapter fails the test
+//! instead of skipping it; its messages speak to whoever runs the tests (an install hint, skip
+//! warnings on stderr), which is why they may say what a library error must not.
 
 use crate::adapter::{pick_adapter, DeviceChoice};
 use crate::gpu::Gpu;
 use std::sync::OnceLock;
 
+/// Set to anything but `0` or empty, a test that finds no adapter fails instead of skipping.
 pub const REQUIRE_ENV: &str = "SINTER_REQUIRE_ADAPTER";
 
 fn open() -> Option<Gpu> {

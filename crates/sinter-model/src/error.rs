@@ -91,6 +91,7 @@ pub enum ModelError {
         what: String,
         /// Bytes of its buffers plus what is already held (variables, other programs).
         needed: u64,
+        /// The bytes the backend may use.
         limit: u64,
         /// Where the limit comes from, with its figure: `the CPU backend has 21.3 GiB of RAM
         /// available (MemAvailable)`.

@@ -144,7 +144,7 @@ impl<M: Model> Evaluator<M> {
             let id = self.store.find(&t.name).ok_or_else(|| {
                 ModelError::checkpoint(file, format!("has no variable named {}", t.name))
             })?;
-            self.backend.write_var(id, &t.data);
+            self.backend.write_var(id, &t.data)?;
         }
         Ok(())
     }
