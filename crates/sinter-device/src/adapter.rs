@@ -10,7 +10,9 @@ use sinter_ops::{AdapterKind, AdapterPick};
 /// How an adapter is classified for selection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AdapterClass {
+    /// A discrete GPU (its own memory).
     Discrete,
+    /// A GPU sharing the host's memory.
     Integrated,
     /// Hardware of unknown or virtual type.
     OtherHardware,
@@ -19,6 +21,8 @@ pub enum AdapterClass {
 }
 
 impl AdapterClass {
+    /// The class of an adapter, from its reported device type (and name, for software
+    /// rasterizers that report `Other`).
     pub fn of(info: &wgpu::AdapterInfo) -> Self {
         match info.device_type {
             wgpu::DeviceType::DiscreteGpu => Self::Discrete,
@@ -46,6 +50,7 @@ impl AdapterClass {
         }
     }
 
+    /// Whether this is a real GPU rather than a software rasterizer.
     pub fn is_hardware(self) -> bool {
         self != Self::Software
     }
@@ -65,20 +70,32 @@ impl fmt::Display for AdapterClass {
 /// One adapter as `sinter info` shows it.
 #[derive(Clone, Debug)]
 pub struct AdapterReport {
+    /// The adapter's name as the driver reports it.
     pub name: String,
+    /// The graphics API it is reached through (Vulkan, Metal, DX12, GL).
     pub backend: wgpu::Backend,
+    /// Hardware or software, as selection sees it.
     pub class: AdapterClass,
+    /// Driver name and version, or `unknown`.
     pub driver: String,
+    /// `max_storage_buffer_binding_size`, in bytes: the largest tensor one kernel may bind.
     pub max_storage_binding: u64,
+    /// `max_compute_workgroup_storage_size`, in bytes (shared memory per workgroup).
     pub max_workgroup_storage: u32,
+    /// `max_compute_invocations_per_workgroup`.
     pub max_workgroup_invocations: u32,
+    /// Whether the adapter offers subgroup operations.
     pub subgroups: bool,
+    /// Whether the adapter offers `f16` in shaders.
     pub f16: bool,
+    /// Whether timestamp queries exist (per-kernel GPU times).
     pub timestamps: bool,
+    /// Whether timestamps may be written inside compute passes (one per dispatch).
     pub timestamps_inside_passes: bool,
 }
 
 impl AdapterReport {
+    /// Reads an adapter's name, class, driver, limits and features.
     pub fn of(adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();
         let limits = adapter.limits();

@@ -4,7 +4,6 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
-#[allow(missing_docs)] // documented with the error-hint rework of adapter.rs
 pub mod adapter;
 pub mod error;
 pub mod gpu;
@@ -12,7 +11,6 @@ pub mod kernels;
 pub mod pool;
 pub mod profiler;
 pub mod shaders;
-#[allow(missing_docs)] // documented with the error-hint rework of testing.rs
 pub mod testing;
 
 pub use adapter::{

@@ -1,6 +1,6 @@
 //! The planner's fusion pass: folds a bias add and any unary activation into the matrix product
 //! or convolution before them (an [`Epilogue`] run inside the product's kernel), and a ReLU's
-//! gradient mask into the max-pooling gradient before it. The rules are the one table in [`fold`].
+//! gradient mask into the max-pooling gradient before it. The rules are the one table in `fold`.
 
 use crate::graph::{ConvConfig, Node, NodeId, Op, PoolConfig};
 use sinter_ops::elementwise::{BinaryOp, Epilogue, UnaryOp};
@@ -128,7 +128,7 @@ fn bias_fits(product: &Op, bias: &[usize], y: &[usize]) -> bool {
 
 /// Rewrites fusable chains among the `needed` nodes in place and marks the nodes they absorb as
 /// no longer needed. Each node is folded into the producer of one of its inputs when a rule of
-/// [`fold`] matches and that producer's value has no other reader and is not an output, so
+/// `fold` matches and that producer's value has no other reader and is not an output, so
 /// nothing else can observe the difference; the fused node keeps the consumer's id, so a chain
 /// grows one node at a time (conv, then + bias, then relu). Returns how many chains were fused.
 pub fn fuse(nodes: &mut [Node], needed: &mut [bool], outputs: &[NodeId]) -> usize {

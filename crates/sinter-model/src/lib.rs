@@ -4,14 +4,12 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
-#[allow(missing_docs)] // documented with the lowering rewrite
 pub mod backend;
 pub mod backward;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod error;
-#[allow(missing_docs, rustdoc::private_intra_doc_links)] // documented with the lowering rewrite
 pub mod fuse;
 pub mod graph;
 pub mod lm;
@@ -20,9 +18,7 @@ pub mod nn;
 pub mod nn_seq;
 pub mod optim;
 pub mod parallel;
-#[allow(missing_docs)] // documented with the lowering rewrite
 pub mod plan;
-#[allow(missing_docs)] // documented with the lowering rewrite
 pub mod profile;
 pub mod train;
 pub mod trainer;

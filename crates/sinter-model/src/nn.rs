@@ -22,6 +22,7 @@ pub struct Linear {
 impl Linear {
     /// PyTorch's default initialization: weight and bias uniform in ±1/√in
     /// (Kaiming-uniform with a = √5 reduces to that bound).
+    #[track_caller]
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -85,6 +86,7 @@ impl Conv2d {
     /// A `kernel×kernel` convolution from `in_channels` to `out_channels`, initialized as
     /// PyTorch's `nn.Conv2d` does: weight and bias uniform in ±1/√(in_channels·kernel²).
     #[allow(clippy::too_many_arguments)]
+    #[track_caller]
     pub fn new(
         store: &mut VarStore,
         name: &str,

@@ -21,6 +21,7 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// A layer norm over a last axis of `dim` features, with parameters `<name>.weight` and
     /// `<name>.bias`.
+    #[track_caller]
     pub fn new(store: &mut VarStore, name: &str, dim: usize) -> Self {
         Self {
             weight: store.add(
@@ -62,6 +63,7 @@ pub struct Embedding {
 
 impl Embedding {
     /// A `[vocab, dim]` table named `<name>.weight`, drawn from N(0, std²).
+    #[track_caller]
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -107,9 +109,9 @@ pub struct MultiHeadAttention {
 impl MultiHeadAttention {
     /// Attention over `width` features split into `heads` heads.
     ///
-    /// # Panics
-    ///
-    /// If `heads` is 0 or does not divide `width` (check user settings before building).
+    /// A `heads` of 0 or one that does not divide `width` is recorded in `store` and reported
+    /// by [`VarStore::check`] before anything runs.
+    #[track_caller]
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -117,10 +119,15 @@ impl MultiHeadAttention {
         heads: usize,
         rng: &mut Init,
     ) -> Self {
-        assert!(
-            heads > 0 && width % heads == 0,
-            "width {width} is not a multiple of {heads} heads"
-        );
+        let heads = if heads > 0 && width % heads == 0 {
+            heads
+        } else {
+            store.record_problem(format!(
+                "attention {name} (built at {}): width {width} is not a multiple of {heads} heads",
+                std::panic::Location::caller()
+            ));
+            1
+        };
         Self {
             q: Linear::new(store, &format!("{name}.q"), width, width, rng),
             k: Linear::new(store, &format!("{name}.k"), width, width, rng),
@@ -170,6 +177,7 @@ pub struct TransformerBlock {
 
 impl TransformerBlock {
     /// A block of `width` features and `heads` heads; panics as [`MultiHeadAttention::new`].
+    #[track_caller]
     pub fn new(
         store: &mut VarStore,
         name: &str,
@@ -243,6 +251,7 @@ pub struct Recurrent {
 impl Recurrent {
     /// A cell from `input` features to `hidden`, with parameters `<name>.<gate>.input` and
     /// `<name>.<gate>.hidden` per gate (`h` for the RNN; `i f g o` LSTM; `r z n` GRU).
+    #[track_caller]
     pub fn new(
         store: &mut VarStore,
         name: &str,

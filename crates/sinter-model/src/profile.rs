@@ -26,19 +26,24 @@ pub struct KernelTiming {
     /// The plan launch it belongs to (index into `Plan::launches`); a GPU launch may take
     /// several dispatches, whose FLOPs and bytes sum to the launch's cost.
     pub launch: usize,
+    /// Floating-point operations, from the one cost model (`sinter_ops::Kernel::cost`).
     pub flops: u64,
+    /// Bytes moved, each value read or written counted once.
     pub bytes: u64,
     /// From the start of the step.
     pub start_us: f64,
+    /// How long it ran, in microseconds.
     pub duration_us: f64,
 }
 
 /// A host-side phase of a step (feed, record, submit, wait, readback …).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostEvent {
+    /// The phase: `feed`, `record`, `submit`, `wait`, `readback` …
     pub name: String,
     /// From the start of the step.
     pub start_us: f64,
+    /// How long it took, in microseconds.
     pub duration_us: f64,
 }
 
@@ -55,6 +60,7 @@ pub struct StepProfile {
     pub wall_us: f64,
     /// In the order they ran.
     pub kernels: Vec<KernelTiming>,
+    /// The host-side phases, in the order they ran.
     pub host: Vec<HostEvent>,
 }
 

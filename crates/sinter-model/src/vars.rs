@@ -76,10 +76,17 @@ impl VarInfo {
 }
 
 /// Every variable of a model and its optimizer.
+///
+/// Model code adds variables without handling errors at each call; a mistake (a name used twice,
+/// an initial value of the wrong length) is recorded with the line that made it and reported by
+/// [`VarStore::check`], which [`crate::Backend::load_vars`] and the trainers call before anything
+/// runs.
 #[derive(Clone, Debug, Default)]
 pub struct VarStore {
     /// Every variable, indexed by [`VarId`], in the order they were added.
     pub vars: Vec<VarInfo>,
+    /// Mistakes made while adding variables, each naming the variable and the caller's line.
+    problems: Vec<String>,
 }
 
 impl VarStore {
@@ -91,20 +98,26 @@ impl VarStore {
     /// Adds a variable with initial value `init` (row-major, `shape`'s element count) and
     /// returns its id.
     ///
-    /// # Panics
-    ///
-    /// If `init` does not have `shape`'s element count, or `name` is already taken (two modules
-    /// given the same name): both are mistakes in model code, found when the model is built.
-    pub fn add(&mut self, name: &str, shape: &[usize], kind: VarKind, init: Vec<f32>) -> VarId {
-        assert_eq!(
-            init.len(),
-            shape.iter().product::<usize>(),
-            "initial value of {name} does not match its shape {shape:?}"
-        );
-        assert!(
-            self.find(name).is_none(),
-            "variable {name} is defined twice"
-        );
+    /// A name already taken (two modules given the same name) or an `init` of another length
+    /// than `shape` holds is recorded, naming the line that called this (through modules marked
+    /// `#[track_caller]`), and reported by [`VarStore::check`]; the variable is still added
+    /// (its value zero-padded or cut to the shape) so that model building can go on.
+    #[track_caller]
+    pub fn add(&mut self, name: &str, shape: &[usize], kind: VarKind, mut init: Vec<f32>) -> VarId {
+        let at = std::panic::Location::caller();
+        let numel = shape.iter().product::<usize>();
+        if init.len() != numel {
+            self.problems.push(format!(
+                "variable {name} (added at {at}): its initial value has {} values but its shape {shape:?} holds {numel}",
+                init.len()
+            ));
+            init.resize(numel, 0.0);
+        }
+        if self.find(name).is_some() {
+            self.problems.push(format!(
+                "variable {name} (added at {at}) is defined twice: give the two modules different names"
+            ));
+        }
         self.vars.push(VarInfo {
             name: name.to_string(),
             shape: shape.to_vec(),
@@ -114,8 +127,27 @@ impl VarStore {
         VarId(self.vars.len() - 1)
     }
 
-    /// A parameter initialized uniformly in `[-bound, bound]` from `init`; panics as
-    /// [`VarStore::add`] on a taken name.
+    /// Records a mistake found while building a model on this store (a module's bad setting),
+    /// reported by [`VarStore::check`] with the variables' own.
+    pub fn record_problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
+    /// The first mistake made while adding variables, as an error; `Ok` when there was none.
+    pub fn check(&self) -> crate::Result<()> {
+        match self.problems.first() {
+            None => Ok(()),
+            Some(p) if self.problems.len() == 1 => Err(crate::ModelError::Config(p.clone())),
+            Some(p) => Err(crate::ModelError::Config(format!(
+                "{p} (and {} more problems with variables)",
+                self.problems.len() - 1
+            ))),
+        }
+    }
+
+    /// A parameter initialized uniformly in `[-bound, bound]` from `init`; a taken name is
+    /// recorded as in [`VarStore::add`].
+    #[track_caller]
     pub fn param_uniform(
         &mut self,
         name: &str,
@@ -153,5 +185,55 @@ impl VarStore {
     /// Whether the store holds no variable.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, CpuBackend};
+    use crate::nn::Linear;
+    use crate::nn_seq::MultiHeadAttention;
+
+    #[test]
+    fn a_name_used_twice_is_an_error_naming_the_variable_and_the_model_line() {
+        let mut store = VarStore::new();
+        let mut init = Init::new(0);
+        let _a = Linear::new(&mut store, "fc", 3, 2, &mut init);
+        let line = line!() + 1;
+        let _b = Linear::new(&mut store, "fc", 2, 2, &mut init);
+        let e = store.check().unwrap_err().to_string();
+        assert!(e.contains("variable fc.weight"), "{e}");
+        assert!(e.contains("defined twice"), "{e}");
+        assert!(e.contains(&format!("vars.rs:{line}")), "{e}");
+        let mut backend = Backend::Cpu(CpuBackend::new());
+        let e = backend.load_vars(&store).unwrap_err().to_string();
+        assert!(e.contains("defined twice"), "{e}");
+    }
+
+    #[test]
+    fn an_initial_value_of_the_wrong_length_is_an_error() {
+        let mut store = VarStore::new();
+        let id = store.add("w", &[2, 3], VarKind::Param, vec![1.0; 5]);
+        assert_eq!(store.get(id).init.len(), 6);
+        let e = store.check().unwrap_err().to_string();
+        assert!(
+            e.contains("variable w") && e.contains("5 values") && e.contains("holds 6"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn heads_that_do_not_divide_the_width_are_an_error_not_a_panic() {
+        let mut store = VarStore::new();
+        let _ = MultiHeadAttention::new(&mut store, "attn", 10, 3, &mut Init::new(1));
+        let e = store.check().unwrap_err().to_string();
+        assert!(
+            e.contains("attention attn") && e.contains("width 10") && e.contains("3 heads"),
+            "{e}"
+        );
+        let mut ok = VarStore::new();
+        let _ = MultiHeadAttention::new(&mut ok, "attn", 12, 3, &mut Init::new(1));
+        assert!(ok.check().is_ok());
     }
 }

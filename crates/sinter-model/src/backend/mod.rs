@@ -166,7 +166,7 @@ impl Backend {
     }
 
     /// [`Backend::open`] for the `nth` process on this machine: with several GPUs, process k
-    /// takes GPU k mod their count (see [`pick_adapter_nth`]).
+    /// takes GPU k mod their count (see `sinter_device::pick_adapter_nth`).
     pub fn open_nth(choice: DeviceChoice, nth: usize) -> Result<(Self, Option<String>)> {
         #[cfg(feature = "gpu")]
         if let Some(adapter) = pick_adapter_nth(choice, nth)? {
@@ -218,7 +218,10 @@ impl Backend {
         }
     }
 
+    /// Copies every variable of `store` (parameters, optimizer state) onto the backend; programs
+    /// and [`Backend::read_var`]/[`Backend::write_var`] need this first.
     pub fn load_vars(&mut self, store: &VarStore) -> Result<()> {
+        store.check()?;
         match self {
             Backend::Cpu(c) => {
                 c.load_vars(store);
