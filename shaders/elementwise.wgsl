@@ -21,8 +21,10 @@ struct Params {
 struct BroadcastParams {
     len: u32,
     rank: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // A quiet NaN's bit pattern: stored, never computed (WGSL has no NaN constant).
+    nan_bits: u32,
+    // +∞'s bit pattern, likewise (pow of a zero base under a negative exponent).
+    inf_bits: u32,
     shape: array<vec4<u32>, 2>,
     stride_a: array<vec4<u32>, 2>,
     stride_b: array<vec4<u32>, 2>,
@@ -60,8 +62,33 @@ fn binary_op(u: f32, v: f32) -> f32 {
         case 4u: { return max(u, v); }
         case 5u: { return min(u, v); }
         case 6u: { return select(0.0, 1.0, u >= v); }
-        default: { return select(0.0, 1.0, u == v); }
+        case 7u: { return select(0.0, 1.0, u == v); }
+        default: { return pow_torch(u, v); }
     }
+}
+
+// u^v as PyTorch (and C's pow) define it. WGSL's pow is undefined for a base ≤ 0, so the
+// magnitude is exp2(v·log2|u|) for u ≠ 0 and 0 or +∞ for u = ±0; a negative base (−0 included)
+// keeps its sign under an odd integer exponent, a negative base under a fractional exponent is
+// NaN, and u^0 = 1 for every u. NaN and ∞ come from bit patterns in the uniform: WGSL has no
+// constants for them.
+fn pow_torch(u: f32, v: f32) -> f32 {
+    if v == 0.0 {
+        return 1.0;
+    }
+    let negative = (bitcast<u32>(u) >> 31u) == 1u;
+    let integer = floor(v) == v;
+    let odd = integer && abs(v) < 16777216.0 && (i32(v) & 1) != 0;
+    var m: f32;
+    if u == 0.0 {
+        m = select(bitcast<f32>(pb.inf_bits), 0.0, v > 0.0);
+    } else {
+        if negative && !integer {
+            return bitcast<f32>(pb.nan_bits);
+        }
+        m = exp2(v * log2(abs(u)));
+    }
+    return select(m, -m, negative && odd);
 }
 
 // y = f(x)

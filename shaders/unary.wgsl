@@ -49,6 +49,32 @@ fn gelu_grad(v: f32) -> f32 {
     return sigmoid(z) + 2.0 * v * sigmoid_grad(z) * GELU_K * (1.0 + 3.0 * GELU_C * v * v);
 }
 
+// erfc(x) for x ≥ 0 as t·exp(−x² + P(t)), t = 1 / (1 + x/2), with the Chebyshev-fitted
+// polynomial P of Numerical Recipes' `erfcc`: relative error below 1.2e-7 everywhere, so the
+// tail keeps its accuracy. WGSL has no erf.
+fn erfc_nonneg(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * x);
+    let p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp(-x * x + p);
+}
+
+// Φ(v) = 0.5·(1 + erf(v/√2)), the standard normal CDF. For v < 0 it is 0.5·erfc(|v|/√2)
+// directly, so the negative tail does not cancel.
+fn normal_cdf(v: f32) -> f32 {
+    let c = 0.5 * erfc_nonneg(abs(v) * 0.7071067811865476);
+    return select(1.0 - c, c, v < 0.0);
+}
+
+// The exact GELU v·Φ(v) and its derivative Φ(v) + v·φ(v), φ the standard normal density.
+fn gelu_erf(v: f32) -> f32 {
+    return v * normal_cdf(v);
+}
+
+fn gelu_erf_grad(v: f32) -> f32 {
+    return normal_cdf(v) + v * 0.3989422804014327 * exp(-0.5 * v * v);
+}
+
 // f(v) for the UnaryOp with code `op`. Callers pass an override constant, so the switch folds away.
 fn unary_value(op: u32, v: f32) -> f32 {
     switch op {
@@ -64,6 +90,8 @@ fn unary_value(op: u32, v: f32) -> f32 {
         case 9u: { return v * v; }
         case 10u: { return 1.0 / v; }
         case 11u: { return v * sigmoid(v); }
+        case 12u: { return 1.0 / sqrt(v); } // +inf at 0, as PyTorch (inverseSqrt(0) is undefined)
+        case 13u: { return gelu_erf(v); }
         default: { return v; }
     }
 }
@@ -83,6 +111,8 @@ fn unary_deriv(op: u32, v: f32) -> f32 {
         case 9u: { return 2.0 * v; }
         case 10u: { return -1.0 / (v * v); }
         case 11u: { return sigmoid(v) + v * sigmoid_grad(v); } // d/dv v·σ(v) = σ(v) + v·σ'(v)
+        case 12u: { return -0.5 / (v * sqrt(v)); }
+        case 13u: { return gelu_erf_grad(v); }
         default: { return 1.0; }
     }
 }

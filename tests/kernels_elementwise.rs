@@ -29,7 +29,7 @@ const SUM_RTOL: f64 = 1e-5;
 fn unary_input(op: UnaryOp, seed: u64, len: usize) -> Vec<f32> {
     let mut r = rng(seed);
     let mut x = match op {
-        UnaryOp::Log | UnaryOp::Sqrt => rand_vec(&mut r, len, 0.05, 5.0),
+        UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => rand_vec(&mut r, len, 0.05, 5.0),
         UnaryOp::Recip => rand_vec(&mut r, len, 0.2, 4.0)
             .into_iter()
             .map(|v| if r.random::<bool>() { v } else { -v })
@@ -39,7 +39,7 @@ fn unary_input(op: UnaryOp, seed: u64, len: usize) -> Vec<f32> {
     };
     if !matches!(
         op,
-        UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Recip | UnaryOp::Exp
+        UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip | UnaryOp::Exp
     ) {
         x.extend_from_slice(&[-100.0, -30.0, -0.0, 0.0, 30.0, 100.0]);
     }
@@ -144,6 +144,113 @@ fn silu_is_x_times_sigmoid() {
 }
 
 #[test]
+fn gelu_erf_is_x_times_the_normal_cdf() {
+    // Values of x·Φ(x) = 0.5·x·erfc(−x/√2), computed independently (Python's math.erfc, which
+    // does not cancel in the tail); −6 checks the far negative tail.
+    let x = [-6.0f64, -3.0, -1.0, 0.5, 2.0];
+    let want = [
+        -5.919525870226207e-09,
+        -0.004049694094890287,
+        -0.15865525393145707,
+        0.34573123063700656,
+        1.9544997361036416,
+    ];
+    let mut got = [0.0f64; 5];
+    cpu::elementwise::unary(UnaryOp::GeluErf, &x, &mut got);
+    for i in 0..5 {
+        assert!(
+            (got[i] - want[i]).abs() <= 1e-12 * want[i].abs(),
+            "gelu_erf({}) = {}, want {}",
+            x[i],
+            got[i],
+            want[i]
+        );
+    }
+    // The adapter's erfc has a relative error below 1.2e-7 (Numerical Recipes' Chebyshev fit),
+    // and exp(−x²) in f32 adds about x²·ε: in the tail, where 1 + erf would cancel, the GELU
+    // keeps a relative accuracy of 1e-5.
+    let Some(gpu) = test_gpu() else { return };
+    let xs = [-6.0f32, -4.0, -3.0];
+    let xb = gpu.upload("x", &xs).unwrap();
+    let yb = out_buffer(gpu, "y", 3);
+    let d = ew::unary(gpu, &xb, &yb, UnaryOp::GeluErf, 3, "test").unwrap();
+    let got = run_checked(gpu, "gelu_erf tail", &d, &yb, 3);
+    let mut want = vec![0.0; 3];
+    cpu::elementwise::unary(UnaryOp::GeluErf, &to_f64(&xs), &mut want);
+    assert_close("gelu_erf tail", &got, &want, 0.0, 1e-5);
+}
+
+/// pow is exp2(b·log2|a|) on the adapter: WGSL allows log2 an absolute error of 2⁻²¹ near 1 and
+/// exp2 3 + 2|x| ULP, so for |b·log2 a| ≤ 6 the relative error stays below 4e-6.
+const POW_RTOL: f64 = 4e-6;
+
+#[test]
+fn pow_matches_cpu_including_negative_bases_and_zero() {
+    let Some(gpu) = test_gpu() else { return };
+    // Bases of both signs and zeros; exponents integer (a negative base then has a value) or
+    // fractional (NaN for a negative base), including 0 (x⁰ = 1, also 0⁰).
+    let mut r = rng(70);
+    let cases: [(&[usize], &[usize]); 4] = [
+        (&[7, 13, 5], &[7, 13, 5]),
+        (&[33, 17], &[17]),
+        (&[5, 1], &[1, 9]),
+        (&[300], &[1]),
+    ];
+    for (c, &(sa, sb)) in cases.iter().enumerate() {
+        let (la, lb): (usize, usize) = (sa.iter().product(), sb.iter().product());
+        let mut a: Vec<f32> = (0..la)
+            .map(|_| {
+                let m = r.random_range(0.1f32..3.0);
+                match r.random_range(0..5) {
+                    0 => 0.0,
+                    1 | 2 => -m,
+                    _ => m,
+                }
+            })
+            .collect();
+        a[0] = 0.0;
+        let b: Vec<f32> = (0..lb)
+            .map(|_| match r.random_range(0..3) {
+                0 => r.random_range(-3..=3) as f32,
+                1 => 0.0,
+                _ => r.random_range(-2.0f32..2.0),
+            })
+            .collect();
+        let shape = ew::broadcast_shape(sa, sb).unwrap();
+        let len: usize = shape.iter().product();
+        let (ab, bb) = (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap());
+        let ob = out_buffer(gpu, "out", len);
+        let d = ew::binary(gpu, &ab, sa, &bb, sb, &ob, BinaryOp::Pow, "test").unwrap();
+        let what = format!("pow {sa:?} with {sb:?} (case {c})");
+        let got = run_checked(gpu, &what, &d, &ob, len);
+        let mut want = vec![0.0; len];
+        cpu::elementwise::binary(BinaryOp::Pow, &to_f64(&a), sa, &to_f64(&b), sb, &mut want);
+        assert_close(&what, &got, &want, 0.0, POW_RTOL);
+    }
+    // The conventions, directly: (−2)³ = −8, (−2)² = 4, (−2)^0.5 = NaN, 0⁰ = 1, 0⁻¹ = +∞,
+    // (−0)⁻¹ = −∞, 0² = 0.
+    let a = [-2.0f32, -2.0, -2.0, 0.0, 0.0, -0.0, 0.0];
+    let b = [3.0f32, 2.0, 0.5, 0.0, -1.0, -1.0, 2.0];
+    let mut want = [0.0f64; 7];
+    cpu::elementwise::binary(
+        BinaryOp::Pow,
+        &to_f64(&a),
+        &[7],
+        &to_f64(&b),
+        &[7],
+        &mut want,
+    );
+    assert_eq!(want[..2], [-8.0, 4.0]);
+    assert!(want[2].is_nan());
+    assert_eq!(want[3..], [1.0, f64::INFINITY, f64::NEG_INFINITY, 0.0]);
+    let (ab, bb) = (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap());
+    let ob = out_buffer(gpu, "out", 7);
+    let d = ew::binary(gpu, &ab, &[7], &bb, &[7], &ob, BinaryOp::Pow, "test").unwrap();
+    let got = run_checked(gpu, "pow conventions", &d, &ob, 7);
+    assert_close("pow conventions", &got, &want, 0.0, POW_RTOL);
+}
+
+#[test]
 fn affine_matches_cpu_including_a_2d_grid() {
     let Some(gpu) = test_gpu() else { return };
     let x = rand_vec(&mut rng(1), 3001, -4.0, 4.0);
@@ -240,7 +347,9 @@ const BROADCAST_CASES: [(&[usize], &[usize]); 9] = [
 #[test]
 fn binary_ops_broadcast_like_numpy() {
     let Some(gpu) = test_gpu() else { return };
-    for (k, op) in BinaryOp::ALL.into_iter().enumerate() {
+    // pow has its own test and tolerance (pow_matches_cpu_including_negative_bases_and_zero).
+    let ops = BinaryOp::ALL.into_iter().filter(|&op| op != BinaryOp::Pow);
+    for (k, op) in ops.enumerate() {
         for (c, &(sa, sb)) in BROADCAST_CASES.iter().enumerate() {
             let (la, lb) = (sa.iter().product(), sb.iter().product());
             let seed = 100 * k as u64 + c as u64;

@@ -142,6 +142,12 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
                         Some(dy.mul(&mask_b)?.sum_to(&sb)?),
                     ]
                 }
+                // da = dy · b · a^(b−1), db = dy · aᵇ · ln a
+                BinaryOp::Pow => {
+                    let da = dy.mul(&bb)?.mul(&a.pow(&bb.affine(1.0, -1.0))?)?;
+                    let db = dy.mul(&y)?.mul(&a.log())?;
+                    vec![Some(da.sum_to(&sa)?), Some(db.sum_to(&sb)?)]
+                }
                 // Comparisons are piecewise constant.
                 BinaryOp::Ge | BinaryOp::Eq => vec![None, None],
             }

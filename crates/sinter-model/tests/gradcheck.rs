@@ -133,10 +133,11 @@ fn unary_rules() {
         UnaryOp::Abs,
         UnaryOp::Square,
         UnaryOp::Silu,
+        UnaryOp::GeluErf,
     ] {
         check(case(op.name(), &[&[3, 7]]), |x| Ok(x[0].unary(op)));
     }
-    for op in [UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Recip] {
+    for op in [UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Recip, UnaryOp::Rsqrt] {
         let mut c = case(op.name(), &[&[3, 7]]);
         c.range = (0.5, 3.0);
         check(c, |x| Ok(x[0].unary(op)));
@@ -163,6 +164,15 @@ fn binary_rules_with_broadcasting() {
     let mut c = case("div", &[&[4, 3], &[3]]);
     c.range = (0.5, 2.0);
     check(c, |x| x[0].div(&x[1]));
+    // pow: both gradients (the base positive, where ln a exists), with broadcasting, and a
+    // constant exponent (powf) on a base of both signs, where only the base has a gradient.
+    let mut c = case("pow", &[&[4, 3], &[3]]);
+    c.range = (0.5, 2.0);
+    check(c, |x| x[0].pow(&x[1]));
+    check(case("powf 3", &[&[4, 3]]), |x| Ok(x[0].powf(3.0)));
+    let mut c = case("powf -1.5", &[&[4, 3]]);
+    c.range = (0.5, 2.0);
+    check(c, |x| Ok(x[0].powf(-1.5)));
     check(case("broadcast_to", &[&[3, 1]]), |x| {
         x[0].broadcast_to(&[2, 3, 4])
     });

@@ -6,7 +6,7 @@
 pub enum UnaryOp {
     /// max(x, 0); relu'(0) = 0.
     Relu,
-    /// The tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))): WGSL has no erf.
+    /// GELU in the tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))), as GPT-2 uses it.
     Gelu,
     /// tanh(x).
     Tanh,
@@ -28,11 +28,16 @@ pub enum UnaryOp {
     Recip,
     /// x·σ(x) (SiLU, swish).
     Silu,
+    /// 1 / √x (NaN for x < 0, +∞ at 0).
+    Rsqrt,
+    /// The exact GELU x·Φ(x) = 0.5x(1 + erf(x/√2)) (PyTorch's `approximate='none'`); [`UnaryOp::Gelu`]
+    /// is the tanh form GPT-2 uses.
+    GeluErf,
 }
 
 impl UnaryOp {
     /// Every unary op, in `code` order (for tests that cover them all).
-    pub const ALL: [UnaryOp; 12] = [
+    pub const ALL: [UnaryOp; 14] = [
         UnaryOp::Relu,
         UnaryOp::Gelu,
         UnaryOp::Tanh,
@@ -45,6 +50,8 @@ impl UnaryOp {
         UnaryOp::Square,
         UnaryOp::Recip,
         UnaryOp::Silu,
+        UnaryOp::Rsqrt,
+        UnaryOp::GeluErf,
     ];
 
     /// The value of the WGSL override `OP` that selects this op.
@@ -67,6 +74,8 @@ impl UnaryOp {
             UnaryOp::Square => "square",
             UnaryOp::Recip => "recip",
             UnaryOp::Silu => "silu",
+            UnaryOp::Rsqrt => "rsqrt",
+            UnaryOp::GeluErf => "gelu_erf",
         }
     }
 
@@ -76,6 +85,8 @@ impl UnaryOp {
             UnaryOp::Gelu => 9,
             UnaryOp::Sigmoid => 4,
             UnaryOp::Silu => 5,
+            UnaryOp::GeluErf => 14,
+            UnaryOp::Rsqrt => 2,
             UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Recip => 1,
             UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt => 1,
         }
@@ -140,11 +151,14 @@ pub enum BinaryOp {
     Ge,
     /// 1.0 where a == b, else 0.0.
     Eq,
+    /// aᵇ as PyTorch computes it: a negative base takes an integer exponent (sign from its
+    /// parity) and gives NaN otherwise; 0⁰ = 1.
+    Pow,
 }
 
 impl BinaryOp {
     /// Every binary op, in `code` order (for tests that cover them all).
-    pub const ALL: [BinaryOp; 8] = [
+    pub const ALL: [BinaryOp; 9] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -153,6 +167,7 @@ impl BinaryOp {
         BinaryOp::Min,
         BinaryOp::Ge,
         BinaryOp::Eq,
+        BinaryOp::Pow,
     ];
 
     /// The value of the WGSL override `OP` that selects this op.
@@ -171,6 +186,15 @@ impl BinaryOp {
             BinaryOp::Min => "min",
             BinaryOp::Ge => "ge",
             BinaryOp::Eq => "eq",
+            BinaryOp::Pow => "pow",
+        }
+    }
+
+    /// Arithmetic per output element: 3 for pow (log, multiply, exp), 1 for the others.
+    pub fn flops(self) -> u64 {
+        match self {
+            BinaryOp::Pow => 3,
+            _ => 1,
         }
     }
 }

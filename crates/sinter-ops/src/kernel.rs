@@ -226,10 +226,10 @@ impl Kernel {
             Kernel::Unary { op, len } => Cost::new(op.flops() * *len as u64, 2 * len),
             Kernel::UnaryGrad { op, len } => Cost::new((op.flops() + 2) * *len as u64, 3 * len),
             Kernel::Affine { len, .. } => Cost::new(2 * *len as u64, 2 * len),
-            Kernel::Binary { a, b, .. } => {
+            Kernel::Binary { op, a, b } => {
                 let (la, lb) = (numel(a), numel(b));
                 let len = broadcast_shape(a, b).map_or(la.max(lb), |s| numel(&s));
-                Cost::new(len as u64, la + lb + len)
+                Cost::new(len as u64 * op.flops(), la + lb + len)
             }
             Kernel::BroadcastTo { from, to } => Cost::new(0, numel(from) + numel(to)),
             Kernel::Reduce { shape, .. } => Cost::new(

@@ -200,10 +200,16 @@ pub fn affine(
     })
 }
 
-/// The `BroadcastParams` uniform: len, rank, then shape and both stride arrays, 8 words each.
+/// The `BroadcastParams` uniform: len, rank, the bits of a quiet NaN and of +∞ (WGSL has no
+/// constants for them; pow stores them), then shape and both stride arrays, 8 words each.
 fn broadcast_params(shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<u32> {
     let len: usize = shape.iter().product();
-    let mut words = vec![len as u32, shape.len() as u32, 0, 0];
+    let mut words = vec![
+        len as u32,
+        shape.len() as u32,
+        f32::NAN.to_bits(),
+        f32::INFINITY.to_bits(),
+    ];
     for v in [shape, sa, sb] {
         let mut block = [0u32; 8];
         for (w, &s) in block.iter_mut().zip(v) {

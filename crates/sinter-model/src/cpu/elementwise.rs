@@ -35,6 +35,8 @@ pub fn unary_value<T: Real>(op: UnaryOp, v: T) -> T {
         UnaryOp::Square => v * v,
         UnaryOp::Recip => one / v,
         UnaryOp::Silu => v * sigmoid(v),
+        UnaryOp::Rsqrt => one / v.sqrt(),
+        UnaryOp::GeluErf => v * normal_cdf(v),
     }
 }
 
@@ -122,7 +124,18 @@ pub fn unary_deriv<T: Real>(op: UnaryOp, v: T) -> T {
         UnaryOp::Recip => -one / (v * v),
         // d/dv v·σ(v) = σ(v) + v·σ'(v)
         UnaryOp::Silu => sigmoid(v) + v * sigmoid_grad(v),
+        UnaryOp::Rsqrt => T::of(-0.5) / (v * v.sqrt()),
+        // d/dv v·Φ(v) = Φ(v) + v·φ(v)
+        UnaryOp::GeluErf => {
+            normal_cdf(v) + v * T::of(0.398_942_280_401_432_7) * (T::of(-0.5) * v * v).exp()
+        }
     }
+}
+
+/// Φ(v) = 0.5(1 + erf(v/√2)) = 0.5·erfc(−v/√2), the standard normal CDF: the erfc form keeps
+/// its relative accuracy in the negative tail.
+fn normal_cdf<T: Real>(v: T) -> T {
+    T::of(0.5) * (-v * T::of(std::f64::consts::FRAC_1_SQRT_2)).erfc()
 }
 
 const GELU_K: f64 = 0.797_884_560_802_865_4; // √(2/π)
@@ -220,6 +233,9 @@ pub fn binary_value<T: Real>(op: BinaryOp, a: T, b: T) -> T {
         BinaryOp::Min => a.min(b),
         BinaryOp::Ge => flag(a >= b),
         BinaryOp::Eq => flag(a == b),
+        // Rust's powf follows C's pow: a negative base with an integer exponent keeps the
+        // parity's sign, with a fractional one it is NaN, and x⁰ = 1, as PyTorch.
+        BinaryOp::Pow => a.powf(b),
     }
 }
 

@@ -21,9 +21,20 @@ pub trait Real:
     fn f64(self) -> f64 {
         num_traits::ToPrimitive::to_f64(&self).expect("finite conversion")
     }
+    /// The complementary error function 1 − erf(x), accurate to an ulp or two (libm) also where
+    /// it is tiny.
+    fn erfc(self) -> Self;
 }
-impl Real for f32 {}
-impl Real for f64 {}
+impl Real for f32 {
+    fn erfc(self) -> Self {
+        libm::erfcf(self)
+    }
+}
+impl Real for f64 {
+    fn erfc(self) -> Self {
+        libm::erfc(self)
+    }
+}
 pub mod attention;
 pub mod conv;
 pub mod elementwise;

@@ -139,6 +139,19 @@ impl Tensor {
     pub fn silu(&self) -> Tensor {
         self.unary(UnaryOp::Silu)
     }
+
+    /// 1/√x (PyTorch's `rsqrt`): +∞ at 0, NaN below.
+    #[track_caller]
+    pub fn rsqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Rsqrt)
+    }
+
+    /// The exact GELU x·Φ(x), Φ the standard normal CDF (PyTorch's `gelu(approximate='none')`);
+    /// [`Tensor::gelu`] is the tanh approximation.
+    #[track_caller]
+    pub fn gelu_erf(&self) -> Tensor {
+        self.unary(UnaryOp::GeluErf)
+    }
     /// eˣ.
     #[track_caller]
     pub fn exp(&self) -> Tensor {
@@ -232,6 +245,20 @@ impl Tensor {
     #[track_caller]
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Div, other)
+    }
+    /// `self` to the power `exponent` elementwise, broadcasting, as PyTorch's `pow`: a negative
+    /// base needs an integer exponent (NaN otherwise) and x⁰ = 1. Errors as [`Tensor::binary`].
+    #[track_caller]
+    pub fn pow(&self, exponent: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Pow, exponent)
+    }
+    /// `self` to a constant power: [`Tensor::pow`] with the exponent broadcast from one value.
+    #[track_caller]
+    pub fn powf(&self, exponent: f64) -> Tensor {
+        let loc = Location::caller();
+        let e = self.builder().fill(exponent, &vec![1; self.rank()]);
+        let shape = self.shape();
+        self.record(Op::Binary(BinaryOp::Pow), &[self.id, e.id], shape, loc)
     }
     /// Elementwise max, broadcasting (a tie sends the gradient to `self`).
     #[track_caller]
