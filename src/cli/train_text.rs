@@ -168,8 +168,13 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         println!("---\n{text}\n---");
     }
     println!(
-        "validation loss {:.3} nats/char after {} steps · final train loss {} · {:.1} ms/step · {:.1} s · {}",
-        done.eval.loss,
+        "validation loss {} nats/char after {} steps · final train loss {} · {:.1} ms/step · {:.1} s · {}",
+        // Three decimals, as `sinter eval` prints it; a diverged run's in scientific notation.
+        if done.eval.loss.abs() < 1e4 {
+            format!("{:.3}", done.eval.loss)
+        } else {
+            loss_text(done.eval.loss)
+        },
         done.steps,
         loss_text(done.last_loss as f64),
         done.train_secs * 1000.0 / done.steps.max(1) as f64,
