@@ -100,6 +100,7 @@ fn char_transformer_step_costs_the_same_on_the_cpu_and_an_adapter() {
             batch: 4,
             seed: 1,
             valid_batches: 1,
+            stop_on_nan: true,
             detect_anomaly: false,
             memory_limit: None,
         };

@@ -24,6 +24,7 @@ fn lm(backend: Backend, arch: CharArch, context: usize, batch: usize) -> CharLm 
         batch,
         seed: 5,
         valid_batches: 2,
+        stop_on_nan: true,
         detect_anomaly: false,
         memory_limit: None,
     };
@@ -128,6 +129,7 @@ fn a_context_longer_than_the_text_is_refused() {
         batch: 2,
         seed: 0,
         valid_batches: 1,
+        stop_on_nan: true,
         detect_anomaly: false,
         memory_limit: None,
     };

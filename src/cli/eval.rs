@@ -3,7 +3,8 @@
 //! probabilities of images); both compile evaluation programs only, never a training step.
 
 use super::saved::Saved;
-use super::train::{loss_text, ModelName};
+use super::train::ModelName;
+use super::train_loop::loss_text;
 use super::{CliError, Result};
 use clap::Args;
 use sinter_model::data::{embedded_mnist, load_dir, CharCorpus, ImageDataset};

@@ -13,6 +13,8 @@ pub mod resume;
 pub mod sample;
 pub mod saved;
 pub mod train;
+pub mod train_images;
+pub mod train_loop;
 pub mod train_text;
 
 /// Errors of the command line: those of the crates, plus bad options.

@@ -83,6 +83,7 @@ impl Trainer {
                 batch: batch.unwrap_or(32),
                 seed,
                 valid_batches: 1,
+                stop_on_nan: true,
                 detect_anomaly: false,
                 memory_limit: None,
             };

@@ -11,6 +11,16 @@ const LENGTH: &str = "run length";
 const TOTAL: &str = "total steps";
 /// The settings `--new-schedule` may change: they only shape the learning rate over the steps.
 const SCHEDULE_KEYS: [&str; 3] = [LENGTH, "--lr", "--schedule"];
+/// The settings that say what the model is and where its data order comes from: never
+/// changed by a resume, and compared only when the checkpoint records them (older ones do not).
+const MODEL_KEYS: [&str; 6] = [
+    "--model",
+    "--width",
+    "--context",
+    "--layers",
+    "--heads",
+    "--seed",
+];
 /// The metadata key the trainer keeps its optimizer settings under (compared as a whole).
 const OPTIMIZER_KEY: &str = "optimizer";
 
@@ -62,6 +72,7 @@ pub fn reconcile(
             // Compared by its step count: --steps 250 and --epochs 2 of 125 steps agree.
             LENGTH => ckpt.meta.get(TOTAL).map(String::as_str) != now.get(TOTAL),
             TOTAL => false,
+            k if MODEL_KEYS.contains(&k) => ckpt.meta.contains_key(k) && saved != value,
             _ => saved != value,
         };
         if recorded && differs {
@@ -77,8 +88,10 @@ pub fn reconcile(
             ));
         }
     }
-    let batch_differs = diffs.iter().any(|d| d.0 == "--batch");
-    if saved_optimizer == now_optimizer && !batch_differs {
+    let fixed_differs = diffs
+        .iter()
+        .any(|d| d.0 == "--batch" || MODEL_KEYS.contains(&d.0));
+    if saved_optimizer == now_optimizer && !fixed_differs {
         return Ok(None);
     }
     if !recorded {
@@ -113,6 +126,10 @@ pub fn reconcile(
         let why = match *key {
             LENGTH => " (the learning-rate schedule spans the whole run)",
             "--batch" => " (the data order is kept per batch size)",
+            "--seed" => " (the seed draws the data order and dropout)",
+            "--model" | "--width" | "--context" | "--layers" | "--heads" => {
+                " (a checkpoint continues the model it was saved from)"
+            }
             _ => "",
         };
         msg.push_str(&format!("\n  {saved} when saved, {now} now{why}"));

@@ -1,27 +1,18 @@
-//! `sinter train`: trains the default CNN (or an MLP) on the shipped MNIST digits or on IDX files,
-//! with a progress bar, evaluation each epoch, checkpoints, and a final accuracy and throughput;
-//! data-parallel over MPI ranks with `--distributed`, where rank 0 alone prints, evaluates and saves.
+//! `sinter train`: its options, their checks, and the pieces every model's run shares (the
+//! optimizer, the settings a checkpoint records, Ctrl-C, --init/--resume files, MPI ranks); the
+//! loop is in train_loop.rs, the image and text models in train_images.rs and train_text.rs.
 
-use super::metrics::Record;
 use super::resume::Settings;
 use super::{checks, CliError, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use sinter_device::DeviceChoice;
-use sinter_model::checkpoint::{
-    load_safetensors, save_safetensors, NamedTensor, TrainingCheckpoint,
-};
-use sinter_model::data::{embedded_mnist, load_dir, ImageDataset};
-use sinter_model::nn::{default_cnn, mlp};
+use sinter_model::checkpoint::{load_safetensors, NamedTensor, TrainingCheckpoint};
 use sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
-use sinter_model::parallel::{any_rank, Collective};
-use sinter_model::train::{Classifier, ClassifierConfig};
-use sinter_model::{Backend, ModelError, VarStore};
-use std::collections::BTreeMap;
+use sinter_model::parallel::Collective;
+use sinter_model::ModelError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelName {
@@ -72,7 +63,8 @@ pub struct TrainArgs {
     /// Text models: a UTF-8 text file; default: the tiny-shakespeare text built in.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Passes over the training images (image models; at least 1, default 5).
+    /// Passes over the training images (image models, which count epochs; at least 1,
+    /// default 5).
     #[arg(long, value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
     pub epochs: Option<u64>,
     /// Train for this many steps instead of whole epochs (at least 1).
@@ -128,7 +120,8 @@ pub struct TrainArgs {
     /// thread count give the same run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Take the training images in file order instead of a new random order each epoch.
+    /// Take the training images in file order instead of a new random order each epoch (image
+    /// models; text models draw random windows).
     #[arg(long)]
     pub no_shuffle: bool,
     /// Initial parameters from a safetensors file (names as PyTorch's state_dict).
@@ -137,14 +130,16 @@ pub struct TrainArgs {
     /// Write the trained parameters to this safetensors file.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Write a full training checkpoint here at the end of each epoch, every
-    /// --checkpoint-every steps, on Ctrl-C, and at the end of the run.
+    /// Write a full training checkpoint here at each evaluation (every epoch of an image model,
+    /// every sixth of a text model's run), every --checkpoint-every steps, on Ctrl-C, and at
+    /// the end of the run.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Also write the checkpoint every N steps (at least 1).
     #[arg(long, value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
     pub checkpoint_every: Option<u64>,
-    /// Continue from a training checkpoint (parameters, optimizer state, step, data order).
+    /// Continue from a training checkpoint (parameters, optimizer state, step, data order, and
+    /// the history --plot draws).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// With --resume: continue a run whose length (--epochs, --steps), --lr or --schedule
@@ -152,7 +147,8 @@ pub struct TrainArgs {
     /// (e.g. extend a finished run: --epochs 3 --resume run.ckpt --new-schedule).
     #[arg(long, requires = "resume")]
     pub new_schedule: bool,
-    /// Draw the loss and accuracy curves into this file (.svg, or .png without text).
+    /// Draw the loss curves and the test accuracy (image models) or validation loss (text
+    /// models) into this file (.svg or .png); a resumed run draws its whole history.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Write the run's metrics to this file, one record per step and per evaluation (step,
@@ -170,8 +166,8 @@ pub struct TrainArgs {
     /// No progress bar (for logs).
     #[arg(long)]
     pub quiet: bool,
-    /// Time every kernel of every step and print the profile table at the end (image models;
-    /// `sinter profile` profiles any model without training it).
+    /// Time every kernel of every step and print the profile table at the end (`sinter
+    /// profile` profiles a model without training it).
     #[arg(long)]
     pub profile: bool,
     /// With --profile: write a Chrome trace of the profiled steps (Perfetto, chrome://tracing).
@@ -184,14 +180,14 @@ pub struct TrainArgs {
 /// `--distributed`'s help says whether this build can use it.
 const DISTRIBUTED_HELP: &str = if cfg!(feature = "mpi") {
     "Data-parallel training over MPI, one process per device: launch with `mpirun -np N sinter \
-     train --distributed …`; --batch is the global batch, split over the ranks (image models)"
+     train --distributed …`; --batch is the global batch, split over the ranks"
 } else {
     "Data-parallel training over MPI (`mpirun -np N sinter train --distributed`): not built into \
      this sinter; rebuild with `cargo build --release --features mpi` (needs Open MPI or MPICH)"
 };
 
 /// Where this process trains in a data-parallel job (one process alone: rank 0 of 1).
-struct Ranks {
+pub(super) struct Ranks {
     pub rank: usize,
     pub size: usize,
     /// Index of this process among the job's processes on this machine: picks its GPU.
@@ -208,13 +204,6 @@ impl Ranks {
             collective: None,
         }
     }
-}
-
-fn load_data(args: &TrainArgs) -> Result<(ImageDataset, ImageDataset)> {
-    Ok(match &args.data {
-        Some(dir) => load_dir(dir)?,
-        None => embedded_mnist()?,
-    })
 }
 
 pub(super) fn optimizer(
@@ -262,8 +251,25 @@ pub(super) fn value_name<T: ValueEnum>(v: T) -> String {
 }
 
 /// The options behind this run's optimizer and data order, as recorded in its checkpoints.
-fn settings(args: &TrainArgs, batch: usize, total_steps: u64, opt: &Optimizer) -> Settings {
-    let mut s = vec![("--optimizer", value_name(args.optimizer))];
+pub(super) fn settings(
+    args: &TrainArgs,
+    batch: usize,
+    total_steps: u64,
+    opt: &Optimizer,
+) -> Settings {
+    // What the model is: a checkpoint continues only the model it was written by.
+    let mut s = vec![("--model", value_name(args.model))];
+    if args.model.is_text() {
+        s.push(("--width", args.width.to_string()));
+        s.push(("--context", args.context.to_string()));
+        if args.model == ModelName::CharTransformer {
+            s.push(("--layers", args.layers.to_string()));
+            s.push(("--heads", args.heads.to_string()));
+        }
+    }
+    // The seed draws the data order and dropout, which a resumed run continues.
+    s.push(("--seed", args.seed.to_string()));
+    s.push(("--optimizer", value_name(args.optimizer)));
     s.push(("--lr", opt.lr.to_string()));
     if let OptimizerKind::Sgd(sgd) = opt.kind {
         s.push(("--momentum", sgd.momentum.to_string()));
@@ -324,34 +330,37 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.distributed {
         return run_distributed(args, choice);
     }
-    if args.model.is_text() {
-        return super::train_text::run(&args, choice);
-    }
-    train_images(&args, choice, Ranks::alone())
+    train(&args, choice, Ranks::alone())
 }
 
-/// Options the character models do not take yet, refused by name rather than ignored.
+/// Trains the model `args` names, on this process's share of the ranks.
+fn train(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<()> {
+    if args.model.is_text() {
+        super::train_text::run(args, choice, ranks)
+    } else {
+        super::train_images::run(args, choice, ranks)
+    }
+}
+
+/// Options that have no meaning for the character models, refused by name rather than ignored.
 fn refuse_image_only_options(args: &TrainArgs) -> Result<()> {
     let given = [
-        ("--epochs", args.epochs.is_some()),
-        ("--no-shuffle", args.no_shuffle),
-        ("--checkpoint", args.checkpoint.is_some()),
-        ("--checkpoint-every", args.checkpoint_every.is_some()),
-        ("--resume", args.resume.is_some()),
-        ("--plot", args.plot.is_some()),
-        ("--stop-on-nan", args.stop_on_nan),
-        ("--profile", args.profile),
-        ("--distributed", args.distributed),
+        (
+            "--epochs",
+            args.epochs.is_some(),
+            "they draw random windows of the text at every step, so there are no passes over it \
+             to count: give the length with --steps (default 600)",
+        ),
+        (
+            "--no-shuffle",
+            args.no_shuffle,
+            "they draw random windows of the text at every step (seeded by --seed), so there is \
+             no file order to keep",
+        ),
     ];
-    if let Some((option, _)) = given.iter().find(|g| g.1) {
-        let hint = match *option {
-            "--epochs" => " (they train for --steps, default 600)",
-            "--profile" => "; use `sinter profile --model <char-model>`",
-            "--stop-on-nan" => " (they always stop at a non-finite loss)",
-            _ => "",
-        };
+    if let Some((option, _, why)) = given.iter().find(|g| g.1) {
         return Err(CliError::Usage(format!(
-            "{option} is not supported for --model {} (image models only){hint}",
+            "{option} is not supported for --model {}: {why}",
             value_name(args.model)
         )));
     }
@@ -407,7 +416,7 @@ pub(super) fn load_init(path: &Path) -> Result<Vec<NamedTensor>> {
 }
 
 /// A training checkpoint for `--resume`; a parameter file gets a pointer to `--init`.
-fn load_resume(path: &Path) -> Result<TrainingCheckpoint> {
+pub(super) fn load_resume(path: &Path) -> Result<TrainingCheckpoint> {
     TrainingCheckpoint::load(path).map_err(|e| match e {
         ModelError::Checkpoint { ref problem, .. }
             if problem.starts_with("is not a sinter training checkpoint") =>
@@ -461,7 +470,7 @@ fn run_distributed(args: TrainArgs, choice: DeviceChoice) -> Result<()> {
         local_rank: mpi.local_rank,
         collective: Some(Box::new(mpi.collective())),
     };
-    match train_images(&args, choice, ranks) {
+    match train(&args, choice, ranks) {
         // Every rank agrees on an interrupt, so all of them stop together without aborting;
         // rank 0 alone says so.
         Err(e @ CliError::Interrupted { .. }) if mpi.rank == 0 => Err(e),
@@ -477,463 +486,5 @@ fn run_distributed(args: TrainArgs, choice: DeviceChoice) -> Result<()> {
             mpi.abort(1)
         }
         Ok(()) => Ok(()),
-    }
-}
-
-fn train_images(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<()> {
-    let root = ranks.rank == 0;
-    let batch = args.batch.unwrap_or(64);
-    let (train_set, test_set) = load_data(args)?;
-    if batch > train_set.n {
-        return Err(CliError::Usage(format!(
-            "--batch {} is larger than the {} training examples",
-            batch, train_set.n
-        )));
-    }
-    let (backend, notice) = Backend::open_nth(choice, ranks.local_rank)?;
-    if let (Some(n), true) = (notice, root) {
-        eprintln!("{n}");
-    }
-
-    let mut rng = sinter_model::Init::new(args.seed);
-    let mut store = VarStore::new();
-    let image = [train_set.channels, train_set.rows, train_set.cols];
-    if args.model == ModelName::Cnn && (image[1] < 4 || image[2] < 4) {
-        return Err(CliError::Usage(format!(
-            "the cnn pools twice by 2, so it needs images of at least 4×4 pixels; these are {}×{} (try --model mlp)",
-            image[1], image[2]
-        )));
-    }
-    let (name, model) = match args.model {
-        ModelName::Cnn => (
-            "cnn",
-            default_cnn(
-                &mut store,
-                image[0],
-                [image[1], image[2]],
-                train_set.classes,
-                &mut rng,
-            ),
-        ),
-        ModelName::Mlp => (
-            "mlp",
-            mlp(
-                &mut store,
-                image.iter().product(),
-                256,
-                train_set.classes,
-                &mut rng,
-            ),
-        ),
-        _ => unreachable!("text models are trained by train_text"),
-    };
-    let steps_per_epoch = (train_set.n / batch) as u64;
-    let total_steps = args
-        .steps
-        .unwrap_or(args.epochs.unwrap_or(5) * steps_per_epoch);
-    let config = ClassifierConfig {
-        batch,
-        eval_batch: 200,
-        seed: args.seed,
-        shuffle: !args.no_shuffle,
-        stop_on_nan: args.stop_on_nan,
-        detect_anomaly: args.detect_anomaly,
-        memory_limit: super::memory::limit_for(&backend)?,
-    };
-    let opt = optimizer(args, total_steps, steps_per_epoch)?;
-    let too_big = |e| super::memory::explain(e, &[("--batch", batch)]);
-    let mut c = match ranks.collective {
-        None => Classifier::new(name, model, store, backend, opt, config, image, train_set.n)
-            .map_err(too_big)?,
-        Some(collective) => Classifier::data_parallel(
-            name,
-            model,
-            store,
-            backend,
-            opt,
-            config,
-            image,
-            train_set.n,
-            collective,
-        )
-        .map_err(too_big)?,
-    };
-    if let Some(path) = &args.init {
-        let tensors = load_init(path)?;
-        c.set_params(&tensors, path)?;
-    }
-    let settings = settings(args, batch, total_steps, &c.optimizer);
-    if let Some(path) = &args.resume {
-        // Every rank reads the same checkpoint: parameters, optimizer state and data order.
-        let mut ckpt = load_resume(path)?;
-        let now = format!("{:?}", c.optimizer);
-        let change = super::resume::reconcile(&mut ckpt, path, &settings, &now, args.new_schedule)?;
-        if let (Some(change), true) = (change, root) {
-            eprintln!("{change}");
-        }
-        c.restore(&ckpt, path)?;
-        if root {
-            eprintln!("resumed from {} at step {}", path.display(), c.step);
-        }
-    }
-    if ranks.size > 1 {
-        // Whatever each rank read, they must agree on where the run stands and how long it
-        // lasts, and then start from rank 0's state.
-        c.agree_on(&[
-            ("total steps".into(), total_steps.to_string()),
-            ("step".into(), c.step.to_string()),
-            ("data order".into(), c.batcher.state().to_string()),
-            ("test examples".into(), test_set.n.to_string()),
-        ])?;
-        c.broadcast_state()?;
-    }
-    let mem = c.train_memory();
-    log::info!(
-        "training step plan: {:.1} MiB in {} buffers (peak live {:.1} MiB, {:.1} MiB without reuse)",
-        mem.planned_bytes as f64 / 1048576.0,
-        mem.buffers,
-        mem.peak_live_bytes as f64 / 1048576.0,
-        mem.unshared_bytes as f64 / 1048576.0
-    );
-    if root {
-        eprintln!(
-            "training {name} on {} ({} train / {} test images) for {} steps, batch {}{}, {} lr {}",
-            c.backend.describe(),
-            train_set.n,
-            test_set.n,
-            total_steps,
-            batch,
-            if ranks.size > 1 {
-                format!(
-                    " ({} per rank; {:.2} MB of gradients all-reduced per step)",
-                    batch / ranks.size,
-                    c.gradient_bytes() as f64 / 1e6
-                )
-            } else {
-                String::new()
-            },
-            c.optimizer.kind.name(),
-            c.optimizer.lr
-        );
-    }
-
-    let bar = if args.quiet || !root {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total_steps)
-    };
-    bar.set_style(ProgressStyle::with_template(PROGRESS_TEMPLATE).expect("valid template"));
-    bar.set_position(c.step);
-    let started = Instant::now();
-    let first_step = c.step;
-    let mut seen = 0usize;
-    let mut last_loss = f32::NAN;
-    let mut history = super::plot::History::default();
-    let interrupted = interrupt_flag();
-    let mut profiles = Vec::new();
-    let mut eval_secs = 0.0;
-    let mut non_finite = NonFinite::default();
-    let mut epoch = EpochMeans::new();
-    // The evaluation of the last step, so that the final report does not evaluate it again.
-    let mut last_eval = None;
-    let mut metrics = match (&args.log, root) {
-        (Some(path), true) => Some(super::metrics::MetricsLog::create(path)?),
-        _ => None,
-    };
-    // Only rank 0 writes checkpoints; the ranks hold the same state.
-    let save = |c: &Classifier| -> Result<()> {
-        if let (Some(path), true) = (&args.checkpoint, root) {
-            // Reading the state back needs the device: if it is lost, the file on disk stays.
-            let mut state = c
-                .checkpoint()
-                .map_err(|e| resume_hint(e, &args.checkpoint))?;
-            settings.record(&mut state);
-            state.save(path)?;
-        }
-        Ok(())
-    };
-    let say = |bar: &ProgressBar, line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
-    while c.step < total_steps {
-        let mut stop = interrupted.load(Ordering::SeqCst);
-        if let Some(collective) = c.collective() {
-            stop = any_rank(collective, stop)?;
-        }
-        if stop {
-            bar.finish_and_clear();
-            save(&c)?;
-            return Err(CliError::Interrupted {
-                step: c.step,
-                saved: args.checkpoint.clone(),
-            });
-        }
-        let step_started = Instant::now();
-        let s = if args.profile {
-            let (s, p) = c
-                .train_step_profiled(&train_set, None)
-                .map_err(|e| resume_hint(e, &args.checkpoint))?;
-            profiles.push(p);
-            s
-        } else {
-            c.train_step(&train_set)
-                .map_err(|e| resume_hint(e, &args.checkpoint))?
-        };
-        if args.checkpoint_every.is_some_and(|n| c.step % n == 0) {
-            save(&c)?;
-        }
-        seen += batch;
-        last_loss = s.loss;
-        if let (Some(first), true) = (non_finite.record(c.step, s.loss), root) {
-            say(&bar, first);
-        }
-        epoch.add(s.loss, s.correct, batch);
-        history.train_loss.push((c.step, s.loss));
-        let rate = seen as f64 / started.elapsed().as_secs_f64();
-        bar.set_message(progress_message(s.loss, rate, "img/s"));
-        bar.inc(1);
-        if let Some(m) = &mut metrics {
-            m.write(&Record {
-                kind: "train",
-                step: c.step,
-                epoch: Some(c.step as f64 / steps_per_epoch.max(1) as f64),
-                loss: s.loss as f64,
-                accuracy: Some(s.correct as f64 / batch as f64),
-                lr: Some(c.optimizer.lr * c.optimizer.schedule.factor(c.step - 1)),
-                samples_per_sec: Some(batch as f64 / step_started.elapsed().as_secs_f64()),
-                seconds: started.elapsed().as_secs_f64(),
-                ..Record::default()
-            })?;
-        }
-        let end_of_epoch = c.step % steps_per_epoch.max(1) == 0;
-        if root && (end_of_epoch || c.step == total_steps) {
-            let eval_started = Instant::now();
-            bar.set_message(format!("evaluating {} test images…", test_set.n));
-            let eval = c
-                .evaluate(&test_set)
-                .map_err(|e| resume_hint(e, &args.checkpoint))?;
-            eval_secs += eval_started.elapsed().as_secs_f64();
-            history.evals.push((c.step, eval.loss, eval.accuracy));
-            if let Some(m) = &mut metrics {
-                m.write(&Record {
-                    kind: "eval",
-                    step: c.step,
-                    epoch: Some(c.step as f64 / steps_per_epoch.max(1) as f64),
-                    loss: eval.loss,
-                    accuracy: Some(eval.accuracy),
-                    samples_per_sec: Some(
-                        eval.examples as f64 / eval_started.elapsed().as_secs_f64(),
-                    ),
-                    seconds: started.elapsed().as_secs_f64(),
-                    ..Record::default()
-                })?;
-            }
-            let (train_loss, train_acc, secs) = epoch.take();
-            say(
-                &bar,
-                format!(
-                    "step {:>5} (epoch {:.2}, {secs:.1} s): train loss {}, train accuracy {:.2}%, test loss {}, test accuracy {:.2}%",
-                    c.step,
-                    c.step as f64 / steps_per_epoch.max(1) as f64,
-                    loss_text(train_loss),
-                    train_acc * 100.0,
-                    loss_text(eval.loss),
-                    eval.accuracy * 100.0
-                ),
-            );
-            last_eval = Some((c.step, eval));
-            save(&c)?;
-        }
-    }
-    bar.finish_and_clear();
-    // Images per second of training: the evaluations in between are not training.
-    let train_secs = started.elapsed().as_secs_f64() - eval_secs;
-    // A collective: every rank takes part before rank 0 alone goes on to evaluate and save.
-    let divergence = c.rank_divergence()?;
-    if !root {
-        return Ok(());
-    }
-    if let Some(summary) = non_finite.summary(c.step - first_step) {
-        eprintln!("{summary}");
-    }
-    if ranks.size > 1 {
-        eprintln!(
-            "ranks in sync: the largest parameter difference between any rank and rank 0 is {divergence:e} ({} ranks)",
-            ranks.size
-        );
-    }
-    let eval = match last_eval {
-        Some((step, eval)) if step == c.step => eval,
-        _ => {
-            if !args.quiet {
-                eprintln!("evaluating {} test images…", test_set.n);
-            }
-            c.evaluate(&test_set)?
-        }
-    };
-    if let Some(path) = &args.save {
-        let mut meta = BTreeMap::new();
-        meta.insert("model".to_string(), name.to_string());
-        // What `sinter eval` and `sinter predict` need to rebuild the network without the data.
-        meta.insert("image".to_string(), super::saved::image_text(image));
-        meta.insert("classes".to_string(), train_set.classes.to_string());
-        save_safetensors(path, &c.params()?, &meta)?;
-        eprintln!("saved parameters to {}", path.display());
-    }
-    if let Some(path) = &args.plot {
-        super::plot::write(path, &history)?;
-        eprintln!("plotted the run to {}", path.display());
-    }
-    let images_per_sec = seen as f64 / train_secs.max(1e-9);
-    println!(
-        "test accuracy {:.2}% ({} images) after {} steps · final train loss {} · {:.0} images/s · {:.1} s · {}",
-        eval.accuracy * 100.0,
-        eval.examples,
-        c.step - first_step,
-        loss_text(last_loss as f64),
-        images_per_sec,
-        train_secs,
-        c.backend.describe()
-    );
-    if args.profile {
-        println!();
-        super::profile::report(&c.backend, &profiles, true, false, args.trace.as_ref())?;
-    }
-    Ok(())
-}
-
-/// The progress bar: 12 + 1 + 13 + 1 + 19 + 1 + the message (at most 32) = 79 columns with
-/// six-digit step counts (`progress_line_fits_80_columns` checks it).
-pub(super) const PROGRESS_TEMPLATE: &str =
-    "{bar:12} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}";
-
-/// The progress bar's message during training: "loss 2.3031 · 1234 img/s" (`unit` is img/s or
-/// chars/s; rates from 100,000 on are written in thousands or millions, "512k", "31M").
-pub(super) fn progress_message(loss: f32, rate: f64, unit: &str) -> String {
-    let rate = if rate >= 1e7 {
-        format!("{:.0}M", rate / 1e6)
-    } else if rate >= 1e5 {
-        format!("{:.0}k", rate / 1e3)
-    } else {
-        format!("{rate:.0}")
-    };
-    format!("loss {} · {rate} {unit}", loss_text(loss as f64))
-}
-
-/// A loss for people: four decimals, or scientific notation when it is large (a diverging run
-/// reaches 1e28, which would print as 29 digits).
-pub(super) fn loss_text(loss: f64) -> String {
-    if loss.is_finite() && loss.abs() >= 1e4 {
-        format!("{loss:.3e}")
-    } else {
-        format!("{loss:.4}")
-    }
-}
-
-/// Non-finite training losses of a run that goes on through them (no --stop-on-nan): one
-/// warning at the first, and a count at the end.
-#[derive(Default)]
-struct NonFinite {
-    first: Option<(u64, f32)>,
-    count: u64,
-}
-
-impl NonFinite {
-    /// Notes the loss of `step`; returns the warning for the first non-finite one.
-    fn record(&mut self, step: u64, loss: f32) -> Option<String> {
-        if loss.is_finite() {
-            return None;
-        }
-        self.count += 1;
-        if self.first.is_some() {
-            return None;
-        }
-        self.first = Some((step, loss));
-        Some(format!(
-            "warning: step {step}: the training loss is {loss}; training goes on (--stop-on-nan stops at the first non-finite loss; lower --lr or set --clip-norm)"
-        ))
-    }
-
-    fn summary(&self, steps: u64) -> Option<String> {
-        let (step, _) = self.first?;
-        Some(format!(
-            "warning: {} of {steps} steps had a non-finite training loss (the first at step {step})",
-            self.count
-        ))
-    }
-}
-
-/// The mean training loss and accuracy since the last evaluation, and its time.
-struct EpochMeans {
-    loss: f64,
-    correct: usize,
-    examples: usize,
-    steps: usize,
-    started: Instant,
-}
-
-impl EpochMeans {
-    fn new() -> Self {
-        EpochMeans {
-            loss: 0.0,
-            correct: 0,
-            examples: 0,
-            steps: 0,
-            started: Instant::now(),
-        }
-    }
-
-    fn add(&mut self, loss: f32, correct: usize, batch: usize) {
-        self.loss += loss as f64;
-        self.correct += correct;
-        self.examples += batch;
-        self.steps += 1;
-    }
-
-    /// (mean loss, accuracy, seconds) since the last call, and starts over.
-    fn take(&mut self) -> (f64, f64, f64) {
-        let out = (
-            self.loss / self.steps.max(1) as f64,
-            self.correct as f64 / self.examples.max(1) as f64,
-            self.started.elapsed().as_secs_f64(),
-        );
-        *self = EpochMeans::new();
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The widest line the bar draws (six-digit step counts, the widest message) fits 80 columns.
-    #[test]
-    fn progress_line_fits_80_columns() {
-        let widest = PROGRESS_TEMPLATE
-            .replace("{bar:12}", &"#".repeat(12))
-            .replace("{pos}", "999999")
-            .replace("{len}", "999999")
-            .replace("{elapsed_precise}", "00:00:00")
-            .replace("{eta_precise}", "00:00:00")
-            .replace(
-                "{msg}",
-                &progress_message(-1.2345e30, 9_999_999.0, "chars/s"),
-            );
-        assert!(!widest.contains('{'), "{widest}");
-        assert!(
-            widest.chars().count() <= 80,
-            "{} columns: {widest}",
-            widest.chars().count()
-        );
-        assert_eq!(
-            progress_message(2.5, 123456.0, "img/s"),
-            "loss 2.5000 · 123k img/s"
-        );
-        assert_eq!(loss_text(2.30314), "2.3031");
-        assert_eq!(loss_text(1.5e28), "1.500e28");
     }
 }

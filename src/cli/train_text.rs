@@ -1,19 +1,60 @@
 //! `sinter train --model char-transformer|char-rnn|char-lstm|char-gru`: a character-level language
-//! model on the built-in tiny-shakespeare text (or `--data FILE`), validated in nats per character.
+//! model on the built-in tiny-shakespeare text (or `--data FILE`), given to the shared training
+//! loop and validated in nats per character.
 
-use super::metrics::{MetricsLog, Record};
-use super::train::{
-    loss_text, optimizer, progress_message, ModelName, TrainArgs, PROGRESS_TEMPLATE,
-};
+use super::train::{optimizer, settings, ModelName, Ranks, TrainArgs};
+use super::train_loop::{self, loss_text, Eval, Pace, Step, Task};
 use super::{CliError, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use sinter_device::DeviceChoice;
-use sinter_model::checkpoint::save_safetensors;
+use sinter_model::checkpoint::{save_safetensors, TrainingCheckpoint};
 use sinter_model::data::CharCorpus;
-use sinter_model::lm::{CharArch, CharLm, LmConfig};
+use sinter_model::lm::{CharArch, CharLm, CharModel, LmConfig};
 use sinter_model::nn_seq::CellKind;
-use sinter_model::Backend;
-use std::time::Instant;
+use sinter_model::trainer::Trainer;
+use sinter_model::{Backend, ModelError};
+use std::path::Path;
+
+impl Task for CharLm {
+    type M = CharModel;
+    fn trainer(&self) -> &Trainer<CharModel> {
+        &self.trainer
+    }
+    fn trainer_mut(&mut self) -> &mut Trainer<CharModel> {
+        &mut self.trainer
+    }
+    fn step(&mut self, profile: bool) -> Result<Step, ModelError> {
+        let (loss, profile) = if profile {
+            let (loss, p) = self.train_step_profiled(None)?;
+            (loss, Some(p))
+        } else {
+            (self.train_step()?, None)
+        };
+        Ok(Step {
+            loss,
+            correct: None,
+            profile,
+        })
+    }
+    fn evaluate(&mut self) -> Result<Eval, ModelError> {
+        Ok(Eval {
+            loss: self.validate()?,
+            accuracy: None,
+            examples: self.config.batch * self.config.valid_batches,
+        })
+    }
+    fn checkpoint(&self) -> Result<TrainingCheckpoint, ModelError> {
+        CharLm::checkpoint(self)
+    }
+    fn restore(&mut self, ckpt: &TrainingCheckpoint, path: &Path) -> Result<(), ModelError> {
+        CharLm::restore(self, ckpt, path)
+    }
+    fn data_state(&self) -> Vec<(String, String)> {
+        vec![(
+            "training-window generator".into(),
+            self.windows_position().to_string(),
+        )]
+    }
+}
 
 /// The architecture the options describe.
 pub fn arch(model: ModelName, width: usize, layers: usize, heads: usize) -> Result<CharArch> {
@@ -52,7 +93,8 @@ pub fn arch(model: ModelName, width: usize, layers: usize, heads: usize) -> Resu
     })
 }
 
-pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
+pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<()> {
+    let root = ranks.rank == 0;
     let corpus = match &args.data {
         Some(path) => CharCorpus::load(path)?,
         None => CharCorpus::embedded()?,
@@ -60,8 +102,8 @@ pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
     let arch = arch(args.model, args.width, args.layers, args.heads)?;
     let batch = args.batch.unwrap_or(32);
     let steps = args.steps.unwrap_or(600);
-    let (backend, notice) = Backend::open(choice)?;
-    if let Some(n) = notice {
+    let (backend, notice) = Backend::open_nth(choice, ranks.local_rank)?;
+    if let (Some(n), true) = (notice, root) {
         eprintln!("{n}");
     }
     let opt = optimizer(args, steps, (steps / 4).max(1))?;
@@ -69,96 +111,52 @@ pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
         batch,
         seed: args.seed,
         valid_batches: 16,
+        stop_on_nan: args.stop_on_nan,
         detect_anomaly: args.detect_anomaly,
         memory_limit: super::memory::limit_for(&backend)?,
     };
     let vocab = corpus.vocab_size();
     let lower = [("--batch", batch), ("--context", args.context)];
-    let mut lm = CharLm::new(arch, args.context, corpus, backend, opt, config)
-        .map_err(|e| super::memory::explain(e, &lower))?;
-    eprintln!(
-        "training {} ({} parameters, vocabulary {vocab}, context {}) on {} for {steps} steps, batch {batch}",
-        arch.name(),
-        lm.parameter_count(),
-        args.context,
-        lm.backend.describe()
-    );
-    if let Some(path) = &args.init {
-        let tensors = super::train::load_init(path)?;
-        lm.set_params(&tensors, path)?;
-    }
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(steps)
-    };
-    bar.set_style(ProgressStyle::with_template(PROGRESS_TEMPLATE).expect("valid template"));
-    let mut metrics = match &args.log {
-        Some(path) => Some(MetricsLog::create(path)?),
-        None => None,
-    };
-    let started = Instant::now();
-    let every = (steps / 6).max(1);
-    let mut last = f32::NAN;
-    let mut last_valid = None;
-    while lm.step < steps {
-        let step_started = Instant::now();
-        let lr = lm.optimizer.lr * lm.optimizer.schedule.factor(lm.step);
-        last = lm.train_step()?;
-        bar.inc(1);
-        let chars = lm.step as f64 * (batch * args.context) as f64;
-        bar.set_message(progress_message(
-            last,
-            chars / started.elapsed().as_secs_f64(),
-            "chars/s",
-        ));
-        if let Some(m) = &mut metrics {
-            m.write(&Record {
-                kind: "train",
-                step: lm.step,
-                loss: last as f64,
-                nats_per_char: Some(last as f64),
-                lr: Some(lr),
-                samples_per_sec: Some(batch as f64 / step_started.elapsed().as_secs_f64()),
-                seconds: started.elapsed().as_secs_f64(),
-                ..Record::default()
-            })?;
+    let too_big = |e| super::memory::explain(e, &lower);
+    let mut lm = match ranks.collective {
+        None => CharLm::new(arch, args.context, corpus, backend, opt, config).map_err(too_big)?,
+        Some(collective) => {
+            CharLm::data_parallel(arch, args.context, corpus, backend, opt, config, collective)
+                .map_err(too_big)?
         }
-        if lm.step % every == 0 || lm.step == steps {
-            bar.set_message("validating…");
-            let valid_started = Instant::now();
-            let valid = lm.validate()?;
-            if let Some(m) = &mut metrics {
-                let windows = batch * lm.config.valid_batches;
-                m.write(&Record {
-                    kind: "eval",
-                    step: lm.step,
-                    loss: valid,
-                    nats_per_char: Some(valid),
-                    samples_per_sec: Some(windows as f64 / valid_started.elapsed().as_secs_f64()),
-                    seconds: started.elapsed().as_secs_f64(),
-                    ..Record::default()
-                })?;
-            }
-            last_valid = Some((lm.step, valid));
-            let line = format!(
-                "step {:>5}: train loss {}, validation loss {} nats/char",
-                lm.step,
-                loss_text(last as f64),
-                loss_text(valid)
-            );
-            if bar.is_hidden() {
-                eprintln!("{line}");
+    };
+    let settings = settings(args, batch, steps, &lm.optimizer);
+    if root {
+        eprintln!(
+            "training {} ({} parameters, vocabulary {vocab}, context {}) on {} for {steps} steps, batch {batch}{}",
+            arch.name(),
+            lm.parameter_count(),
+            args.context,
+            lm.backend.describe(),
+            if ranks.size > 1 {
+                format!(
+                    " ({} per rank; {:.2} MB of gradients all-reduced per step)",
+                    batch / ranks.size,
+                    lm.gradient_bytes() as f64 / 1e6
+                )
             } else {
-                bar.println(line);
-            }
-        }
+                String::new()
+            },
+        );
     }
-    bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let valid = match last_valid {
-        Some((step, valid)) if step == lm.step => valid,
-        _ => lm.validate()?,
+    let pace = Pace {
+        total_steps: steps,
+        eval_every: (steps / 6).max(1),
+        steps_per_epoch: None,
+        batch,
+        rate_per_step: batch * args.context,
+        rate_unit: "chars/s",
+        evaluating: "validating…".into(),
+        rank: ranks.rank,
+        ranks: ranks.size,
+    };
+    let Some(done) = train_loop::train(&mut lm, args, &settings, &pace)? else {
+        return Ok(());
     };
     if let Some(path) = &args.save {
         let (tensors, meta) = lm.params()?;
@@ -170,12 +168,28 @@ pub fn run(args: &TrainArgs, choice: DeviceChoice) -> Result<()> {
         println!("---\n{text}\n---");
     }
     println!(
-        "validation loss {valid:.3} nats/char after {} steps · final train loss {} · {:.1} ms/step · {:.1} s · {}",
-        lm.step,
-        loss_text(last as f64),
-        secs * 1000.0 / steps.max(1) as f64,
-        secs,
+        "validation loss {} nats/char after {} steps · final train loss {} · {:.1} ms/step · {:.1} s · {}",
+        // Three decimals, as `sinter eval` prints it; a diverged run's in scientific notation.
+        if done.eval.loss.abs() < 1e4 {
+            format!("{:.3}", done.eval.loss)
+        } else {
+            loss_text(done.eval.loss)
+        },
+        done.steps,
+        loss_text(done.last_loss as f64),
+        done.train_secs * 1000.0 / done.steps.max(1) as f64,
+        done.train_secs,
         lm.backend.describe()
     );
+    if args.profile {
+        println!();
+        super::profile::report(
+            &lm.backend,
+            &done.profiles,
+            true,
+            false,
+            args.trace.as_ref(),
+        )?;
+    }
     Ok(())
 }

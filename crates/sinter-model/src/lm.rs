@@ -2,7 +2,7 @@
 //! their training on random windows of a text, validation loss in nats per character, and sampling.
 
 use crate::backend::{Backend, Program};
-use crate::checkpoint::NamedTensor;
+use crate::checkpoint::{NamedTensor, TrainingCheckpoint};
 use crate::data::CharCorpus;
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, NodeId, Tensor};
@@ -10,6 +10,7 @@ use crate::nn::Linear;
 use crate::nn::Mode;
 use crate::nn_seq::{CellKind, Embedding, LayerNorm, Recurrent, TransformerBlock};
 use crate::optim::Optimizer;
+use crate::parallel::Collective;
 use crate::profile::{StepProfile, TimingMethod};
 use crate::trainer::{Evaluator, Feeds, Model, Outputs, TrainConfig, Trainer};
 use crate::vars::{Init, VarId, VarStore};
@@ -17,6 +18,10 @@ use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The checkpoint metadata key of the training windows' generator position.
+const META_WINDOWS_RNG: &str = "windows_rng_word_pos";
 
 /// The architecture of a character model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,6 +330,9 @@ pub struct LmConfig {
     pub seed: u64,
     /// Validation windows per evaluation (in batches of `batch`).
     pub valid_batches: usize,
+    /// Stop with an error when the training loss is NaN or infinite (otherwise the trainer
+    /// counts such steps, see [`Trainer::non_finite_steps`]).
+    pub stop_on_nan: bool,
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
@@ -373,6 +381,43 @@ impl CharLm {
         optimizer: Optimizer,
         config: LmConfig,
     ) -> Result<Self> {
+        Self::build(arch, context, corpus, backend, optimizer, config, None)
+    }
+
+    /// A character model that trains data-parallel with the other ranks of `collective`:
+    /// `config.batch` is the global batch of windows, which must divide evenly over the ranks.
+    /// Every rank draws the windows of the whole global batch (so the generator stays where one
+    /// process would have it) and trains on its contiguous shard; the ranks check that they were
+    /// started with the same model, context and text, then take rank 0's parameters.
+    pub fn data_parallel(
+        arch: CharArch,
+        context: usize,
+        corpus: CharCorpus,
+        backend: Backend,
+        optimizer: Optimizer,
+        config: LmConfig,
+        collective: Box<dyn Collective>,
+    ) -> Result<Self> {
+        Self::build(
+            arch,
+            context,
+            corpus,
+            backend,
+            optimizer,
+            config,
+            Some(collective),
+        )
+    }
+
+    fn build(
+        arch: CharArch,
+        context: usize,
+        corpus: CharCorpus,
+        backend: Backend,
+        optimizer: Optimizer,
+        config: LmConfig,
+        collective: Option<Box<dyn Collective>>,
+    ) -> Result<Self> {
         arch.check()?;
         if context == 0 {
             return Err(ModelError::Config(
@@ -393,11 +438,22 @@ impl CharLm {
         let train = TrainConfig {
             batch: config.batch,
             seed: config.seed,
-            stop_on_nan: true,
+            stop_on_nan: config.stop_on_nan,
             detect_anomaly: config.detect_anomaly,
             memory_limit: config.memory_limit.clone(),
         };
-        let trainer = Trainer::new(model, store, backend, optimizer, train)?;
+        let trainer = match collective {
+            None => Trainer::new(model, store, backend, optimizer, train)?,
+            Some(collective) => {
+                let settings: Vec<(String, String)> = model_meta(&model, &corpus)
+                    .into_iter()
+                    .map(|(k, v)| (format!("character model {k}"), v))
+                    .collect();
+                Trainer::data_parallel(
+                    model, store, backend, optimizer, train, collective, &settings,
+                )?
+            }
+        };
         Ok(Self {
             trainer,
             corpus,
@@ -439,7 +495,14 @@ impl CharLm {
             &mut self.ids,
             &mut self.targets,
         );
-        let laid = self.trainer.model.feeds(b, &self.ids, Some(&self.targets));
+        // Data parallel: this rank's contiguous shard of the global batch's windows.
+        let (rank, _) = self.trainer.rank_and_size();
+        let local = self.trainer.local_batch();
+        let mine = rank * local * t..(rank + 1) * local * t;
+        let laid =
+            self.trainer
+                .model
+                .feeds(local, &self.ids[mine.clone()], Some(&self.targets[mine]));
         let feeds = named(&self.names, &laid);
         Ok(match profile {
             None => (self.trainer.step(&feeds)?.loss, None),
@@ -497,6 +560,62 @@ impl CharLm {
     pub fn params(&self) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
         let tensors = self.trainer.params()?;
         Ok((tensors, model_meta(&self.trainer.model, &self.corpus)))
+    }
+
+    /// Everything needed to continue this run exactly: the trainer's checkpoint (parameters,
+    /// optimizer state, step, dropout generator), the model's description and the position of
+    /// the generator that draws the training windows.
+    pub fn checkpoint(&self) -> Result<TrainingCheckpoint> {
+        let mut meta = model_meta(&self.trainer.model, &self.corpus);
+        meta.insert(META_WINDOWS_RNG.into(), self.rng.get_word_pos().to_string());
+        self.trainer.checkpoint(meta)
+    }
+
+    /// Continues from a checkpoint of the same model, context and text (`file` names it in
+    /// errors): a resumed run draws the windows an uninterrupted one would have drawn.
+    pub fn restore(&mut self, ckpt: &TrainingCheckpoint, file: &Path) -> Result<()> {
+        let now = model_meta(&self.trainer.model, &self.corpus);
+        for (key, what) in [
+            ("model", "model"),
+            ("arch", "architecture"),
+            ("context", "context"),
+            ("vocab", "text's characters"),
+        ] {
+            let saved = ckpt.meta.get(key).map(String::as_str).unwrap_or("?");
+            let mine = now.get(key).map(String::as_str).unwrap_or("?");
+            if saved != mine {
+                let shown = |v: &str| {
+                    if key == "vocab" {
+                        format!("{} distinct characters", v.chars().count())
+                    } else {
+                        v.to_string()
+                    }
+                };
+                return Err(ModelError::checkpoint(
+                    file,
+                    format!(
+                        "was saved with {what} {} but this run has {}",
+                        shown(saved),
+                        shown(mine)
+                    ),
+                ));
+            }
+        }
+        let word_pos: u128 = ckpt
+            .meta
+            .get(META_WINDOWS_RNG)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                ModelError::checkpoint(file, "has no position of the training-window generator")
+            })?;
+        self.trainer.restore(ckpt, file)?;
+        self.rng.set_word_pos(word_pos);
+        Ok(())
+    }
+
+    /// The position of the generator that draws the training windows (ranks compare it).
+    pub fn windows_position(&self) -> u128 {
+        self.rng.get_word_pos()
     }
 }
 

@@ -1,0 +1,290 @@
+//! What `sinter train` writes besides its result: plots, the metrics log, output paths checked
+//! before step 1, and a stdout or stderr that stays clean.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+#[test]
+fn plots_are_written_as_svg_or_png() {
+    let dir = scratch("plot");
+    let svg = dir.join("run.svg");
+    let png = dir.join("run.png");
+    for path in [&svg, &png] {
+        let o = sinter(&[
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            "130",
+            "--quiet",
+            "--plot",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("test accuracy"),
+        "not the expected SVG"
+    );
+    // Titles, axis names, the legend's entries and tick labels (the steps 0 … 130).
+    let texts: Vec<&str> = text
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim()))
+        .collect();
+    for want in [
+        "cross-entropy loss",
+        "step",
+        "loss (nats)",
+        "train",
+        "test",
+        "accuracy (%)",
+        "0",
+        "100",
+    ] {
+        assert!(
+            texts.contains(&want),
+            "{want:?} not among the SVG's texts {texts:?}"
+        );
+    }
+    assert!(
+        std::fs::read(&png).unwrap().starts_with(b"\x89PNG"),
+        "not a PNG"
+    );
+    // The PNG has its text too: the title band above the left chart holds dark glyph pixels
+    // (before the font was built in, it held none).
+    let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let channels = frame.line_size / frame.width as usize;
+    let dark = (10..35)
+        .flat_map(|y| (150..350).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let at = y * frame.line_size + x * channels;
+            buf[at..at + 3].iter().all(|&c| c < 100)
+        })
+        .count();
+    assert!(dark > 100, "{dark} dark pixels where the title should be");
+    let o = sinter(&[
+        "train", "--model", "mlp", "--steps", "1", "--quiet", "--plot", "run.pdf",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(".svg or .png"), "{}", stderr(&o));
+}
+
+/// Item 1: every output path is checked before step 1, for image and text models, with an
+/// error naming the option and the path, and nothing is written.
+#[test]
+fn output_paths_are_checked_before_the_first_step() {
+    let dir = scratch("outputs");
+    let missing = dir.join("no/such/dir/x.safetensors");
+    let missing_ckpt = dir.join("no/such/dir/x.ckpt");
+    let existing_dir = dir.join("a-folder");
+    std::fs::create_dir_all(&existing_dir).unwrap();
+    let pdf = dir.join("run.pdf");
+    let noext = dir.join("noext");
+    let txt_log = dir.join("run.txt");
+    // A folder not even root may write into (sysfs); and one made read-only, which binds
+    // users other than root.
+    let mut read_only = vec![PathBuf::from("/sys/x.safetensors")];
+    let ro = dir.join("read-only");
+    std::fs::create_dir_all(&ro).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(ro.join("probe"), b"").is_err() {
+            read_only.push(ro.join("x.safetensors"));
+        }
+    }
+    let mut cases: Vec<(&str, PathBuf, &str)> = vec![
+        ("--save", missing.clone(), "does not exist"),
+        ("--save", existing_dir.clone(), "is a folder"),
+        ("--plot", pdf.clone(), "must end in .svg or .png"),
+        ("--plot", noext.clone(), "must end in .svg or .png"),
+        ("--plot", dir.join("no/such/run.svg"), "does not exist"),
+        ("--log", txt_log.clone(), "must end in .jsonl or .csv"),
+        ("--log", dir.join("no/such/run.jsonl"), "does not exist"),
+    ];
+    for p in &read_only {
+        cases.push(("--save", p.clone(), "cannot write into the folder"));
+    }
+    for model in ["mlp", "cnn", "char-rnn", "char-transformer"] {
+        let mut cases = cases.clone();
+        cases.push(("--checkpoint", missing_ckpt.clone(), "does not exist"));
+        for p in &read_only {
+            cases.push(("--checkpoint", p.with_extension("ckpt"), "cannot write"));
+        }
+        for (option, path, problem) in &cases {
+            let p = path.to_str().unwrap();
+            let o = sinter(&[
+                "train", "--model", model, "--steps", "20", "--quiet", option, p,
+            ]);
+            let what = format!("{model} {option} {p}");
+            let err = assert_refused(&o, &what);
+            assert!(
+                err.contains(&format!("{option} {p}")) && err.contains(problem),
+                "{what}: {err}"
+            );
+            assert!(!path.is_file(), "{what}: a file was written");
+        }
+    }
+    // Two options writing one file.
+    let same = dir.join("same.svg");
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "2",
+        "--plot",
+        same.to_str().unwrap(),
+        "--save",
+        same.to_str().unwrap(),
+    ]);
+    let err = assert_refused(&o, "same file");
+    assert!(err.contains("both write"), "{err}");
+}
+
+/// Items 13 and 17: --log writes one record per step and per evaluation, and the final
+/// evaluation runs once (one evaluation record for the last step, not two).
+#[test]
+fn the_metrics_log_has_a_record_per_step_and_evaluation() {
+    let dir = scratch("metrics");
+    for (model, log) in [
+        ("mlp", "img.jsonl"),
+        ("char-gru", "lm.jsonl"),
+        ("mlp", "img.csv"),
+    ] {
+        let path = dir.join(log);
+        let o = sinter(&[
+            "train",
+            "--model",
+            model,
+            "--steps",
+            "12",
+            "--batch",
+            "16",
+            "--width",
+            "16",
+            "--context",
+            "8",
+            "--quiet",
+            "--log",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows: Vec<(String, u64, Option<f64>)> = if log.ends_with(".csv") {
+            let mut lines = text.lines();
+            let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+            assert_eq!(header[..4], ["kind", "step", "epoch", "loss"], "{text}");
+            let acc = header.iter().position(|h| *h == "accuracy").unwrap();
+            lines
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    (f[0].to_string(), f[1].parse().unwrap(), f[acc].parse().ok())
+                })
+                .collect()
+        } else {
+            text.lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    for key in ["loss", "lr", "seconds"] {
+                        if v["kind"] == "train" || key != "lr" {
+                            assert!(v[key].is_number(), "{model}: {key} in {l}");
+                        }
+                    }
+                    let metric = if model == "mlp" {
+                        "accuracy"
+                    } else {
+                        "nats_per_char"
+                    };
+                    assert!(v[metric].is_number(), "{model}: {metric} in {l}");
+                    (
+                        v["kind"].as_str().unwrap().to_string(),
+                        v["step"].as_u64().unwrap(),
+                        v["accuracy"].as_f64(),
+                    )
+                })
+                .collect()
+        };
+        let train: Vec<u64> = rows
+            .iter()
+            .filter(|r| r.0 == "train")
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(train, (1..=12).collect::<Vec<u64>>(), "{model}: {text}");
+        let evals_at_end = rows.iter().filter(|r| r.0 == "eval" && r.1 == 12).count();
+        assert_eq!(evals_at_end, 1, "{model}: {text}");
+        if model == "mlp" {
+            assert!(
+                rows.iter()
+                    .all(|r| r.2.is_some_and(|a| (0.0..=1.0).contains(&a))),
+                "{text}"
+            );
+        }
+    }
+}
+
+/// Item 6: a reader that closes the pipe early ends sinter quietly: no panic, no backtrace.
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
+        .args(["train", "--model", "mlp", "--steps", "3", "--quiet"])
+        .env("SINTER_DEVICE", "cpu")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the run prints its result (`| true`).
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert!(
+        o.status.success() || o.status.signal() == Some(13),
+        "{:?}: {err}",
+        o.status
+    );
+}
+
+/// Item 9: listing adapters prints nothing to stderr unless the user asks for GL (on a
+/// headless machine Mesa's device-select layer and EGL printed `XDG_RUNTIME_DIR` errors).
+#[test]
+fn stderr_stays_clean_when_adapters_are_listed() {
+    let quiet = [
+        "XDG_RUNTIME_DIR",
+        "NODEVICE_SELECT",
+        "WAYLAND_DISPLAY",
+        "SINTER_DEVICE",
+        "WGPU_BACKEND",
+    ];
+    for args in [
+        &["info"][..],
+        &["train", "--model", "mlp", "--steps", "1", "--quiet"][..],
+        &[
+            "train", "--model", "mlp", "--steps", "1", "--quiet", "--device", "gpu",
+        ][..],
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sinter"));
+        c.args(args);
+        for k in quiet {
+            c.env_remove(k);
+        }
+        let o = c.output().unwrap();
+        let err = stderr(&o);
+        assert!(
+            !err.contains("XDG_RUNTIME_DIR") && !err.contains("EGL") && !err.contains("ERROR"),
+            "{args:?}: {err}"
+        );
+    }
+}
