@@ -1,5 +1,5 @@
-// Elementwise kernels: unary activations and their gradients, affine maps, broadcasting binary ops
-// and broadcast copies. The op is an override constant, so each op is its own branch-free pipeline.
+// Elementwise kernels: unary activations and their gradients, affine maps, broadcasting binary ops,
+// broadcast copies and strided copies (permute, slice, concat). The op is an override constant, so each op is its own branch-free pipeline.
 // The unary functions themselves are in unary.wgsl (prepended by the shader table), shared with
 // the epilogues of the product kernels.
 
@@ -30,10 +30,23 @@ struct BroadcastParams {
     stride_b: array<vec4<u32>, 2>,
 }
 
+// strided_copy: a region of `shape` read from a at src_offset + Σ c·src_stride and written to
+// bcast at dst_offset + Σ c·dst_stride. Axis k lives at [k / 4][k % 4].
+struct CopyParams {
+    len: u32,
+    rank: u32,
+    src_offset: u32,
+    dst_offset: u32,
+    shape: array<vec4<u32>, 2>,
+    src_stride: array<vec4<u32>, 2>,
+    dst_stride: array<vec4<u32>, 2>,
+}
+
 // Entry points bind different sets of buffers, so each set has its own globals; bindings only
 // have to be distinct within one entry point.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(0) var<uniform> pb: BroadcastParams;
+@group(0) @binding(0) var<uniform> pc: CopyParams;
 
 // unary, affine: x -> y. relu_mask: x -> dx (as y) in place.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -43,7 +56,7 @@ struct BroadcastParams {
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-// binary: (a, b) -> out; broadcast_to: a -> bcast
+// binary: (a, b) -> out; broadcast_to and strided_copy: a -> bcast
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -165,6 +178,28 @@ fn broadcast_to(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     bcast[i] = a[operand_offsets(i).x];
+}
+
+// One region of a permute, slice or concat: bcast[dst] = a[src] for every coordinate of the region.
+@compute @workgroup_size(WG)
+fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= pc.len {
+        return;
+    }
+    var rem = i;
+    var src = pc.src_offset;
+    var dst = pc.dst_offset;
+    for (var k = i32(pc.rank) - 1; k >= 0; k--) {
+        let q = u32(k) / 4u;
+        let r = u32(k) % 4u;
+        let d = pc.shape[q][r];
+        let c = rem % d;
+        rem = rem / d;
+        src += c * pc.src_stride[q][r];
+        dst += c * pc.dst_stride[q][r];
+    }
+    bcast[dst] = a[src];
 }
 
 // dx = dx · relu'(x) in place (dx bound as y): the ReLU gradient folded into the max-pooling

@@ -182,6 +182,45 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
         }
         // dx = dy with x's shape
         Op::Reshape => vec![Some(dy.reshape(&input(0).shape())?)],
+        // dx = dy with the axes put back: the inverse permutation
+        Op::Permute(perm) => {
+            let mut inverse = vec![0; perm.len()];
+            for (k, &p) in perm.iter().enumerate() {
+                inverse[p] = k;
+            }
+            vec![Some(dy.permute(&inverse)?)]
+        }
+        // dx = dy in the sliced range, zero before and after it
+        Op::Slice { axis, start } => {
+            let xs = input(0).shape();
+            let len = dy.shape()[axis];
+            let zeros = |n: usize| {
+                let mut s = xs.clone();
+                s[axis] = n;
+                g.fill(0.0, &s)
+            };
+            let mut parts = Vec::new();
+            if start > 0 {
+                parts.push(zeros(start));
+            }
+            parts.push(dy.clone());
+            if start + len < xs[axis] {
+                parts.push(zeros(xs[axis] - start - len));
+            }
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            vec![Some(Tensor::concat(&refs, axis)?)]
+        }
+        // d(part k) = the range of dy that part k filled
+        Op::Concat { axis } => {
+            let mut start = 0;
+            let mut grads = Vec::with_capacity(node.inputs.len());
+            for k in 0..node.inputs.len() {
+                let len = input(k).shape()[axis];
+                grads.push(Some(dy.narrow(axis, start, len)?));
+                start += len;
+            }
+            grads
+        }
         Op::MatMul { trans_a, trans_b } => {
             // With Â = op(A), B̂ = op(B), C = Â·B̂: dÂ = dC·B̂ᵀ and dB̂ = Âᵀ·dC.
             let (a, b) = (input(0), input(1));

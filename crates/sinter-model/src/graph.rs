@@ -3,6 +3,7 @@
 //! the tensor operations in `tensor.rs`, and the shape rules they share in `shapes.rs`.
 
 mod builder;
+mod layout;
 mod shapes;
 mod tensor;
 
@@ -104,6 +105,20 @@ pub enum Op {
     },
     /// Same data, new shape: no copy.
     Reshape,
+    /// Axes reordered (a copy): axis k of the result is axis `perm[k]` of the input.
+    Permute(Vec<usize>),
+    /// A range along one axis (a copy): the node's size along `axis` elements from `start`.
+    Slice {
+        /// The sliced axis.
+        axis: usize,
+        /// The first index taken along it.
+        start: usize,
+    },
+    /// The inputs, in order, joined along `axis` (a copy).
+    Concat {
+        /// The joined axis.
+        axis: usize,
+    },
     /// Batched `op(A) · op(B)` over the last two axes; a rank-2 operand broadcasts over the batch.
     MatMul {
         /// Use the transpose of A's last two axes.
@@ -217,6 +232,9 @@ impl Op {
             Op::BroadcastTo => "broadcast_to".into(),
             Op::Reduce { op, .. } => format!("reduce_{op:?}").to_lowercase(),
             Op::Reshape => "reshape".into(),
+            Op::Permute(_) => "permute".into(),
+            Op::Slice { .. } => "slice".into(),
+            Op::Concat { .. } => "concat".into(),
             Op::MatMul { .. } => "matmul".into(),
             Op::Conv2d(_) => "conv2d".into(),
             Op::Conv2dGradInput(_) => "conv2d_grad_input".into(),

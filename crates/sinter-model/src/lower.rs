@@ -10,6 +10,7 @@ use sinter_ops::attention::AttentionShape;
 use sinter_ops::conv::Conv2dShape;
 use sinter_ops::elementwise::Epilogue;
 use sinter_ops::embedding::EmbeddingShape;
+use sinter_ops::layout::StridedCopy;
 use sinter_ops::loss::CrossEntropyShape;
 use sinter_ops::matmul::MatmulShape;
 use sinter_ops::norm::LayerNormShape;
@@ -66,6 +67,33 @@ pub(crate) fn lower(nodes: &[Node], extras: &[Vec<NodeId>], i: NodeId) -> Result
             from: shape(0).to_vec(),
             to: node.shape.clone(),
         },
+        Op::Permute(perm) => Kernel::Copy {
+            op: "permute",
+            parts: vec![StridedCopy::permute(shape(0), perm)],
+        },
+        Op::Slice { axis, start } => Kernel::Copy {
+            op: "slice",
+            parts: vec![StridedCopy::slice(
+                shape(0),
+                *axis,
+                *start,
+                node.shape[*axis],
+            )],
+        },
+        Op::Concat { axis } => {
+            let mut at = 0;
+            let parts = (0..node.inputs.len())
+                .map(|k| {
+                    let part = StridedCopy::concat_part(&node.shape, *axis, at, shape(k));
+                    at += shape(k)[*axis];
+                    part
+                })
+                .collect();
+            Kernel::Copy {
+                op: "concat",
+                parts,
+            }
+        }
         Op::Reduce { op, axis, .. } => Kernel::Reduce {
             op: *op,
             shape: ReduceShape::along(shape(0), *axis),

@@ -201,6 +201,39 @@ fn reduce_and_reshape_rules() {
 }
 
 #[test]
+fn layout_rules() {
+    for perm in [[0, 2, 1, 3], [3, 1, 0, 2], [1, 0, 3, 2]] {
+        check(case("permute", &[&[2, 3, 4, 5]]), |x| {
+            Ok(x[0].permute(&perm)?.square())
+        });
+    }
+    check(case("transpose", &[&[3, 5]]), |x| {
+        Ok(x[0].transpose(0, 1)?.square())
+    });
+    for axis in 0..3 {
+        // a slice at the start, in the middle and at the end of the axis
+        for (start, len) in [(0, 2), (1, 2), (2, 3)] {
+            check(case("narrow", &[&[5, 5, 5]]), |x| {
+                Ok(x[0].narrow(axis, start, len)?.square())
+            });
+        }
+        let mut shapes = vec![vec![2, 3, 4]; 3];
+        for (k, s) in shapes.iter_mut().enumerate() {
+            s[axis] = k + 1;
+        }
+        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        check(case("concat", &refs), |x| {
+            Ok(Tensor::concat(&[&x[0], &x[1].square(), &x[2]], axis)?.square())
+        });
+    }
+    // q, k, v split from one fused projection and recombined
+    check(case("split", &[&[2, 3, 12]]), |x| {
+        let qkv = x[0].split(2, &[4, 4, 4])?;
+        qkv[0].mul(&qkv[1])?.add(&qkv[2].square())
+    });
+}
+
+#[test]
 fn matmul_rules() {
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         let a: &[usize] = if ta { &[5, 3] } else { &[3, 5] };

@@ -13,6 +13,7 @@ use crate::attention::AttentionShape;
 use crate::conv::Conv2dShape;
 use crate::elementwise::{broadcast_shape, BinaryOp, Epilogue, UnaryOp};
 use crate::embedding::EmbeddingShape;
+use crate::layout::StridedCopy;
 use crate::loss::CrossEntropyShape;
 use crate::matmul::MatmulShape;
 use crate::norm::LayerNormShape;
@@ -86,6 +87,14 @@ pub enum Kernel {
         a: Vec<usize>,
         /// Shape of b.
         b: Vec<usize>,
+    },
+    /// A layout op (permute, slice, concat): strided copies into one output, part k reading
+    /// operand k (permute and slice have one part).
+    Copy {
+        /// `permute`, `slice` or `concat`.
+        op: &'static str,
+        /// The regions copied.
+        parts: Vec<StridedCopy>,
     },
     /// `y = x` broadcast from shape `from` to shape `to`.
     BroadcastTo {
@@ -190,6 +199,7 @@ impl Kernel {
             Kernel::Affine { .. } => "affine",
             Kernel::Binary { op, .. } => op.name(),
             Kernel::BroadcastTo { .. } => "broadcast_to",
+            Kernel::Copy { op, .. } => op,
             Kernel::Reduce { op, .. } => op.name(),
             Kernel::MatMul { epilogue, .. } => return format!("matmul{}", epilogue.suffix()),
             Kernel::Conv2d { epilogue, .. } => return format!("conv2d{}", epilogue.suffix()),
@@ -232,6 +242,9 @@ impl Kernel {
                 Cost::new(len as u64 * op.flops(), la + lb + len)
             }
             Kernel::BroadcastTo { from, to } => Cost::new(0, numel(from) + numel(to)),
+            Kernel::Copy { parts, .. } => {
+                Cost::new(0, 2 * parts.iter().map(StridedCopy::numel).sum::<usize>())
+            }
             Kernel::Reduce { shape, .. } => Cost::new(
                 shape.input_len() as u64,
                 shape.input_len() + shape.output_len(),

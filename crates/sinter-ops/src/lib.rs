@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod error;
 pub mod kernel;
+pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

@@ -12,6 +12,7 @@ const WG: usize = 256;
 pub use sinter_ops::elementwise::{
     broadcast_shape, broadcast_strides, BinaryOp, Epilogue, UnaryOp, MAX_RANK,
 };
+pub use sinter_ops::layout::StridedCopy;
 
 /// Merges adjacent axes that both operands walk contiguously (or both broadcast), and drops
 /// axes of size 1, so the kernel does as few divisions per element as possible.
@@ -283,6 +284,87 @@ pub fn binary(
         overrides: &[("OP", op.code() as f64)],
         params: &params,
         buffers: &[a, b, out],
+        workgroups: grid_for(gpu, len, WG),
+        tag: tag.to_string(),
+        flops: cost.flops,
+        bytes: cost.bytes,
+    })
+}
+
+/// One region of a layout op (`op`: permute, slice or concat): `dst[..] = src[..]` as `copy`
+/// addresses them. `src_len` and `dst_len` are the tensors' element counts; a region reaching
+/// past either is an error naming the op. Each part of a concat is one such dispatch; their
+/// costs sum to the layout op's.
+#[allow(clippy::too_many_arguments)]
+pub fn strided_copy(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    src_len: usize,
+    dst: &wgpu::Buffer,
+    dst_len: usize,
+    copy: &StridedCopy,
+    op: &str,
+    tag: &str,
+) -> Result<Dispatch> {
+    let len = copy.numel();
+    check_len(op, &format!("region {:?}", copy.shape), len)?;
+    let last = |offset: usize, strides: &[usize]| {
+        offset
+            + copy
+                .shape
+                .iter()
+                .zip(strides)
+                .map(|(&d, &s)| (d - 1) * s)
+                .sum::<usize>()
+    };
+    let (src_last, dst_last) = (
+        last(copy.src_offset, &copy.src_strides),
+        last(copy.dst_offset, &copy.dst_strides),
+    );
+    if src_last >= src_len
+        || dst_last >= dst_len
+        || copy.src_strides.len() != copy.shape.len()
+        || copy.dst_strides.len() != copy.shape.len()
+    {
+        return Err(DeviceError::BadShape {
+            op: op.to_string(),
+            detail: format!("the region {copy:?} reaches past a source of {src_len} or a destination of {dst_len} elements"),
+        });
+    }
+    check_buffer(op, "src", src, src_len)?;
+    check_buffer(op, "dst", dst, dst_len)?;
+    let (d, ss, sd) = coalesce(&copy.shape, &copy.src_strides, &copy.dst_strides);
+    check_shape(op, "region (axes merged)", &d)?;
+    if copy.src_offset > u32::MAX as usize || copy.dst_offset > u32::MAX as usize {
+        return Err(DeviceError::BadShape {
+            op: op.to_string(),
+            detail: "offsets past u32 indexing".into(),
+        });
+    }
+    let mut params = vec![
+        len as u32,
+        d.len() as u32,
+        copy.src_offset as u32,
+        copy.dst_offset as u32,
+    ];
+    for v in [&d, &ss, &sd] {
+        let mut block = [0u32; 8];
+        for (w, &x) in block.iter_mut().zip(v.iter()) {
+            *w = x as u32;
+        }
+        params.extend_from_slice(&block);
+    }
+    let cost = Kernel::Copy {
+        op: "copy",
+        parts: vec![copy.clone()],
+    }
+    .cost();
+    gpu.prepare(Launch {
+        shader: Shader::Elementwise,
+        entry: "strided_copy",
+        overrides: &[],
+        params: &params,
+        buffers: &[src, dst],
         workgroups: grid_for(gpu, len, WG),
         tag: tag.to_string(),
         flops: cost.flops,

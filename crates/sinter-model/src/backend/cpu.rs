@@ -305,6 +305,11 @@ impl<T: Real> CpuProgram<T> {
             }
             Kernel::Binary { op, a, b } => cpu::elementwise::binary(*op, x(0), a, x(1), b, y),
             Kernel::BroadcastTo { from, to } => cpu::elementwise::broadcast_to(x(0), from, y, to),
+            Kernel::Copy { parts, .. } => {
+                for (k, part) in parts.iter().enumerate() {
+                    cpu::layout::strided_copy(x(k), y, part);
+                }
+            }
             Kernel::Reduce { op, shape } => cpu::reduce::reduce(*op, x(0), y, shape),
             Kernel::MatMul { shape, epilogue: e } => {
                 cpu::matmul::matmul_epilogue(x(0), x(1), bias(e), e.activation, y, shape)

@@ -188,6 +188,19 @@ impl GpuBackend {
             Kernel::BroadcastTo { from, to } => {
                 vec![elementwise::broadcast_to(gpu, x(0)?, from, y()?, to, tag)?]
             }
+            // One dispatch per part, each reading its operand.
+            Kernel::Copy { op, parts } => {
+                let dst_len = plan.nodes[launch.node].numel();
+                parts
+                    .iter()
+                    .enumerate()
+                    .map(|(k, part)| {
+                        let src_len = plan.nodes[launch.reads[k]].numel();
+                        elementwise::strided_copy(gpu, x(k)?, src_len, y()?, dst_len, part, op, tag)
+                            .map_err(Into::into)
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
             Kernel::Reduce { op, shape } => {
                 vec![reduce::reduce(gpu, x(0)?, y()?, *op, shape, tag)?]
             }

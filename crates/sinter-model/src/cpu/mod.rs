@@ -39,6 +39,7 @@ pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod embedding;
+pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
