@@ -463,7 +463,35 @@ fn encode(
             .collect::<HashMap<_, _>>()
     });
     safetensors::serialize(views.iter().map(|(n, v)| (*n, v)), info)
+        .map(sorted_header)
         .map_err(|e| err(format!("cannot encode as safetensors: {e}")))
+}
+
+/// safetensors writes the `__metadata__` map in hash order, so equal checkpoints could differ
+/// as files. This rewrites the JSON header with its keys sorted: the same keys and offsets, so
+/// the same length (padded with spaces, as safetensors pads), and equal contents give equal bytes.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes.get(..8).map(|b| {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(b);
+        u64::from_le_bytes(n) as usize
+    }) else {
+        return bytes;
+    };
+    let Some(header) = 8usize.checked_add(len).and_then(|end| bytes.get(8..end)) else {
+        return bytes;
+    };
+    // serde_json's map is ordered by key.
+    let Ok(sorted) = serde_json::from_slice::<serde_json::Value>(header)
+        .and_then(|value| serde_json::to_vec(&value))
+    else {
+        return bytes;
+    };
+    if sorted.len() <= len {
+        bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+        bytes[8 + sorted.len()..8 + len].fill(b' ');
+    }
+    bytes
 }
 
 fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
