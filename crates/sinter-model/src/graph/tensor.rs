@@ -24,7 +24,11 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
-fn shape_err(op: &'static str, detail: String, location: &'static Location<'static>) -> ModelError {
+pub(super) fn shape_err(
+    op: &'static str,
+    detail: String,
+    location: &'static Location<'static>,
+) -> ModelError {
     ModelError::Shape {
         op,
         detail,
@@ -79,7 +83,7 @@ impl Tensor {
         self.mul(&mask)
     }
 
-    fn same_graph(
+    pub(super) fn same_graph(
         &self,
         other: &Tensor,
         op: &'static str,
@@ -96,7 +100,7 @@ impl Tensor {
         }
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         op: Op,
         inputs: &[NodeId],
@@ -472,7 +476,7 @@ impl Tensor {
     // ---- sequence models ---------------------------------------------------------------------
 
     #[track_caller]
-    fn last_axis(&self, op: &'static str) -> Result<usize> {
+    pub(super) fn last_axis(&self, op: &'static str) -> Result<usize> {
         match self.shape().last() {
             Some(&d) if d > 0 => Ok(d),
             _ => Err(shape_err(
