@@ -101,7 +101,10 @@ impl Tensor {
 
     /// `value` where `mask` is nonzero, `self` elsewhere (`torch.Tensor.masked_fill`): the mask
     /// broadcasts to `self`'s shape, which the result keeps. [`crate::ModelError::Shape`] when
-    /// it does not, or it belongs to another graph.
+    /// it does not, or it belongs to another graph. A fill of −∞ before a softmax (an attention
+    /// mask) gives those positions zero weight, but the anomaly check of
+    /// [`crate::Backend::run_checked`] reports the infinite values; a large finite value such as
+    /// −1e9 gives the same weights without that.
     #[track_caller]
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         let loc = Location::caller();
@@ -160,5 +163,30 @@ mod tests {
 
         let other = GraphBuilder::new().input("y", &[4]);
         assert!(x.index_select(0, &other).is_err());
+    }
+
+    #[test]
+    fn masked_fill_with_minus_infinity_gives_softmax_zero_weight() {
+        let g = GraphBuilder::new();
+        let scores = g.input("scores", &[2, 3]);
+        let mask = g.input("mask", &[3]);
+        let p = scores
+            .masked_fill(&mask, f64::NEG_INFINITY)
+            .unwrap()
+            .softmax()
+            .unwrap();
+        let plan = crate::Plan::new(&g.finish(), &[p.id]).unwrap();
+        let mut cpu = crate::backend::CpuBackend::<f32>::new();
+        let mut prog = cpu.compile(plan);
+        let feeds: [&[f32]; 2] = [&[1.0, 2.0, 3.0, 0.5, 0.5, 9.0], &[0.0, 0.0, 1.0]];
+        let out = cpu
+            .run(&mut prog, &feeds, &crate::StepScalars::default())
+            .unwrap();
+        // Row 0: softmax of [1, 2] over the unmasked positions; row 1: of [0.5, 0.5].
+        let e = 1.0f32.exp();
+        let want = [1.0 / (1.0 + e), e / (1.0 + e), 0.0, 0.5, 0.5, 0.0];
+        for (i, (&got, want)) in out[0].iter().zip(want).enumerate() {
+            assert!((got - want).abs() < 1e-6, "p[{i}] = {got}, want {want}");
+        }
     }
 }
