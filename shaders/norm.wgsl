@@ -1,5 +1,6 @@
-// Layer normalization over the last axis of x viewed as [rows, dim]: forward, input gradient and
-// gamma gradient. Mean and variance are two passes over the row, so the variance cannot cancel.
+// Layer and RMS normalization over the last axis of x viewed as [rows, dim]: forward, input
+// gradient and gamma gradient. Mean and variance are two passes over the row, so the variance
+// cannot cancel; RMS normalization has no mean (y = x·rstd·gamma, rstd = 1/sqrt(mean(x²) + eps)).
 
 const WG: u32 = 256u;
 
@@ -192,6 +193,145 @@ fn layer_norm_grad_gamma(
                 let i = (r0 + k) * p.dim + j;
                 let st = part[k];
                 acc += dyw[i] * ((x[i] - st.x) * st.y);
+            }
+        }
+        // The next tile overwrites part.
+        workgroupBarrier();
+    }
+    if j < p.dim {
+        dgamma[j] = acc;
+    }
+}
+
+// ---- RMS normalization (PyTorch's RMSNorm): no mean, no beta ---------------------------------
+
+// rms_norm: (x, gamma) -> rms_y: [rows, dim]. The gradients bind as layer norm's: (x, gamma,
+// dy) -> dx and (x, dyw) -> dgamma.
+@group(0) @binding(3) var<storage, read_write> rms_y: array<f32>;
+
+// 1/sqrt(mean(x²) + eps) of the row at `base`, read by one invocation.
+fn rms_rstd(base: u32) -> f32 {
+    var q = 0.0;
+    for (var j = 0u; j < p.dim; j++) {
+        let v = x[base + j];
+        q += v * v;
+    }
+    return inverseSqrt(q / f32(p.dim) + p.eps);
+}
+
+// rms_rstd with the row spread over the workgroup.
+fn rms_rstd_tree(base: u32, lid: u32) -> f32 {
+    var q = 0.0;
+    for (var j = lid; j < p.dim; j += WG) {
+        let v = x[base + j];
+        q += v * v;
+    }
+    return inverseSqrt(tree_sum(lid, vec2<f32>(q, 0.0)).x / f32(p.dim) + p.eps);
+}
+
+// y = x·rstd·gamma, one invocation per row (rows shorter than a workgroup).
+@compute @workgroup_size(WG)
+fn rms_norm_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_of_thread(gid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let rstd = rms_rstd(base);
+    for (var j = 0u; j < p.dim; j++) {
+        rms_y[base + j] = x[base + j] * rstd * gamma[j];
+    }
+}
+
+// The same with one workgroup per row.
+@compute @workgroup_size(WG)
+fn rms_norm_tree(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = row_of_group(wid, nwg);
+    // Uniform across the workgroup, so returning before the barriers is allowed.
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let rstd = rms_rstd_tree(base, lid);
+    for (var j = lid; j < p.dim; j += WG) {
+        rms_y[base + j] = x[base + j] * rstd * gamma[j];
+    }
+}
+
+// With x̂ = x·rstd and g = dy·gamma: dx = rstd·(g − x̂·mean(g·x̂)); `sgx` is Σ g·x̂ over the row.
+fn rms_grad_input_value(i: u32, j: u32, rstd: f32, sgx: f32) -> f32 {
+    return rstd * (dy[i] * gamma[j] - x[i] * rstd * (sgx / f32(p.dim)));
+}
+
+@compute @workgroup_size(WG)
+fn rms_norm_grad_input_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_of_thread(gid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let rstd = rms_rstd(base);
+    var sgx = 0.0;
+    for (var j = 0u; j < p.dim; j++) {
+        sgx += dy[base + j] * gamma[j] * (x[base + j] * rstd);
+    }
+    for (var j = 0u; j < p.dim; j++) {
+        dx[base + j] = rms_grad_input_value(base + j, j, rstd, sgx);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn rms_norm_grad_input_tree(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = row_of_group(wid, nwg);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.dim;
+    let rstd = rms_rstd_tree(base, lid);
+    var sgx = 0.0;
+    for (var j = lid; j < p.dim; j += WG) {
+        sgx += dy[base + j] * gamma[j] * (x[base + j] * rstd);
+    }
+    let total = tree_sum(lid, vec2<f32>(sgx, 0.0)).x;
+    for (var j = lid; j < p.dim; j += WG) {
+        dx[base + j] = rms_grad_input_value(base + j, j, rstd, total);
+    }
+}
+
+// dgamma[j] = Σ_rows dy·x̂, as layer_norm_grad_gamma: a workgroup owns WG columns and walks the
+// rows in tiles of WG, each invocation first computing one row's rstd; rows are added in order.
+@compute @workgroup_size(WG)
+fn rms_norm_grad_gamma(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let first = row_of_group(wid, nwg) * WG;
+    // Uniform: a spare workgroup of a rounded-up 2-D grid.
+    if first >= p.dim {
+        return;
+    }
+    let j = first + lid;
+    var acc = 0.0;
+    for (var r0 = 0u; r0 < p.rows; r0 += WG) {
+        let r = r0 + lid;
+        if r < p.rows {
+            part[lid] = vec2<f32>(rms_rstd(r * p.dim), 0.0);
+        }
+        workgroupBarrier();
+        if j < p.dim {
+            let n = min(WG, p.rows - r0);
+            for (var k = 0u; k < n; k++) {
+                let i = (r0 + k) * p.dim + j;
+                acc += dyw[i] * (x[i] * part[k].x);
             }
         }
         // The next tile overwrites part.

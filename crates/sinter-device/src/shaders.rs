@@ -43,11 +43,13 @@ pub enum Shader {
     Embedding,
     /// `attention.wgsl`: flash-style fused attention, forward and backward.
     Attention,
+    /// `select.wgsl`: index_select, gather and where, with the scatter-add gradients.
+    Select,
 }
 
 impl Shader {
     /// Every shader file, so the naga validation test covers them all.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Matmul,
@@ -59,6 +61,7 @@ impl Shader {
         Shader::Norm,
         Shader::Embedding,
         Shader::Attention,
+        Shader::Select,
     ];
 
     /// The file name under `shaders/`, without the extension.
@@ -75,6 +78,7 @@ impl Shader {
             Shader::Norm => "norm",
             Shader::Embedding => "embedding",
             Shader::Attention => "attention",
+            Shader::Select => "select",
         }
     }
 
@@ -107,6 +111,7 @@ impl Shader {
             Shader::Norm => include_str!("../../../shaders/norm.wgsl"),
             Shader::Embedding => include_str!("../../../shaders/embedding.wgsl"),
             Shader::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Shader::Select => include_str!("../../../shaders/select.wgsl"),
         }
     }
 }

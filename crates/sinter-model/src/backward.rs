@@ -369,6 +369,59 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
                 node.tag
             )))
         }
+        // With x̂ = x·rstd and g = dy∘γ: dx = rstd·(g − x̂·mean(g∘x̂)), dγ = Σ_rows dy∘x̂.
+        Op::RmsNorm { eps } => {
+            let (x, gamma) = (input(0), input(1));
+            let dx = g.push(
+                Op::RmsNormGradInput { eps },
+                &[x.id, gamma.id, dy.id],
+                x.shape(),
+                "",
+            );
+            let dgamma = g.push(
+                Op::RmsNormGradGamma { eps },
+                &[x.id, dy.id],
+                gamma.shape(),
+                "",
+            );
+            vec![Some(dx), Some(dgamma)]
+        }
+        // dx[.., v, ..] = Σ over positions t with ids[t] = v of dy[.., t, ..]; ids get none
+        Op::IndexSelect { axis } => {
+            let (x, ids) = (input(0), input(1));
+            let dx = g.push(
+                Op::IndexSelectGrad { axis },
+                &[ids.id, dy.id],
+                x.shape(),
+                "",
+            );
+            vec![Some(dx), None]
+        }
+        // dx[.., v, ..] = Σ over t with index[.., t, ..] = v of dy[.., t, ..]; the index gets none
+        Op::Gather { axis } => {
+            let (x, index) = (input(0), input(1));
+            let dx = g.push(Op::GatherGrad { axis }, &[index.id, dy.id], x.shape(), "");
+            vec![Some(dx), None]
+        }
+        // da = dy where the mask is set, db = dy where it is not (each summed over its broadcast
+        // axes); the mask gets none
+        Op::Where => {
+            let (mask, a, b) = (input(0), input(1), input(2));
+            let zero = g.fill(0.0, &[]);
+            let da = Tensor::where_(&mask, dy, &zero)?.sum_to(&a.shape())?;
+            let db = Tensor::where_(&mask, &zero, dy)?.sum_to(&b.shape())?;
+            vec![None, Some(da), Some(db)]
+        }
+        Op::RmsNormGradInput { .. }
+        | Op::RmsNormGradGamma { .. }
+        | Op::IndexSelectGrad { .. }
+        | Op::GatherGrad { .. } => {
+            return Err(ModelError::Graph(format!(
+                "{} ({}) has no backward rule: second derivatives are not supported",
+                node.op.name(),
+                node.tag
+            )))
+        }
     })
 }
 

@@ -1,9 +1,12 @@
 //! The graph: tensor operations record nodes (op, inputs, output shape) instead of computing.
 //! This file holds what a node is ([`Op`], [`Node`], [`Graph`]); recording lives in `builder.rs`,
-//! the tensor operations in `tensor.rs`, and the shape rules they share in `shapes.rs`.
+//! the tensor operations in `tensor.rs` (layout ops in `layout.rs`, selection ops in `select.rs`,
+//! RMS normalization in `rms_norm.rs`), and the shape rules they share in `shapes.rs`.
 
 mod builder;
 mod layout;
+mod rms_norm;
+mod select;
 mod shapes;
 mod tensor;
 
@@ -216,6 +219,47 @@ pub enum Op {
         /// β1, β2, ε, weight decay and whether it is decoupled (AdamW).
         config: AdamConfig,
     },
+    /// RMS normalization over the last axis, `x / sqrt(mean(x²) + eps) · gamma`; inputs
+    /// `[x, gamma]`.
+    RmsNorm {
+        /// Added to the mean square before the square root.
+        eps: f32,
+    },
+    /// inputs `[x, gamma, dy]`; the node has x's shape.
+    RmsNormGradInput {
+        /// The forward's epsilon (the row statistics are recomputed).
+        eps: f32,
+    },
+    /// inputs `[x, dy]`; the node has gamma's shape.
+    RmsNormGradGamma {
+        /// The forward's epsilon (the row statistics are recomputed).
+        eps: f32,
+    },
+    /// Slices of x along `axis` picked by ids (integers stored as floats, any shape, flattened);
+    /// inputs `[x, ids]`.
+    IndexSelect {
+        /// The axis of x the ids index.
+        axis: usize,
+    },
+    /// inputs `[ids, dy]`; the node has x's shape.
+    IndexSelectGrad {
+        /// The forward's axis.
+        axis: usize,
+    },
+    /// `torch.gather` along `axis`: `y[.., t, ..] = x[.., index[.., t, ..], ..]`; inputs
+    /// `[x, index]`, the node has the index's shape.
+    Gather {
+        /// The axis of x the index values index.
+        axis: usize,
+    },
+    /// inputs `[index, dy]`; the node has x's shape.
+    GatherGrad {
+        /// The forward's axis.
+        axis: usize,
+    },
+    /// `mask ≠ 0 ? a : b` elementwise with numpy broadcasting of all three; inputs
+    /// `[mask, a, b]`.
+    Where,
 }
 
 impl Op {
@@ -261,6 +305,14 @@ impl Op {
             Op::Fused(f) => f.name(),
             Op::SgdUpdate { .. } => "sgd".into(),
             Op::AdamUpdate { .. } => "adam".into(),
+            Op::RmsNorm { .. } => "rms_norm".into(),
+            Op::RmsNormGradInput { .. } => "rms_norm_grad_input".into(),
+            Op::RmsNormGradGamma { .. } => "rms_norm_grad_gamma".into(),
+            Op::IndexSelect { .. } => "index_select".into(),
+            Op::IndexSelectGrad { .. } => "index_select_grad".into(),
+            Op::Gather { .. } => "gather".into(),
+            Op::GatherGrad { .. } => "gather_grad".into(),
+            Op::Where => "where".into(),
         }
     }
 

@@ -16,6 +16,7 @@ use sinter_ops::matmul::MatmulShape;
 use sinter_ops::norm::LayerNormShape;
 use sinter_ops::pool::Pool2dShape;
 use sinter_ops::reduce::ReduceShape;
+use sinter_ops::select::SelectShape;
 use sinter_ops::softmax::RowsShape;
 use sinter_ops::{Cost, Kernel};
 
@@ -180,6 +181,28 @@ pub(crate) fn lower(nodes: &[Node], extras: &[Vec<NodeId>], i: NodeId) -> Result
                 config: *config,
             }
         }
+        Op::RmsNorm { eps } => Kernel::RmsNorm(layer_norm_shape(shape(0), *eps)),
+        Op::RmsNormGradInput { eps } => Kernel::RmsNormGradInput(layer_norm_shape(shape(0), *eps)),
+        Op::RmsNormGradGamma { eps } => Kernel::RmsNormGradGamma(layer_norm_shape(shape(0), *eps)),
+        // inputs [x, ids]
+        Op::IndexSelect { axis } => {
+            Kernel::IndexSelect(SelectShape::along(shape(0), *axis, numel(shape(1))))
+        }
+        // inputs [ids, dy]; the node has x's shape
+        Op::IndexSelectGrad { axis } => {
+            Kernel::IndexSelectGrad(SelectShape::along(&node.shape, *axis, numel(shape(0))))
+        }
+        // inputs [x, index]
+        Op::Gather { axis } => Kernel::Gather(SelectShape::along(shape(0), *axis, shape(1)[*axis])),
+        // inputs [index, dy]; the node has x's shape
+        Op::GatherGrad { axis } => {
+            Kernel::GatherGrad(SelectShape::along(&node.shape, *axis, shape(0)[*axis]))
+        }
+        Op::Where => Kernel::Where {
+            mask: shape(0).to_vec(),
+            a: shape(1).to_vec(),
+            b: shape(2).to_vec(),
+        },
         Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Reshape | Op::Secondary(_) => {
             return Err(ModelError::Graph(format!(
                 "node {i} ({}) is not a kernel: the planner schedules only computed values",
@@ -278,6 +301,10 @@ fn attention_shape(q: &[usize], causal: bool, scale: f32) -> AttentionShape {
         causal,
         scale,
     }
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
 }
 
 /// logits: `[N, K]`.

@@ -1,4 +1,4 @@
-//! Modules for sequence models: layer norm, embeddings, multi-head attention, a pre-norm
+//! Modules for sequence models: layer and RMS norm, embeddings, multi-head attention, a pre-norm
 //! transformer block, and recurrent cells (RNN, LSTM, GRU) unrolled over time.
 
 use crate::error::{ModelError, Result};
@@ -49,6 +49,40 @@ impl LayerNorm {
             &param(&g, store, self.bias),
             self.eps,
         )
+    }
+}
+
+/// RMS normalization over the last axis (PyTorch's `nn.RMSNorm`): `x / sqrt(mean(x²) + eps) ·
+/// weight`, with `weight` = 1 initially and no bias.
+#[derive(Clone, Debug)]
+pub struct RmsNorm {
+    /// `<name>.weight` (γ): `[dim]`, the per-feature scale.
+    pub weight: VarId,
+    /// Added to the mean square before the square root.
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    /// An RMS norm over a last axis of `dim` features with parameter `<name>.weight` and eps
+    /// `f32::EPSILON` (PyTorch's default, `eps=None`, for f32); set `eps` for another (LLaMA
+    /// uses 1e-5 or 1e-6).
+    #[track_caller]
+    pub fn new(store: &mut VarStore, name: &str, dim: usize) -> Self {
+        Self {
+            weight: store.add(
+                &format!("{name}.weight"),
+                &[dim],
+                VarKind::Param,
+                vec![1.0; dim],
+            ),
+            eps: f32::EPSILON,
+        }
+    }
+
+    /// Records the normalization of `x: [.., dim]` (same shape out);
+    /// [`ModelError::Shape`] if the last axis is not `dim`.
+    pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
+        x.rms_norm(&param(&x.builder(), store, self.weight), self.eps)
     }
 }
 

@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sinter_model::backend::CpuBackend;
 use sinter_model::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
-use sinter_model::nn_seq::{CellKind, Embedding, Recurrent, TransformerBlock};
+use sinter_model::nn_seq::{CellKind, Embedding, Recurrent, RmsNorm, TransformerBlock};
 use sinter_model::plan::PlanOptions;
 use sinter_model::{backward, Init, Result, StepScalars, VarId, VarKind, VarStore};
 use sinter_ops::elementwise::{BinaryOp, UnaryOp};
@@ -540,4 +540,75 @@ fn transformer_block_parameters() {
             block.forward(store, &x)
         })
     });
+}
+
+#[test]
+fn rms_norm_rule() {
+    check(case("rms_norm", &[&[2, 3, 8], &[8]]), |x| {
+        x[0].rms_norm(&x[1], 1e-5)
+    });
+    // PyTorch's default eps on rows of 3 drawn away from zero, so 1/rms stays moderate.
+    let mut c = case("rms_norm default eps", &[&[4, 3], &[3]]);
+    c.range = (0.5, 2.0);
+    check(c, |x| x[0].rms_norm(&x[1], f32::EPSILON));
+}
+
+#[test]
+fn rms_norm_module_parameters() {
+    check_module("rms norm", |store, init, _rng| {
+        let embed = Embedding::new(store, "tok", 5, 8, 1.0, init);
+        let norm = RmsNorm::new(store, "norm", 8);
+        Box::new(move |g: &GraphBuilder, store: &VarStore| {
+            let ids = g.fill(0.0, &[2, 3]).affine(1.0, 3.0);
+            norm.forward(store, &embed.forward(store, &ids)?)
+        })
+    });
+}
+
+/// `len` ids in `[0, n)` with repeats, from a fixed pattern.
+fn ids(len: usize, n: usize) -> Vec<f64> {
+    (0..len).map(|i| ((i * 7 + i / 3) % n) as f64).collect()
+}
+
+#[test]
+fn index_select_rule_with_repeated_ids_on_every_axis() {
+    // x: [3, 4, 2]; along axis 1, id 2 appears three times, 0 twice, 3 never.
+    let mut c = case("index_select axis 1", &[&[3, 4, 2], &[6]]);
+    c.fixed = vec![(1, vec![2.0, 0.0, 2.0, 2.0, 0.0, 1.0])];
+    check(c, |x| x[0].index_select(1, &x[1]));
+    let mut c = case("index_select axis 0", &[&[3, 4, 2], &[5]]);
+    c.fixed = vec![(1, ids(5, 3))];
+    check(c, |x| x[0].index_select(0, &x[1]));
+    let mut c = case("index_select axis 2", &[&[3, 4, 2], &[3]]);
+    c.fixed = vec![(1, vec![1.0, 1.0, 0.0])];
+    check(c, |x| x[0].index_select(2, &x[1]));
+}
+
+#[test]
+fn gather_rule_with_repeated_ids_on_every_axis() {
+    let mut c = case("gather axis 1", &[&[3, 4, 2], &[3, 5, 2]]);
+    c.fixed = vec![(1, ids(30, 4))];
+    check(c, |x| x[0].gather(1, &x[1]));
+    let mut c = case("gather axis 0", &[&[3, 4, 2], &[2, 4, 2]]);
+    c.fixed = vec![(1, ids(16, 3))];
+    check(c, |x| x[0].gather(0, &x[1]));
+    let mut c = case("gather axis 2", &[&[3, 4, 2], &[3, 4, 3]]);
+    c.fixed = vec![(1, ids(36, 2))];
+    check(c, |x| x[0].gather(2, &x[1]));
+}
+
+#[test]
+fn where_and_masked_fill_rules_with_broadcasting() {
+    // mask [4, 1] against a [3] and b [2, 4, 3]: a's gradient is summed over two axes. Any
+    // nonzero mask value selects a.
+    let mut c = case("where", &[&[4, 1], &[3], &[2, 4, 3]]);
+    c.fixed = vec![(0, vec![0.5, 0.0, -2.0, 0.0])];
+    check(c, |x| Tensor::where_(&x[0], &x[1], &x[2]));
+    // A scalar b collects the gradient of every unmasked element.
+    let mut c = case("where scalar b", &[&[4, 3], &[4, 3], &[]]);
+    c.fixed = vec![(0, (0..12).map(|i| (i % 3 == 1) as u8 as f64).collect())];
+    check(c, |x| Tensor::where_(&x[0], &x[1], &x[2]));
+    let mut c = case("masked_fill", &[&[4, 3], &[3]]);
+    c.fixed = vec![(1, vec![0.0, 1.0, 0.0])];
+    check(c, |x| x[0].masked_fill(&x[1], -5.0));
 }

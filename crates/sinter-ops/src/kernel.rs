@@ -20,6 +20,7 @@ use crate::norm::LayerNormShape;
 use crate::optim::{AdamConfig, SgdConfig};
 use crate::pool::Pool2dShape;
 use crate::reduce::{ReduceOp, ReduceShape};
+use crate::select::SelectShape;
 use crate::softmax::RowsShape;
 
 /// Work of one kernel launch: arithmetic and memory traffic, by the conventions of this module.
@@ -187,6 +188,29 @@ pub enum Kernel {
         /// The optimizer's settings.
         config: AdamConfig,
     },
+    /// RMS normalization of each row, `x / sqrt(mean(x²) + eps) · gamma`; inputs x, gamma.
+    RmsNorm(LayerNormShape),
+    /// `dx` of RMS normalization; inputs x, gamma, dy.
+    RmsNormGradInput(LayerNormShape),
+    /// `dgamma` of RMS normalization; inputs x, dy.
+    RmsNormGradGamma(LayerNormShape),
+    /// Slices of x along one axis picked by a list of ids; inputs x, ids.
+    IndexSelect(SelectShape),
+    /// Gradient of x for an index_select (a deterministic scatter-add); inputs ids, dy.
+    IndexSelectGrad(SelectShape),
+    /// `torch.gather` along one axis, one id per output element; inputs x, index.
+    Gather(SelectShape),
+    /// Gradient of x for a gather (a deterministic scatter-add); inputs index, dy.
+    GatherGrad(SelectShape),
+    /// `out = mask ≠ 0 ? a : b` with numpy broadcasting of the three shapes; inputs mask, a, b.
+    Where {
+        /// Shape of the mask.
+        mask: Vec<usize>,
+        /// Shape of a (taken where the mask is nonzero).
+        a: Vec<usize>,
+        /// Shape of b (taken where the mask is zero).
+        b: Vec<usize>,
+    },
 }
 
 impl Kernel {
@@ -226,6 +250,14 @@ impl Kernel {
             Kernel::AttentionGrad(_) => "attention_grad",
             Kernel::Sgd { .. } => "sgd",
             Kernel::Adam { .. } => "adam",
+            Kernel::RmsNorm(_) => "rms_norm",
+            Kernel::RmsNormGradInput(_) => "rms_norm_grad_input",
+            Kernel::RmsNormGradGamma(_) => "rms_norm_grad_gamma",
+            Kernel::IndexSelect(_) => "index_select",
+            Kernel::IndexSelectGrad(_) => "index_select_grad",
+            Kernel::Gather(_) => "gather",
+            Kernel::GatherGrad(_) => "gather_grad",
+            Kernel::Where { .. } => "where",
         };
         plain.to_string()
     }
@@ -326,6 +358,22 @@ impl Kernel {
             Kernel::Sgd { len, .. } => Cost::new(8 * *len as u64, 5 * len),
             // Gradient and scale in; parameter, m and v read and written.
             Kernel::Adam { len, .. } => Cost::new(18 * *len as u64, 7 * len),
+            // Forward: x² summed (2), then x·rstd·γ (2) per element. Input gradient, with the
+            // statistics not counted (recomputed): g = dy·γ, x̂ = x·rstd, Σ g·x̂ (2), then
+            // rstd·(g − x̂·m) (3). Gamma gradient: x̂ (1), Σ dy·x̂ (2).
+            Kernel::RmsNorm(s) => Cost::new(4 * s.len() as u64, 2 * s.len() + s.dim),
+            Kernel::RmsNormGradInput(s) => Cost::new(7 * s.len() as u64, 3 * s.len() + s.dim),
+            Kernel::RmsNormGradGamma(s) => Cost::new(3 * s.len() as u64, 2 * s.len() + s.dim),
+            // Copies: the ids, x and y each once. Gradients: one add per dy value.
+            Kernel::IndexSelect(s) => Cost::new(0, s.k + s.x_len() + s.y_len()),
+            Kernel::IndexSelectGrad(s) => Cost::new(s.y_len() as u64, s.k + s.y_len() + s.x_len()),
+            Kernel::Gather(s) => Cost::new(0, 2 * s.y_len() + s.x_len()),
+            Kernel::GatherGrad(s) => Cost::new(s.y_len() as u64, 2 * s.y_len() + s.x_len()),
+            Kernel::Where { mask, a, b } => {
+                let len = crate::select::where_shape(mask, a, b)
+                    .map_or(numel(a).max(numel(b)), |s| numel(&s));
+                Cost::new(len as u64, numel(mask) + numel(a) + numel(b) + len)
+            }
         }
     }
 }
@@ -371,5 +419,28 @@ mod tests {
             b: vec![3],
         };
         assert_eq!(k.cost(), Cost::new(12, 12 + 3 + 12));
+    }
+
+    #[test]
+    fn selection_costs_count_ids_and_values_once() {
+        let s = SelectShape {
+            outer: 2,
+            n: 5,
+            k: 3,
+            inner: 4,
+        };
+        assert_eq!(Kernel::IndexSelect(s).cost(), Cost::new(0, 3 + 40 + 24));
+        assert_eq!(
+            Kernel::IndexSelectGrad(s).cost(),
+            Cost::new(24, 3 + 24 + 40)
+        );
+        assert_eq!(Kernel::Gather(s).cost(), Cost::new(0, 24 + 40 + 24));
+        assert_eq!(Kernel::GatherGrad(s).cost(), Cost::new(24, 24 + 24 + 40));
+        let w = Kernel::Where {
+            mask: vec![4, 1],
+            a: vec![3],
+            b: vec![],
+        };
+        assert_eq!(w.cost(), Cost::new(12, 4 + 3 + 1 + 12));
     }
 }

@@ -19,6 +19,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod select;
 pub mod softmax;
 pub mod timing;
 

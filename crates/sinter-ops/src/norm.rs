@@ -1,5 +1,5 @@
-//! Layer normalization over the last axis: the shape of one call, and the rule that picks the
-//! per-row or per-workgroup kernel.
+//! Layer and RMS normalization over the last axis: the shape of one call, and the rule that picks
+//! the per-row or per-workgroup kernel.
 
 use crate::error::{check_len, ShapeError};
 
@@ -7,7 +7,8 @@ use crate::error::{check_len, ShapeError};
 pub const NORM_TREE_MIN_DIM: usize = 256;
 
 /// x seen as [rows, dim], normalized over dim with the biased variance (as PyTorch's LayerNorm);
-/// gamma and beta are `[dim]`.
+/// gamma and beta are `[dim]`. RMS normalization (PyTorch's RMSNorm: no mean, no beta) uses the
+/// same shape.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LayerNormShape {
     /// Product of every axis but the last.

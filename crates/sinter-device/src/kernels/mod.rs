@@ -11,6 +11,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod select;
 pub mod softmax;
 
 use sinter_ops::elementwise::{Epilogue, UnaryOp};

@@ -355,6 +355,16 @@ impl<T: Real> CpuProgram<T> {
             Kernel::Sgd { .. } | Kernel::Adam { .. } => {
                 return Err(internal("an optimizer update without variables".into()))
             }
+            Kernel::RmsNorm(s) => cpu::norm::rms_norm(x(0), x(1), y, s),
+            Kernel::RmsNormGradInput(s) => cpu::norm::rms_norm_grad_input(x(0), x(1), x(2), y, s),
+            Kernel::RmsNormGradGamma(s) => cpu::norm::rms_norm_grad_gamma(x(0), x(1), y, s),
+            Kernel::IndexSelect(s) => cpu::select::index_select(x(0), x(1), y, s),
+            Kernel::IndexSelectGrad(s) => cpu::select::index_select_grad(x(0), x(1), y, s),
+            Kernel::Gather(s) => cpu::select::gather(x(0), x(1), y, s),
+            Kernel::GatherGrad(s) => cpu::select::gather_grad(x(0), x(1), y, s),
+            Kernel::Where { mask, a, b } => {
+                cpu::select::where_select(x(0), mask, x(1), a, x(2), b, y)
+            }
         }
         drop(bufs);
         for (slot, buf) in outs {

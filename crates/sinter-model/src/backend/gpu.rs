@@ -8,8 +8,8 @@ use crate::plan::{Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
 use sinter_device::kernels::{
-    attention, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce, softmax,
-    EpilogueArgs,
+    attention, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce, select,
+    softmax, EpilogueArgs,
 };
 use sinter_device::{wgpu, Dispatch, Gpu};
 use sinter_ops::elementwise::Epilogue;
@@ -348,6 +348,40 @@ impl GpuBackend {
                     tag,
                 )?]
             }
+            Kernel::RmsNorm(s) => vec![norm::rms_norm(gpu, x(0)?, x(1)?, y()?, s, tag)?],
+            Kernel::RmsNormGradInput(s) => vec![norm::rms_norm_grad_input(
+                gpu,
+                x(0)?,
+                x(1)?,
+                x(2)?,
+                y()?,
+                s,
+                tag,
+            )?],
+            Kernel::RmsNormGradGamma(s) => {
+                vec![norm::rms_norm_grad_gamma(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::IndexSelect(s) => {
+                vec![select::index_select(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::IndexSelectGrad(s) => {
+                vec![select::index_select_grad(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::Gather(s) => vec![select::gather(gpu, x(0)?, x(1)?, y()?, s, tag)?],
+            Kernel::GatherGrad(s) => {
+                vec![select::gather_grad(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+            }
+            Kernel::Where { mask, a, b } => vec![select::where_select(
+                gpu,
+                x(0)?,
+                mask,
+                x(1)?,
+                a,
+                x(2)?,
+                b,
+                y()?,
+                tag,
+            )?],
         };
         // The launchers price their dispatches by the same cost model; where a launch takes
         // several (a fused mask pass), the last carries what the others leave of the launch's

@@ -46,4 +46,5 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod select;
 pub mod softmax;

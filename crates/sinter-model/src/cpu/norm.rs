@@ -1,5 +1,5 @@
-//! CPU layer normalization over the last axis: forward, input gradient and gamma gradient, with the
-//! row statistics recomputed from x as in `shaders/norm.wgsl`.
+//! CPU layer and RMS normalization over the last axis: forward, input gradient and gamma gradient,
+//! with the row statistics recomputed from x as in `shaders/norm.wgsl`.
 
 use super::reduce::pairwise_sum;
 use super::Real;
@@ -165,6 +165,112 @@ pub fn layer_norm_grad_gamma<T: Real>(x: &[T], dy: &[T], dgamma: &mut [T], shape
     }
 }
 
+/// 1/sqrt(mean(x²) + eps) of one row; `scratch` (a row long) holds the squares so that the sum
+/// can be pairwise.
+fn row_rstd<T: Real>(x: &[T], scratch: &mut [T], eps: T) -> T {
+    scratch.iter_mut().zip(x).for_each(|(s, &v)| *s = v * v);
+    let ms = pairwise_sum(scratch) / T::of(x.len() as f64);
+    T::one() / (ms + eps).sqrt()
+}
+
+/// y = x / sqrt(mean(x²) + eps) · gamma, per row (PyTorch's RMSNorm).
+// x, y: [rows, dim], gamma: [dim]
+pub fn rms_norm<T: Real>(x: &[T], gamma: &[T], y: &mut [T], shape: &LayerNormShape) {
+    let (len, dim) = (shape.rows * shape.dim, shape.dim);
+    check(
+        "rms_norm",
+        shape,
+        &[
+            ("x", x.len(), len),
+            ("gamma", gamma.len(), dim),
+            ("y", y.len(), len),
+        ],
+    );
+    let eps = T::of(shape.eps as f64);
+    rows3(y, x, x, dim, |y, x, _| {
+        let rstd = row_rstd(x, y, eps);
+        for ((y, &v), &g) in y.iter_mut().zip(x).zip(gamma) {
+            *y = v * rstd * g;
+        }
+    });
+}
+
+/// dx = rstd·(g − x̂·mean(g·x̂)) with x̂ = x·rstd and g = dy·gamma.
+// x, dy, dx: [rows, dim], gamma: [dim]
+pub fn rms_norm_grad_input<T: Real>(
+    x: &[T],
+    gamma: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    shape: &LayerNormShape,
+) {
+    let (len, dim) = (shape.rows * shape.dim, shape.dim);
+    check(
+        "rms_norm_grad_input",
+        shape,
+        &[
+            ("x", x.len(), len),
+            ("gamma", gamma.len(), dim),
+            ("dy", dy.len(), len),
+            ("dx", dx.len(), len),
+        ],
+    );
+    let eps = T::of(shape.eps as f64);
+    let n = T::of(dim as f64);
+    rows3(dx, x, dy, dim, |dx, x, dy| {
+        // dx is scratch for the row sums before it receives the gradient.
+        let rstd = row_rstd(x, dx, eps);
+        for j in 0..dim {
+            dx[j] = dy[j] * gamma[j] * (x[j] * rstd);
+        }
+        let mgx = pairwise_sum(dx) / n;
+        for j in 0..dim {
+            dx[j] = rstd * (dy[j] * gamma[j] - x[j] * rstd * mgx);
+        }
+    });
+}
+
+/// `dgamma[j] = Σ_rows dy·x̂` with x̂ = x·rstd, summed in blocks of rows added in block order
+/// (deterministic), as [`layer_norm_grad_gamma`].
+// x, dy: [rows, dim], dgamma: [dim]
+pub fn rms_norm_grad_gamma<T: Real>(x: &[T], dy: &[T], dgamma: &mut [T], shape: &LayerNormShape) {
+    let (len, dim) = (shape.rows * shape.dim, shape.dim);
+    check(
+        "rms_norm_grad_gamma",
+        shape,
+        &[
+            ("x", x.len(), len),
+            ("dy", dy.len(), len),
+            ("dgamma", dgamma.len(), dim),
+        ],
+    );
+    let eps = T::of(shape.eps as f64);
+    let block = |(x, dy): (&[T], &[T])| {
+        let mut acc = vec![T::zero(); dim];
+        let mut scratch = vec![T::zero(); dim];
+        for (x, dy) in x.chunks(dim).zip(dy.chunks(dim)) {
+            let rstd = row_rstd(x, &mut scratch, eps);
+            for ((a, &v), &d) in acc.iter_mut().zip(x).zip(dy) {
+                *a += d * (v * rstd);
+            }
+        }
+        acc
+    };
+    let chunk = GAMMA_ROWS * dim;
+    let parts: Vec<Vec<T>> = if len < PAR_MIN {
+        vec![block((x, dy))]
+    } else {
+        x.par_chunks(chunk)
+            .zip(dy.par_chunks(chunk))
+            .map(block)
+            .collect()
+    };
+    dgamma.fill(T::zero());
+    for part in parts {
+        dgamma.iter_mut().zip(part).for_each(|(g, p)| *g += p);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +314,53 @@ mod tests {
                 "dgamma[{j}] = {} but fd {fd}",
                 dgamma[j]
             );
+        }
+    }
+
+    #[test]
+    fn rms_grads_match_finite_differences() {
+        let shape = LayerNormShape {
+            rows: 3,
+            dim: 5,
+            eps: 1e-6,
+        };
+        let x: Vec<f64> = (0..15).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3).collect();
+        let gamma = [0.5, -1.0, 2.0, 1.5, 0.25];
+        let dy: Vec<f64> = (0..15).map(|i| ((i * 5 % 13) as f64 - 6.0) * 0.2).collect();
+        let loss = |x: &[f64], gamma: &[f64]| {
+            let mut y = vec![0.0; 15];
+            rms_norm(x, gamma, &mut y, &shape);
+            y.iter().zip(&dy).map(|(y, d)| y * d).sum::<f64>()
+        };
+        let mut dx = vec![0.0; 15];
+        rms_norm_grad_input(&x, &gamma, &dy, &mut dx, &shape);
+        let mut dgamma = vec![0.0; 5];
+        rms_norm_grad_gamma(&x, &dy, &mut dgamma, &shape);
+        let h = 1e-6;
+        for i in 0..15 {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let fd = (loss(&xp, &gamma) - loss(&xm, &gamma)) / (2.0 * h);
+            assert!((fd - dx[i]).abs() < 1e-6, "dx[{i}] = {} but fd {fd}", dx[i]);
+        }
+        for j in 0..5 {
+            let (mut gp, mut gm) = (gamma, gamma);
+            gp[j] += h;
+            gm[j] -= h;
+            let fd = (loss(&x, &gp) - loss(&x, &gm)) / (2.0 * h);
+            assert!(
+                (fd - dgamma[j]).abs() < 1e-6,
+                "dgamma[{j}] = {} but fd {fd}",
+                dgamma[j]
+            );
+        }
+        // Each output row has mean square 1 / (1 + eps / ms) with gamma = 1.
+        let mut y = vec![0.0; 15];
+        rms_norm(&x, &[1.0; 5], &mut y, &shape);
+        for row in y.chunks(5) {
+            let ms = row.iter().map(|v| v * v).sum::<f64>() / 5.0;
+            assert!((ms - 1.0).abs() < 1e-5, "mean square {ms}");
         }
     }
 }

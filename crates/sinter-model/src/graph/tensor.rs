@@ -476,7 +476,7 @@ impl Tensor {
     // ---- sequence models ---------------------------------------------------------------------
 
     #[track_caller]
-    fn last_axis(&self, op: &'static str) -> Result<usize> {
+    pub(super) fn last_axis(&self, op: &'static str) -> Result<usize> {
         match self.shape().last() {
             Some(&d) if d > 0 => Ok(d),
             _ => Err(shape_err(
