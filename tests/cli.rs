@@ -4,8 +4,6 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
 #[test]
 fn info_lists_adapters_and_the_auto_choice() {

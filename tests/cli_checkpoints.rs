@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 #[test]
 fn ctrl_c_saves_a_checkpoint_that_resumes() {

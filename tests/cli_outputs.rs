@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 #[test]
 fn plots_are_written_as_svg_or_png() {

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 #[test]

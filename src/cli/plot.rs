@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn a_history_reads_back_from_checkpoint_metadata_exactly() {
         let h = History {
-            train_loss: vec![(1, 2.302_585), (2, 1.0e-7), (3, f32::NAN)],
+            train_loss: vec![(1, std::f32::consts::LN_10), (2, 1.0e-7), (3, f32::NAN)],
             evals: vec![(2, 0.123_456_789_012_345, Some(0.9375)), (3, 1.5, None)],
             nats_per_char: false,
         };

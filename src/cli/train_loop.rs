@@ -226,7 +226,6 @@ pub(super) fn train<T: Task>(
                 lr: Some(lr),
                 samples_per_sec: Some(pace.batch as f64 / step_started.elapsed().as_secs_f64()),
                 seconds: started.elapsed().as_secs_f64(),
-                ..Record::default()
             })?;
         }
         if root && (step % pace.eval_every.max(1) == 0 || step == total_steps) {
