@@ -43,11 +43,14 @@ pub enum Shader {
     Embedding,
     /// `attention.wgsl`: flash-style fused attention, forward and backward.
     Attention,
+    /// `batch_norm.wgsl`: batch normalization in training, its gradients and the running
+    /// statistics' update.
+    BatchNorm,
 }
 
 impl Shader {
     /// Every shader file, so the naga validation test covers them all.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Matmul,
@@ -59,6 +62,7 @@ impl Shader {
         Shader::Norm,
         Shader::Embedding,
         Shader::Attention,
+        Shader::BatchNorm,
     ];
 
     /// The file name under `shaders/`, without the extension.
@@ -75,6 +79,7 @@ impl Shader {
             Shader::Norm => "norm",
             Shader::Embedding => "embedding",
             Shader::Attention => "attention",
+            Shader::BatchNorm => "batch_norm",
         }
     }
 
@@ -107,6 +112,7 @@ impl Shader {
             Shader::Norm => include_str!("../../../shaders/norm.wgsl"),
             Shader::Embedding => include_str!("../../../shaders/embedding.wgsl"),
             Shader::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Shader::BatchNorm => include_str!("../../../shaders/batch_norm.wgsl"),
         }
     }
 }
