@@ -295,3 +295,22 @@ fn bad_buffers_and_shapes_are_refused() {
         .to_string();
     assert!(e.contains("more than 1 value"), "{e}");
 }
+
+#[test]
+fn the_cpu_reference_repeats_bit_for_bit_in_f32() {
+    // Large enough that channels are reduced on rayon's threads: the order is fixed per channel.
+    let c = case(995, [16, 8, 32, 32], 0.0);
+    let s = &c.shape;
+    let run = || {
+        let (mut y, mut stats) = (vec![0.0f32; s.len()], vec![0.0f32; 2 * s.channels]);
+        cpu_bn::batch_norm2d(&c.x, &c.weight, &c.bias, &mut y, &mut stats, s);
+        let (mut dx, mut dw, mut db) = (
+            vec![0.0f32; s.len()],
+            vec![0.0f32; s.channels],
+            vec![0.0f32; s.channels],
+        );
+        cpu_bn::batch_norm2d_grad(&c.x, &c.weight, &stats, &c.dy, &mut dx, &mut dw, &mut db, s);
+        (y, stats, dx, dw, db)
+    };
+    assert!(run() == run(), "the CPU batch norm is not reproducible");
+}

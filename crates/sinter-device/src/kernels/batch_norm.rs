@@ -1,5 +1,5 @@
 //! Launch builders for `shaders/batch_norm.wgsl`: batch normalization in training (statistics,
-//! then normalization), its backward pass (channel sums, then dx) and the running-statistics update.
+//! then normalization), its backward pass (channel sums, then dx) and the running update.
 
 use super::elementwise::{check_buffer, grid_for};
 use crate::error::Result;
@@ -33,7 +33,8 @@ fn split(total: Cost, first: Cost) -> (Cost, Cost) {
 }
 
 /// y = (x − mean)/√(var + eps) · weight + bias with the batch's per-channel mean and biased
-/// variance, which are written to `stats` (`[2, C]`): two dispatches, statistics then normalization.
+/// variance, which are written to `stats` (`[2, C]`): two dispatches, statistics then
+/// normalization.
 // x, y: [N, C, H·W]; weight, bias: [C]; stats: [2, C]
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm2d(

@@ -1,5 +1,5 @@
 //! CPU batch normalization over `x: [N, C, H·W]` in training: forward (batch statistics, then
-//! normalize), backward (dx, dweight, dbias) and the running-statistics update, as `shaders/batch_norm.wgsl`.
+//! normalize), backward (dx, dweight, dbias) and the running update, as `shaders/batch_norm.wgsl`.
 
 use super::reduce::pairwise_sum;
 use super::Real;

@@ -155,8 +155,8 @@ mod tests {
         );
         assert_eq!(train.labels, (0..10).map(|k| k as u8).collect::<Vec<_>>());
         assert_eq!(test.labels, vec![0, 1, 2]);
-        // Record 7 (second of data_batch_4): pixel i of the flat [3, 32, 32] image is (7 + i) % 256;
-        // the green plane starts at 1024.
+        // Record 7 (second of data_batch_4): pixel i of the flat [3, 32, 32] image is
+        // (7 + i) % 256; the green plane starts at 1024.
         let img = &train.images[7 * CIFAR10_PIXELS..8 * CIFAR10_PIXELS];
         assert_eq!(img[0], 7.0 / 255.0);
         assert_eq!(img[1024], ((7 + 1024) % 256) as f32 / 255.0);

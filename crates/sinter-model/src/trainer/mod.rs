@@ -588,9 +588,9 @@ impl<M: Model> Trainer<M> {
         self.write_tensors(tensors, &VarKind::STATE_DICT, file)
     }
 
-    /// Everything needed to continue this run exactly: parameters and buffers, optimizer state, step, the
-    /// optimizer's settings and the dropout generator's position, plus the caller's `meta`
-    /// (a preset's data order, its model name).
+    /// Everything needed to continue this run exactly: parameters and buffers, optimizer state,
+    /// step, the optimizer's settings and the dropout generator's position, plus the caller's
+    /// `meta` (a preset's data order, its model name).
     pub fn checkpoint(&self, mut meta: BTreeMap<String, String>) -> Result<TrainingCheckpoint> {
         meta.insert(META_OPTIMIZER.into(), format!("{:?}", self.optimizer));
         meta.insert(
