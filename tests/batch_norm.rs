@@ -222,3 +222,47 @@ fn a_small_resnet_learns_random_labels_on_both_backends() {
         assert!(eval.loss.is_finite(), "{what}: eval loss {}", eval.loss);
     }
 }
+
+#[test]
+fn checkpoints_carry_the_running_statistics_and_resume_exactly() {
+    let data = batches();
+    let feeds = |k: usize| {
+        Feeds::new()
+            .with("images", &data[k].0)
+            .with("labels", &data[k].1)
+    };
+    let trainer = || {
+        let mut store = VarStore::new();
+        let (net, bn, _) = net(&mut store);
+        let model = ImageClassifier { net, image: IMAGE };
+        let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-2);
+        let backend = Backend::Cpu(CpuBackend::new());
+        let t = Trainer::new(model, store, backend, opt, TrainConfig::new(BATCH)).unwrap();
+        (t, bn)
+    };
+    let (mut a, bn) = trainer();
+    a.step(&feeds(0)).unwrap();
+    a.step(&feeds(1)).unwrap();
+    let ckpt = a.checkpoint(Default::default()).unwrap();
+    let saved: Vec<&str> = ckpt.params.iter().map(|t| t.name.as_str()).collect();
+    assert!(saved.contains(&"bn.running_var") && saved.contains(&"bn.num_batches_tracked"));
+    a.step(&feeds(2)).unwrap();
+
+    let (mut b, _) = trainer();
+    b.restore(&ckpt, std::path::Path::new("in memory")).unwrap();
+    assert_eq!(b.backend.read_var(bn.num_batches_tracked).unwrap(), [2.0]);
+    b.step(&feeds(2)).unwrap();
+    for id in [
+        bn.running_mean,
+        bn.running_var,
+        bn.num_batches_tracked,
+        bn.weight,
+    ] {
+        assert_eq!(
+            a.backend.read_var(id).unwrap(),
+            b.backend.read_var(id).unwrap(),
+            "{} differs after resuming",
+            a.store.get(id).name
+        );
+    }
+}
