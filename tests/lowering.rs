@@ -1,6 +1,8 @@
 //! Nodes are lowered once, for both backends: the CPU and the adapter profile of the same
 //! training step (the default CNN, the char-transformer, a graph of the selection and RMS norm
 //! ops) price every launch with the same FLOPs and bytes, and both run the same launches in order.
+//! training step (the default CNN, a ResNet with batch norms, the char-transformer) price every
+//! launch with the same FLOPs and bytes, and both run the same launches in the same order.
 
 mod common;
 
@@ -11,6 +13,7 @@ use sinter::sinter_model::lm::{CharArch, CharLm, LmConfig};
 use sinter::sinter_model::nn::default_cnn;
 use sinter::sinter_model::optim::{Optimizer, OptimizerKind};
 use sinter::sinter_model::profile::StepProfile;
+use sinter::sinter_model::resnet::resnet;
 use sinter::sinter_model::train::{Classifier, ClassifierConfig};
 use sinter::sinter_model::{backward, Backend, GraphBuilder, Init, StepScalars, Tensor, VarStore};
 
@@ -59,9 +62,16 @@ fn assert_same_costs(what: &str, cpu: &StepProfile, gpu: &StepProfile) {
 }
 
 fn cnn(backend: Backend) -> Classifier {
+    classifier(backend, "cnn")
+}
+
+fn classifier(backend: Backend, name: &str) -> Classifier {
     let mut init = Init::new(3);
     let mut store = VarStore::new();
-    let model = default_cnn(&mut store, 1, [28, 28], 10, &mut init);
+    let model = match name {
+        "resnet" => resnet(&mut store, 8, 1, 10, &mut init).expect("depth 8 is 6·1 + 2"),
+        _ => default_cnn(&mut store, 1, [28, 28], 10, &mut init),
+    };
     let config = ClassifierConfig {
         batch: 8,
         eval_batch: 8,
@@ -72,8 +82,8 @@ fn cnn(backend: Backend) -> Classifier {
         memory_limit: None,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
-    Classifier::new("cnn", model, store, backend, opt, config, [1, 28, 28], 1000)
-        .expect("the CNN builds")
+    Classifier::new(name, model, store, backend, opt, config, [1, 28, 28], 1000)
+        .expect("the classifier builds")
 }
 
 #[test]
@@ -85,6 +95,26 @@ fn cnn_step_costs_the_same_on_the_cpu_and_an_adapter() {
         .unwrap();
     let (_, gpu_profile) = cnn(gpu).train_step_profiled(&data, None).unwrap();
     assert_same_costs("cnn", &cpu_profile, &gpu_profile);
+}
+
+#[test]
+fn resnet_step_costs_the_same_on_the_cpu_and_an_adapter() {
+    let Some(gpu) = gpu_backend() else { return };
+    let (data, _) = embedded_mnist().unwrap();
+    let resnet = |backend| classifier(backend, "resnet");
+    let (_, cpu_profile) = resnet(Backend::Cpu(CpuBackend::new()))
+        .train_step_profiled(&data, None)
+        .unwrap();
+    let (_, gpu_profile) = resnet(gpu).train_step_profiled(&data, None).unwrap();
+    let names: Vec<&str> = cpu_profile
+        .kernels
+        .iter()
+        .map(|k| k.kernel.as_str())
+        .collect();
+    for k in ["batch_norm2d", "batch_norm2d_grad", "batch_norm_update"] {
+        assert!(names.contains(&k), "no {k} launch in {names:?}");
+    }
+    assert_same_costs("resnet", &cpu_profile, &gpu_profile);
 }
 
 #[test]

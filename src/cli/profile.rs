@@ -112,6 +112,10 @@ impl Trainer {
                     &mut rng,
                 ),
             ),
+            ModelName::Resnet => (
+                "resnet",
+                sinter_model::resnet::resnet(&mut store, 20, image[0], data.classes, &mut rng)?,
+            ),
             _ => (
                 "mlp",
                 mlp(
@@ -205,6 +209,7 @@ pub(super) fn model_name(model: ModelName) -> &'static str {
         ModelName::CharRnn => "char-rnn",
         ModelName::CharLstm => "char-lstm",
         ModelName::CharGru => "char-gru",
+        ModelName::Resnet => "resnet",
     }
 }
 

@@ -7,6 +7,7 @@ use sinter_model::checkpoint::{check_against, load_safetensors, NamedTensor};
 use sinter_model::data::CharCorpus;
 use sinter_model::lm::CharModel;
 use sinter_model::nn::{default_cnn, mlp, Sequential};
+use sinter_model::resnet::resnet;
 use sinter_model::{Init, VarStore};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -121,6 +122,11 @@ impl Saved {
                 default_cnn(&mut store, image[0], [image[1], image[2]], classes, rng)
             }
             ModelName::Mlp => mlp(&mut store, image.iter().product(), 256, classes, rng),
+            ModelName::Resnet => {
+                let depth = self.resnet_depth()?;
+                resnet(&mut store, depth, image[0], classes, rng)
+                    .map_err(|e| self.bad(e.to_string()))?
+            }
             m => {
                 return Err(self.bad(format!(
                     "holds a character model ({}), not an image model",
@@ -130,6 +136,25 @@ impl Saved {
         };
         self.fill(&mut store)?;
         Ok((net, store))
+    }
+
+    /// The depth of a saved ResNet: the metadata's, or 6n+2 for the n blocks of its first stage
+    /// (`layer1.<k>.conv1.weight`) in a file without one (a state_dict saved by PyTorch).
+    fn resnet_depth(&self) -> Result<usize> {
+        if let Some(d) = self.meta.get("depth") {
+            return d
+                .parse()
+                .map_err(|_| self.bad(format!("depth {d:?} in the metadata is not a number")));
+        }
+        let blocks = self
+            .tensors
+            .iter()
+            .filter(|t| t.name.starts_with("layer1.") && t.name.ends_with(".conv1.weight"))
+            .count();
+        if blocks == 0 {
+            return Err(self.bad("has no layer1.0.conv1.weight: not a ResNet state_dict".into()));
+        }
+        Ok(6 * blocks + 2)
     }
 
     /// Checks the tensors against `store`'s parameters and makes them their initial values.

@@ -28,11 +28,14 @@ pub enum ModelName {
     CharLstm,
     /// A character-level GRU.
     CharGru,
+    /// A CIFAR-style ResNet (He et al. 2016) of --depth layers: conv 3×3 (→16) · BN · ReLU ·
+    /// three stages of basic blocks (16/32/64 channels) · global average pool · fc.
+    Resnet,
 }
 
 impl ModelName {
     pub fn is_text(self) -> bool {
-        !matches!(self, ModelName::Cnn | ModelName::Mlp)
+        !matches!(self, ModelName::Cnn | ModelName::Mlp | ModelName::Resnet)
     }
 }
 
@@ -55,11 +58,13 @@ pub enum ScheduleName {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// The model to train: image models (cnn, mlp) learn the digits, character models the text.
+    /// The model to train: image models (cnn, mlp, resnet) learn the digits (or the images of
+    /// --data), character models the text.
     #[arg(long, value_enum, default_value_t = ModelName::Cnn)]
     pub model: ModelName,
     /// Image models: a folder of IDX files (train-images-idx3-ubyte[.gz], … or
-    /// images/labels-idx?-ubyte.gz); default: the 10,000 MNIST digits built into the binary.
+    /// images/labels-idx?-ubyte.gz) or of CIFAR-10 binary batches (data_batch_1.bin …
+    /// data_batch_5.bin, test_batch.bin); default: the 10,000 MNIST digits built into the binary.
     /// Text models: a UTF-8 text file; default: the tiny-shakespeare text built in.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -87,6 +92,10 @@ pub struct TrainArgs {
     /// Attention heads of the transformer (at least 1, dividing --width).
     #[arg(long, default_value_t = 4, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub heads: usize,
+    /// Layers of --model resnet: 6n+2 (20, 32, 44, 56, 110, …), n basic blocks per stage
+    /// (default 20).
+    #[arg(long)]
+    pub depth: Option<usize>,
     /// After training a text model, print this many sampled characters.
     #[arg(long, default_value_t = 0)]
     pub sample: usize,
@@ -195,6 +204,13 @@ pub(super) struct Ranks {
     pub collective: Option<Box<dyn Collective>>,
 }
 
+impl TrainArgs {
+    /// The depth of --model resnet: --depth, or 20.
+    pub fn resnet_depth(&self) -> usize {
+        self.depth.unwrap_or(20)
+    }
+}
+
 impl Ranks {
     fn alone() -> Self {
         Ranks {
@@ -267,6 +283,9 @@ pub(super) fn settings(
             s.push(("--heads", args.heads.to_string()));
         }
     }
+    if args.model == ModelName::Resnet {
+        s.push(("--depth", args.resnet_depth().to_string()));
+    }
     // The seed draws the data order and dropout, which a resumed run continues.
     s.push(("--seed", args.seed.to_string()));
     s.push(("--optimizer", value_name(args.optimizer)));
@@ -325,6 +344,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     if args.model.is_text() {
         refuse_image_only_options(&args)?;
+    }
+    if let (Some(d), false) = (args.depth, args.model == ModelName::Resnet) {
+        return Err(CliError::Usage(format!(
+            "--depth {d} is for --model resnet; --model {} has no depth option",
+            value_name(args.model)
+        )));
     }
     check_files(&args)?;
     if args.distributed {

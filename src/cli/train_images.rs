@@ -1,5 +1,5 @@
-//! `sinter train --model cnn|mlp`: the image classifier on the shipped MNIST digits or on IDX
-//! files, given to the shared training loop, with evaluation each epoch and a final accuracy.
+//! `sinter train --model cnn|mlp|resnet`: the image classifier on the shipped MNIST digits, IDX
+//! files or CIFAR-10 batches, given to the shared training loop, with evaluation each epoch.
 
 use super::train::{optimizer, settings, ModelName, Ranks, TrainArgs};
 use super::train_loop::{self, loss_text, Eval, Pace, Step, Task};
@@ -8,6 +8,7 @@ use sinter_device::DeviceChoice;
 use sinter_model::checkpoint::{save_safetensors, TrainingCheckpoint};
 use sinter_model::data::{embedded_mnist, load_dir, ImageDataset};
 use sinter_model::nn::{default_cnn, mlp};
+use sinter_model::resnet::resnet;
 use sinter_model::train::{Classifier, ClassifierConfig, ImageClassifier};
 use sinter_model::trainer::Trainer;
 use sinter_model::{Backend, ModelError, VarStore};
@@ -106,6 +107,17 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
                 &mut rng,
             ),
         ),
+        ModelName::Resnet => (
+            "resnet",
+            resnet(
+                &mut store,
+                args.resnet_depth(),
+                image[0],
+                train_set.classes,
+                &mut rng,
+            )
+            .map_err(|e| CliError::Usage(format!("--depth {}: {e}", args.resnet_depth())))?,
+        ),
         _ => (
             "cnn",
             default_cnn(
@@ -197,6 +209,9 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         // What `sinter eval` and `sinter predict` need to rebuild the network without the data.
         meta.insert("image".to_string(), super::saved::image_text(image));
         meta.insert("classes".to_string(), classes.to_string());
+        if args.model == ModelName::Resnet {
+            meta.insert("depth".to_string(), args.resnet_depth().to_string());
+        }
         save_safetensors(path, &c.params()?, &meta)?;
         eprintln!("saved parameters to {}", path.display());
     }

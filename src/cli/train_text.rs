@@ -89,7 +89,7 @@ pub fn arch(model: ModelName, width: usize, layers: usize, heads: usize) -> Resu
         ModelName::CharRnn => recurrent(CellKind::Rnn),
         ModelName::CharLstm => recurrent(CellKind::Lstm),
         ModelName::CharGru => recurrent(CellKind::Gru),
-        ModelName::Cnn | ModelName::Mlp => unreachable!("image models"),
+        ModelName::Cnn | ModelName::Mlp | ModelName::Resnet => unreachable!("image models"),
     })
 }
 

@@ -45,6 +45,9 @@ pub enum Shader {
     Attention,
     /// `select.wgsl`: index_select, gather and where, with the scatter-add gradients.
     Select,
+    /// `batch_norm.wgsl`: batch normalization in training, its gradients and the running
+    /// statistics' update.
+    BatchNorm,
 }
 
 impl Shader {
@@ -62,6 +65,7 @@ impl Shader {
         Shader::Embedding,
         Shader::Attention,
         Shader::Select,
+        Shader::BatchNorm,
     ];
 
     /// The file name under `shaders/`, without the extension.
@@ -79,6 +83,7 @@ impl Shader {
             Shader::Embedding => "embedding",
             Shader::Attention => "attention",
             Shader::Select => "select",
+            Shader::BatchNorm => "batch_norm",
         }
     }
 
@@ -112,6 +117,7 @@ impl Shader {
             Shader::Embedding => include_str!("../../../shaders/embedding.wgsl"),
             Shader::Attention => include_str!("../../../shaders/attention.wgsl"),
             Shader::Select => include_str!("../../../shaders/select.wgsl"),
+            Shader::BatchNorm => include_str!("../../../shaders/batch_norm.wgsl"),
         }
     }
 }

@@ -336,6 +336,25 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
                 Some(outs[2].clone()),
             ]
         }
+        // With x̂ = (x − μ)·rstd over each channel's m = N·H·W values (μ, rstd the batch's):
+        // dβ = Σ dy, dγ = Σ dy∘x̂, dx = γ·rstd·(dy − dβ/m − x̂·dγ/m) (the statistics' gradient).
+        Op::BatchNorm2d { eps } => {
+            let (x, weight, bias) = (input(0), input(1), input(2));
+            let stats = g.secondary(i, 1).ok_or_else(|| {
+                ModelError::Graph(format!("batch norm node {i} lost its statistics output"))
+            })?;
+            let outs = g.push_multi(
+                Op::BatchNorm2dGrad { eps },
+                &[x.id, weight.id, stats.id, dy.id],
+                vec![x.shape(), weight.shape(), bias.shape()],
+                "",
+            );
+            vec![
+                Some(outs[0].clone()),
+                Some(outs[1].clone()),
+                Some(outs[2].clone()),
+            ]
+        }
         Op::Secondary(_) => {
             return Err(ModelError::Graph(format!(
                 "a secondary output ({}) is not differentiable",
@@ -362,7 +381,9 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
         | Op::EmbeddingGrad
         | Op::AttentionGrad { .. }
         | Op::SgdUpdate { .. }
-        | Op::AdamUpdate { .. } => {
+        | Op::AdamUpdate { .. }
+        | Op::BatchNorm2dGrad { .. }
+        | Op::BatchNormUpdate { .. } => {
             return Err(ModelError::Graph(format!(
                 "{} ({}) has no backward rule: second derivatives are not supported",
                 node.op.name(),

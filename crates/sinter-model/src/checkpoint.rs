@@ -183,7 +183,7 @@ pub fn save_safetensors(
 }
 
 /// Loads every tensor of a safetensors file (sorted by name) and its metadata. Only F32 tensors
-/// are accepted.
+/// are accepted, and I64 ones whose values f32 holds exactly (PyTorch's `num_batches_tracked`).
 pub fn load_safetensors(
     path: impl AsRef<Path>,
 ) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
@@ -510,17 +510,35 @@ fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<Strin
     let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
     let mut tensors = Vec::with_capacity(st.len());
     for (name, view) in st.iter() {
-        if view.dtype() != Dtype::F32 {
-            return Err(err(format!(
-                "tensor {name} has dtype {:?}; sinter reads only F32 tensors",
-                view.dtype()
-            )));
-        }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let data = match view.dtype() {
+            Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            // PyTorch writes counters (a batch norm's num_batches_tracked) as int64; f32 holds
+            // them exactly up to 2²⁴.
+            Dtype::I64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|c| {
+                    let v = i64::from_le_bytes(c.try_into().expect("8 bytes"));
+                    if v.unsigned_abs() <= 1 << 24 {
+                        Ok(v as f32)
+                    } else {
+                        Err(err(format!(
+                            "tensor {name} (I64) holds {v}, which f32 does not represent exactly"
+                        )))
+                    }
+                })
+                .collect::<Result<Vec<f32>>>()?,
+            other => {
+                return Err(err(format!(
+                    "tensor {name} has dtype {other:?}; sinter reads only F32 tensors (and I64 \
+                     counters up to 2^24)"
+                )))
+            }
+        };
         tensors.push(NamedTensor {
             name: name.to_string(),
             shape: view.shape().to_vec(),

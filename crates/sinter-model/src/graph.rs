@@ -11,7 +11,7 @@ mod shapes;
 mod tensor;
 
 pub use builder::GraphBuilder;
-pub use shapes::{conv_shape, matmul_shape, pool_shape};
+pub use shapes::{batch_norm_shape, conv_shape, matmul_shape, pool_shape};
 pub use tensor::Tensor;
 
 use crate::vars::VarId;
@@ -260,6 +260,34 @@ pub enum Op {
     /// `mask ≠ 0 ? a : b` elementwise with numpy broadcasting of all three; inputs
     /// `[mask, a, b]`.
     Where,
+    /// Batch normalization of `x: [N, C, H, W]` with the batch's statistics (training mode);
+    /// inputs `[x, weight, bias]` (both `[C]`). Its secondary output 1 is the statistics
+    /// `[2, C]`: the per-channel mean, then the biased variance.
+    BatchNorm2d {
+        /// Added to the variance before the square root.
+        eps: f32,
+    },
+    /// inputs `[x, weight, stats, dy]`; the node is dx; secondary outputs 1 and 2 are dweight
+    /// and dbias.
+    BatchNorm2dGrad {
+        /// The forward's epsilon.
+        eps: f32,
+    },
+    /// In-place update of a batch norm's running statistics from a batch's; inputs `[stats]`
+    /// (the `[2, C]` output of [`Op::BatchNorm2d`]); no output. Like an optimizer update it is
+    /// always planned, but it touches buffers, never parameters.
+    BatchNormUpdate {
+        /// `<name>.running_mean: [C]`.
+        running_mean: VarId,
+        /// `<name>.running_var: [C]`, following the unbiased batch variance.
+        running_var: VarId,
+        /// `<name>.num_batches_tracked: []`, counting the updates.
+        num_batches_tracked: VarId,
+        /// Weight of the new batch: running = (1 − momentum)·running + momentum·batch.
+        momentum: f32,
+        /// Values each statistic was taken over (N·H·W), for the unbiased variance.
+        count: usize,
+    },
 }
 
 impl Op {
@@ -313,12 +341,19 @@ impl Op {
             Op::Gather { .. } => "gather".into(),
             Op::GatherGrad { .. } => "gather_grad".into(),
             Op::Where => "where".into(),
+            Op::BatchNorm2d { .. } => "batch_norm2d".into(),
+            Op::BatchNorm2dGrad { .. } => "batch_norm2d_grad".into(),
+            Op::BatchNormUpdate { .. } => "batch_norm_update".into(),
         }
     }
 
-    /// Optimizer updates write variables in place and produce no value.
+    /// Updates (an optimizer's, a batch norm's running statistics) write variables in place and
+    /// produce no value; the planner keeps every one a graph holds.
     pub fn is_update(&self) -> bool {
-        matches!(self, Op::SgdUpdate { .. } | Op::AdamUpdate { .. })
+        matches!(
+            self,
+            Op::SgdUpdate { .. } | Op::AdamUpdate { .. } | Op::BatchNormUpdate { .. }
+        )
     }
 }
 

@@ -20,6 +20,7 @@ pub mod optim;
 pub mod parallel;
 pub mod plan;
 pub mod profile;
+pub mod resnet;
 pub mod train;
 pub mod trainer;
 pub mod vars;

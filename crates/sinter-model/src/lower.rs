@@ -4,9 +4,12 @@
 
 use crate::error::{ModelError, Result};
 use crate::fuse::Fused;
-use crate::graph::{conv_shape, pool_shape, ConvConfig, Node, NodeId, Op, PoolConfig};
+use crate::graph::{
+    batch_norm_shape, conv_shape, pool_shape, ConvConfig, Node, NodeId, Op, PoolConfig,
+};
 use crate::vars::VarId;
 use sinter_ops::attention::AttentionShape;
+use sinter_ops::batch_norm::{BatchNormShape, BatchNormUpdate};
 use sinter_ops::conv::Conv2dShape;
 use sinter_ops::elementwise::Epilogue;
 use sinter_ops::embedding::EmbeddingShape;
@@ -30,10 +33,11 @@ pub struct Launch {
     /// The values it reads, in the kernel's operand order.
     pub reads: Vec<NodeId>,
     /// The values it writes: the node, then its secondary outputs in order. Empty for an
-    /// optimizer update, which writes variables instead.
+    /// update, which writes variables instead.
     pub writes: Vec<NodeId>,
-    /// The variables an optimizer update reads and writes in place: the parameter, then its
-    /// states (SGD: velocity; Adam: m, v). Empty for every other kernel.
+    /// The variables an update reads and writes in place: an optimizer's parameter, then its
+    /// states (SGD: velocity; Adam: m, v); a batch norm's running mean, running variance and
+    /// batch counter. Empty for every other kernel.
     pub updates: Vec<VarId>,
 }
 
@@ -203,6 +207,24 @@ pub(crate) fn lower(nodes: &[Node], extras: &[Vec<NodeId>], i: NodeId) -> Result
             a: shape(1).to_vec(),
             b: shape(2).to_vec(),
         },
+        Op::BatchNorm2d { eps } => Kernel::BatchNorm2d(batch_norm(node, shape(0), *eps)?),
+        // inputs [x, weight, stats, dy]
+        Op::BatchNorm2dGrad { eps } => Kernel::BatchNorm2dGrad(batch_norm(node, shape(0), *eps)?),
+        Op::BatchNormUpdate {
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            momentum,
+            count,
+        } => {
+            updates = vec![*running_mean, *running_var, *num_batches_tracked];
+            // inputs [stats: [2, C]]
+            Kernel::BatchNormUpdate(BatchNormUpdate {
+                channels: shape(0)[1],
+                count: *count,
+                momentum: *momentum,
+            })
+        }
         Op::Input { .. } | Op::Var(_) | Op::Fill(_) | Op::Reshape | Op::Secondary(_) => {
             return Err(ModelError::Graph(format!(
                 "node {i} ({}) is not a kernel: the planner schedules only computed values",
@@ -261,6 +283,11 @@ fn conv(node: &Node, x: &[usize], w: &[usize], c: ConvConfig) -> Result<Conv2dSh
 
 fn pool(node: &Node, x: &[usize], c: PoolConfig) -> Result<Pool2dShape> {
     pool_shape(x, c)
+        .map_err(|e| ModelError::Graph(format!("{} ({}): {e}", node.tag, node.op.name())))
+}
+
+fn batch_norm(node: &Node, x: &[usize], eps: f32) -> Result<BatchNormShape> {
+    batch_norm_shape(x, eps)
         .map_err(|e| ModelError::Graph(format!("{} ({}): {e}", node.tag, node.op.name())))
 }
 

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
-use crate::vars::{Init, VarId, VarStore};
+use crate::vars::{Init, VarId, VarKind, VarStore};
 use sinter_ops::elementwise::UnaryOp;
 
 /// `y = x · Wᵀ + b`, with `W: [out, in]` as in PyTorch.
@@ -69,13 +69,14 @@ impl Linear {
     }
 }
 
-/// 2-D convolution with bias, `weight: [out, in, k, k]`.
+/// 2-D convolution, `weight: [out, in, k, k]`, with a bias unless made by [`Conv2d::no_bias`].
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     /// `<name>.weight: [out_channels, in_channels, kernel, kernel]`.
     pub weight: VarId,
-    /// `<name>.bias: [out_channels]`.
-    pub bias: VarId,
+    /// `<name>.bias: [out_channels]`; `None` for a convolution without bias (one followed by a
+    /// batch norm, whose shift makes a bias redundant).
+    pub bias: Option<VarId>,
     /// Stride, padding and dilation.
     pub config: ConvConfig,
     /// Channels of the output (the weight's first axis).
@@ -107,19 +108,49 @@ impl Conv2d {
         let bias = store.param_uniform(&format!("{name}.bias"), &[out_channels], bound, rng);
         Self {
             weight,
-            bias,
+            bias: Some(bias),
             config,
             out_channels,
         }
     }
 
-    /// Records `conv2d(x, W) + b` for `x: [N, in_channels, H, W]` → `[N, out_channels, OH, OW]`;
-    /// [`crate::ModelError::Shape`] if the channels or the spatial size do not fit.
+    /// A `kernel×kernel` convolution without bias, initialized as torchvision's ResNet does:
+    /// weight normal with standard deviation √(2 / (out_channels·kernel²)) (Kaiming-normal,
+    /// fan-out, for a ReLU).
+    #[allow(clippy::too_many_arguments)]
+    #[track_caller]
+    pub fn no_bias(
+        store: &mut VarStore,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        config: ConvConfig,
+        rng: &mut Init,
+    ) -> Self {
+        let shape = [out_channels, in_channels, kernel, kernel];
+        let std = (2.0 / (out_channels * kernel * kernel) as f32).sqrt();
+        let values = rng.normal(shape.iter().product(), std);
+        let weight = store.add(&format!("{name}.weight"), &shape, VarKind::Param, values);
+        Self {
+            weight,
+            bias: None,
+            config,
+            out_channels,
+        }
+    }
+
+    /// Records `conv2d(x, W) + b` (no `+ b` without a bias) for `x: [N, in_channels, H, W]` →
+    /// `[N, out_channels, OH, OW]`; [`crate::ModelError::Shape`] if the channels or the
+    /// spatial size do not fit.
     pub fn forward(&self, store: &VarStore, x: &Tensor) -> Result<Tensor> {
         let g = x.builder();
         let w = param(&g, store, self.weight);
-        let b = param(&g, store, self.bias).reshape(&[self.out_channels, 1, 1])?;
-        x.conv2d(&w, self.config)?.add(&b)
+        let y = x.conv2d(&w, self.config)?;
+        match self.bias {
+            Some(bias) => y.add(&param(&g, store, bias).reshape(&[self.out_channels, 1, 1])?),
+            None => Ok(y),
+        }
     }
 }
 
@@ -160,14 +191,24 @@ pub enum Layer {
     Activation(UnaryOp),
     /// Inverted dropout in training, the identity in evaluation.
     Dropout(Dropout),
+    /// Batch normalization over the channels of `[N, C, H, W]` (batch statistics in training,
+    /// running statistics in evaluation).
+    BatchNorm2d(crate::resnet::BatchNorm2d),
+    /// A residual block of two 3×3 convolutions with batch norms (see [`crate::resnet`]).
+    BasicBlock(Box<crate::resnet::BasicBlock>),
+    /// The mean over height and width: `[N, C, H, W]` → `[N, C, 1, 1]` (PyTorch's
+    /// `AdaptiveAvgPool2d((1, 1))`; no parameters).
+    GlobalAvgPool,
 }
 
-/// Whether a forward pass is for training (dropout on) or evaluation.
+/// Whether a forward pass is for training (dropout on, batch statistics) or evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Dropout masks are fed and applied.
+    /// Dropout masks are fed and applied; batch norms normalize with the batch's statistics
+    /// and update their running statistics.
     Train,
-    /// Dropout is the identity; no mask inputs are recorded.
+    /// Dropout is the identity; no mask inputs are recorded; batch norms use their running
+    /// statistics and change nothing.
     Eval,
 }
 
@@ -206,6 +247,9 @@ impl Sequential {
                     Layer::Flatten => h.flatten(1)?,
                     Layer::Activation(u) => h.unary(*u),
                     Layer::Dropout(d) => h.dropout(d.p, mode)?,
+                    Layer::BatchNorm2d(b) => b.forward(store, &h, mode)?,
+                    Layer::BasicBlock(b) => b.forward(store, &h, mode)?,
+                    Layer::GlobalAvgPool => crate::resnet::global_avg_pool(&h)?,
                 })
             })?;
         }

@@ -53,16 +53,26 @@ pub enum VarKind {
     Param,
     /// Optimizer state (momentum, Adam moments): saved in checkpoints, never trained.
     OptimizerState,
+    /// A module's state that is not trained (PyTorch's buffers: a batch norm's `running_mean`,
+    /// `running_var`, `num_batches_tracked`): part of the model's state_dict and checkpoints,
+    /// written by the model's own update nodes in training, never by the optimizer.
+    Buffer,
+}
+
+impl VarKind {
+    /// The kinds a model's state_dict holds, as PyTorch's `state_dict()`: parameters and buffers
+    /// (not the optimizer's state).
+    pub const STATE_DICT: [VarKind; 2] = [VarKind::Param, VarKind::Buffer];
 }
 
 /// One variable: its name, shape, role and initial value.
 #[derive(Clone, Debug)]
 pub struct VarInfo {
-    /// PyTorch `state_dict`-style name: `conv1.weight`, `fc2.bias`, `fc1.weight.adam_m`.
+    /// PyTorch `state_dict`-style name: `conv1.weight`, `bn1.running_mean`, `fc1.weight.adam_m`.
     pub name: String,
     /// Row-major shape, e.g. `[out, in]` for a linear layer's weight.
     pub shape: Vec<usize>,
-    /// Parameter or optimizer state.
+    /// Parameter, optimizer state or buffer.
     pub kind: VarKind,
     /// Initial value, as written into a backend when it first sees the variable.
     pub init: Vec<f32>,
@@ -177,7 +187,16 @@ impl VarStore {
             .collect()
     }
 
-    /// Number of variables of both kinds.
+    /// Every variable of one of `kinds`, in the order they were added (with
+    /// [`VarKind::STATE_DICT`]: the model's state_dict).
+    pub fn ids_of(&self, kinds: &[VarKind]) -> Vec<VarId> {
+        (0..self.vars.len())
+            .map(VarId)
+            .filter(|&id| kinds.contains(&self.get(id).kind))
+            .collect()
+    }
+
+    /// Number of variables of every kind.
     pub fn len(&self) -> usize {
         self.vars.len()
     }

@@ -5,8 +5,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sinter_model::backend::CpuBackend;
 use sinter_model::graph::{ConvConfig, GraphBuilder, PoolConfig, Tensor};
+use sinter_model::nn::Mode;
 use sinter_model::nn_seq::{CellKind, Embedding, Recurrent, RmsNorm, TransformerBlock};
 use sinter_model::plan::PlanOptions;
+use sinter_model::resnet::BasicBlock;
 use sinter_model::{backward, Init, Result, StepScalars, VarId, VarKind, VarStore};
 use sinter_ops::elementwise::{BinaryOp, UnaryOp};
 use sinter_ops::reduce::ReduceOp;
@@ -611,4 +613,28 @@ fn where_and_masked_fill_rules_with_broadcasting() {
     let mut c = case("masked_fill", &[&[4, 3], &[3]]);
     c.fixed = vec![(1, vec![0.0, 1.0, 0.0])];
     check(c, |x| x[0].masked_fill(&x[1], -5.0));
+}
+fn batch_norm_rule() {
+    // Odd sizes, and the smallest channel (two values), where x̂ is ±1 and dx is all statistics.
+    check(case("batch_norm2d", &[&[3, 5, 7, 9], &[5], &[5]]), |x| {
+        Ok(x[0].batch_norm2d(&x[1], &x[2], 1e-5)?.0)
+    });
+    check(
+        case("batch_norm2d two values", &[&[2, 3, 1, 1], &[3], &[3]]),
+        |x| Ok(x[0].batch_norm2d(&x[1], &x[2], 1e-5)?.0),
+    );
+}
+
+#[test]
+fn residual_block_with_batch_norms_in_training() {
+    check_module("basic block with projection", |store, init, rng| {
+        let block = BasicBlock::new(store, "layer2.0", 3, 4, 2, init);
+        let shape = [2, 3, 5, 5];
+        let x: Vec<f32> = (0..150).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let x = store.add("x", &shape, VarKind::Param, x);
+        Box::new(move |g: &GraphBuilder, store: &VarStore| {
+            let x = g.var(x, &shape, "x");
+            block.forward(store, &x, Mode::Train)
+        })
+    });
 }

@@ -10,6 +10,7 @@
 //!   update also reads and writes the variables it updates.
 
 use crate::attention::AttentionShape;
+use crate::batch_norm::{BatchNormShape, BatchNormUpdate};
 use crate::conv::Conv2dShape;
 use crate::elementwise::{broadcast_shape, BinaryOp, Epilogue, UnaryOp};
 use crate::embedding::EmbeddingShape;
@@ -211,6 +212,15 @@ pub enum Kernel {
         /// Shape of b (taken where the mask is zero).
         b: Vec<usize>,
     },
+    /// Batch normalization with the batch's statistics (training); inputs x, weight, bias;
+    /// outputs y and the statistics `[2, C]` (row 0 the mean, row 1 the biased variance).
+    BatchNorm2d(BatchNormShape),
+    /// Gradient of [`Kernel::BatchNorm2d`]; inputs x, weight, statistics, dy; outputs dx,
+    /// dweight and dbias.
+    BatchNorm2dGrad(BatchNormShape),
+    /// The running statistics follow a batch's, in place; input the statistics `[2, C]`;
+    /// updates running_mean, running_var and num_batches_tracked.
+    BatchNormUpdate(BatchNormUpdate),
 }
 
 impl Kernel {
@@ -258,6 +268,9 @@ impl Kernel {
             Kernel::Gather(_) => "gather",
             Kernel::GatherGrad(_) => "gather_grad",
             Kernel::Where { .. } => "where",
+            Kernel::BatchNorm2d(_) => "batch_norm2d",
+            Kernel::BatchNorm2dGrad(_) => "batch_norm2d_grad",
+            Kernel::BatchNormUpdate(_) => "batch_norm_update",
         };
         plain.to_string()
     }
@@ -374,6 +387,20 @@ impl Kernel {
                     .map_or(numel(a).max(numel(b)), |s| numel(&s));
                 Cost::new(len as u64, numel(mask) + numel(a) + numel(b) + len)
             }
+            // Mean (1 per value), two-pass variance (3), y = x·scale + shift (2); per channel
+            // rstd, scale and shift (4). x, weight, bias in; y and [2, C] statistics out.
+            Kernel::BatchNorm2d(s) => Cost::new(
+                6 * s.len() as u64 + 4 * s.channels as u64,
+                2 * s.len() + 4 * s.channels,
+            ),
+            // Σdy and Σdy·x̂ (5 per value), then dx = k·(dy − mean dy − x̂·mean dy·x̂) (6). x, dy
+            // in, dx out; weight and statistics in, dweight and dbias out.
+            Kernel::BatchNorm2dGrad(s) => {
+                Cost::new(11 * s.len() as u64, 3 * s.len() + 5 * s.channels)
+            }
+            // Per channel: (1 − m)·r + m·mean (3), the same with the unbiased variance (4);
+            // statistics in, both running values read and written, the counter incremented.
+            Kernel::BatchNormUpdate(u) => Cost::new(7 * u.channels as u64 + 1, 6 * u.channels + 2),
         }
     }
 }

@@ -6,6 +6,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod attention;
+pub mod batch_norm;
 pub mod conv;
 pub mod device;
 pub mod elementwise;

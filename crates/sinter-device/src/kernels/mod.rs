@@ -2,6 +2,7 @@
 //! grid, and returns a prepared [`Dispatch`](crate::Dispatch). The WGSL lives in `shaders/<family>.wgsl`.
 
 pub mod attention;
+pub mod batch_norm;
 pub mod conv;
 pub mod elementwise;
 pub mod embedding;

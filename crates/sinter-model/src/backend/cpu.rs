@@ -365,6 +365,23 @@ impl<T: Real> CpuProgram<T> {
             Kernel::Where { mask, a, b } => {
                 cpu::select::where_select(x(0), mask, x(1), a, x(2), b, y)
             }
+            Kernel::BatchNorm2d(s) => {
+                let [stats] = extra else {
+                    return Err(internal("batch_norm2d writes y and stats".into()));
+                };
+                cpu::batch_norm::batch_norm2d(x(0), x(1), x(2), y, stats, s)
+            }
+            Kernel::BatchNorm2dGrad(s) => {
+                let [dweight, dbias] = extra else {
+                    return Err(internal(
+                        "batch_norm2d_grad writes dx, dweight, dbias".into(),
+                    ));
+                };
+                cpu::batch_norm::batch_norm2d_grad(x(0), x(1), x(2), x(3), y, dweight, dbias, s)
+            }
+            Kernel::BatchNormUpdate(_) => {
+                return Err(internal("a batch norm update without variables".into()))
+            }
         }
         drop(bufs);
         for (slot, buf) in outs {
@@ -373,8 +390,9 @@ impl<T: Real> CpuProgram<T> {
         Ok(())
     }
 
-    /// An optimizer update: reads the gradient and the clipping scale (computed values, so in
-    /// slots) and writes the parameter and its states in place.
+    /// An update: an optimizer's reads the gradient and the clipping scale (computed values, so
+    /// in slots) and writes the parameter and its states in place; a batch norm's reads the
+    /// batch statistics and writes the running statistics.
     fn execute_update(
         &mut self,
         vars: &mut [Vec<T>],
@@ -388,12 +406,20 @@ impl<T: Real> CpuProgram<T> {
                 "optimizer input {id} stored as {other:?}"
             ))),
         };
+        let ids: Vec<usize> = launch.updates.iter().map(|v| v.0).collect();
+        if let (Kernel::BatchNormUpdate(u), &[rm, rv, nb]) = (&launch.kernel, &ids[..]) {
+            let stats = slot(launch.reads[0])?;
+            let [rm, rv, nb] = vars
+                .get_disjoint_mut([rm, rv, nb])
+                .map_err(|e| internal(format!("batch norm running statistics: {e}")))?;
+            cpu::batch_norm::batch_norm_update(stats, rm, rv, nb, u);
+            return Ok(());
+        }
         let (grad, scale, lr) = (
             slot(launch.reads[0])?,
             slot(launch.reads[1])?[0],
             T::of(scalars.lr),
         );
-        let ids: Vec<usize> = launch.updates.iter().map(|v| v.0).collect();
         match (&launch.kernel, &ids[..]) {
             (Kernel::Sgd { config, .. }, &[p, vel]) => {
                 let [p, vel] = vars

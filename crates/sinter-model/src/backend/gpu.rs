@@ -8,8 +8,8 @@ use crate::plan::{Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
 use sinter_device::kernels::{
-    attention, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce, select,
-    softmax, EpilogueArgs,
+    attention, batch_norm, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce,
+    select, softmax, EpilogueArgs,
 };
 use sinter_device::{wgpu, Dispatch, Gpu};
 use sinter_ops::elementwise::Epilogue;
@@ -382,6 +382,35 @@ impl GpuBackend {
                 y()?,
                 tag,
             )?],
+            // outputs [y, stats]
+            Kernel::BatchNorm2d(s) => {
+                batch_norm::batch_norm2d(gpu, x(0)?, x(1)?, x(2)?, y()?, out(1)?, s, tag)?
+            }
+            // inputs [x, weight, stats, dy]; outputs [dx, dweight, dbias]
+            Kernel::BatchNorm2dGrad(s) => batch_norm::batch_norm2d_grad(
+                gpu,
+                x(0)?,
+                x(1)?,
+                x(2)?,
+                x(3)?,
+                y()?,
+                out(1)?,
+                out(2)?,
+                s,
+                tag,
+            )?,
+            Kernel::BatchNormUpdate(u) => {
+                let ((mean, _), (variance, _), (count, _)) = (var(0)?, var(1)?, var(2)?);
+                vec![batch_norm::batch_norm_update(
+                    gpu,
+                    x(0)?,
+                    mean,
+                    variance,
+                    count,
+                    u,
+                    tag,
+                )?]
+            }
         };
         // The launchers price their dispatches by the same cost model; where a launch takes
         // several (a fused mask pass), the last carries what the others leave of the launch's

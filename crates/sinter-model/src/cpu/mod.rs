@@ -36,6 +36,7 @@ impl Real for f64 {
     }
 }
 pub mod attention;
+pub mod batch_norm;
 pub mod conv;
 pub mod elementwise;
 pub mod embedding;

@@ -208,11 +208,15 @@ pub fn embedded_mnist() -> Result<(ImageDataset, ImageDataset)> {
 /// Loads (train, test) from a folder: either the four standard MNIST files
 /// (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
 /// `t10k-labels-idx1-ubyte`, each optionally `.gz`, `-idx` also spelled `.idx`), or the shipped pair
-/// `images-idx3-ubyte[.gz]` + `labels-idx1-ubyte[.gz]`, whose first 80% become the training split.
+/// `images-idx3-ubyte[.gz]` + `labels-idx1-ubyte[.gz]`, whose first 80% become the training split;
+/// or a CIFAR-10 binary folder (see [`super::cifar::load_cifar10_dir`]).
 pub fn load_dir(dir: impl AsRef<Path>) -> Result<(ImageDataset, ImageDataset)> {
     let dir = dir.as_ref();
     if !dir.is_dir() {
         return Err(ModelError::data(dir, "is not a folder"));
+    }
+    if super::cifar::cifar10_folder(dir).is_some() {
+        return super::cifar::load_cifar10_dir(dir);
     }
     let standard = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|s| find(dir, s));
     if standard.iter().any(Option::is_some) {
@@ -258,7 +262,8 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<(ImageDataset, ImageDataset)> {
             format!(
                 "holds no MNIST-style IDX files: expected either {TRAIN_IMAGES}, {TRAIN_LABELS}, \
                  {TEST_IMAGES} and {TEST_LABELS}, or the pair {PAIR_IMAGES} and {PAIR_LABELS} \
-                 (split 80/20); each name may end in .gz"
+                 (split 80/20); each name may end in .gz (or CIFAR-10's data_batch_1.bin … \
+                 data_batch_5.bin and test_batch.bin)"
             ),
         )),
     }

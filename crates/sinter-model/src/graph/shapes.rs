@@ -2,6 +2,7 @@
 //! matrix product and the kernel shapes of convolution and pooling, or why the operands do not fit.
 
 use super::{ConvConfig, PoolConfig};
+use sinter_ops::batch_norm::BatchNormShape;
 use sinter_ops::conv::Conv2dShape;
 use sinter_ops::pool::Pool2dShape;
 
@@ -90,6 +91,21 @@ pub fn pool_shape(x: &[usize], c: PoolConfig) -> Result<Pool2dShape, String> {
         pad: c.pad,
     };
     s.check("pool2d").map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// The kernel shape of a batch normalization of `x: [N, C, H, W]`, or why it is invalid.
+pub fn batch_norm_shape(x: &[usize], eps: f32) -> Result<BatchNormShape, String> {
+    if x.len() != 4 {
+        return Err(format!("expects x [N, C, H, W], got {x:?}"));
+    }
+    let s = BatchNormShape {
+        n: x[0],
+        channels: x[1],
+        hw: x[2] * x[3],
+        eps,
+    };
+    s.check("batch_norm2d").map_err(|e| e.to_string())?;
     Ok(s)
 }
 

@@ -1,9 +1,10 @@
 //! Tensor operations: each checks its operands' shapes and records one node (or a few) on the
 //! tensor's graph. Errors name the op, the shapes and the caller's line (`#[track_caller]`).
 
-use super::shapes::{conv_shape, matmul_shape, pool_shape};
+use super::shapes::{batch_norm_shape, conv_shape, matmul_shape, pool_shape};
 use super::{ConvConfig, Graph, GraphBuilder, NodeId, Op, PoolConfig};
 use crate::error::{ModelError, Result};
+use crate::vars::VarId;
 use sinter_ops::elementwise::{broadcast_shape, BinaryOp, UnaryOp, MAX_RANK};
 use sinter_ops::reduce::ReduceOp;
 use std::cell::RefCell;
@@ -619,6 +620,102 @@ impl Tensor {
         }
         let d = self.sub(target)?;
         Ok(d.square().mean_all())
+    }
+
+    // ---- batch normalization -----------------------------------------------------------------
+
+    /// Batch normalization of `self: [N, C, H, W]` with the batch's own per-channel statistics
+    /// (training mode of PyTorch's `BatchNorm2d`: mean and biased variance over N·H·W), scaled
+    /// by `weight` and shifted by `bias` (both `[C]`). Returns y and the statistics `[2, C]`
+    /// (means, then biased variances), which [`Tensor::batch_norm_update`] folds into running
+    /// statistics. [`ModelError::Shape`] for another rank, parameters of another shape, or a
+    /// channel of a single value (N·H·W = 1).
+    #[track_caller]
+    pub fn batch_norm2d(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "batch_norm2d";
+        let loc = Location::caller();
+        self.same_graph(weight, OP, loc)?;
+        self.same_graph(bias, OP, loc)?;
+        let x = self.shape();
+        let s = batch_norm_shape(&x, eps).map_err(|d| shape_err(OP, d, loc))?;
+        let c = s.channels;
+        if weight.shape() != [c] || bias.shape() != [c] {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "x {x:?} needs weight and bias of shape [{c}], got {:?} and {:?}",
+                    weight.shape(),
+                    bias.shape()
+                ),
+                loc,
+            ));
+        }
+        let outs = self.builder().push_multi(
+            Op::BatchNorm2d { eps },
+            &[self.id, weight.id, bias.id],
+            vec![x, vec![2, c]],
+            "",
+        );
+        Ok((outs[0].clone(), outs[1].clone()))
+    }
+
+    /// Records the in-place update of running statistics from these batch statistics (the
+    /// second result of [`Tensor::batch_norm2d`]), as PyTorch does in training:
+    /// `running = (1 − momentum)·running + momentum·batch`, the variance unbiased
+    /// (× m/(m − 1) for m = N·H·W), and `num_batches_tracked += 1`. The three variables are
+    /// `[C]`, `[C]` and `[]`; the update is planned with every step of the graph.
+    /// [`ModelError::Shape`] if `self` is not a batch norm's statistics or `momentum` is
+    /// outside `[0, 1]`.
+    #[track_caller]
+    pub fn batch_norm_update(
+        &self,
+        running_mean: VarId,
+        running_var: VarId,
+        num_batches_tracked: VarId,
+        momentum: f32,
+    ) -> Result<()> {
+        const OP: &str = "batch_norm_update";
+        let loc = Location::caller();
+        let g = self.builder();
+        let node = g.node(self.id);
+        let producer = match (&node.op, node.inputs.as_slice()) {
+            (Op::Secondary(1), &[p]) => Some(g.node(p)),
+            _ => None,
+        };
+        let Some(x) = producer
+            .filter(|p| matches!(p.op, Op::BatchNorm2d { .. }))
+            .map(|p| g.node(p.inputs[0]).shape)
+        else {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "{:?} ({}) is not the statistics output of batch_norm2d",
+                    node.shape, node.tag
+                ),
+                loc,
+            ));
+        };
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(shape_err(
+                OP,
+                format!("momentum {momentum} is outside [0, 1]"),
+                loc,
+            ));
+        }
+        let op = Op::BatchNormUpdate {
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            momentum,
+            count: x[0] * x[2] * x[3],
+        };
+        g.push_at(op, &[self.id], vec![], "running statistics", loc);
+        Ok(())
     }
 }
 

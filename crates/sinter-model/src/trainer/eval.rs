@@ -127,12 +127,13 @@ impl<M: Model> Evaluator<M> {
         })
     }
 
-    /// Replaces the parameters with `tensors` (from `file`), which must match names and shapes
-    /// exactly; an error lists every missing, unexpected and mismatched tensor.
+    /// Replaces the state_dict (parameters and buffers) with `tensors` (from `file`), which
+    /// must match names and shapes exactly; an error lists every missing, unexpected and
+    /// mismatched tensor.
     pub fn set_params(&mut self, tensors: &[NamedTensor], file: &Path) -> Result<()> {
         let expected: Vec<(String, Vec<usize>)> = self
             .store
-            .ids(VarKind::Param)
+            .ids_of(&VarKind::STATE_DICT)
             .into_iter()
             .map(|id| {
                 let v = self.store.get(id);

@@ -140,7 +140,7 @@ impl<M: Model> Trainer<M> {
         all.push(("global batch".into(), t.config.batch.to_string()));
         all.push(("seed".into(), t.config.seed.to_string()));
         let params: Vec<String> = t
-            .expected(VarKind::Param)
+            .expected(&[VarKind::Param])
             .iter()
             .map(|(n, s)| format!("{n}{s:?}"))
             .collect();
@@ -329,13 +329,13 @@ impl<M: Model> Trainer<M> {
         }
     }
 
-    /// Gives every rank rank 0's parameters and optimizer state (after initialisation, loading
-    /// or resuming, so that the ranks start identical whatever each one read).
+    /// Gives every rank rank 0's parameters, buffers and optimizer state (after initialisation,
+    /// loading or resuming, so that the ranks start identical whatever each one read).
     pub fn broadcast_state(&mut self) -> Result<()> {
         let TrainStep::Split(dp) = &self.train else {
             return Ok(());
         };
-        let mut ids = self.store.ids(VarKind::Param);
+        let mut ids = self.store.ids_of(&VarKind::STATE_DICT);
         ids.extend(self.store.ids(VarKind::OptimizerState));
         for id in ids {
             let mut values = self.backend.read_var(id)?;
@@ -375,7 +375,7 @@ impl<M: Model> Trainer<M> {
         self.eval.iter().map(|(_, c)| c.program.memory()).collect()
     }
 
-    /// Bytes of all persistent variables (parameters and optimizer state).
+    /// Bytes of all persistent variables (parameters, buffers and optimizer state).
     pub fn variable_bytes(&self) -> u64 {
         self.store.vars.iter().map(|v| 4 * v.numel() as u64).sum()
     }
@@ -533,9 +533,9 @@ impl<M: Model> Trainer<M> {
         eval::combine(results, &self.train_compiled().metrics)
     }
 
-    fn tensors(&self, kind: VarKind) -> Result<Vec<NamedTensor>> {
+    fn tensors(&self, kinds: &[VarKind]) -> Result<Vec<NamedTensor>> {
         self.store
-            .ids(kind)
+            .ids_of(kinds)
             .into_iter()
             .map(|id| {
                 let info = self.store.get(id);
@@ -548,14 +548,15 @@ impl<M: Model> Trainer<M> {
             .collect()
     }
 
-    /// The parameters, named as the modules named them (PyTorch's `state_dict` names).
+    /// The model's state_dict: its parameters and buffers (a batch norm's running statistics),
+    /// named as the modules named them (PyTorch's `state_dict` names).
     pub fn params(&self) -> Result<Vec<NamedTensor>> {
-        self.tensors(VarKind::Param)
+        self.tensors(&VarKind::STATE_DICT)
     }
 
-    fn expected(&self, kind: VarKind) -> Vec<(String, Vec<usize>)> {
+    fn expected(&self, kinds: &[VarKind]) -> Vec<(String, Vec<usize>)> {
         self.store
-            .ids(kind)
+            .ids_of(kinds)
             .into_iter()
             .map(|id| {
                 let v = self.store.get(id);
@@ -564,8 +565,13 @@ impl<M: Model> Trainer<M> {
             .collect()
     }
 
-    fn write_tensors(&mut self, tensors: &[NamedTensor], kind: VarKind, file: &Path) -> Result<()> {
-        check_against(tensors, &self.expected(kind), file)?;
+    fn write_tensors(
+        &mut self,
+        tensors: &[NamedTensor],
+        kinds: &[VarKind],
+        file: &Path,
+    ) -> Result<()> {
+        check_against(tensors, &self.expected(kinds), file)?;
         for t in tensors {
             let id = self.store.find(&t.name).ok_or_else(|| {
                 ModelError::checkpoint(file, format!("has no variable named {}", t.name))
@@ -575,15 +581,16 @@ impl<M: Model> Trainer<M> {
         Ok(())
     }
 
-    /// Replaces the parameters with `tensors` (from `file`), which must match names and shapes
-    /// exactly; an error lists every missing, unexpected and mismatched tensor.
+    /// Replaces the state_dict (parameters and buffers) with `tensors` (from `file`), which
+    /// must match names and shapes exactly; an error lists every missing, unexpected and
+    /// mismatched tensor.
     pub fn set_params(&mut self, tensors: &[NamedTensor], file: &Path) -> Result<()> {
-        self.write_tensors(tensors, VarKind::Param, file)
+        self.write_tensors(tensors, &VarKind::STATE_DICT, file)
     }
 
-    /// Everything needed to continue this run exactly: parameters, optimizer state, step, the
-    /// optimizer's settings and the dropout generator's position, plus the caller's `meta`
-    /// (a preset's data order, its model name).
+    /// Everything needed to continue this run exactly: parameters and buffers, optimizer state,
+    /// step, the optimizer's settings and the dropout generator's position, plus the caller's
+    /// `meta` (a preset's data order, its model name).
     pub fn checkpoint(&self, mut meta: BTreeMap<String, String>) -> Result<TrainingCheckpoint> {
         meta.insert(META_OPTIMIZER.into(), format!("{:?}", self.optimizer));
         meta.insert(
@@ -591,8 +598,8 @@ impl<M: Model> Trainer<M> {
             self.dropout_rng.get_word_pos().to_string(),
         );
         Ok(TrainingCheckpoint {
-            params: self.tensors(VarKind::Param)?,
-            optimizer_state: self.tensors(VarKind::OptimizerState)?,
+            params: self.tensors(&VarKind::STATE_DICT)?,
+            optimizer_state: self.tensors(&[VarKind::OptimizerState])?,
             step: self.step,
             meta,
         })
@@ -612,8 +619,8 @@ impl<M: Model> Trainer<M> {
                 format!("was saved with optimizer {saved_opt} but this run uses {now_opt}"),
             ));
         }
-        self.write_tensors(&ckpt.params, VarKind::Param, file)?;
-        self.write_tensors(&ckpt.optimizer_state, VarKind::OptimizerState, file)?;
+        self.write_tensors(&ckpt.params, &VarKind::STATE_DICT, file)?;
+        self.write_tensors(&ckpt.optimizer_state, &[VarKind::OptimizerState], file)?;
         let word_pos: u128 = ckpt
             .meta
             .get(META_DROPOUT_RNG)
