@@ -205,6 +205,7 @@ pub(super) fn model_name(model: ModelName) -> &'static str {
         ModelName::CharRnn => "char-rnn",
         ModelName::CharLstm => "char-lstm",
         ModelName::CharGru => "char-gru",
+        ModelName::Gpt2 => "gpt2",
     }
 }
 

@@ -38,6 +38,13 @@ pub(super) trait Task {
     type M: Model;
     fn trainer(&self) -> &Trainer<Self::M>;
     fn trainer_mut(&mut self) -> &mut Trainer<Self::M>;
+    /// `--init PATH`: the initial parameters (a parameter file written by `--save`, unless the
+    /// model reads another format).
+    fn init_from(&mut self, path: &Path) -> Result<()> {
+        let tensors = load_init(path)?;
+        self.trainer_mut().set_params(&tensors, path)?;
+        Ok(())
+    }
     /// One training step on the next batch, with every kernel timed when `profile`.
     fn step(&mut self, profile: bool) -> ModelResult<Step>;
     fn evaluate(&mut self) -> ModelResult<Eval>;
@@ -86,8 +93,7 @@ pub(super) fn train<T: Task>(
     let root = pace.rank == 0;
     let total_steps = pace.total_steps;
     if let Some(path) = &args.init {
-        let tensors = load_init(path)?;
-        task.trainer_mut().set_params(&tensors, path)?;
+        task.init_from(path)?;
     }
     let mut history = History {
         nats_per_char: pace.steps_per_epoch.is_none(),
