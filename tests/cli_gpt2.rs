@@ -295,3 +295,77 @@ fn a_tokenizer_json_tokenizes_the_text_and_travels_with_the_model() {
         "{err}"
     );
 }
+
+#[test]
+fn a_gpt2_run_resumed_halfway_equals_the_run_in_one_go_in_either_window_order() {
+    let dir = scratch("gpt2-resume");
+    for order in [&[][..], &["--no-shuffle"][..]] {
+        let tag = if order.is_empty() {
+            "random"
+        } else {
+            "ordered"
+        };
+        let whole = dir.join(format!("{tag}-whole"));
+        let half = dir.join(format!("{tag}-half.ckpt"));
+        let resumed = dir.join(format!("{tag}-resumed"));
+        let c = [&["--schedule", "constant"][..], order].concat();
+        let o = train(&[&c[..], &["--steps", "4", "--save", whole.to_str().unwrap()]].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = train(
+            &[
+                &c[..],
+                &["--steps", "2", "--checkpoint", half.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = train(
+            &[
+                &c[..],
+                &[
+                    "--steps",
+                    "4",
+                    "--new-schedule",
+                    "--resume",
+                    half.to_str().unwrap(),
+                    "--save",
+                    resumed.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+        assert!(
+            weights(&whole) == weights(&resumed),
+            "{tag}: the resumed run's parameters differ"
+        );
+        // Another model size is refused by name.
+        let o = sinter(&[
+            "train",
+            "--model",
+            "gpt2",
+            "--layers",
+            "2",
+            "--heads",
+            "2",
+            "--width",
+            "32",
+            "--context",
+            "16",
+            "--batch",
+            "4",
+            "--quiet",
+            "--steps",
+            "4",
+            "--resume",
+            half.to_str().unwrap(),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("--layers 1 when saved, --layers 2 now"),
+            "{err}"
+        );
+    }
+}
