@@ -73,6 +73,17 @@ pub(super) struct Pace {
     pub ranks: usize,
 }
 
+impl Pace {
+    /// What a text model's loss is measured per: its tokens (`tok/s`) or characters.
+    fn per(&self) -> &'static str {
+        if self.rate_unit == "tok/s" {
+            "token"
+        } else {
+            "char"
+        }
+    }
+}
+
 /// What a finished run reports (rank 0 only).
 pub(super) struct Finished {
     pub eval: Eval,
@@ -268,9 +279,10 @@ pub(super) fn train<T: Task>(
                     accuracy * 100.0
                 ),
                 _ => format!(
-                    "step {step:>5} ({secs:.1} s): train loss {}, validation loss {} nats/char",
+                    "step {step:>5} ({secs:.1} s): train loss {}, validation loss {} nats/{}",
                     loss_text(train_loss),
-                    loss_text(eval.loss)
+                    loss_text(eval.loss),
+                    pace.per()
                 ),
             };
             say(&bar, line);
