@@ -109,8 +109,9 @@ pub struct Gpt2 {
 impl Gpt2 {
     /// The modules of `config` for windows of `context` positions, their parameters added to
     /// `store` under `GPT2LMHeadModel`'s names (`transformer.h.0.attn.c_attn.weight`, …) and
-    /// initialized as GPT-2 is: N(0, 0.02²) weights, N(0, (0.02/√(2·n_layer))²) for the
-    /// projections into the residual stream, zero biases, unit layer-norm scales.
+    /// initialized as GPT-2 is: N(0, 0.02²) weights (N(0, 0.01²) for `wpe`, as OpenAI's code),
+    /// N(0, (0.02/√(2·n_layer))²) for the projections into the residual stream, zero biases,
+    /// unit layer-norm scales.
     /// [`ModelError::Config`] for sizes [`Gpt2Config::check`] refuses or a context of 0 or
     /// longer than `n_positions`.
     pub fn new(
