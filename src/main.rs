@@ -29,7 +29,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Class probabilities of PNG images (or of test images by --index) under a saved image model.
     Predict(cli::eval::PredictArgs),
-    /// Generate text with a character model saved by `sinter train --model char-… --save FILE`.
+    /// Generate text with a character model saved by `sinter train --model char-… --save FILE`,
+    /// or a GPT-2 folder (`--model gpt2 --save DIR`, or one `transformers` wrote).
     Sample(cli::sample::SampleArgs),
     /// List the adapters found and say which one `--device auto` (or `--device …`) would use.
     Info(cli::info::InfoArgs),

@@ -13,6 +13,7 @@ pub mod resume;
 pub mod sample;
 pub mod saved;
 pub mod train;
+pub mod train_gpt2;
 pub mod train_images;
 pub mod train_loop;
 pub mod train_text;

@@ -210,6 +210,7 @@ pub(super) fn model_name(model: ModelName) -> &'static str {
         ModelName::CharLstm => "char-lstm",
         ModelName::CharGru => "char-gru",
         ModelName::Resnet => "resnet",
+        ModelName::Gpt2 => "gpt2",
     }
 }
 

@@ -31,11 +31,33 @@ pub enum ModelName {
     /// A CIFAR-style ResNet (He et al. 2016) of --depth layers: conv 3×3 (→16) · BN · ReLU ·
     /// three stages of basic blocks (16/32/64 channels) · global average pool · fc.
     Resnet,
+    /// GPT-2 (--size, or --layers/--heads/--width/--context; --init and --save take Hugging
+    /// Face folders; --tokenizer FILE, or characters).
+    Gpt2,
 }
 
 impl ModelName {
     pub fn is_text(self) -> bool {
         !matches!(self, ModelName::Cnn | ModelName::Mlp | ModelName::Resnet)
+    }
+}
+
+impl TrainArgs {
+    /// `--context`, or its default for the character models.
+    pub fn context_or_default(&self) -> usize {
+        self.context.unwrap_or(64)
+    }
+    /// `--width`, or its default for the character models.
+    pub fn width_or_default(&self) -> usize {
+        self.width.unwrap_or(128)
+    }
+    /// `--layers`, or its default for the character models.
+    pub fn layers_or_default(&self) -> usize {
+        self.layers.unwrap_or(2)
+    }
+    /// `--heads`, or its default for the character models.
+    pub fn heads_or_default(&self) -> usize {
+        self.heads.unwrap_or(4)
     }
 }
 
@@ -79,19 +101,28 @@ pub struct TrainArgs {
     /// at least 1.
     #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
-    /// Characters of context (text models; at least 1).
-    #[arg(long, default_value_t = 64, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
-    pub context: usize,
-    /// Model width: embedding size of the transformer, hidden units of recurrent models (at
-    /// least 1; a multiple of --heads for the transformer).
-    #[arg(long, default_value_t = 128, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
-    pub width: usize,
-    /// Transformer blocks (at least 1).
-    #[arg(long, default_value_t = 2, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
-    pub layers: usize,
-    /// Attention heads of the transformer (at least 1, dividing --width).
-    #[arg(long, default_value_t = 4, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
-    pub heads: usize,
+    /// Tokens of context (text models; at least 1; default 64, or gpt2's n_positions with
+    /// --size or --init, which it may undercut).
+    #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
+    pub context: Option<usize>,
+    /// Model width: embedding size of the transformers, hidden units of recurrent models (at
+    /// least 1, default 128; a multiple of --heads for the transformers).
+    #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
+    pub width: Option<usize>,
+    /// Transformer blocks (at least 1, default 2).
+    #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
+    pub layers: Option<usize>,
+    /// Attention heads of the transformers (at least 1, dividing --width; default 4).
+    #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
+    pub heads: Option<usize>,
+    /// GPT-2's size: tiny, mini, 124M, 355M, 774M or 1558M (instead of --layers, --heads,
+    /// --width; --context may be shorter than the preset's positions).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// gpt2: a Hugging Face tokenizer.json (byte-level BPE …) that turns the --data text into
+    /// token ids; without one, the text's characters are the tokens.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// Layers of --model resnet: 6n+2 (20, 32, 44, 56, 110, …), n basic blocks per stage
     /// (default 20).
     #[arg(long)]
@@ -133,10 +164,13 @@ pub struct TrainArgs {
     /// models; text models draw random windows).
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Initial parameters from a safetensors file (names as PyTorch's state_dict).
+    /// Initial parameters from a safetensors file (names as PyTorch's state_dict); for gpt2, a
+    /// Hugging Face folder (config.json, model.safetensors, tokenizer.json if any) that also
+    /// gives the architecture.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Write the trained parameters to this safetensors file.
+    /// Write the trained parameters to this safetensors file; gpt2 writes a folder that
+    /// `GPT2LMHeadModel.from_pretrained` loads (and `sinter sample DIR`).
     #[arg(long)]
     pub save: Option<PathBuf>,
     /// Write a full training checkpoint here at each evaluation (every epoch of an image model,
@@ -240,6 +274,7 @@ pub(super) fn optimizer(
         .lr
         .unwrap_or(match (args.optimizer, args.model.is_text()) {
             (OptimizerName::Sgd, _) => 0.05,
+            _ if args.model == ModelName::Gpt2 => 6e-4,
             (_, false) => 2e-3,
             (_, true) => 3e-3,
         });
@@ -276,11 +311,11 @@ pub(super) fn settings(
     // What the model is: a checkpoint continues only the model it was written by.
     let mut s = vec![("--model", value_name(args.model))];
     if args.model.is_text() {
-        s.push(("--width", args.width.to_string()));
-        s.push(("--context", args.context.to_string()));
+        s.push(("--width", args.width_or_default().to_string()));
+        s.push(("--context", args.context_or_default().to_string()));
         if args.model == ModelName::CharTransformer {
-            s.push(("--layers", args.layers.to_string()));
-            s.push(("--heads", args.heads.to_string()));
+            s.push(("--layers", args.layers_or_default().to_string()));
+            s.push(("--heads", args.heads_or_default().to_string()));
         }
     }
     if args.model == ModelName::Resnet {
@@ -360,15 +395,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// Trains the model `args` names, on this process's share of the ranks.
 fn train(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<()> {
-    if args.model.is_text() {
+    if args.model == ModelName::Gpt2 {
+        super::train_gpt2::run(args, choice, ranks)
+    } else if args.model.is_text() {
         super::train_text::run(args, choice, ranks)
     } else {
         super::train_images::run(args, choice, ranks)
     }
 }
 
-/// Options that have no meaning for the character models, refused by name rather than ignored.
+/// Options that have no meaning for the text models, refused by name rather than ignored.
 fn refuse_image_only_options(args: &TrainArgs) -> Result<()> {
+    if args.model != ModelName::Gpt2 {
+        for (option, given) in [
+            ("--size", args.size.is_some()),
+            ("--tokenizer", args.tokenizer.is_some()),
+        ] {
+            if given {
+                return Err(CliError::Usage(format!(
+                    "{option} is for --model gpt2, not --model {}",
+                    value_name(args.model)
+                )));
+            }
+        }
+    }
     let given = [
         (
             "--epochs",
@@ -378,7 +428,7 @@ fn refuse_image_only_options(args: &TrainArgs) -> Result<()> {
         ),
         (
             "--no-shuffle",
-            args.no_shuffle,
+            args.no_shuffle && args.model != ModelName::Gpt2,
             "they draw random windows of the text at every step (seeded by --seed), so there is \
              no file order to keep",
         ),
@@ -400,13 +450,20 @@ fn check_files(args: &TrainArgs) -> Result<()> {
         ("--data", &args.data),
         ("--init", &args.init),
         ("--resume", &args.resume),
+        ("--tokenizer", &args.tokenizer),
     ] {
         if let Some(path) = path {
             checks::input(option, path)?;
         }
     }
+    // GPT-2 saves a Hugging Face folder, not a file.
+    let gpt2 = args.model == ModelName::Gpt2;
+    if let (Some(dir), true) = (&args.save, gpt2) {
+        super::train_gpt2::check_save_dir(dir)?;
+    }
+    let save_file = if gpt2 { &None } else { &args.save };
     let outputs: Vec<Output> = [
-        ("--save", &args.save, &[][..], false),
+        ("--save", save_file, &[][..], false),
         ("--checkpoint", &args.checkpoint, &[], false),
         ("--plot", &args.plot, &["svg", "png"], true),
         ("--trace", &args.trace, &[], true),

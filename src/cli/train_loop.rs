@@ -38,6 +38,13 @@ pub(super) trait Task {
     type M: Model;
     fn trainer(&self) -> &Trainer<Self::M>;
     fn trainer_mut(&mut self) -> &mut Trainer<Self::M>;
+    /// `--init PATH`: the initial parameters (a parameter file written by `--save`, unless the
+    /// model reads another format).
+    fn init_from(&mut self, path: &Path) -> Result<()> {
+        let tensors = load_init(path)?;
+        self.trainer_mut().set_params(&tensors, path)?;
+        Ok(())
+    }
     /// One training step on the next batch, with every kernel timed when `profile`.
     fn step(&mut self, profile: bool) -> ModelResult<Step>;
     fn evaluate(&mut self) -> ModelResult<Eval>;
@@ -66,6 +73,17 @@ pub(super) struct Pace {
     pub ranks: usize,
 }
 
+impl Pace {
+    /// What a text model's loss is measured per: its tokens (`tok/s`) or characters.
+    fn per(&self) -> &'static str {
+        if self.rate_unit == "tok/s" {
+            "token"
+        } else {
+            "char"
+        }
+    }
+}
+
 /// What a finished run reports (rank 0 only).
 pub(super) struct Finished {
     pub eval: Eval,
@@ -86,8 +104,7 @@ pub(super) fn train<T: Task>(
     let root = pace.rank == 0;
     let total_steps = pace.total_steps;
     if let Some(path) = &args.init {
-        let tensors = load_init(path)?;
-        task.trainer_mut().set_params(&tensors, path)?;
+        task.init_from(path)?;
     }
     let mut history = History {
         nats_per_char: pace.steps_per_epoch.is_none(),
@@ -262,9 +279,10 @@ pub(super) fn train<T: Task>(
                     accuracy * 100.0
                 ),
                 _ => format!(
-                    "step {step:>5} ({secs:.1} s): train loss {}, validation loss {} nats/char",
+                    "step {step:>5} ({secs:.1} s): train loss {}, validation loss {} nats/{}",
                     loss_text(train_loss),
-                    loss_text(eval.loss)
+                    loss_text(eval.loss),
+                    pace.per()
                 ),
             };
             say(&bar, line);

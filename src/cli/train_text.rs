@@ -89,6 +89,11 @@ pub fn arch(model: ModelName, width: usize, layers: usize, heads: usize) -> Resu
         ModelName::CharRnn => recurrent(CellKind::Rnn),
         ModelName::CharLstm => recurrent(CellKind::Lstm),
         ModelName::CharGru => recurrent(CellKind::Gru),
+        ModelName::Gpt2 => {
+            return Err(CliError::Usage(
+                "gpt2 is not a character model: it trains with `sinter train --model gpt2` and is saved as a Hugging Face folder (config.json, model.safetensors), which `sinter sample DIR` reads".into(),
+            ))
+        }
         ModelName::Cnn | ModelName::Mlp | ModelName::Resnet => unreachable!("image models"),
     })
 }
@@ -99,7 +104,13 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         Some(path) => CharCorpus::load(path)?,
         None => CharCorpus::embedded()?,
     };
-    let arch = arch(args.model, args.width, args.layers, args.heads)?;
+    let arch = arch(
+        args.model,
+        args.width_or_default(),
+        args.layers_or_default(),
+        args.heads_or_default(),
+    )?;
+    let context = args.context_or_default();
     let batch = args.batch.unwrap_or(32);
     let steps = args.steps.unwrap_or(600);
     let (backend, notice) = Backend::open_nth(choice, ranks.local_rank)?;
@@ -116,12 +127,12 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         memory_limit: super::memory::limit_for(&backend)?,
     };
     let vocab = corpus.vocab_size();
-    let lower = [("--batch", batch), ("--context", args.context)];
+    let lower = [("--batch", batch), ("--context", context)];
     let too_big = |e| super::memory::explain(e, &lower);
     let mut lm = match ranks.collective {
-        None => CharLm::new(arch, args.context, corpus, backend, opt, config).map_err(too_big)?,
+        None => CharLm::new(arch, context, corpus, backend, opt, config).map_err(too_big)?,
         Some(collective) => {
-            CharLm::data_parallel(arch, args.context, corpus, backend, opt, config, collective)
+            CharLm::data_parallel(arch, context, corpus, backend, opt, config, collective)
                 .map_err(too_big)?
         }
     };
@@ -131,7 +142,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
             "training {} ({} parameters, vocabulary {vocab}, context {}) on {} for {steps} steps, batch {batch}{}",
             arch.name(),
             lm.parameter_count(),
-            args.context,
+            context,
             lm.backend.describe(),
             if ranks.size > 1 {
                 format!(
@@ -149,7 +160,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         eval_every: (steps / 6).max(1),
         steps_per_epoch: None,
         batch,
-        rate_per_step: batch * args.context,
+        rate_per_step: batch * context,
         rate_unit: "chars/s",
         evaluating: "validating…".into(),
         rank: ranks.rank,

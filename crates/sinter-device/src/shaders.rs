@@ -52,7 +52,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file, so the naga validation test covers them all.
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Matmul,

@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod fuse;
+pub mod gpt2;
 pub mod graph;
 pub mod lm;
 pub mod lower;

@@ -614,6 +614,8 @@ fn where_and_masked_fill_rules_with_broadcasting() {
     c.fixed = vec![(1, vec![0.0, 1.0, 0.0])];
     check(c, |x| x[0].masked_fill(&x[1], -5.0));
 }
+
+#[test]
 fn batch_norm_rule() {
     // Odd sizes, and the smallest channel (two values), where x̂ is ±1 and dx is all statistics.
     check(case("batch_norm2d", &[&[3, 5, 7, 9], &[5], &[5]]), |x| {

@@ -9,6 +9,11 @@ use std::path::Path;
 /// The tiny-shakespeare text shipped in `data/`, compiled into the binary.
 const EMBEDDED: &str = include_str!("../../../../data/tinyshakespeare/input.txt");
 
+/// The shipped tiny-shakespeare text itself (for models with their own tokenizer).
+pub fn embedded_text() -> &'static str {
+    EMBEDDED
+}
+
 /// A text encoded as character ids.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CharCorpus {
