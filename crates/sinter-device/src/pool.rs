@@ -1,6 +1,8 @@
 //! A pool of GPU storage buffers reused by size class, so that a steady training loop allocates
 //! nothing: buffers are returned to the pool and handed out again for requests of the same class.
 
+use crate::error::Result;
+use crate::gpu::scoped;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -43,23 +45,28 @@ pub struct PoolStats {
 
 impl BufferPool {
     /// A buffer of at least `bytes` (rounded up to its [`size_class`]): a free one of that class
-    /// if the pool holds one, else a new one. Its contents are whatever it last held.
-    pub fn acquire(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+    /// if the pool holds one, else a new one, created inside an error scope so that a refusal is
+    /// an error naming `op`, not a fault of the whole device. Its contents are whatever it last held.
+    pub fn acquire(&self, device: &wgpu::Device, op: &str, bytes: u64) -> Result<wgpu::Buffer> {
         let class = size_class(bytes);
         let mut inner = self.inner.lock().expect("buffer pool lock");
         if let Some(buf) = inner.free.get_mut(&class).and_then(Vec::pop) {
-            return buf;
+            return Ok(buf);
         }
+        let what = format!("{op}: creating a storage buffer of {class} bytes");
+        let buffer = scoped(device, &what, || {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sinter pooled storage"),
+                size: class,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
         inner.allocations += 1;
         inner.bytes_allocated += class;
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("sinter pooled storage"),
-            size: class,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })
+        Ok(buffer)
     }
 
     /// Returns a buffer for reuse; it must have come from [`BufferPool::acquire`] (its size is
