@@ -1,5 +1,5 @@
 //! Tests of what the device does when the backend refuses something: a shader its compiler
-//! rejects, a pipeline that fails validation, a buffer it will not create.
+//! rejects, a pipeline that fails validation, a buffer it will not create, a limit to respect.
 //!
 //! Each must come back as an error that names what failed (kernel, entry point, backend, size),
 //! leave nothing invalid in the pipeline cache, and leave the device usable: the next valid kernel
@@ -7,7 +7,7 @@
 //! Mesa's llvmpipe forced to GL 4.3, whose GLSL compiler refuses the integer-vector `mix` that
 //! naga writes for an integer-vector `select` (the bug of issue 15 in conv2d.wgsl).
 
-use crate::adapter::enumerate_adapters;
+use crate::adapter::{enumerate_adapters, pick_adapter, DeviceChoice};
 use crate::error::DeviceError;
 use crate::gpu::Gpu;
 use crate::kernels::elementwise::{self, UnaryOp};
@@ -93,7 +93,8 @@ fn a_shader_the_driver_rejects_is_an_error_and_the_device_stays_usable() {
         eprintln!("WARNING: no GL adapter found; driver-rejection test SKIPPED");
         return;
     };
-    let gpu = Gpu::open(adapter, sources_with_rejected_conv2d).expect("a GL device");
+    let limits = adapter.limits();
+    let gpu = Gpu::open(adapter, limits, sources_with_rejected_conv2d).expect("a GL device");
     assert!(
         gpu.report.driver.starts_with("4.3"),
         "MESA_GL_VERSION_OVERRIDE did not take: GL {}",
@@ -165,4 +166,41 @@ fn a_buffer_the_device_refuses_is_an_error_not_a_fault() {
     gpu.check_fault()
         .unwrap_or_else(|f| panic!("the refused buffer faulted the device: {f}"));
     a_valid_kernel_runs(gpu);
+}
+
+#[test]
+fn a_buffer_under_a_limit_that_is_not_a_power_of_two_is_not_rounded_past_it() {
+    // The pool's size classes would round 3,000,000 bytes up to 4 MiB, past this binding limit,
+    // and prepare() would refuse a buffer the tensor fits in.
+    let Some(adapter) = pick_adapter(DeviceChoice::Software).ok().flatten() else {
+        assert!(
+            !required(),
+            "{REQUIRE_ENV} is set but no software adapter was found"
+        );
+        eprintln!("WARNING: no software adapter found; limit test SKIPPED");
+        return;
+    };
+    let limit = 3_000_004u64;
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: limit,
+        ..adapter.limits()
+    };
+    let gpu = Gpu::open(adapter, limits, Shader::source).expect("a device at the lower limit");
+    assert_eq!(gpu.max_binding(), limit);
+    let len = 750_000;
+    let x: Vec<f32> = (0..len).map(|i| i as f32 - 1000.0).collect();
+    let xb = gpu.upload("x", &x).unwrap();
+    let yb = gpu.buffer("y", len).unwrap();
+    for b in [&xb, &yb] {
+        assert!(
+            b.size() <= limit,
+            "a buffer of {} bytes past {limit}",
+            b.size()
+        );
+    }
+    let d = elementwise::unary(&gpu, &xb, &yb, UnaryOp::Relu, len, "relu")
+        .expect("prepare() refused buffers that fit");
+    let y = run_one(&gpu, &d, &yb, len);
+    assert_eq!(y[999], 0.0);
+    assert_eq!(y[len - 1], (len - 1001) as f32);
 }

@@ -151,12 +151,15 @@ fn describe(e: &wgpu::Error) -> String {
 impl Gpu {
     /// Opens a device on `adapter` with every limit the adapter offers, so large tensors fit.
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
-        Self::open(adapter, Shader::source)
+        let limits = adapter.limits();
+        Self::open(adapter, limits, Shader::source)
     }
 
-    /// [`Gpu::new`], compiling each shader from `source_of(shader)`.
+    /// [`Gpu::new`] with `limits` (at most the adapter's), compiling each shader from
+    /// `source_of(shader)`.
     pub(crate) fn open(
         adapter: wgpu::Adapter,
+        limits: wgpu::Limits,
         source_of: fn(Shader) -> &'static str,
     ) -> Result<Self> {
         let report = AdapterReport::of(&adapter);
@@ -164,7 +167,6 @@ impl Gpu {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let features = adapter.features() & wanted;
-        let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sinter"),
             required_features: features,
@@ -210,6 +212,11 @@ impl Gpu {
             report.backend,
             report.class
         );
+        let pool = BufferPool::new(
+            limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+        );
         Ok(Self {
             device,
             queue,
@@ -217,7 +224,7 @@ impl Gpu {
             limits,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
-            pool: BufferPool::default(),
+            pool,
             staging: Mutex::default(),
             fault,
             submits: AtomicU64::new(0),
@@ -532,7 +539,7 @@ impl Gpu {
     }
 
     fn staging_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
-        let class = crate::pool::size_class(bytes);
+        let class = crate::pool::size_class(bytes, self.limits.max_buffer_size);
         if let Some(b) = self
             .staging
             .lock()
