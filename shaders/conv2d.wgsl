@@ -40,6 +40,14 @@ const TM_MAX: u32 = 16u;
 // addresses; columns 4..7 follow 4·WG later.
 const LANES = vec4<u32>(0u, WG, 2u * WG, 3u * WG);
 
+// `select(vec4<u32>(0u), at, ok)`: the gather index where the lane is inside the image, else 0
+// (a valid address, whose value is then dropped). Written as a product, not a select: naga turns a
+// select on integer vectors into GLSL's `mix(uvec4, uvec4, bvec4)`, which desktop GL has only from
+// 4.50 (older drivers reject it or run it through the float `mix`, wrong past 2^24).
+fn index_or_zero(at: vec4<u32>, ok: vec4<bool>) -> vec4<u32> {
+    return at * vec4<u32>(ok);
+}
+
 // ---- forward: y = W · im2col(x), M = O, N = N·OH·OW, K = C·KH·KW ----
 
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;        // x: [N, C, H, W]
@@ -101,8 +109,8 @@ fn conv2d_forward(
                 let iw1 = left1 + vec4<i32>(i32(kx * p.dw));
                 let ok0 = row_ok0 & (iw0 >= vec4<i32>(0)) & (iw0 < wv);
                 let ok1 = row_ok1 & (iw1 >= vec4<i32>(0)) & (iw1 < wv);
-                let at0 = vec4<u32>(select(vec4<i32>(0), row0 + iw0, ok0));
-                let at1 = vec4<u32>(select(vec4<i32>(0), row1 + iw1, ok1));
+                let at0 = index_or_zero(vec4<u32>(row0 + iw0), ok0);
+                let at1 = index_or_zero(vec4<u32>(row1 + iw1), ok1);
                 let v0 = select(
                     vec4<f32>(0.0),
                     vec4<f32>(fwd_x[at0.x], fwd_x[at0.y], fwd_x[at0.z], fwd_x[at0.w]),
@@ -215,8 +223,8 @@ fn conv2d_grad_input(
             if (!any(ok0 | ok1)) {
                 continue;
             }
-            let base0 = select(vec4<u32>(0u), img0 + oh0 * p.ow + ow0, ok0);
-            let base1 = select(vec4<u32>(0u), img1 + oh1 * p.ow + ow1, ok1);
+            let base0 = index_or_zero(img0 + oh0 * p.ow + ow0, ok0);
+            let base1 = index_or_zero(img1 + oh1 * p.ow + ow1, ok1);
             var wi = ky * p.kw + kx;
             var off = 0u;
             for (var o = 0u; o < p.o; o++) {
@@ -325,8 +333,8 @@ fn conv2d_grad_weight(
         let ok0 = (ih0 >= vec4<i32>(0)) & (ih0 < hv) & (iw0 >= vec4<i32>(0)) & (iw0 < wv);
         let ok1 = (ih1 >= vec4<i32>(0)) & (ih1 < hv) & (iw1 >= vec4<i32>(0)) & (iw1 < wv);
         let img = vec4<i32>(i32(n * x_img));
-        let at0 = vec4<u32>(select(vec4<i32>(0), img + xoff0 + ih0 * wv + iw0, ok0));
-        let at1 = vec4<u32>(select(vec4<i32>(0), img + xoff1 + ih1 * wv + iw1, ok1));
+        let at0 = index_or_zero(vec4<u32>(img + xoff0 + ih0 * wv + iw0), ok0);
+        let at1 = index_or_zero(vec4<u32>(img + xoff1 + ih1 * wv + iw1), ok1);
         let v0 = select(
             vec4<f32>(0.0),
             vec4<f32>(gw_x[at0.x], gw_x[at0.y], gw_x[at0.z], gw_x[at0.w]),

@@ -36,13 +36,16 @@ pub enum DeviceError {
         /// wgpu's reason.
         source: wgpu::RequestDeviceError,
     },
-    /// A WGSL module or pipeline failed validation or compilation.
-    #[error("shader {shader}.wgsl, entry point '{entry}': {message}")]
+    /// A WGSL module or pipeline failed validation, or the backend's compiler (the driver's, or
+    /// naga's translation for it) rejected it: wgpu's validation, out-of-memory and internal errors.
+    #[error("shader {shader}.wgsl, entry point '{entry}', on {backend}: {message}")]
     ShaderCompile {
         /// The file's stem under `shaders/`.
         shader: &'static str,
         /// The entry point being compiled.
         entry: &'static str,
+        /// The adapter's API and name, e.g. `Gl (llvmpipe (LLVM 15.0.6, 256 bits))`.
+        backend: String,
         /// The compiler's message.
         message: String,
     },
@@ -77,7 +80,8 @@ pub enum DeviceError {
     /// Mapping a staging buffer for readback failed.
     #[error("reading a buffer back from the GPU failed: {0}")]
     Map(String),
-    /// A validation or out-of-memory error caught in an error scope, or reported uncaptured.
+    /// A validation, out-of-memory or internal error caught in an error scope, or reported
+    /// uncaptured.
     #[error("the GPU reported an error: {0}")]
     Gpu(String),
     /// The driver lost the device (reset, hang, removal); nothing on it can be used again.

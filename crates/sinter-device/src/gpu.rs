@@ -108,35 +108,65 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
-    pool: BufferPool,
+    pub(crate) pool: BufferPool,
     staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     fault: Arc<Mutex<Option<Fault>>>,
     submits: AtomicU64,
     lose_after_submits: Option<u64>,
+    /// The WGSL compiled for a shader: [`Shader::source`], except in tests that feed a shader
+    /// the backend rejects.
+    source_of: fn(Shader) -> &'static str,
 }
 
-/// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into errors.
-fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+/// Runs `f` inside validation, out-of-memory and internal error scopes and turns what they catch
+/// into errors. Internal errors are how wgpu reports a shader that passed validation but that the
+/// backend's compiler rejected (a driver's GLSL/HLSL/MSL compiler, naga's translation): uncaught,
+/// they would reach the uncaptured-error handler and mark the whole device failed.
+pub(crate) fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let value = f();
+    // Scopes are a stack: popped in the reverse order of their pushes.
     let validation = pollster::block_on(validation.pop());
     let oom = pollster::block_on(oom.pop());
-    match validation.or(oom) {
-        Some(e) => Err(DeviceError::Gpu(format!("{what}: {e}"))),
+    let internal = pollster::block_on(internal.pop());
+    match validation.or(oom).or(internal) {
+        Some(e) => Err(DeviceError::Gpu(format!("{what}: {}", describe(&e)))),
         None => Ok(value),
+    }
+}
+
+/// wgpu's error with its description: its `Display` says only which kind it is.
+fn describe(e: &wgpu::Error) -> String {
+    match e {
+        wgpu::Error::Validation { description, .. } => format!("validation error: {description}"),
+        wgpu::Error::Internal { description, .. } => {
+            format!("internal error (the backend's shader compiler or driver): {description}")
+        }
+        wgpu::Error::OutOfMemory { source } => format!("out of memory: {source}"),
     }
 }
 
 impl Gpu {
     /// Opens a device on `adapter` with every limit the adapter offers, so large tensors fit.
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
+        let limits = adapter.limits();
+        Self::open(adapter, limits, Shader::source)
+    }
+
+    /// [`Gpu::new`] with `limits` (at most the adapter's), compiling each shader from
+    /// `source_of(shader)`.
+    pub(crate) fn open(
+        adapter: wgpu::Adapter,
+        limits: wgpu::Limits,
+        source_of: fn(Shader) -> &'static str,
+    ) -> Result<Self> {
         let report = AdapterReport::of(&adapter);
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let features = adapter.features() & wanted;
-        let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sinter"),
             required_features: features,
@@ -182,6 +212,11 @@ impl Gpu {
             report.backend,
             report.class
         );
+        let pool = BufferPool::new(
+            limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+        );
         Ok(Self {
             device,
             queue,
@@ -189,11 +224,12 @@ impl Gpu {
             limits,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
-            pool: BufferPool::default(),
+            pool,
             staging: Mutex::default(),
             fault,
             submits: AtomicU64::new(0),
             lose_after_submits,
+            source_of,
         })
     }
 
@@ -221,6 +257,11 @@ impl Gpu {
         let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
+    /// The adapter's API and name, as shader errors name it: `Vulkan (llvmpipe …)`.
+    pub fn backend(&self) -> String {
+        format!("{:?} ({})", self.report.backend, self.report.name)
+    }
+
     /// The largest storage buffer one binding may hold, in bytes.
     pub fn max_binding(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size
@@ -241,13 +282,13 @@ impl Gpu {
     /// A storage buffer from the pool, large enough for `len` f32 values. A new buffer is
     /// zeroed; a reused one holds what it last held, so write it before reading it.
     ///
-    /// Fails with [`DeviceError::BufferTooLarge`] past the binding limit (naming `op`), or with
-    /// the device's fault if it was lost.
+    /// Fails with [`DeviceError::BufferTooLarge`] past the binding limit (naming `op`), with the
+    /// device's fault if it was lost, or with [`DeviceError::Gpu`] if the device refuses to create it.
     pub fn buffer(&self, op: &str, len: usize) -> Result<wgpu::Buffer> {
         self.check_fault()?;
         let bytes = (len.max(1) * 4) as u64;
         self.check_binding(op, bytes)?;
-        Ok(self.pool.acquire(&self.device, bytes))
+        self.pool.acquire(&self.device, op, bytes)
     }
 
     /// Gives a buffer back to the pool for reuse.
@@ -285,12 +326,13 @@ impl Gpu {
             self.device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name()),
-                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    source: wgpu::ShaderSource::Wgsl((self.source_of)(shader).into()),
                 })
         })
         .map_err(|e| DeviceError::ShaderCompile {
             shader: shader.name(),
             entry: "(module)",
+            backend: self.backend(),
             message: e.to_string(),
         })?;
         modules.insert(shader, module.clone());
@@ -335,6 +377,7 @@ impl Gpu {
         .map_err(|e| DeviceError::ShaderCompile {
             shader: shader.name(),
             entry,
+            backend: self.backend(),
             message: e.to_string(),
         })?;
         log::debug!(
@@ -366,13 +409,14 @@ impl Gpu {
         let pipeline = self.pipeline(launch.shader, launch.entry, launch.overrides)?;
         let mut words = launch.params.to_vec();
         words.resize(words.len().div_ceil(4).max(1) * 4, 0);
-        let params = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("sinter params"),
-                contents: bytemuck::cast_slice(&words),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let params = scoped(&self.device, &launch.tag, || {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("sinter params"),
+                    contents: bytemuck::cast_slice(&words),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+        })?;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: params.as_entire_binding(),
@@ -460,10 +504,10 @@ impl Gpu {
         mut encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, usize)],
     ) -> Result<Vec<Vec<f32>>> {
-        let staging: Vec<wgpu::Buffer> = reads
+        let staging = reads
             .iter()
             .map(|&(_, len)| self.staging_buffer((len.max(1) * 4) as u64))
-            .collect();
+            .collect::<Result<Vec<wgpu::Buffer>>>()?;
         for (&(src, len), dst) in reads.iter().zip(&staging) {
             encoder.copy_buffer_to_buffer(src, 0, dst, 0, Some((len * 4) as u64));
         }
@@ -494,8 +538,8 @@ impl Gpu {
             .expect("one read requested"))
     }
 
-    fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {
-        let class = crate::pool::size_class(bytes);
+    fn staging_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let class = crate::pool::size_class(bytes, self.limits.max_buffer_size);
         if let Some(b) = self
             .staging
             .lock()
@@ -503,13 +547,15 @@ impl Gpu {
             .get_mut(&class)
             .and_then(Vec::pop)
         {
-            return b;
+            return Ok(b);
         }
-        self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("sinter staging"),
-            size: class,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        scoped(&self.device, "staging buffer for a readback", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sinter staging"),
+                size: class,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         })
     }
 

@@ -5,6 +5,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod adapter;
+#[cfg(test)]
+mod driver_errors;
 pub mod error;
 pub mod gpu;
 pub mod kernels;

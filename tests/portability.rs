@@ -1,0 +1,284 @@
+//! Portability of the WGSL beyond Vulkan: every entry point of every shader, translated by naga
+//! to GLSL as wgpu's GL backend translates it, must be GLSL that GL 4.3, GLES 3.1 and GL 4.5 accept.
+//!
+//! wgpu's GL backend runs naga's GLSL writer at the driver's version (desktop 4.3 is the least
+//! wgpu accepts for compute, GLES 3.1 likewise), so a WGSL construct that naga maps to newer GLSL
+//! fails only on those drivers. The translation is checked here with no GPU: a naga check that
+//! always runs (no integer-vector `mix`, which naga emits for `select` on integer vectors and which
+//! desktop GLSL has only from 4.50), and `glslangValidator` (Debian `glslang-tools`, installed by `.ci/test`),
+//! which compiles each translation at its version. A missing validator fails the test.
+
+use naga::back::glsl;
+use sinter::sinter_device::Shader;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The GLSL versions wgpu's GL backend can target for compute, least first.
+const VERSIONS: [glsl::Version; 3] = [
+    glsl::Version::Desktop(430),
+    glsl::Version::Embedded {
+        version: 310,
+        is_webgl: false,
+    },
+    glsl::Version::Desktop(450),
+];
+
+/// One translated entry point: where it came from and its GLSL text.
+struct Translation {
+    what: String,
+    version: glsl::Version,
+    source: String,
+}
+
+/// Override sets to translate each shader with, besides its WGSL defaults: the values the
+/// launchers choose where they change which code is live (conv2d's `TM`, the product kernels'
+/// epilogue), so code behind an override is translated too.
+fn override_sets(shader: Shader) -> Vec<Vec<(&'static str, f64)>> {
+    let mut sets = vec![vec![]];
+    match shader {
+        Shader::Conv2d => {
+            for tm in [4.0, 8.0, 16.0] {
+                sets.push(vec![("TM", tm), ("HAS_BIAS", 1.0), ("ACT", 0.0)]);
+            }
+        }
+        Shader::Matmul => sets.push(vec![
+            ("HAS_BIAS", 1.0),
+            ("ACT", 0.0),
+            ("ALIGNED", 1.0),
+            ("A_VEC4", 1.0),
+            ("B_VEC4", 1.0),
+            ("C_VEC4", 1.0),
+            ("K_EXACT", 1.0),
+        ]),
+        Shader::Attention => sets.push(vec![("CAUSAL", 1.0)]),
+        _ => {}
+    }
+    sets
+}
+
+/// The bindings as wgpu's GL backend numbers them for a pipeline whose layout is derived from the
+/// entry point: the globals it uses, in binding order, counted separately per kind.
+fn binding_map(module: &naga::Module, info: &naga::valid::FunctionInfo) -> glsl::BindingMap {
+    let mut used: Vec<_> = module
+        .global_variables
+        .iter()
+        .filter(|&(h, _)| !info[h].is_empty())
+        .filter_map(|(_, var)| var.binding.map(|b| (b, var.space)))
+        .collect();
+    used.sort_by_key(|(b, _)| (b.group, b.binding));
+    let (mut uniforms, mut storage, mut other) = (0u8, 0u8, 0u8);
+    let mut map = glsl::BindingMap::default();
+    for (binding, space) in used {
+        let counter = match space {
+            naga::AddressSpace::Uniform => &mut uniforms,
+            naga::AddressSpace::Storage { .. } => &mut storage,
+            _ => &mut other,
+        };
+        map.insert(binding, *counter);
+        *counter += 1;
+    }
+    map
+}
+
+/// Every entry point of every shader, at every version and override set, as GLSL.
+fn translations() -> Vec<Translation> {
+    let mut out = Vec::new();
+    for shader in Shader::ALL {
+        let source = shader.source();
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(source)));
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(source)));
+        for ep in &module.entry_points {
+            for set in override_sets(shader) {
+                let mut constants = naga::back::PipelineConstants::default();
+                for &(name, value) in &set {
+                    constants.insert(name.to_string(), value);
+                }
+                let what = format!("{}.wgsl::{} {set:?}", shader.name(), ep.name);
+                let (module, info) = naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((ep.stage, &ep.name)),
+                    &constants,
+                )
+                .unwrap_or_else(|e| panic!("{what}: overrides: {e}"));
+                let index = module
+                    .entry_points
+                    .iter()
+                    .position(|e| e.name == ep.name)
+                    .expect("the entry point survives override processing");
+                let bindings = binding_map(&module, info.get_entry_point(index));
+                for version in VERSIONS {
+                    let options = glsl::Options {
+                        version,
+                        writer_flags: glsl::WriterFlags::ADJUST_COORDINATE_SPACE,
+                        binding_map: bindings.clone(),
+                        zero_initialize_workgroup_memory: true,
+                    };
+                    let pipeline = glsl::PipelineOptions {
+                        shader_stage: ep.stage,
+                        entry_point: ep.name.clone(),
+                        multiview: None,
+                    };
+                    // The policies wgpu's GL backend uses: GLSL bounds-checks nothing itself.
+                    let policies = naga::proc::BoundsCheckPolicies::default();
+                    let mut text = String::new();
+                    glsl::Writer::new(&mut text, &module, &info, &options, &pipeline, policies)
+                        .and_then(|mut w| w.write())
+                        .unwrap_or_else(|e| panic!("{what}: GLSL {version}: {e}"));
+                    out.push(Translation {
+                        what: what.clone(),
+                        version,
+                        source: text,
+                    });
+                }
+            }
+        }
+    }
+    assert!(
+        out.len() > 100,
+        "only {} translations: entry points missing?",
+        out.len()
+    );
+    out
+}
+
+/// The integer-vector `mix(…, bvecN)` calls in `glsl`: naga writes `select` on a vector as
+/// `mix(reject, accept, condition)`, and on integer vectors that overload needs desktop GLSL 4.50
+/// (or `GL_EXT_shader_integer_mix`; GLSL ES has it from 3.10). Returns each offending line.
+fn integer_vector_mixes(glsl: &str) -> Vec<&str> {
+    let int_vectors: Vec<&str> = glsl
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            ["ivec", "uvec"]
+                .iter()
+                .any(|t| line.starts_with(t))
+                .then(|| line.split_whitespace().nth(1))
+                .flatten()
+        })
+        .collect();
+    glsl.lines()
+        .filter(|line| {
+            line.match_indices("mix(").any(|(at, _)| {
+                let args = &line[at + 4..];
+                args.starts_with("ivec")
+                    || args.starts_with("uvec")
+                    || int_vectors
+                        .iter()
+                        .any(|v| args.starts_with(&format!("{v},")) || args == *v)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn no_shader_needs_integer_vector_mix() {
+    let mut bad = Vec::new();
+    for t in translations() {
+        // GLSL ES 3.10 and desktop 4.50 have the integer overload of `mix`; desktop 4.30 has not.
+        if t.version != glsl::Version::Desktop(430) {
+            continue;
+        }
+        for line in integer_vector_mixes(&t.source) {
+            bad.push(format!("{} (GLSL {}): {}", t.what, t.version, line.trim()));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "integer-vector select translates to mix(ivec/uvec, …, bvec), GLSL 4.50 only:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_integer_mix_check_sees_what_naga_writes_for_an_integer_select() {
+    // The check above must be able to fail: naga's translation of a select on vec4<i32>.
+    let source = "@group(0) @binding(0) var<storage, read_write> out: array<vec4<i32>>;
+        @compute @workgroup_size(1) fn main() {
+            let a = out[0];
+            out[1] = select(vec4<i32>(0), a, a > vec4<i32>(2));
+        }";
+    let module = naga::front::wgsl::parse_str(source).unwrap();
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap();
+    let mut text = String::new();
+    glsl::Writer::new(
+        &mut text,
+        &module,
+        &info,
+        &glsl::Options {
+            version: glsl::Version::Desktop(430),
+            ..Default::default()
+        },
+        &glsl::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: "main".into(),
+            multiview: None,
+        },
+        Default::default(),
+    )
+    .unwrap()
+    .write()
+    .unwrap();
+    assert_eq!(integer_vector_mixes(&text).len(), 1, "{text}");
+}
+
+/// `glslangValidator`, which the test command installs (`glslang-tools`); missing, the test fails.
+fn glslang() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("glslangValidator"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "glslangValidator not found: install it (apt-get install glslang-tools; \
+             .ci/test does) to check the GLSL the GL backend compiles"
+        )
+    })
+}
+
+#[test]
+fn every_entry_point_compiles_as_glsl_430_es_310_and_450() {
+    let validator = glslang();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("portability-glsl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = Vec::new();
+    let translations = translations();
+    for (i, t) in translations.iter().enumerate() {
+        let path = dir.join(format!("{i}.comp"));
+        std::fs::write(&path, &t.source).unwrap();
+        let run = Command::new(&validator)
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", validator.display()));
+        if !run.status.success() {
+            let log = String::from_utf8_lossy(&run.stdout);
+            let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+            failures.push(format!(
+                "{} (GLSL {}, {}):\n  {}",
+                t.what,
+                t.version,
+                path.display(),
+                errors.join("\n  ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} translations rejected by glslangValidator:\n{}",
+        failures.len(),
+        translations.len(),
+        failures.join("\n")
+    );
+}
