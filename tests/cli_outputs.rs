@@ -288,3 +288,71 @@ fn stderr_stays_clean_when_adapters_are_listed() {
         );
     }
 }
+
+/// Issue 14 item 5: Adam's β1, β2, ε and the cosine schedule's warm-up and floor are options,
+/// refused with their range or where they do not apply, and recorded so a resume that changes
+/// one names it.
+#[test]
+fn adam_betas_eps_warmup_and_min_lr_are_options() {
+    let dir = scratch("adam_options");
+    let ckpt = dir.join("run.ckpt");
+    let c = ckpt.to_str().unwrap();
+    let base = [
+        "train", "--model", "mlp", "--steps", "4", "--batch", "16", "--quiet",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        sinter(&a)
+    };
+    for (extra, says) in [
+        (&["--beta1", "1"][..], "[0, 1)"),
+        (&["--beta2", "-0.5"][..], "[0, 1)"),
+        (&["--eps", "0"][..], "greater than 0"),
+        (&["--eps", "1e-60"][..], "f32"),
+        (
+            &["--optimizer", "sgd", "--beta1", "0.8"][..],
+            "--beta1 applies to --optimizer adam",
+        ),
+        (
+            &["--schedule", "step", "--warmup", "2"][..],
+            "--warmup applies to --schedule cosine",
+        ),
+        (
+            &["--warmup", "5"][..],
+            "--warmup 5 is longer than the run (4 steps)",
+        ),
+        (
+            &["--lr", "1e-3", "--min-lr", "0.01"][..],
+            "--min-lr 0.01 is above",
+        ),
+    ] {
+        let err = assert_refused(&with(extra), &format!("{extra:?}"));
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    let run = &[
+        "--beta1",
+        "0.8",
+        "--beta2",
+        "0.99",
+        "--eps",
+        "1e-6",
+        "--warmup",
+        "2",
+        "--min-lr",
+        "1e-4",
+        "--checkpoint",
+        c,
+    ];
+    let o = with(run);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Resuming with another β2 is refused, naming it as the user typed it.
+    let o = with(&["--beta2", "0.999", "--resume", c]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("--beta2 0.99"), "{err}");
+    // The same settings resume.
+    let mut same = run.to_vec();
+    same.extend_from_slice(&["--resume", c]);
+    let o = with(&same);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -38,6 +38,22 @@ pub fn weight_decay(s: &str) -> std::result::Result<f32, String> {
     non_negative(s).map(|v| v as f32)
 }
 
+/// `--beta1`, `--beta2`: in [0, 1) (1 never forgets a gradient).
+pub fn beta(s: &str) -> std::result::Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err("expected a number in [0, 1), e.g. 0.9 or 0.999".into()),
+    }
+}
+
+/// A number greater than 0 that stays greater than 0 as an f32 (`--eps`).
+pub fn positive_f32(s: &str) -> std::result::Result<f32, String> {
+    match positive(s).map(|v| v as f32) {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err("expected a number greater than 0 (and above f32's smallest), e.g. 1e-8".into()),
+    }
+}
+
 /// `--momentum`: in [0, 1) (1 or more never forgets a gradient and diverges).
 pub fn momentum(s: &str) -> std::result::Result<f32, String> {
     match s.trim().parse::<f32>() {

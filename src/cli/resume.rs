@@ -10,7 +10,9 @@ use std::path::Path;
 const LENGTH: &str = "run length";
 const TOTAL: &str = "total steps";
 /// The settings `--new-schedule` may change: they only shape the learning rate over the steps.
-const SCHEDULE_KEYS: [&str; 3] = [LENGTH, "--lr", "--schedule"];
+const SCHEDULE_KEYS: [&str; 5] = [LENGTH, "--lr", "--schedule", "--warmup", "--min-lr"];
+/// Settings older checkpoints do not record: compared only when the checkpoint has them.
+const NEWER_KEYS: [&str; 5] = ["--beta1", "--beta2", "--eps", "--warmup", "--min-lr"];
 /// The settings that say what the model is and where its data order comes from: never
 /// changed by a resume, and compared only when the checkpoint records them (older ones do not).
 const MODEL_KEYS: [&str; 6] = [
@@ -72,7 +74,9 @@ pub fn reconcile(
             // Compared by its step count: --steps 250 and --epochs 2 of 125 steps agree.
             LENGTH => ckpt.meta.get(TOTAL).map(String::as_str) != now.get(TOTAL),
             TOTAL => false,
-            k if MODEL_KEYS.contains(&k) => ckpt.meta.contains_key(k) && saved != value,
+            k if MODEL_KEYS.contains(&k) || NEWER_KEYS.contains(&k) => {
+                ckpt.meta.contains_key(k) && saved != value
+            }
             _ => saved != value,
         };
         if recorded && differs {
@@ -99,7 +103,7 @@ pub fn reconcile(
             "--resume {}: this checkpoint was saved with other optimizer settings than this run's \
              (it was written by an older sinter that does not record them); resume with the \
              options it was trained with: --optimizer, --lr, --momentum, --nesterov, \
-             --weight-decay, --schedule, --clip-norm, --batch, and the same --epochs or --steps \
+             --weight-decay, --beta1, --beta2, --eps, --schedule, --warmup, --min-lr, --clip-norm, --batch, and the same --epochs or --steps \
              (the cosine schedule spans the whole run)",
             path.display()
         )));
@@ -151,7 +155,7 @@ pub fn reconcile(
         );
     } else if diffs.iter().any(|d| SCHEDULE_KEYS.contains(&d.0)) {
         msg.push_str(
-            " (--new-schedule accepts a new --epochs/--steps, --lr or --schedule, not the others)",
+            " (--new-schedule accepts a new --epochs/--steps, --lr, --schedule, --warmup or --min-lr, not the others)",
         );
     }
     Err(CliError::Usage(msg))

@@ -149,6 +149,22 @@ pub struct TrainArgs {
     /// Learning-rate schedule (default: cosine with a 5% warm-up).
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleName>,
+    /// Warm-up steps of the cosine schedule, at most the run's steps (default: 5% of the run).
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// The learning rate the cosine schedule ends at, in [0, --lr] (default 0).
+    #[arg(long, value_parser = checks::non_negative, allow_negative_numbers = true)]
+    pub min_lr: Option<f64>,
+    /// β1 of --optimizer adam/adamw, the first moment's decay, in [0, 1) (default 0.9).
+    #[arg(long, value_parser = checks::beta, allow_negative_numbers = true)]
+    pub beta1: Option<f32>,
+    /// β2 of --optimizer adam/adamw, the second moment's decay, in [0, 1) (default 0.999).
+    #[arg(long, value_parser = checks::beta, allow_negative_numbers = true)]
+    pub beta2: Option<f32>,
+    /// ε of --optimizer adam/adamw, added to the root of the second moment, greater than 0
+    /// (default 1e-8).
+    #[arg(long, value_parser = checks::positive_f32, allow_negative_numbers = true)]
+    pub eps: Option<f32>,
     /// Clip the global gradient norm to this value (greater than 0).
     #[arg(long, value_parser = checks::positive, allow_negative_numbers = true)]
     pub clip_norm: Option<f64>,
@@ -270,6 +286,26 @@ pub(super) fn optimizer(
         OptimizerName::Adam => OptimizerKind::adam(args.weight_decay.unwrap_or(0.0)),
         OptimizerName::Adamw => OptimizerKind::adamw(args.weight_decay.unwrap_or(0.01)),
     };
+    let mut kind = kind;
+    match &mut kind {
+        OptimizerKind::Adam(c) => {
+            c.beta1 = args.beta1.unwrap_or(c.beta1);
+            c.beta2 = args.beta2.unwrap_or(c.beta2);
+            c.eps = args.eps.unwrap_or(c.eps);
+        }
+        OptimizerKind::Sgd(_) => {
+            let given = [
+                ("--beta1", args.beta1.is_some()),
+                ("--beta2", args.beta2.is_some()),
+                ("--eps", args.eps.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|g| g.1) {
+                return Err(CliError::Usage(format!(
+                    "{flag} applies to --optimizer adam and adamw, not sgd"
+                )));
+            }
+        }
+    }
     let lr = args
         .lr
         .unwrap_or(match (args.optimizer, args.model.is_text()) {
@@ -280,12 +316,37 @@ pub(super) fn optimizer(
         });
     let mut opt = Optimizer::new(kind, lr);
     opt.clip_norm = args.clip_norm;
-    opt.schedule = match args.schedule.unwrap_or(ScheduleName::Cosine) {
+    let schedule = args.schedule.unwrap_or(ScheduleName::Cosine);
+    if schedule != ScheduleName::Cosine {
+        let given = [
+            ("--warmup", args.warmup.is_some()),
+            ("--min-lr", args.min_lr.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|g| g.1) {
+            return Err(CliError::Usage(format!(
+                "{flag} applies to --schedule cosine, not {}",
+                value_name(schedule)
+            )));
+        }
+    }
+    let warmup = args.warmup.unwrap_or(total_steps / 20);
+    if warmup > total_steps {
+        return Err(CliError::Usage(format!(
+            "--warmup {warmup} is longer than the run ({total_steps} steps)"
+        )));
+    }
+    let min_lr = args.min_lr.unwrap_or(0.0);
+    if min_lr > lr {
+        return Err(CliError::Usage(format!(
+            "--min-lr {min_lr} is above the learning rate {lr}: expected a value in [0, {lr}]"
+        )));
+    }
+    opt.schedule = match schedule {
         ScheduleName::Constant => Schedule::Constant,
         ScheduleName::Cosine => Schedule::Cosine {
-            warmup: total_steps / 20,
+            warmup,
             total: total_steps,
-            min_factor: 0.0,
+            min_factor: min_lr / lr,
         },
         ScheduleName::Step => Schedule::Step {
             every: steps_per_epoch,
@@ -334,8 +395,20 @@ pub(super) fn settings(
         OptimizerKind::Adam(c) => c.weight_decay,
     };
     s.push(("--weight-decay", decay.to_string()));
+    if let OptimizerKind::Adam(adam) = opt.kind {
+        s.push(("--beta1", adam.beta1.to_string()));
+        s.push(("--beta2", adam.beta2.to_string()));
+        s.push(("--eps", adam.eps.to_string()));
+    }
     let schedule = args.schedule.unwrap_or(ScheduleName::Cosine);
     s.push(("--schedule", value_name(schedule)));
+    if let Schedule::Cosine {
+        warmup, min_factor, ..
+    } = opt.schedule
+    {
+        s.push(("--warmup", warmup.to_string()));
+        s.push(("--min-lr", (min_factor * opt.lr).to_string()));
+    }
     s.push((
         "--clip-norm",
         opt.clip_norm.map_or("none".into(), |c| c.to_string()),
