@@ -23,6 +23,8 @@ const MODEL_KEYS: [&str; 6] = [
     "--heads",
     "--seed",
 ];
+/// The weight-decay scope: checkpoints older than the option decayed every parameter.
+const DECAY_ON: &str = "--decay-on";
 /// The metadata key the trainer keeps its optimizer settings under (compared as a whole).
 const OPTIMIZER_KEY: &str = "optimizer";
 
@@ -69,7 +71,8 @@ pub fn reconcile(
     let recorded = ckpt.meta.contains_key(TOTAL);
     let mut diffs = Vec::new();
     for (key, value) in &now.0 {
-        let saved = ckpt.meta.get(*key).map(String::as_str).unwrap_or("none");
+        let missing = if *key == DECAY_ON { "all" } else { "none" };
+        let saved = ckpt.meta.get(*key).map(String::as_str).unwrap_or(missing);
         let differs = match *key {
             // Compared by its step count: --steps 250 and --epochs 2 of 125 steps agree.
             LENGTH => ckpt.meta.get(TOTAL).map(String::as_str) != now.get(TOTAL),
@@ -103,7 +106,7 @@ pub fn reconcile(
             "--resume {}: this checkpoint was saved with other optimizer settings than this run's \
              (it was written by an older sinter that does not record them); resume with the \
              options it was trained with: --optimizer, --lr, --momentum, --nesterov, \
-             --weight-decay, --beta1, --beta2, --eps, --schedule, --warmup, --min-lr, --clip-norm, --batch, and the same --epochs or --steps \
+             --weight-decay, --decay-on, --beta1, --beta2, --eps, --schedule, --warmup, --min-lr, --clip-norm, --batch, and the same --epochs or --steps \
              (the cosine schedule spans the whole run)",
             path.display()
         )));

@@ -7,7 +7,7 @@ use super::{checks, CliError, Result};
 use clap::{Args, ValueEnum};
 use sinter_device::DeviceChoice;
 use sinter_model::checkpoint::{load_safetensors, NamedTensor, TrainingCheckpoint};
-use sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
+use sinter_model::optim::{DecayOn, Optimizer, OptimizerKind, Schedule};
 use sinter_model::parallel::Collective;
 use sinter_model::ModelError;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,13 @@ pub enum OptimizerName {
     Sgd,
     Adam,
     Adamw,
+}
+
+/// `--decay-on`: see [`DecayOn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecayOnName {
+    Matrices,
+    All,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -146,6 +153,11 @@ pub struct TrainArgs {
     /// Weight decay, at least 0 (default: 0.01 for adamw, 0 otherwise).
     #[arg(long, value_parser = checks::weight_decay, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
+    /// Which parameters the weight decay applies to: matrices (linear and convolution weights;
+    /// not biases, norms or embeddings, as GPT-2 is trained) or all (PyTorch's optimizers given
+    /// `model.parameters()`).
+    #[arg(long, value_enum, default_value_t = DecayOnName::Matrices)]
+    pub decay_on: DecayOnName,
     /// Learning-rate schedule (default: cosine with a 5% warm-up).
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleName>,
@@ -316,6 +328,10 @@ pub(super) fn optimizer(
         });
     let mut opt = Optimizer::new(kind, lr);
     opt.clip_norm = args.clip_norm;
+    opt.decay_on = match args.decay_on {
+        DecayOnName::Matrices => DecayOn::Matrices,
+        DecayOnName::All => DecayOn::All,
+    };
     let schedule = args.schedule.unwrap_or(ScheduleName::Cosine);
     if schedule != ScheduleName::Cosine {
         let given = [
@@ -395,6 +411,7 @@ pub(super) fn settings(
         OptimizerKind::Adam(c) => c.weight_decay,
     };
     s.push(("--weight-decay", decay.to_string()));
+    s.push(("--decay-on", value_name(args.decay_on)));
     if let OptimizerKind::Adam(adam) = opt.kind {
         s.push(("--beta1", adam.beta1.to_string()));
         s.push(("--beta2", adam.beta2.to_string()));

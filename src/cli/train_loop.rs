@@ -113,7 +113,12 @@ pub(super) fn train<T: Task>(
     if let Some(path) = &args.resume {
         // Every rank reads the same checkpoint: parameters, optimizer state and data order.
         let mut ckpt = load_resume(path)?;
-        let now = format!("{:?}", task.trainer().optimizer);
+        let optimizer = &task.trainer().optimizer;
+        // A checkpoint from before --decay-on describes its optimizer without it.
+        let now = match optimizer.description_before_decay_on() {
+            Some(older) if !ckpt.meta.contains_key("--decay-on") => older,
+            _ => format!("{optimizer:?}"),
+        };
         let change = super::resume::reconcile(&mut ckpt, path, settings, &now, args.new_schedule)?;
         if let (Some(change), true) = (change, root) {
             eprintln!("{change}");

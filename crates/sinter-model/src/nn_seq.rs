@@ -107,15 +107,14 @@ impl Embedding {
         rng: &mut Init,
     ) -> Self {
         let init = rng.normal(vocab * dim, std);
-        Self {
-            weight: store.add(
-                &format!("{name}.weight"),
-                &[vocab, dim],
-                VarKind::Param,
-                init,
-            ),
-            dim,
-        }
+        let weight = store.add(
+            &format!("{name}.weight"),
+            &[vocab, dim],
+            VarKind::Param,
+            init,
+        );
+        store.exclude_from_decay(weight);
+        Self { weight, dim }
     }
 
     /// `ids: [..]` (token ids as floats) → `[.., dim]`.

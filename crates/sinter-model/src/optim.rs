@@ -4,7 +4,7 @@
 use crate::backend::StepScalars;
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, NodeId, Op, Tensor};
-use crate::vars::{VarId, VarKind, VarStore};
+use crate::vars::{VarId, VarInfo, VarKind, VarStore};
 use sinter_ops::elementwise::BinaryOp;
 use sinter_ops::optim::{AdamConfig, SgdConfig};
 
@@ -106,6 +106,17 @@ impl Schedule {
     }
 }
 
+/// Which parameters take the optimizer's weight decay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecayOn {
+    /// Every parameter (PyTorch's optimizers given `model.parameters()`).
+    All,
+    /// Only the parameters marked [`crate::vars::VarInfo::decay`]: linear and convolution
+    /// weights, not biases, norms' scales and shifts or embeddings (GPT-2's and nanoGPT's two
+    /// parameter groups).
+    Matrices,
+}
+
 /// An optimizer over every parameter of a store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Optimizer {
@@ -117,6 +128,8 @@ pub struct Optimizer {
     pub schedule: Schedule,
     /// Clip the global gradient norm to this value.
     pub clip_norm: Option<f64>,
+    /// Which parameters the weight decay applies to (the others are updated without it).
+    pub decay_on: DecayOn,
 }
 
 impl Optimizer {
@@ -127,6 +140,26 @@ impl Optimizer {
             lr,
             schedule: Schedule::Constant,
             clip_norm: None,
+            decay_on: DecayOn::All,
+        }
+    }
+
+    /// How checkpoints written before [`Optimizer::decay_on`] existed describe this optimizer,
+    /// if it is one they could have held (decay on every parameter); `None` otherwise.
+    pub fn description_before_decay_on(&self) -> Option<String> {
+        (self.decay_on == DecayOn::All).then(|| {
+            format!(
+                "Optimizer {{ kind: {:?}, lr: {:?}, schedule: {:?}, clip_norm: {:?} }}",
+                self.kind, self.lr, self.schedule, self.clip_norm
+            )
+        })
+    }
+
+    /// Whether the weight decay applies to the parameter `info`.
+    fn decays(&self, info: &VarInfo) -> bool {
+        match self.decay_on {
+            DecayOn::All => true,
+            DecayOn::Matrices => info.decay,
         }
     }
 
@@ -183,7 +216,9 @@ impl Optimizer {
             Some(max) => g.scoped("clip", || clip_scale(g, grads, max))?,
         };
         for &(param, grad) in grads {
-            let name = &store.get(param).name;
+            let info = store.get(param);
+            let name = &info.name;
+            let decays = self.decays(info);
             let state = |suffix: &str| {
                 store.find(&format!("{name}.{suffix}")).ok_or_else(|| {
                     ModelError::Graph(format!(
@@ -195,13 +230,19 @@ impl Optimizer {
                 OptimizerKind::Sgd(config) => Op::SgdUpdate {
                     param,
                     velocity: state("momentum")?,
-                    config,
+                    config: SgdConfig {
+                        weight_decay: if decays { config.weight_decay } else { 0.0 },
+                        ..config
+                    },
                 },
                 OptimizerKind::Adam(config) => Op::AdamUpdate {
                     param,
                     m: state("adam_m")?,
                     v: state("adam_v")?,
-                    config,
+                    config: AdamConfig {
+                        weight_decay: if decays { config.weight_decay } else { 0.0 },
+                        ..config
+                    },
                 },
             };
             let tag = format!("{} · {name}", self.kind.name());
@@ -230,6 +271,84 @@ fn clip_scale(g: &GraphBuilder, grads: &[(VarId, NodeId)], max: f64) -> Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Backend, CpuBackend};
+    use crate::nn::{Linear, Mode};
+    use crate::nn_seq::{Embedding, LayerNorm};
+    use crate::trainer::{Feeds, Model, Outputs, TrainConfig, Trainer};
+    use crate::vars::Init;
+
+    /// Every parameter of the store times 0, summed: each gradient is 0, so one AdamW step
+    /// changes only what the decoupled decay shrinks.
+    struct ZeroLoss;
+
+    impl Model for ZeroLoss {
+        fn forward(
+            &self,
+            vars: &VarStore,
+            g: &GraphBuilder,
+            _: usize,
+            _: Mode,
+        ) -> Result<crate::Outputs> {
+            let mut total = g.fill(0.0, &[1]).reshape(&[])?;
+            for id in vars.ids(VarKind::Param) {
+                let v = vars.get(id);
+                let t = g.var(id, &v.shape, &v.name).scale(0.0).sum_all();
+                total = total.add(&t)?;
+            }
+            Ok(Outputs::loss(total))
+        }
+    }
+
+    fn one_adamw_step(decay_on: DecayOn) -> Vec<(String, f32)> {
+        let (mut store, mut init) = (VarStore::new(), Init::new(3));
+        let _fc = Linear::new(&mut store, "fc", 3, 2, &mut init);
+        let _ln = LayerNorm::new(&mut store, "ln", 3);
+        let _emb = Embedding::new(&mut store, "emb", 4, 3, 1.0, &mut init);
+        // A non-zero shift, so that a decay of it would show.
+        let ln_bias = store.find("ln.bias").unwrap();
+        store.vars[ln_bias.0].init = vec![0.5; 3];
+        let before: Vec<Vec<f32>> = store.vars.iter().map(|v| v.init.clone()).collect();
+        let mut opt = Optimizer::new(OptimizerKind::adamw(0.5), 0.1);
+        opt.decay_on = decay_on;
+        let backend = Backend::Cpu(CpuBackend::new());
+        let mut t = Trainer::new(ZeroLoss, store, backend, opt, TrainConfig::new(1)).unwrap();
+        t.step(&Feeds::new()).unwrap();
+        // The ratio after/before of each parameter (all values of one share it).
+        t.params()
+            .unwrap()
+            .iter()
+            .zip(&before)
+            .map(|(p, b)| {
+                let k = b.iter().position(|v| v.abs() > 1e-3).unwrap();
+                (p.name.clone(), p.data[k] / b[k])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decay_on_matrices_leaves_biases_norms_and_embeddings_alone() {
+        // p ← p − lr·wd·p = 0.95·p where the decay applies; 1 elsewhere.
+        let shrunk = 1.0 - 0.1 * 0.5;
+        let matrices = one_adamw_step(DecayOn::Matrices);
+        let names: Vec<&str> = matrices.iter().map(|m| m.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["fc.weight", "fc.bias", "ln.weight", "ln.bias", "emb.weight"]
+        );
+        for (name, ratio) in &matrices {
+            let want = if name == "fc.weight" { shrunk } else { 1.0 };
+            assert!(
+                (ratio - want).abs() < 1e-6,
+                "{name}: ratio {ratio}, expected {want}"
+            );
+        }
+        for (name, ratio) in one_adamw_step(DecayOn::All) {
+            assert!(
+                (ratio - shrunk).abs() < 1e-6,
+                "{name}: ratio {ratio}, expected {shrunk}"
+            );
+        }
+    }
 
     #[test]
     fn cosine_schedule_warms_up_then_decays() {

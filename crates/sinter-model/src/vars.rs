@@ -76,6 +76,11 @@ pub struct VarInfo {
     pub kind: VarKind,
     /// Initial value, as written into a backend when it first sees the variable.
     pub init: Vec<f32>,
+    /// Whether weight decay applies to it under [`crate::optim::DecayOn::Matrices`]: set for
+    /// parameters of two or more axes (linear and convolution weights) when added, cleared by
+    /// [`VarStore::exclude_from_decay`] for matrices that are tables (embeddings). Biases and
+    /// norms' scales and shifts (one axis) never take it.
+    pub decay: bool,
 }
 
 impl VarInfo {
@@ -133,8 +138,15 @@ impl VarStore {
             shape: shape.to_vec(),
             kind,
             init,
+            decay: kind == VarKind::Param && shape.len() >= 2,
         });
         VarId(self.vars.len() - 1)
+    }
+
+    /// Marks `id` as a parameter weight decay leaves alone under [`crate::optim::DecayOn::Matrices`]
+    /// although it has two axes: an embedding table, whose rows are looked up, not multiplied.
+    pub fn exclude_from_decay(&mut self, id: VarId) {
+        self.vars[id.0].decay = false;
     }
 
     /// Records a mistake found while building a model on this store (a module's bad setting),

@@ -141,6 +141,9 @@ impl Gpt2 {
             VarKind::Param,
             rng.normal(config.n_positions * c, 0.01),
         );
+        // Embedding tables (wte is also the tied head): no weight decay, as GPT-2 training does.
+        store.exclude_from_decay(wte);
+        store.exclude_from_decay(wpe);
         let resid_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
         let blocks = (0..config.n_layer)
             .map(|l| {

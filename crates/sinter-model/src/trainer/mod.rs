@@ -613,7 +613,9 @@ impl<M: Model> Trainer<M> {
             .get(META_OPTIMIZER)
             .map(String::as_str)
             .unwrap_or("?");
-        if saved_opt != now_opt {
+        let older_match =
+            self.optimizer.description_before_decay_on().as_deref() == Some(saved_opt);
+        if saved_opt != now_opt && !older_match {
             return Err(ModelError::checkpoint(
                 file,
                 format!("was saved with optimizer {saved_opt} but this run uses {now_opt}"),
