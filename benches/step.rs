@@ -35,6 +35,7 @@ fn bench(label: &str, backend: Backend, batch: usize, steps: usize) {
         &mut rng,
     );
     let config = ClassifierConfig {
+        accumulate: 1,
         batch,
         eval_batch: batch,
         seed: 0,

@@ -126,6 +126,7 @@ fn a_diverging_classifier_stops_at_the_first_non_finite_node() {
         let mut store = VarStore::new();
         let model = mlp(&mut store, 784, 32, 10, &mut rng);
         let config = ClassifierConfig {
+            accumulate: 1,
             batch: 16,
             eval_batch: 16,
             seed: 3,

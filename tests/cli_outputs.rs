@@ -356,3 +356,86 @@ fn adam_betas_eps_warmup_and_min_lr_are_options() {
     let o = with(&same);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Issue 14 item 5: `--accumulate N` splits each step's batch into N micro-batches; a batch
+/// that does not split is refused before anything loads, naming both options, and a
+/// checkpoint resumes under another split (the update is the same).
+#[test]
+fn accumulate_splits_the_batch_into_micro_batches() {
+    let dir = scratch("accumulate");
+    let ckpt = dir.join("run.ckpt");
+    let c = ckpt.to_str().unwrap();
+    for model in ["mlp", "char-transformer", "gpt2"] {
+        let o = sinter(&[
+            "train",
+            "--model",
+            model,
+            "--steps",
+            "2",
+            "--batch",
+            "10",
+            "--accumulate",
+            "4",
+        ]);
+        let err = assert_refused(&o, model);
+        assert!(
+            err.contains("--batch 10")
+                && err.contains("--accumulate 4")
+                && err.contains("multiple of 4"),
+            "{model}: {err}"
+        );
+    }
+    let o = sinter(&["train", "--model", "mlp", "--accumulate", "0"]);
+    assert_refused(&o, "--accumulate 0");
+    // A checkpoint written with 2 micro-batches continues with 4 (and a longer run).
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "2",
+        "--batch",
+        "16",
+        "--accumulate",
+        "2",
+        "--checkpoint",
+        c,
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("2 micro-batches of 8 accumulated"), "{err}");
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "4",
+        "--batch",
+        "16",
+        "--accumulate",
+        "4",
+        "--resume",
+        c,
+        "--new-schedule",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        err.contains("at step 2") && err.contains("step     4") && out.contains("after 2 steps"),
+        "{err}\n{out}"
+    );
+    let o = sinter(&[
+        "train",
+        "--model",
+        "char-transformer",
+        "--steps",
+        "2",
+        "--batch",
+        "8",
+        "--accumulate",
+        "2",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -203,7 +203,7 @@ fn a_global_batch_that_does_not_split_over_the_ranks_stops_with_an_error() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(
-        e.contains("global batch of 33 does not split evenly over 2 ranks"),
+        e.contains("--batch 33 does not split evenly over 2 ranks"),
         "{e}"
     );
 }

@@ -73,6 +73,7 @@ fn classifier(backend: Backend, name: &str) -> Classifier {
         _ => default_cnn(&mut store, 1, [28, 28], 10, &mut init),
     };
     let config = ClassifierConfig {
+        accumulate: 1,
         batch: 8,
         eval_batch: 8,
         seed: 3,
@@ -127,6 +128,7 @@ fn char_transformer_step_costs_the_same_on_the_cpu_and_an_adapter() {
     };
     let lm = |backend| {
         let config = LmConfig {
+            accumulate: 1,
             batch: 4,
             seed: 1,
             valid_batches: 1,

@@ -106,6 +106,7 @@ fn trace_has_one_event_per_kernel(backend: Backend, timing: Option<TimingMethod>
     let model = mlp(&mut store, 784, 32, 10, &mut rng);
     let config = ClassifierConfig {
         batch: 16,
+        accumulate: 1,
         eval_batch: 16,
         seed: 0,
         shuffle: false,

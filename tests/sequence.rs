@@ -21,6 +21,7 @@ fn corpus() -> CharCorpus {
 
 fn lm(backend: Backend, arch: CharArch, context: usize, batch: usize) -> CharLm {
     let config = LmConfig {
+        accumulate: 1,
         batch,
         seed: 5,
         valid_batches: 2,
@@ -126,6 +127,7 @@ fn a_context_longer_than_the_text_is_refused() {
     )
     .unwrap();
     let config = LmConfig {
+        accumulate: 1,
         batch: 2,
         seed: 0,
         valid_batches: 1,

@@ -10,7 +10,7 @@ use sinter::sinter_model::backend::CpuBackend;
 use sinter::sinter_model::data::{embedded_mnist, ImageDataset};
 use sinter::sinter_model::nn::{default_cnn, mlp, Sequential};
 use sinter::sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
-use sinter::sinter_model::train::{Classifier, ClassifierConfig};
+use sinter::sinter_model::train::{Classifier, ClassifierConfig, StepStats};
 use sinter::sinter_model::{Backend, VarStore};
 use std::sync::OnceLock;
 
@@ -39,6 +39,7 @@ fn classifier(backend: Backend, arch: Arch, opt: Optimizer, batch: usize, seed: 
     let (m, store) = model(arch, seed);
     let config = ClassifierConfig {
         batch,
+        accumulate: 1,
         eval_batch: 200,
         seed,
         shuffle: true,
@@ -322,6 +323,7 @@ fn a_nan_loss_is_reported_with_its_step() {
     let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.01);
     let (m, store) = model(Arch::Mlp, 1);
     let config = ClassifierConfig {
+        accumulate: 1,
         batch: 16,
         eval_batch: 200,
         seed: 1,
@@ -362,6 +364,7 @@ fn dropout_masks_are_the_same_on_every_backend_and_off_in_evaluation() {
         (m, store)
     };
     let config = ClassifierConfig {
+        accumulate: 1,
         batch: 32,
         eval_batch: 200,
         seed: 4,
@@ -453,4 +456,98 @@ fn fused_and_unfused_cnn_steps_agree_bit_for_bit_on_an_adapter() {
         let same = va.iter().zip(&vb).all(|(p, q)| p.to_bits() == q.to_bits());
         assert!(same, "{} differs after 3 steps", store.get(id).name);
     }
+}
+
+/// `accumulate` micro-batches per step give the update of the whole batch at once: the same
+/// losses, correct counts and evaluation, with dropout (each micro-batch takes its slice of the
+/// step's masks) and SGD momentum, on the CPU backend and on an adapter.
+#[test]
+fn gradient_accumulation_matches_the_whole_batch() {
+    use sinter::sinter_model::nn::{Dropout, Layer};
+    let run = |backend: Backend, accumulate: usize| {
+        let (mut m, store) = model(Arch::Mlp, 9);
+        m.layers
+            .insert(3, ("drop1".into(), Layer::Dropout(Dropout { p: 0.2 })));
+        let config = ClassifierConfig {
+            batch: 48,
+            accumulate,
+            eval_batch: 200,
+            seed: 9,
+            shuffle: true,
+            stop_on_nan: true,
+            detect_anomaly: false,
+            memory_limit: None,
+        };
+        let opt = Optimizer::new(OptimizerKind::sgd(0.9, false, 0.0), 0.05);
+        let mut c = Classifier::new(
+            "acc",
+            m,
+            store,
+            backend,
+            opt,
+            config,
+            [1, 28, 28],
+            data().0.n,
+        )
+        .expect("classifier builds");
+        let steps: Vec<StepStats> = (0..12).map(|_| c.train_step(&data().0).unwrap()).collect();
+        (steps, c.evaluate(&data().1).unwrap())
+    };
+    let (whole, whole_eval) = run(cpu_backend(), 1);
+    let mut runs = vec![("cpu, 3 micro-batches", run(cpu_backend(), 3))];
+    if let Some(gpu) = gpu_backend() {
+        runs.push(("adapter, 4 micro-batches", run(gpu, 4)));
+    }
+    for (what, (steps, eval)) in runs {
+        for (i, (a, b)) in steps.iter().zip(&whole).enumerate() {
+            // f32 sums in another order: 1e-5 relative.
+            assert!(
+                (a.loss - b.loss).abs() <= 1e-5 * b.loss.abs(),
+                "{what}, step {i}: loss {} vs {} for the whole batch",
+                a.loss,
+                b.loss
+            );
+            assert_eq!(a.correct, b.correct, "{what}, step {i}: correct");
+        }
+        assert!(
+            (eval.loss - whole_eval.loss).abs() <= 1e-5 * whole_eval.loss,
+            "{what}: evaluation loss {} vs {}",
+            eval.loss,
+            whole_eval.loss
+        );
+    }
+}
+
+#[test]
+fn an_accumulation_that_does_not_split_the_batch_is_refused() {
+    let (m, store) = model(Arch::Mlp, 0);
+    let config = ClassifierConfig {
+        batch: 30,
+        accumulate: 4,
+        eval_batch: 200,
+        seed: 0,
+        shuffle: true,
+        stop_on_nan: true,
+        detect_anomaly: false,
+        memory_limit: None,
+    };
+    let err = Classifier::new(
+        "acc",
+        m,
+        store,
+        cpu_backend(),
+        mlp_optimizer(),
+        config,
+        [1, 28, 28],
+        data().0.n,
+    )
+    .err()
+    .expect("a batch of 30 in 4 micro-batches is refused")
+    .to_string();
+    assert!(
+        err.contains("batch of 30")
+            && err.contains("4 micro-batches")
+            && err.contains("multiple of 4"),
+        "{err}"
+    );
 }

@@ -81,6 +81,7 @@ impl Trainer {
             let arch = super::train_text::arch(model, 128, 2, 4)?;
             let config = LmConfig {
                 batch: batch.unwrap_or(32),
+                accumulate: 1,
                 seed,
                 valid_batches: 1,
                 stop_on_nan: true,
@@ -129,6 +130,7 @@ impl Trainer {
         };
         let config = ClassifierConfig {
             batch,
+            accumulate: 1,
             eval_batch: batch,
             seed,
             shuffle: true,

@@ -43,6 +43,23 @@ impl ModelName {
 }
 
 impl TrainArgs {
+    /// `--accumulate`, checked against the batch and the ranks before anything is loaded: the
+    /// batch must split evenly into ranks × micro-batches.
+    pub(super) fn accumulate_over(&self, batch: usize, ranks: usize) -> Result<usize> {
+        let parts = ranks * self.accumulate;
+        if batch % parts == 0 {
+            return Ok(self.accumulate);
+        }
+        let over = match (ranks, self.accumulate) {
+            (r, 1) => format!("{r} ranks"),
+            (1, a) => format!("--accumulate {a} micro-batches"),
+            (r, a) => format!("{r} ranks × --accumulate {a} micro-batches"),
+        };
+        Err(CliError::Usage(format!(
+            "--batch {batch} does not split evenly over {over}: use a --batch that is a multiple of {parts}"
+        )))
+    }
+
     /// `--context`, or its default for the character models.
     pub fn context_or_default(&self) -> usize {
         self.context.unwrap_or(64)
@@ -108,6 +125,12 @@ pub struct TrainArgs {
     /// at least 1.
     #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
     pub batch: Option<usize>,
+    /// Gradient accumulation: split each step's batch into this many micro-batches, run one
+    /// after another, their gradients summed before one optimizer step (the same update as the
+    /// whole batch at once, in a micro-batch's memory; at least 1, default 1; with
+    /// --distributed, each rank's share is split).
+    #[arg(long, default_value_t = 1, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
+    pub accumulate: usize,
     /// Tokens of context (text models; at least 1; default 64, or gpt2's n_positions with
     /// --size or --init, which it may undercut).
     #[arg(long, value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
@@ -438,6 +461,36 @@ pub(super) fn settings(
     s.push(("run length", length));
     s.push(("total steps", total_steps.to_string()));
     Settings(s)
+}
+
+/// How the step's batch is split, for the line that opens a run: empty for one process
+/// without accumulation, else the share of each rank, the micro-batches and the gradients
+/// all-reduced per step.
+pub(super) fn batch_split(
+    batch: usize,
+    ranks: usize,
+    accumulate: usize,
+    gradient_bytes: usize,
+) -> String {
+    let micro = batch / (ranks * accumulate);
+    let mut parts = Vec::new();
+    if ranks > 1 {
+        parts.push(format!("{} per rank", batch / ranks));
+    }
+    if accumulate > 1 {
+        parts.push(format!("{accumulate} micro-batches of {micro} accumulated"));
+    }
+    if ranks > 1 {
+        parts.push(format!(
+            "{:.2} MB of gradients all-reduced per step",
+            gradient_bytes as f64 / 1e6
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
 }
 
 /// Set when the user presses Ctrl-C: the loop saves a checkpoint and stops between steps.

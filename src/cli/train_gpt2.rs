@@ -1,7 +1,7 @@
 //! `sinter train --model gpt2`: GPT-2 from a preset, from sizes, or from a Hugging Face folder
 //! (`--init DIR`), on a text (characters or `--tokenizer`) or nanoGPT token files; `--save DIR`.
 
-use super::train::{optimizer, settings, Ranks, TrainArgs};
+use super::train::{batch_split, optimizer, settings, Ranks, TrainArgs};
 use super::train_loop::{self, loss_text, Eval, Pace, Step, Task};
 use super::{CliError, Result};
 use sinter_device::DeviceChoice;
@@ -232,6 +232,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         )));
     }
     let batch = args.batch.unwrap_or(8);
+    let accumulate = args.accumulate_over(batch, ranks.size)?;
     let steps = args.steps.unwrap_or(600);
     let (backend, notice) = Backend::open_nth(choice, ranks.local_rank)?;
     if let (Some(n), true) = (notice, root) {
@@ -240,6 +241,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
     let opt = optimizer(args, steps, (steps / 4).max(1))?;
     let lm_config = LmConfig {
         batch,
+        accumulate,
         seed: args.seed,
         valid_batches: 16,
         stop_on_nan: args.stop_on_nan,
@@ -277,13 +279,14 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
     }
     if root {
         eprintln!(
-            "training gpt2 ({} parameters: {} layers, {} heads, width {}, vocabulary {}, context {context}) on {} for {steps} steps, batch {batch}",
+            "training gpt2 ({} parameters: {} layers, {} heads, width {}, vocabulary {}, context {context}) on {} for {steps} steps, batch {batch}{}",
             lm.parameter_count(),
             config.n_layer,
             config.n_head,
             config.n_embd,
             config.vocab_size,
             lm.backend.describe(),
+            batch_split(batch, ranks.size, accumulate, lm.gradient_bytes()),
         );
     }
     let pace = Pace {

@@ -1,7 +1,7 @@
 //! `sinter train --model cnn|mlp|resnet`: the image classifier on the shipped MNIST digits, IDX
 //! files or CIFAR-10 batches, given to the shared training loop, with evaluation each epoch.
 
-use super::train::{optimizer, settings, ModelName, Ranks, TrainArgs};
+use super::train::{batch_split, optimizer, settings, ModelName, Ranks, TrainArgs};
 use super::train_loop::{self, loss_text, Eval, Pace, Step, Task};
 use super::{CliError, Result};
 use sinter_device::DeviceChoice;
@@ -75,6 +75,7 @@ fn load_data(args: &TrainArgs) -> Result<(ImageDataset, ImageDataset)> {
 pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<()> {
     let root = ranks.rank == 0;
     let batch = args.batch.unwrap_or(64);
+    let accumulate = args.accumulate_over(batch, ranks.size)?;
     let (train_set, test_set) = load_data(args)?;
     if batch > train_set.n {
         return Err(CliError::Usage(format!(
@@ -135,6 +136,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         .unwrap_or(args.epochs.unwrap_or(5) * steps_per_epoch);
     let config = ClassifierConfig {
         batch,
+        accumulate,
         eval_batch: 200,
         seed: args.seed,
         shuffle: !args.no_shuffle,
@@ -169,15 +171,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
             test_set.n,
             total_steps,
             batch,
-            if ranks.size > 1 {
-                format!(
-                    " ({} per rank; {:.2} MB of gradients all-reduced per step)",
-                    batch / ranks.size,
-                    c.gradient_bytes() as f64 / 1e6
-                )
-            } else {
-                String::new()
-            },
+            batch_split(batch, ranks.size, accumulate, c.gradient_bytes()),
             c.optimizer.kind.name(),
             c.optimizer.lr
         );

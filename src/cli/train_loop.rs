@@ -166,7 +166,8 @@ pub(super) fn train<T: Task>(
     let started = Instant::now();
     let first_step = task.trainer().step;
     let mut seen = 0usize;
-    let mut last_loss = f32::NAN;
+    // A resumed run that is already finished reports the loss its checkpoint recorded.
+    let mut last_loss = history.train_loss.last().map_or(f32::NAN, |l| l.1);
     let interrupted = interrupt_flag();
     let mut profiles = Vec::new();
     let mut eval_secs = 0.0;

@@ -2,7 +2,7 @@
 //! model on the built-in tiny-shakespeare text (or `--data FILE`), given to the shared training
 //! loop and validated in nats per character.
 
-use super::train::{optimizer, settings, ModelName, Ranks, TrainArgs};
+use super::train::{batch_split, optimizer, settings, ModelName, Ranks, TrainArgs};
 use super::train_loop::{self, loss_text, Eval, Pace, Step, Task};
 use super::{CliError, Result};
 use sinter_device::DeviceChoice;
@@ -112,6 +112,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
     )?;
     let context = args.context_or_default();
     let batch = args.batch.unwrap_or(32);
+    let accumulate = args.accumulate_over(batch, ranks.size)?;
     let steps = args.steps.unwrap_or(600);
     let (backend, notice) = Backend::open_nth(choice, ranks.local_rank)?;
     if let (Some(n), true) = (notice, root) {
@@ -120,6 +121,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
     let opt = optimizer(args, steps, (steps / 4).max(1))?;
     let config = LmConfig {
         batch,
+        accumulate,
         seed: args.seed,
         valid_batches: 16,
         stop_on_nan: args.stop_on_nan,
@@ -144,15 +146,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
             lm.parameter_count(),
             context,
             lm.backend.describe(),
-            if ranks.size > 1 {
-                format!(
-                    " ({} per rank; {:.2} MB of gradients all-reduced per step)",
-                    batch / ranks.size,
-                    lm.gradient_bytes() as f64 / 1e6
-                )
-            } else {
-                String::new()
-            },
+            batch_split(batch, ranks.size, accumulate, lm.gradient_bytes()),
         );
     }
     let pace = Pace {

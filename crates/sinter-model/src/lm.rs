@@ -326,6 +326,8 @@ impl Model for CharModel {
 pub struct LmConfig {
     /// Windows per training step.
     pub batch: usize,
+    /// Micro-batches per step (gradient accumulation, see [`TrainConfig::accumulate`]); 1: none.
+    pub accumulate: usize,
     /// Seeds the parameters, the training windows and dropout.
     pub seed: u64,
     /// Validation windows per evaluation (in batches of `batch`).
@@ -437,6 +439,7 @@ impl CharLm {
         let names = model.feed_names(true);
         let train = TrainConfig {
             batch: config.batch,
+            accumulate: config.accumulate,
             seed: config.seed,
             stop_on_nan: config.stop_on_nan,
             detect_anomaly: config.detect_anomaly,

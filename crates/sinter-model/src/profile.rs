@@ -69,6 +69,25 @@ impl StepProfile {
     pub fn kernel_us(&self) -> f64 {
         self.kernels.iter().map(|k| k.duration_us).sum()
     }
+
+    /// Adds the kernels and host phases of `later`, a run that belongs to the same step (the
+    /// next micro-batch of an accumulated step), placed on this step's clock.
+    pub fn append(&mut self, later: StepProfile) {
+        let offset = later
+            .started
+            .saturating_duration_since(self.started)
+            .as_secs_f64()
+            * 1e6;
+        self.kernels.extend(later.kernels.into_iter().map(|mut k| {
+            k.start_us += offset;
+            k
+        }));
+        self.host.extend(later.host.into_iter().map(|mut h| {
+            h.start_us += offset;
+            h
+        }));
+        self.wall_us = offset + later.wall_us;
+    }
 }
 
 /// How a CPU-backend profile is labelled.

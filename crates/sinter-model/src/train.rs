@@ -21,6 +21,8 @@ use std::path::Path;
 pub struct ClassifierConfig {
     /// Examples per training step (the global batch when data-parallel).
     pub batch: usize,
+    /// Micro-batches per step (gradient accumulation, see [`TrainConfig::accumulate`]); 1: none.
+    pub accumulate: usize,
     /// Examples per evaluation batch (the last batch of a split may be smaller).
     pub eval_batch: usize,
     /// Seeds the parameters, the shuffled order and dropout.
@@ -407,6 +409,7 @@ impl Evaluator<ImageClassifier> {
 fn train_config(c: &ClassifierConfig) -> TrainConfig {
     TrainConfig {
         batch: c.batch,
+        accumulate: c.accumulate,
         seed: c.seed,
         stop_on_nan: c.stop_on_nan,
         detect_anomaly: c.detect_anomaly,

@@ -113,6 +113,7 @@ fn model(arch: Arch, seed: u64) -> (Sequential, VarStore) {
 
 fn config(batch: usize) -> ClassifierConfig {
     ClassifierConfig {
+        accumulate: 1,
         batch,
         eval_batch: 200,
         seed: 11,
@@ -150,7 +151,13 @@ fn one_process(arch: Arch, batch: usize) -> Classifier {
     .expect("classifier builds")
 }
 
-fn ranked(arch: Arch, batch: usize, lr: f64, ranks: Box<dyn Collective>) -> Result<Classifier> {
+fn ranked(
+    arch: Arch,
+    batch: usize,
+    accumulate: usize,
+    lr: f64,
+    ranks: Box<dyn Collective>,
+) -> Result<Classifier> {
     // Every rank but 0 starts from other weights: the broadcast must replace them.
     let (m, store) = model(arch, 4 + ranks.rank() as u64);
     Classifier::data_parallel(
@@ -159,7 +166,10 @@ fn ranked(arch: Arch, batch: usize, lr: f64, ranks: Box<dyn Collective>) -> Resu
         store,
         cpu(),
         optimizer(lr),
-        config(batch),
+        ClassifierConfig {
+            accumulate,
+            ..config(batch)
+        },
         [1, 28, 28],
         data().0.n,
         ranks,
@@ -191,7 +201,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn one_rank_split_step_matches_the_fused_step() {
     let mut fused = one_process(Arch::Cnn, 16);
-    let mut split = ranked(Arch::Cnn, 16, 2e-3, Box::new(SingleProcess)).unwrap();
+    let mut split = ranked(Arch::Cnn, 16, 1, 2e-3, Box::new(SingleProcess)).unwrap();
     let (lf, pf) = train(&mut fused, 8);
     let (ls, ps) = train(&mut split, 8);
     // The same kernels on the same values in the same order: the split step feeds the update
@@ -200,14 +210,22 @@ fn one_rank_split_step_matches_the_fused_step() {
     assert_eq!(max_diff(&pf, &ps), 0.0, "parameters after 8 steps");
 }
 
-/// Runs `ranks` thread ranks for `steps` steps; returns each rank's (losses, parameters).
-fn thread_ranks(arch: Arch, ranks: usize, batch: usize, steps: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
+/// Runs `ranks` thread ranks for `steps` steps, each accumulating `accumulate` micro-batches;
+/// returns each rank's (losses, parameters).
+fn thread_ranks(
+    arch: Arch,
+    ranks: usize,
+    batch: usize,
+    accumulate: usize,
+    steps: usize,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = ThreadRanks::group(ranks)
             .into_iter()
             .map(|r| {
                 s.spawn(move || {
-                    let mut c = ranked(arch, batch, 2e-3, Box::new(r)).expect("rank builds");
+                    let mut c =
+                        ranked(arch, batch, accumulate, 2e-3, Box::new(r)).expect("rank builds");
                     let out = train(&mut c, steps);
                     assert_eq!(c.rank_divergence().unwrap(), 0.0, "divergence reported");
                     out
@@ -222,7 +240,7 @@ fn thread_ranks(arch: Arch, ranks: usize, batch: usize, steps: usize) -> Vec<(Ve
 fn two_ranks_stay_identical_and_match_one_process() {
     for arch in [Arch::DropoutMlp, Arch::Cnn] {
         let steps = 12;
-        let ranks = thread_ranks(arch, 2, 32, steps);
+        let ranks = thread_ranks(arch, 2, 32, 1, steps);
         let (l1, p1) = train(&mut one_process(arch, 32), steps);
         // Every rank applies the same summed gradient to the same parameters: bit-identical.
         assert_eq!(
@@ -245,12 +263,33 @@ fn two_ranks_stay_identical_and_match_one_process() {
     }
 }
 
+/// Two ranks that each accumulate 2 micro-batches of 8 take the step of one process on the
+/// whole batch of 32 (dropout masks sharded the same way), to the tolerance of the test above.
+#[test]
+fn two_ranks_accumulating_micro_batches_match_one_process() {
+    let steps = 12;
+    let ranks = thread_ranks(Arch::DropoutMlp, 2, 32, 2, steps);
+    let (l1, p1) = train(&mut one_process(Arch::DropoutMlp, 32), steps);
+    assert_eq!(
+        ranks[0], ranks[1],
+        "rank 0 and rank 1 losses and parameters"
+    );
+    for (step, (a, b)) in l1.iter().zip(&ranks[0].0).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs(),
+            "step {step}: loss {a} in one process vs {b} on two accumulating ranks"
+        );
+    }
+    let d = max_diff(&p1, &ranks[0].1);
+    assert!(d <= 1e-4, "parameters differ by {d} from one process");
+}
+
 #[test]
 fn a_global_batch_that_does_not_split_over_the_ranks_is_refused() {
     let mut group = ThreadRanks::group(2);
     let rank0 = group.remove(0);
     // The check comes before any collective, so one rank alone sees it.
-    let e = ranked(Arch::Cnn, 33, 2e-3, Box::new(rank0))
+    let e = ranked(Arch::Cnn, 33, 1, 2e-3, Box::new(rank0))
         .err()
         .expect("batch 33 over 2 ranks is refused")
         .to_string();
@@ -267,7 +306,7 @@ fn ranks_started_with_different_hyperparameters_are_refused() {
             .into_iter()
             .map(|r| {
                 let lr = if r.rank == 0 { 2e-3 } else { 1e-3 };
-                s.spawn(move || match ranked(Arch::Cnn, 16, lr, Box::new(r)) {
+                s.spawn(move || match ranked(Arch::Cnn, 16, 1, lr, Box::new(r)) {
                     Ok(_) => String::new(),
                     Err(e) => e.to_string(),
                 })

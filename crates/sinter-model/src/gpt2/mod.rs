@@ -103,6 +103,7 @@ impl Gpt2Lm {
         let gpt = Gpt2::new(&mut store, model, context, &mut init)?;
         let train = TrainConfig {
             batch: config.batch,
+            accumulate: config.accumulate,
             seed: config.seed,
             stop_on_nan: config.stop_on_nan,
             detect_anomaly: config.detect_anomaly,

@@ -1,5 +1,6 @@
-//! The data-parallel training step: gradients of this rank's shard, all-reduced in buckets with
-//! the loss and metrics, averaged, then applied by an update program on every rank.
+//! The split training step (data parallel, gradient accumulation or both): gradients of each
+//! micro-batch of this rank's shard, added up, all-reduced in buckets with the loss and
+//! metrics, averaged, then applied by an update program on every rank.
 
 use super::model::Combine;
 use super::Compiled;
@@ -12,6 +13,8 @@ use crate::parallel::{Collective, GradientLayout};
 /// over all ranks in a few flat buckets and divided by the number of ranks, and the update
 /// program (gradients as inputs → clipping and the optimizer's updates) applies them. Every rank
 /// applies the same averaged gradient to the same parameters, so the parameters stay identical.
+/// With gradient accumulation the gradient program runs once per micro-batch and the outputs
+/// are added up on the host before the all-reduce.
 pub(super) struct DataParallel {
     pub(super) collective: Box<dyn Collective>,
     pub(super) gradients: Compiled,
@@ -19,36 +22,53 @@ pub(super) struct DataParallel {
     pub(super) layout: GradientLayout,
     /// Gradients of all parameters, then loss and metrics, as they travel.
     pub(super) flat: Vec<f32>,
+    /// Micro-batches per step.
+    pub(super) accumulate: usize,
 }
 
 impl DataParallel {
-    /// Sums the gradient program's outputs (`[loss, metrics…, gradients…]`) over the ranks
-    /// bucket by bucket, averages the gradients, loss and `Mean` metrics, and runs the update
+    /// Adds the gradient program's outputs (`[loss, metrics…, gradients…]`) of one micro-batch
+    /// to the step's sums; `first` starts them over.
+    pub(super) fn add_micro_batch(&mut self, out: &[Vec<f32>], first: bool) {
+        let layout = &self.layout;
+        let extras = layout.extras;
+        let at = layout.extras_at();
+        let mut put = |range: std::ops::Range<usize>, values: &[f32]| {
+            let dst = &mut self.flat[range];
+            if first {
+                dst.copy_from_slice(values);
+            } else {
+                dst.iter_mut().zip(values).for_each(|(d, v)| *d += v);
+            }
+        };
+        for (range, grad) in layout.params.iter().zip(&out[extras..]) {
+            put(range.clone(), grad);
+        }
+        for (k, o) in out.iter().take(extras).enumerate() {
+            put(at + k..at + k + 1, &o[..1]);
+        }
+    }
+
+    /// Sums the micro-batches' sums over the ranks bucket by bucket, averages the gradients,
+    /// loss and `Mean` metrics over every micro-batch of every rank, and runs the update
     /// program on them. Returns the global loss and metrics.
     pub(super) fn reduce_and_update(
         &mut self,
         backend: &mut Backend,
-        out: &[Vec<f32>],
         scalars: &StepScalars,
     ) -> Result<Vec<f32>> {
         let layout = &self.layout;
         let extras = layout.extras;
-        for (range, grad) in layout.params.iter().zip(&out[extras..]) {
-            self.flat[range.clone()].copy_from_slice(grad);
-        }
         let at = layout.extras_at();
-        for (k, o) in out.iter().take(extras).enumerate() {
-            self.flat[at + k] = o[0];
-        }
         for bucket in &layout.buckets {
             self.collective
                 .all_reduce_sum(&mut self.flat[bucket.clone()])?;
         }
-        let ranks = self.collective.size();
-        if ranks > 1 {
-            // Each rank's loss and gradients are means over its shard; the mean over the global
-            // batch is the mean of those (`Sum` metrics stay sums).
-            let inv = 1.0 / ranks as f32;
+        let parts = self.collective.size() * self.accumulate;
+        if parts > 1 {
+            // Each micro-batch's loss and gradients are means over its examples; the mean over
+            // the global batch is the mean of those (`Sum` metrics stay sums).
+            let inv = 1.0 / parts as f32;
             for v in &mut self.flat[..=at] {
                 *v *= inv;
             }

@@ -10,7 +10,9 @@ use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphBuilder, NodeId, Tensor};
 use crate::nn::Mode;
 use crate::optim::Optimizer;
-use crate::parallel::{check_same_settings, Collective, GradientLayout, BUCKET_VALUES};
+use crate::parallel::{
+    check_same_settings, Collective, GradientLayout, SingleProcess, BUCKET_VALUES,
+};
 
 mod data_parallel;
 mod eval;
@@ -42,7 +44,7 @@ struct Compiled {
 enum TrainStep {
     /// One process: forward, backward and the optimizer's updates in one program.
     Fused(Compiled),
-    /// Data parallel: see [`DataParallel`].
+    /// Data parallel, gradient accumulation or both: see [`DataParallel`].
     Split(DataParallel),
 }
 
@@ -127,13 +129,6 @@ impl<M: Model> Trainer<M> {
         collective: Box<dyn Collective>,
         settings: &[(String, String)],
     ) -> Result<Self> {
-        let ranks = collective.size();
-        if ranks == 0 || config.batch % ranks != 0 {
-            return Err(ModelError::Config(format!(
-                "the global batch of {} does not split evenly over {ranks} ranks: use a batch that is a multiple of {ranks}",
-                config.batch
-            )));
-        }
         let mut t = Self::build(model, store, backend, optimizer, config, Some(collective))?;
         let mut all = settings.to_vec();
         all.push(("optimizer".into(), format!("{:?}", t.optimizer)));
@@ -163,10 +158,34 @@ impl<M: Model> Trainer<M> {
                 "the batch must hold at least 1 example".into(),
             ));
         }
+        let ranks = collective.as_ref().map_or(1, |c| c.size());
+        let parts = ranks * config.accumulate;
+        if config.accumulate == 0 {
+            return Err(ModelError::Config(
+                "gradient accumulation needs at least 1 micro-batch per step".into(),
+            ));
+        }
+        if parts == 0 || config.batch % parts != 0 {
+            let over = match (ranks, config.accumulate) {
+                (r, 1) => format!("{r} ranks"),
+                (1, a) => format!("{a} micro-batches"),
+                (r, a) => format!("{r} ranks × {a} micro-batches"),
+            };
+            let batch = if ranks > 1 { "global batch" } else { "batch" };
+            return Err(ModelError::Config(format!(
+                "the {batch} of {} does not split evenly over {over}: use a batch that is a multiple of {parts}",
+                config.batch
+            )));
+        }
+        // Accumulation in one process runs the split step with a collective of one.
+        let collective = match collective {
+            None if config.accumulate > 1 => Some(Box::new(SingleProcess) as Box<dyn Collective>),
+            c => c,
+        };
         optimizer.add_state(&mut store);
         backend.load_vars(&store)?;
-        let ranks = collective.as_ref().map_or(1, |c| c.size());
-        let (g, out) = record(&model, &store, config.batch / ranks, Mode::Train)?;
+        let micro = config.batch / parts;
+        let (g, out) = record(&model, &store, micro, Mode::Train)?;
         let grads = backward(&out.loss, &[])?;
         let params: Vec<_> = store
             .ids(VarKind::Param)
@@ -216,7 +235,11 @@ impl<M: Model> Trainer<M> {
             Some(collective) => {
                 let extras = outputs.len();
                 outputs.extend(pairs.iter().map(|p| p.1));
-                let what = format!("one step of batch {} per rank", config.batch / ranks);
+                let what = match (ranks, config.accumulate) {
+                    (_, 1) => format!("one step of batch {micro} per rank"),
+                    (1, a) => format!("one micro-batch of {micro} ({a} per step)"),
+                    (_, a) => format!("one micro-batch of {micro} per rank ({a} per step)"),
+                };
                 let gradients = compile(&backend, &g.finish(), &outputs, &what)?;
                 // The update program takes the averaged gradients as inputs, in parameter order.
                 let u = GraphBuilder::new();
@@ -238,6 +261,7 @@ impl<M: Model> Trainer<M> {
                     update,
                     flat: vec![0.0; layout.len],
                     layout,
+                    accumulate: config.accumulate,
                 })
             }
         };
@@ -255,10 +279,11 @@ impl<M: Model> Trainer<M> {
             nan_steps: 0,
             config,
         };
+        // Masks hold the whole local batch: each micro-batch takes its part.
         let plan = t.train_compiled().program.plan();
         t.masks = masks
             .iter()
-            .map(|&(m, _)| vec![0.0; plan.nodes[m].numel()])
+            .map(|&(m, _)| vec![0.0; plan.nodes[m].numel() * t.config.accumulate])
             .collect();
         Ok(t)
     }
@@ -298,7 +323,14 @@ impl<M: Model> Trainer<M> {
         self.config.batch / self.rank_and_size().1
     }
 
-    /// The ranks this trainer trains with, if it trains data-parallel.
+    /// Examples one run of the training program takes: the local batch divided by
+    /// [`TrainConfig::accumulate`].
+    pub fn micro_batch(&self) -> usize {
+        self.local_batch() / self.config.accumulate
+    }
+
+    /// The ranks this trainer trains with, if it trains data-parallel (a single process that
+    /// accumulates gradients has a collective of one).
     pub fn collective(&self) -> Option<&dyn Collective> {
         match &self.train {
             TrainStep::Fused(_) => None,
@@ -315,8 +347,8 @@ impl<M: Model> Trainer<M> {
     /// process.
     pub fn gradient_bytes(&self) -> usize {
         match &self.train {
-            TrainStep::Fused(_) => 0,
-            TrainStep::Split(dp) => dp.layout.bytes(),
+            TrainStep::Split(dp) if dp.collective.size() > 1 => dp.layout.bytes(),
+            _ => 0,
         }
     }
 
@@ -469,32 +501,59 @@ impl<M: Model> Trainer<M> {
     ) -> Result<(StepResult, Option<StepProfile>)> {
         self.draw_masks();
         let scalars = self.optimizer.scalars(self.step);
-        let compiled = match &mut self.train {
-            TrainStep::Fused(c) => c,
-            TrainStep::Split(dp) => &mut dp.gradients,
-        };
-        let ordered = order_feeds(&compiled.slots, feeds, &self.masks)?;
-        let program = &mut compiled.program;
-        let (out, profile) = match profile {
-            None if self.config.detect_anomaly => {
-                let out = self
+        let parts = self.config.accumulate;
+        let mut merged: Option<StepProfile> = None;
+        let mut values = Vec::new();
+        for i in 0..parts {
+            let compiled = match &mut self.train {
+                TrainStep::Fused(c) => c,
+                TrainStep::Split(dp) => &mut dp.gradients,
+            };
+            let micro = feeds.micro_batch(&compiled.slots, i, parts)?;
+            let masks: Vec<&[f32]> = self
+                .masks
+                .iter()
+                .map(|m| {
+                    let per = m.len() / parts;
+                    &m[i * per..(i + 1) * per]
+                })
+                .collect();
+            let ordered = order_feeds(&compiled.slots, &micro, &masks)?;
+            let program = &mut compiled.program;
+            let out = match profile {
+                None if self.config.detect_anomaly => self
                     .backend
-                    .run_detecting(program, &ordered, &scalars, self.step)?;
-                (out, None)
+                    .run_detecting(program, &ordered, &scalars, self.step)?,
+                None => self.backend.run(program, &ordered, &scalars)?,
+                Some(timing) => {
+                    let (out, p) = self
+                        .backend
+                        .run_profiled(program, &ordered, &scalars, timing)?;
+                    match &mut merged {
+                        None => merged = Some(p),
+                        Some(m) => m.append(p),
+                    }
+                    out
+                }
+            };
+            let metrics = compiled.metrics.len();
+            match &mut self.train {
+                TrainStep::Fused(_) => {
+                    values = out.iter().take(1 + metrics).map(|v| v[0]).collect();
+                }
+                TrainStep::Split(dp) => dp.add_micro_batch(&out, i == 0),
             }
-            None => (self.backend.run(program, &ordered, &scalars)?, None),
-            Some(timing) => {
-                let (out, p) = self
-                    .backend
-                    .run_profiled(program, &ordered, &scalars, timing)?;
-                (out, Some(p))
-            }
-        };
-        let names: Vec<String> = compiled.metrics.iter().map(|m| m.0.clone()).collect();
-        let values: Vec<f32> = match &mut self.train {
-            TrainStep::Fused(_) => out.iter().take(1 + names.len()).map(|v| v[0]).collect(),
-            TrainStep::Split(dp) => dp.reduce_and_update(&mut self.backend, &out, &scalars)?,
-        };
+        }
+        let profile = merged;
+        let names: Vec<String> = self
+            .train_compiled()
+            .metrics
+            .iter()
+            .map(|m| m.0.clone())
+            .collect();
+        if let TrainStep::Split(dp) = &mut self.train {
+            values = dp.reduce_and_update(&mut self.backend, &scalars)?;
+        }
         let loss = values[0];
         if !loss.is_finite() {
             if self.config.stop_on_nan {

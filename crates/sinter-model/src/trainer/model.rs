@@ -95,6 +95,43 @@ impl<'a> Feeds<'a> {
     pub(super) fn get(&self, name: &str) -> Option<&'a [f32]> {
         self.named.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
+
+    /// Micro-batch `i` of `count` (the `i`-th equal part of every feed, each split along its
+    /// leading axis): what one run of a program compiled for the micro-batch takes. A feed
+    /// whose length is not `count` times the program's input is an error naming it.
+    pub(super) fn micro_batch(&self, slots: &[Slot], i: usize, count: usize) -> Result<Self> {
+        if count == 1 {
+            return Ok(self.clone());
+        }
+        let named = self
+            .named
+            .iter()
+            .map(|&(name, values)| {
+                let shape = slots.iter().find_map(|s| match s {
+                    Slot::Feed { name: n, shape } if n == name => Some(shape),
+                    _ => None,
+                });
+                // An unknown name is reported by `order_feeds`, with what the step takes.
+                let Some(shape) = shape else {
+                    return Ok((name, values));
+                };
+                let per: usize = shape.iter().product();
+                if values.len() != per * count {
+                    let mut whole = shape.clone();
+                    if let Some(lead) = whole.first_mut() {
+                        *lead *= count;
+                    }
+                    return Err(ModelError::Config(format!(
+                        "input '{name}' has shape {whole:?} ({} values: {count} micro-batches of {shape:?}) but {} values were fed",
+                        per * count,
+                        values.len()
+                    )));
+                }
+                Ok((name, &values[i * per..(i + 1) * per]))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { named })
+    }
 }
 
 /// The loss and metrics of one step or one evaluation.
@@ -120,6 +157,11 @@ impl StepResult {
 pub struct TrainConfig {
     /// Examples per training step (data parallel: the global batch).
     pub batch: usize,
+    /// Micro-batches per step (gradient accumulation): each rank runs forward and backward on
+    /// `batch / (ranks · accumulate)` examples at a time, adds up the gradients and applies
+    /// their mean once. The step's memory is that of one micro-batch. `batch` must divide
+    /// evenly; 1 (the default) runs the whole batch at once.
+    pub accumulate: usize,
     /// Seeds the dropout masks (parameters are seeded by their [`crate::Init`]).
     pub seed: u64,
     /// Stop with [`ModelError::NonFinite`] when the loss is NaN or infinite; otherwise the step
@@ -135,10 +177,12 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// `batch` examples per step, seed 0, warn on NaN, no anomaly detection, no memory limit.
+    /// `batch` examples per step in one micro-batch, seed 0, warn on NaN, no anomaly
+    /// detection, no memory limit.
     pub fn new(batch: usize) -> Self {
         Self {
             batch,
+            accumulate: 1,
             seed: 0,
             stop_on_nan: false,
             detect_anomaly: false,
@@ -184,7 +228,7 @@ pub(super) fn slots(plan: &Plan, graph: &Graph) -> Vec<Slot> {
 pub(super) fn order_feeds<'a>(
     slots: &[Slot],
     feeds: &Feeds<'a>,
-    masks: &'a [Vec<f32>],
+    masks: &[&'a [f32]],
 ) -> Result<Vec<&'a [f32]>> {
     let wanted = || {
         slots
@@ -212,7 +256,7 @@ pub(super) fn order_feeds<'a>(
         .map(|s| match s {
             Slot::Mask { k, .. } => masks
                 .get(*k)
-                .map(Vec::as_slice)
+                .copied()
                 .ok_or_else(|| ModelError::Graph("dropout in an evaluation program".into())),
             Slot::Feed { name, shape } => {
                 let v = feeds.get(name).ok_or_else(|| {
