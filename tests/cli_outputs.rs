@@ -439,3 +439,77 @@ fn accumulate_splits_the_batch_into_micro_batches() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Issue 14 item 5: `--eval-every N` evaluates every N steps, and `--save-best PATH` keeps the
+/// model of the lowest evaluation loss: `sinter eval` of that file gives that evaluation's loss
+/// and accuracy, not the last one's (this SGD run at lr 2 is at its best at step 4 of 8).
+#[test]
+fn eval_every_and_save_best_keep_the_best_evaluation() {
+    let dir = scratch("save_best");
+    let best = dir.join("best.safetensors");
+    let log = dir.join("run.jsonl");
+    let o = sinter(&[
+        "train",
+        "--model",
+        "mlp",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "2",
+        "--steps",
+        "8",
+        "--eval-every",
+        "1",
+        "--quiet",
+        "--save-best",
+        best.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let evals: Vec<(u64, f64, f64)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "eval")
+        .map(|r| {
+            let f = |k: &str| r[k].as_f64().unwrap();
+            (r["step"].as_u64().unwrap(), f("loss"), f("accuracy"))
+        })
+        .collect();
+    assert_eq!(
+        evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    let (at, loss, accuracy) = *evals.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    assert!(
+        at < 8,
+        "the run should be past its best by the end: {evals:?}"
+    );
+    let o = sinter(&["eval", best.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let want = format!(
+        "test loss {loss:.4} · test accuracy {:.2}%",
+        accuracy * 100.0
+    );
+    assert!(out.contains(&want), "want {want:?} (step {at}), got {out}");
+    // The same path for both outputs, or a GPT-2 folder that is a file, is refused up front.
+    let b = best.to_str().unwrap();
+    let o = sinter(&["train", "--model", "mlp", "--save", b, "--save-best", b]);
+    let err = assert_refused(&o, "--save and --save-best on one path");
+    assert!(err.contains("--save-best another path"), "{err}");
+    let o = sinter(&[
+        "train",
+        "--model",
+        "gpt2",
+        "--size",
+        "tiny",
+        "--save-best",
+        b,
+    ]);
+    let err = assert_refused(&o, "--save-best on a file for gpt2");
+    assert!(
+        err.contains("--save-best") && err.contains("is a file"),
+        "{err}"
+    );
+}

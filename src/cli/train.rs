@@ -232,6 +232,15 @@ pub struct TrainArgs {
     /// Also write the checkpoint every N steps (at least 1).
     #[arg(long, value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
     pub checkpoint_every: Option<u64>,
+    /// Evaluate every N steps, and after the last (at least 1; default: every epoch for image
+    /// models, every sixth of the run for text models).
+    #[arg(long, value_name = "N", value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
+    pub eval_every: Option<u64>,
+    /// Keep the model of the best evaluation so far (lowest test or validation loss) at PATH,
+    /// written as --save writes it (a parameter file, or a Hugging Face folder for gpt2), each
+    /// time an evaluation improves on it.
+    #[arg(long, value_name = "PATH")]
+    pub save_best: Option<PathBuf>,
     /// Continue from a training checkpoint (parameters, optimizer state, step, data order, and
     /// the history --plot draws).
     #[arg(long)]
@@ -601,12 +610,27 @@ fn check_files(args: &TrainArgs) -> Result<()> {
     }
     // GPT-2 saves a Hugging Face folder, not a file.
     let gpt2 = args.model == ModelName::Gpt2;
-    if let (Some(dir), true) = (&args.save, gpt2) {
-        super::train_gpt2::check_save_dir(dir)?;
+    for (option, dir) in [("--save", &args.save), ("--save-best", &args.save_best)] {
+        if let (Some(dir), true) = (dir, gpt2) {
+            super::train_gpt2::check_save_dir(option, dir)?;
+        }
     }
-    let save_file = if gpt2 { &None } else { &args.save };
+    if let (Some(a), Some(b)) = (&args.save, &args.save_best) {
+        if a == b {
+            return Err(CliError::Usage(format!(
+                "--save and --save-best are both {}: the final model would overwrite the best one; give --save-best another path",
+                a.display()
+            )));
+        }
+    }
+    let (save_file, best_file) = if gpt2 {
+        (&None, &None)
+    } else {
+        (&args.save, &args.save_best)
+    };
     let outputs: Vec<Output> = [
         ("--save", save_file, &[][..], false),
+        ("--save-best", best_file, &[][..], false),
         ("--checkpoint", &args.checkpoint, &[], false),
         ("--plot", &args.plot, &["svg", "png"], true),
         ("--trace", &args.trace, &[], true),

@@ -300,11 +300,12 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         rank: ranks.rank,
         ranks: ranks.size,
     };
-    let Some(done) = train_loop::train(&mut lm, args, &settings, &pace)? else {
+    let save_model = |lm: &Gpt2Lm, dir: &Path| save(dir, &config, lm, tok.as_ref());
+    let Some(done) = train_loop::train(&mut lm, args, &settings, &pace, &save_model)? else {
         return Ok(());
     };
     if let Some(dir) = &args.save {
-        save(dir, &config, &lm, tok.as_ref())?;
+        save_model(&lm, dir)?;
         eprintln!(
             "saved the model to {} ({CONFIG_FILE}, {WEIGHTS_FILE}{})",
             dir.display(),
@@ -361,9 +362,9 @@ fn save(dir: &Path, config: &Gpt2Config, lm: &Gpt2Lm, tok: Option<&Tokenizer>) -
     Ok(())
 }
 
-/// `--save DIR` for a GPT-2: a folder that exists, or whose parent does, and can be written.
-pub fn check_save_dir(dir: &Path) -> Result<()> {
-    let bad = |p: String| CliError::Usage(format!("--save {}: {p}", dir.display()));
+/// `--save DIR` (or `--save-best DIR`, named by `option`) for a GPT-2: a folder that exists, or whose parent does, and can be written.
+pub fn check_save_dir(option: &str, dir: &Path) -> Result<()> {
+    let bad = |p: String| CliError::Usage(format!("{option} {}: {p}", dir.display()));
     if dir.exists() && !dir.is_dir() {
         return Err(bad(
             "is a file; --model gpt2 saves a folder (config.json, model.safetensors)".into(),

@@ -193,11 +193,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         train: train_set,
         test: test_set,
     };
-    let Some(done) = train_loop::train(&mut task, args, &settings, &pace)? else {
-        return Ok(());
-    };
-    let c = &task.c;
-    if let Some(path) = &args.save {
+    let save_model = |task: &Images, path: &Path| -> Result<()> {
         let mut meta = BTreeMap::new();
         meta.insert("model".to_string(), name.to_string());
         // What `sinter eval` and `sinter predict` need to rebuild the network without the data.
@@ -206,9 +202,16 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         if args.model == ModelName::Resnet {
             meta.insert("depth".to_string(), args.resnet_depth().to_string());
         }
-        save_safetensors(path, &c.params()?, &meta)?;
+        Ok(save_safetensors(path, &task.c.params()?, &meta)?)
+    };
+    let Some(done) = train_loop::train(&mut task, args, &settings, &pace, &save_model)? else {
+        return Ok(());
+    };
+    if let Some(path) = &args.save {
+        save_model(&task, path)?;
         eprintln!("saved parameters to {}", path.display());
     }
+    let c = &task.c;
     let images_per_sec = done.examples as f64 / done.train_secs.max(1e-9);
     println!(
         "test accuracy {:.2}% ({} images) after {} steps · final train loss {} · {:.0} images/s · {:.1} s · {}",

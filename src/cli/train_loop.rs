@@ -94,12 +94,17 @@ pub(super) struct Finished {
     pub profiles: Vec<StepProfile>,
 }
 
+/// Writes the model as `--save` does: `--save-best` writes it through this at each evaluation
+/// that improves on the best so far.
+pub(super) type SaveModel<'a, T> = &'a dyn Fn(&T, &Path) -> Result<()>;
+
 /// Runs `task` to `pace.total_steps`. Returns `None` on ranks other than 0.
 pub(super) fn train<T: Task>(
     task: &mut T,
     args: &TrainArgs,
     settings: &Settings,
     pace: &Pace,
+    save_model: SaveModel<T>,
 ) -> Result<Option<Finished>> {
     let root = pace.rank == 0;
     let total_steps = pace.total_steps;
@@ -173,6 +178,19 @@ pub(super) fn train<T: Task>(
     let mut eval_secs = 0.0;
     let mut non_finite = NonFinite::default();
     let mut means = EvalMeans::new();
+    // `--eval-every` overrides the model's own pace.
+    let eval_every = args.eval_every.unwrap_or(pace.eval_every).max(1);
+    // The lowest evaluation loss so far: a resumed run continues from its history's, unless the
+    // --save-best file is not there yet (an option the interrupted run did not have).
+    let mut best = match &args.save_best {
+        Some(path) if path.exists() => history
+            .evals
+            .iter()
+            .map(|e| e.1)
+            .filter(|l| l.is_finite())
+            .fold(f64::INFINITY, f64::min),
+        _ => f64::INFINITY,
+    };
     // The evaluation of the last step, so that the final report does not evaluate it again.
     let mut last_eval = None;
     let mut metrics = match (&args.log, root) {
@@ -251,7 +269,7 @@ pub(super) fn train<T: Task>(
                 seconds: started.elapsed().as_secs_f64(),
             })?;
         }
-        if root && (step % pace.eval_every.max(1) == 0 || step == total_steps) {
+        if root && (step % eval_every == 0 || step == total_steps) {
             let eval_started = Instant::now();
             bar.set_message(pace.evaluating.clone());
             let eval = task
@@ -275,7 +293,7 @@ pub(super) fn train<T: Task>(
                 })?;
             }
             let (train_loss, train_acc, secs) = means.take();
-            let line = match (pace.steps_per_epoch, eval.accuracy) {
+            let mut line = match (pace.steps_per_epoch, eval.accuracy) {
                 (Some(per_epoch), Some(accuracy)) => format!(
                     "step {step:>5} (epoch {:.2}, {secs:.1} s): train loss {}, train accuracy {:.2}%, test loss {}, test accuracy {:.2}%",
                     step as f64 / per_epoch.max(1) as f64,
@@ -291,6 +309,11 @@ pub(super) fn train<T: Task>(
                     pace.per()
                 ),
             };
+            if let (Some(path), true) = (&args.save_best, eval.loss < best) {
+                best = eval.loss;
+                save_model(task, path)?;
+                line.push_str(&format!(" · best so far, saved to {}", path.display()));
+            }
             say(&bar, line);
             last_eval = Some((step, eval));
             save(task, &history)?;

@@ -160,12 +160,15 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         rank: ranks.rank,
         ranks: ranks.size,
     };
-    let Some(done) = train_loop::train(&mut lm, args, &settings, &pace)? else {
+    let save_model = |lm: &CharLm, path: &Path| -> Result<()> {
+        let (tensors, meta) = lm.params()?;
+        Ok(save_safetensors(path, &tensors, &meta)?)
+    };
+    let Some(done) = train_loop::train(&mut lm, args, &settings, &pace, &save_model)? else {
         return Ok(());
     };
     if let Some(path) = &args.save {
-        let (tensors, meta) = lm.params()?;
-        save_safetensors(path, &tensors, &meta)?;
+        save_model(&lm, path)?;
         eprintln!("saved parameters to {}", path.display());
     }
     if args.sample > 0 {
