@@ -551,3 +551,48 @@ fn an_accumulation_that_does_not_split_the_batch_is_refused() {
         "{err}"
     );
 }
+
+/// Issue 14 item 6: GPT-2's head and loss in chunks of rows (so that no `[B·T, vocab]` logits
+/// buffer goes over a binding limit) give the loss and the gradients of the whole head at once:
+/// one SGD step of a tiny GPT-2 whose 32 positions are cut into chunks of 5 (the last of 2),
+/// on the CPU backend and on an adapter, against the unchunked step on the CPU backend.
+#[test]
+fn gpt2_head_in_chunks_matches_the_whole_head() {
+    use sinter::sinter_model::gpt2::{Gpt2, Gpt2Config};
+    use sinter::sinter_model::trainer::{Feeds, TrainConfig, Trainer};
+    let step = |backend: Backend, head_rows: Option<usize>| {
+        let mut config = Gpt2Config::preset("tiny").unwrap();
+        config.vocab_size = 101;
+        let mut store = VarStore::new();
+        let mut gpt = Gpt2::new(&mut store, config, 16, &mut sinter::sinter_model::Init::new(2))
+            .unwrap();
+        gpt.head_rows = head_rows;
+        let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.5);
+        let mut t = Trainer::new(gpt, store, backend, opt, TrainConfig::new(2)).unwrap();
+        let ids: Vec<f32> = (0..32).map(|i| ((i * 37 + 11) % 101) as f32).collect();
+        let targets: Vec<f32> = (0..32).map(|i| ((i * 53 + 5) % 101) as f32).collect();
+        let feeds = Feeds::new().with("ids", &ids).with("targets", &targets);
+        let loss = t.step(&feeds).unwrap().loss;
+        let params: Vec<f32> = t.params().unwrap().into_iter().flat_map(|p| p.data).collect();
+        (loss, params)
+    };
+    let (whole_loss, whole) = step(cpu_backend(), None);
+    let mut runs = vec![("cpu", step(cpu_backend(), Some(5)))];
+    if let Some(gpu) = gpu_backend() {
+        runs.push(("adapter", step(gpu, Some(5))));
+    }
+    for (what, (loss, params)) in runs {
+        // f32 sums in other orders: 1e-6 relative on the loss; lr 0.5 × gradient differences
+        // of ~1e-7 on the parameters.
+        assert!(
+            (loss - whole_loss).abs() <= 1e-6 * whole_loss,
+            "{what}: chunked loss {loss} vs {whole_loss}"
+        );
+        let d = params
+            .iter()
+            .zip(&whole)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(d <= 1e-6, "{what}: parameters after the step differ by {d}");
+    }
+}

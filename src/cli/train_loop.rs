@@ -152,14 +152,9 @@ pub(super) fn train<T: Task>(
         task.trainer().agree_on(&agree)?;
         task.trainer_mut().broadcast_state()?;
     }
-    let mem = task.trainer().train_memory();
-    log::info!(
-        "training step plan: {:.1} MiB in {} buffers (peak live {:.1} MiB, {:.1} MiB without reuse)",
-        mem.planned_bytes as f64 / 1048576.0,
-        mem.buffers,
-        mem.peak_live_bytes as f64 / 1048576.0,
-        mem.unshared_bytes as f64 / 1048576.0
-    );
+    if root && !args.quiet {
+        eprintln!("{}", memory_report(&task.trainer().train_memory()));
+    }
 
     let bar = if args.quiet || !root {
         ProgressBar::hidden()
@@ -358,6 +353,22 @@ pub(super) fn train<T: Task>(
         train_secs,
         profiles,
     }))
+}
+
+/// The memory a training step needs, printed before step 1: the planned buffers and the
+/// variables (parameters and optimizer state), and what the plan's reuse saves.
+pub(super) fn memory_report(mem: &sinter_model::plan::MemoryReport) -> String {
+    let mib = |b: u64| b as f64 / 1048576.0;
+    format!(
+        "memory: {:.1} MiB for a training step = {:.1} MiB of parameters and optimizer state + {:.1} MiB in {} step buffers (largest {:.1} MiB; {:.1} MiB without reuse, {:.1} MiB live at the peak)",
+        mib(mem.variable_bytes + mem.planned_bytes),
+        mib(mem.variable_bytes),
+        mib(mem.planned_bytes),
+        mem.buffers,
+        mib(mem.largest_buffer_bytes),
+        mib(mem.unshared_bytes),
+        mib(mem.peak_live_bytes),
+    )
 }
 
 /// The progress bar: 12 + 1 + 13 + 1 + 19 + 1 + the message (at most 32) = 79 columns with

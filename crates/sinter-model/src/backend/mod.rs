@@ -196,6 +196,16 @@ impl Backend {
         Ok((Backend::Cpu(CpuBackend::new()), notice))
     }
 
+    /// The largest buffer one kernel may bind, in bytes: the adapter's storage-buffer binding
+    /// limit (`None` on the CPU backend, which has none).
+    pub fn max_buffer_bytes(&self) -> Option<u64> {
+        match self {
+            Backend::Cpu(_) => None,
+            #[cfg(feature = "gpu")]
+            Backend::Gpu(g) => Some(g.gpu.max_binding()),
+        }
+    }
+
     /// A one-line description: `CPU backend (2 threads)` or `GPU llvmpipe (Vulkan, software)`.
     pub fn describe(&self) -> String {
         match self {

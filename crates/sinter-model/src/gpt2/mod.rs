@@ -100,7 +100,9 @@ impl Gpt2Lm {
         }
         let mut init = Init::new(config.seed);
         let mut store = VarStore::new();
-        let gpt = Gpt2::new(&mut store, model, context, &mut init)?;
+        let mut gpt = Gpt2::new(&mut store, model, context, &mut init)?;
+        // The head and loss in chunks that each fit the device's binding limit.
+        gpt.head_rows = gpt.head_rows_for(backend.max_buffer_bytes());
         let train = TrainConfig {
             batch: config.batch,
             accumulate: config.accumulate,

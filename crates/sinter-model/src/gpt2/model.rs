@@ -104,6 +104,11 @@ pub struct Gpt2 {
     pub blocks: Vec<Block>,
     /// `ln_f`, after the last block.
     pub ln_f: LayerNorm,
+    /// Rows of logits the training loss computes at once: the head and cross-entropy run over
+    /// chunks of this many positions, so that no `[B·T, vocab]` buffer goes over a device's
+    /// binding limit (`None`, or more rows than a batch has: all at once). See
+    /// [`Gpt2::head_rows_for`].
+    pub head_rows: Option<usize>,
 }
 
 impl Gpt2 {
@@ -169,12 +174,31 @@ impl Gpt2 {
             wpe,
             blocks,
             ln_f,
+            head_rows: None,
         })
+    }
+
+    /// The rows per chunk of the head and loss that keep each `[rows, vocab]` buffer within
+    /// `limit` bytes (a device's binding limit; `None`: no limit, one chunk).
+    pub fn head_rows_for(&self, limit: Option<u64>) -> Option<usize> {
+        let row_bytes = 4 * self.config.vocab_size as u64;
+        limit.map(|l| ((l / row_bytes) as usize).max(1))
     }
 
     /// Records the logits `[B·T, vocab]` of `ids: [B, T]` (token ids as floats).
     #[track_caller]
     pub fn logits(&self, store: &VarStore, ids: &Tensor) -> Result<Tensor> {
+        let g = ids.builder();
+        let x = self.hidden(store, ids)?;
+        let wte = param_named(&g, store, self.wte);
+        // The head is the token embedding: [B·T, C] · wteᵀ → [B·T, V]. Its gradient meets the
+        // embedding's at the one leaf of `wte`, where autodiff sums the two.
+        g.scoped("lm_head", || x.matmul_t(&wte, false, true))
+    }
+
+    /// The final hidden states `[B·T, C]` (after `ln_f`) of `ids: [B, T]`.
+    #[track_caller]
+    fn hidden(&self, store: &VarStore, ids: &Tensor) -> Result<Tensor> {
         let g = ids.builder();
         let &[b, t] = ids.shape().as_slice() else {
             return Err(ModelError::Shape {
@@ -195,11 +219,40 @@ impl Gpt2 {
             })?;
         }
         let x = g.scoped("transformer.ln_f", || self.ln_f.forward(store, &x))?;
-        // The head is the token embedding: [B·T, C] · wteᵀ → [B·T, V]. Its gradient meets the
-        // embedding's at the one leaf of `wte`, where autodiff sums the two.
-        g.scoped("lm_head", || {
-            x.reshape(&[b * t, c])?.matmul_t(&wte, false, true)
-        })
+        x.reshape(&[b * t, c])
+    }
+
+    /// The mean cross-entropy of the logits of `ids: [B, T]` against `targets: [B·T]`, the head
+    /// and loss computed over chunks of [`Gpt2::head_rows`] positions: chunk k's mean loss,
+    /// weighted by its share of the positions, summed. Each chunk is its own `[rows, vocab]`
+    /// logits buffer; the head's gradients from every chunk meet at `wte`'s one leaf.
+    #[track_caller]
+    pub fn loss(&self, store: &VarStore, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let n = targets.numel();
+        let rows = match self.head_rows {
+            Some(r) if r < n => r,
+            _ => {
+                let logits = self.logits(store, ids)?;
+                return ids.builder().scoped("loss", || logits.cross_entropy(targets));
+            }
+        };
+        let g = ids.builder();
+        let x = self.hidden(store, ids)?;
+        let wte = param_named(&g, store, self.wte);
+        let mut total: Option<Tensor> = None;
+        for (k, start) in (0..n).step_by(rows).enumerate() {
+            let len = rows.min(n - start);
+            let part = g.scoped(&format!("lm_head.{k}"), || {
+                let logits = x.narrow(0, start, len)?.matmul_t(&wte, false, true)?;
+                let loss = logits.cross_entropy(&targets.narrow(0, start, len)?)?;
+                Ok::<_, ModelError>(loss.scale(len as f64 / n as f64))
+            })?;
+            total = Some(match total {
+                None => part,
+                Some(t) => g.scoped("loss", || t.add(&part))?,
+            });
+        }
+        Ok(total.expect("n > rows, so at least two chunks"))
     }
 
     fn block(&self, store: &VarStore, blk: &Block, x: &Tensor) -> Result<Tensor> {
@@ -266,10 +319,9 @@ impl Model for Gpt2 {
         batch: usize,
         _mode: Mode,
     ) -> Result<Outputs> {
-        let logits = self.record_logits(vars, g, batch)?;
+        let ids = g.input("ids", &[batch, self.context]);
         let targets = g.input("targets", &[batch * self.context]);
-        let loss = g.scoped("loss", || logits.cross_entropy(&targets))?;
-        Ok(Outputs::loss(loss))
+        Ok(Outputs::loss(self.loss(vars, &ids, &targets)?))
     }
 }
 
