@@ -714,3 +714,26 @@ fn one_adapter_is_chosen_by_index_or_name() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("GPU {name}")));
 }
+
+/// Options of the text models are refused by name for an image model, which would ignore them.
+#[test]
+fn text_model_options_are_refused_for_image_models() {
+    for (option, value) in [
+        ("--context", "32"),
+        ("--width", "64"),
+        ("--layers", "2"),
+        ("--heads", "2"),
+        ("--size", "tiny"),
+        ("--eval-batches", "4"),
+        ("--sample", "10"),
+    ] {
+        for model in ["mlp", "cnn", "resnet"] {
+            let o = sinter(&["train", "--model", model, "--steps", "1", option, value]);
+            let err = assert_refused(&o, &format!("{option} for {model}"));
+            assert!(
+                err.contains(&format!("{option} is for the text models")) && err.contains(model),
+                "{option} {model}: {err}"
+            );
+        }
+    }
+}

@@ -564,8 +564,13 @@ fn gpt2_head_in_chunks_matches_the_whole_head() {
         let mut config = Gpt2Config::preset("tiny").unwrap();
         config.vocab_size = 101;
         let mut store = VarStore::new();
-        let mut gpt = Gpt2::new(&mut store, config, 16, &mut sinter::sinter_model::Init::new(2))
-            .unwrap();
+        let mut gpt = Gpt2::new(
+            &mut store,
+            config,
+            16,
+            &mut sinter::sinter_model::Init::new(2),
+        )
+        .unwrap();
         gpt.head_rows = head_rows;
         let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.5);
         let mut t = Trainer::new(gpt, store, backend, opt, TrainConfig::new(2)).unwrap();
@@ -573,7 +578,12 @@ fn gpt2_head_in_chunks_matches_the_whole_head() {
         let targets: Vec<f32> = (0..32).map(|i| ((i * 53 + 5) % 101) as f32).collect();
         let feeds = Feeds::new().with("ids", &ids).with("targets", &targets);
         let loss = t.step(&feeds).unwrap().loss;
-        let params: Vec<f32> = t.params().unwrap().into_iter().flat_map(|p| p.data).collect();
+        let params: Vec<f32> = t
+            .params()
+            .unwrap()
+            .into_iter()
+            .flat_map(|p| p.data)
+            .collect();
         (loss, params)
     };
     let (whole_loss, whole) = step(cpu_backend(), None);

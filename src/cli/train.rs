@@ -236,6 +236,10 @@ pub struct TrainArgs {
     /// models, every sixth of the run for text models).
     #[arg(long, value_name = "N", value_parser = checks::at_least_one::<u64>, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
+    /// Text models: batches of --batch windows, spread evenly over the validation split, that
+    /// each evaluation averages (the same windows every time; at least 1, default 16).
+    #[arg(long, value_name = "N", value_parser = checks::at_least_one::<usize>, allow_negative_numbers = true)]
+    pub eval_batches: Option<usize>,
     /// Keep the model of the best evaluation so far (lowest test or validation loss) at PATH,
     /// written as --save writes it (a parameter file, or a Hugging Face folder for gpt2), each
     /// time an evaluation improves on it.
@@ -531,6 +535,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     if args.model.is_text() {
         refuse_image_only_options(&args)?;
+    } else {
+        refuse_text_only_options(&args)?;
     }
     if let (Some(d), false) = (args.depth, args.model == ModelName::Resnet) {
         return Err(CliError::Usage(format!(
@@ -553,6 +559,27 @@ fn train(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Result<()> {
         super::train_text::run(args, choice, ranks)
     } else {
         super::train_images::run(args, choice, ranks)
+    }
+}
+
+/// Options of the text models that an image model would ignore, refused by name.
+fn refuse_text_only_options(args: &TrainArgs) -> Result<()> {
+    let given = [
+        ("--context", args.context.is_some()),
+        ("--width", args.width.is_some()),
+        ("--layers", args.layers.is_some()),
+        ("--heads", args.heads.is_some()),
+        ("--size", args.size.is_some()),
+        ("--tokenizer", args.tokenizer.is_some()),
+        ("--eval-batches", args.eval_batches.is_some()),
+        ("--sample", args.sample > 0),
+    ];
+    match given.iter().find(|g| g.1) {
+        Some((option, _)) => Err(CliError::Usage(format!(
+            "{option} is for the text models (char-transformer, gpt2 …), not --model {}",
+            value_name(args.model)
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -243,7 +243,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         batch,
         accumulate,
         seed: args.seed,
-        valid_batches: 16,
+        valid_batches: args.eval_batches.unwrap_or(16),
         stop_on_nan: args.stop_on_nan,
         detect_anomaly: args.detect_anomaly,
         memory_limit: super::memory::limit_for(&backend)?,

@@ -153,7 +153,8 @@ pub(super) fn train<T: Task>(
         task.trainer_mut().broadcast_state()?;
     }
     if root && !args.quiet {
-        eprintln!("{}", memory_report(&task.trainer().train_memory()));
+        let t = task.trainer();
+        eprintln!("{}", memory_report(t.variable_bytes(), &t.train_memory()));
     }
 
     let bar = if args.quiet || !root {
@@ -355,14 +356,15 @@ pub(super) fn train<T: Task>(
     }))
 }
 
-/// The memory a training step needs, printed before step 1: the planned buffers and the
-/// variables (parameters and optimizer state), and what the plan's reuse saves.
-pub(super) fn memory_report(mem: &sinter_model::plan::MemoryReport) -> String {
+/// The memory a training step needs, printed before step 1: the `variable_bytes` of the
+/// parameters, buffers and optimizer state, the step's planned buffers, and what the plan's
+/// reuse saves.
+pub(super) fn memory_report(variable_bytes: u64, mem: &sinter_model::plan::MemoryReport) -> String {
     let mib = |b: u64| b as f64 / 1048576.0;
     format!(
         "memory: {:.1} MiB for a training step = {:.1} MiB of parameters and optimizer state + {:.1} MiB in {} step buffers (largest {:.1} MiB; {:.1} MiB without reuse, {:.1} MiB live at the peak)",
-        mib(mem.variable_bytes + mem.planned_bytes),
-        mib(mem.variable_bytes),
+        mib(variable_bytes + mem.planned_bytes),
+        mib(variable_bytes),
         mib(mem.planned_bytes),
         mem.buffers,
         mib(mem.largest_buffer_bytes),

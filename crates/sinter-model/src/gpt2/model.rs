@@ -233,7 +233,9 @@ impl Gpt2 {
             Some(r) if r < n => r,
             _ => {
                 let logits = self.logits(store, ids)?;
-                return ids.builder().scoped("loss", || logits.cross_entropy(targets));
+                return ids
+                    .builder()
+                    .scoped("loss", || logits.cross_entropy(targets));
             }
         };
         let g = ids.builder();
