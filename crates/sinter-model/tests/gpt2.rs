@@ -1,5 +1,5 @@
-//! GPT-2 against Hugging Face `transformers`: the fixture folder (made by scripts/gpt2_fixture.py)
-//! loads, its logits and loss match on the CPU backend, folders round-trip bit-exactly, errors name file and tensor.
+//! GPT-2 against Hugging Face `transformers` (fixtures by scripts/gpt2_fixture.py): logits, loss, gradients
+//! and one AdamW step match (CPU and adapter), folders round-trip bit-exactly, errors name file and tensor.
 
 use serde_json::Value;
 use sinter_model::checkpoint::NamedTensor;
@@ -342,4 +342,320 @@ fn the_tied_embedding_gets_both_gradients_and_every_parameter_its_own() {
             );
         }
     }
+}
+
+// ---- One training step against PyTorch: grads.safetensors and after_adamw.safetensors ----------
+
+/// The fixture's second part (see scripts/gpt2_fixture.py): PyTorch ran the step in float64 from
+/// the f32 weights, so its values carry one f32 rounding (when stored) and no other noise.
+struct Step {
+    ids: Vec<f32>,
+    targets: Vec<f32>,
+    loss: f64,
+    grads: Vec<NamedTensor>,
+    after: Vec<NamedTensor>,
+    adamw: Value,
+}
+
+fn step_fixture() -> Step {
+    use sinter_model::checkpoint::load_safetensors;
+    let exp = expected();
+    let load = |f: &str| {
+        let (mut t, _) = load_safetensors(fixture("gpt2-tiny").join(f)).unwrap();
+        t.sort_by(|a, b| a.name.cmp(&b.name));
+        t
+    };
+    Step {
+        ids: flat(&exp["ids"]),
+        targets: flat(&exp["targets"]),
+        loss: exp["loss_f64"].as_f64().unwrap(),
+        grads: load("grads.safetensors"),
+        after: load("after_adamw.safetensors"),
+        adamw: exp["adamw"].clone(),
+    }
+}
+
+/// The fixture's tensor `name` in `list` (sorted by name).
+fn named<'a>(list: &'a [NamedTensor], name: &str) -> &'a NamedTensor {
+    let k = list
+        .binary_search_by(|t| t.name.as_str().cmp(name))
+        .unwrap_or_else(|_| panic!("the fixture has no {name}"));
+    &list[k]
+}
+
+/// The loss in f32 against PyTorch's f64: ~10 roundings of values of size ~5 (2.4e-7 each) in the
+/// softmax and the mean; PyTorch's own f32 run is 8e-8 away.
+const LOSS_ATOL: f64 = 2e-6;
+/// Gradients in f32 against the f64 reference: PyTorch's own f32 run is within 8.4e-8 absolute,
+/// 8.1e-7 of each tensor's largest gradient (the script prints both). A gradient is a sum over
+/// the 32 positions and up to 128 features, its rounding scaling with the tensor's size rather
+/// than the element's, so the bound is relative to the tensor's largest gradient:
+/// |Δ| ≤ GRAD_OF_MAX·max|g| + GRAD_RTOL·|g|, 12× what PyTorch's f32 shows.
+const GRAD_OF_MAX: f64 = 1e-5;
+const GRAD_RTOL: f64 = 1e-5;
+/// A parameter after the step: the rounding of p·(1 − lr·wd) and of the update (a few ulps of
+/// |p| ≤ 1.3), plus what the gradient's own tolerance δ can move AdamW's first update
+/// lr·g/(|g| + ε) (m̂ = g, √v̂ = |g| at step 1): lr·max over g' = g ± δ of |u(g') − u(g)|. Where
+/// |g| ≲ δ (the key biases' gradients are exactly 0: softmax ignores a shift of every score) the
+/// step's direction is rounding noise and the bound grows to the whole update, 2·lr.
+const PARAM_ATOL: f64 = 1e-7;
+const PARAM_RTOL: f64 = 5e-7;
+
+fn grad_tolerance(g: f64, max: f64) -> f64 {
+    GRAD_OF_MAX * max + GRAD_RTOL * g.abs()
+}
+
+/// How far `g` ± `delta` can move AdamW's first step g/(|g| + ε), times `lr`.
+fn first_step_tolerance(g: f64, delta: f64, lr: f64, eps: f64) -> f64 {
+    let u = |x: f64| x / (x.abs() + eps);
+    lr * (u(g + delta) - u(g)).abs().max((u(g - delta) - u(g)).abs())
+}
+
+/// Checks `got` against `want` element by element within `tol(k)`; returns the largest |Δ|.
+fn check_close(what: &str, got: &[f32], want: &[f32], tol: impl Fn(usize) -> f64) -> f64 {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, want {}",
+        got.len(),
+        want.len()
+    );
+    let mut worst = 0f64;
+    for (k, (&a, &b)) in got.iter().zip(want).enumerate() {
+        let d = (f64::from(a) - f64::from(b)).abs();
+        assert!(
+            d <= tol(k),
+            "{what}[{k}]: sinter {a:e}, PyTorch {b:e}: |Δ| {d:e} > {:e}",
+            tol(k)
+        );
+        worst = worst.max(d);
+    }
+    worst
+}
+
+/// The test adapter (lavapipe in CI), on a device of its own; None (with a warning) only when
+/// there is none and SINTER_REQUIRE_ADAPTER is not set, as every shader test does.
+#[cfg(feature = "gpu")]
+fn adapter() -> Option<Backend> {
+    use sinter_device::{pick_adapter, DeviceChoice as Choice, Gpu};
+    sinter_device::testing::test_gpu()?;
+    let choice = match Choice::from_env() {
+        Ok(c @ (Choice::Gpu | Choice::Software | Choice::One { .. })) => c,
+        _ => Choice::Auto,
+    };
+    let adapter = pick_adapter(choice)
+        .ok()
+        .flatten()
+        .or_else(|| pick_adapter(Choice::Software).ok().flatten())
+        .expect("test_gpu found an adapter");
+    let gpu = Gpu::new(adapter).expect("device opens");
+    eprintln!("adapter: {}", gpu.report.name);
+    Some(Backend::Gpu(Box::new(
+        sinter_model::backend::GpuBackend::new(gpu).expect("backend"),
+    )))
+}
+
+fn cpu() -> Backend {
+    Backend::open(DeviceChoice::Cpu).unwrap().0
+}
+
+/// The fixture's model in a store, its parameters the fixture's.
+fn fixture_model() -> (Gpt2, VarStore) {
+    let (config, tensors) = hf::read_dir(&fixture("gpt2-tiny")).unwrap();
+    let mut store = VarStore::new();
+    let model = Gpt2::new(&mut store, config, 16, &mut Init::new(0)).unwrap();
+    for t in &tensors {
+        let id = store.find(&t.name).unwrap();
+        store.vars[id.0].init = t.data.clone();
+    }
+    (model, store)
+}
+
+/// The loss and every parameter's gradient through `backward` on `backend`, against PyTorch's.
+fn gradients_match(mut backend: Backend, what: &str) {
+    use sinter_model::{backward, VarKind};
+    let fx = step_fixture();
+    let (model, store) = fixture_model();
+    backend.load_vars(&store).unwrap();
+    let g = GraphBuilder::new();
+    let loss = model.forward(&store, &g, 2, Mode::Train).unwrap().loss;
+    let grads = backward(&loss, &[]).unwrap();
+    let params = store.ids(VarKind::Param);
+    assert_eq!(params.len(), fx.grads.len(), "one gradient per parameter");
+    let mut outputs = vec![loss.id];
+    outputs.extend(
+        params
+            .iter()
+            .map(|&id| grads.of(g.var_leaf(id).unwrap()).unwrap()),
+    );
+    let mut p = backend.compile(&g.finish(), &outputs).unwrap();
+    let feeds: Vec<&[f32]> = p
+        .plan()
+        .inputs
+        .iter()
+        .map(|&i| match &p.plan().nodes[i].op {
+            sinter_model::Op::Input { name } if name == "ids" => fx.ids.as_slice(),
+            _ => fx.targets.as_slice(),
+        })
+        .collect();
+    let out = backend.run(&mut p, &feeds, &Default::default()).unwrap();
+    let dl = (f64::from(out[0][0]) - fx.loss).abs();
+    assert!(
+        dl <= LOSS_ATOL,
+        "{what}: loss {} vs PyTorch {}",
+        out[0][0],
+        fx.loss
+    );
+    let (mut worst, mut worst_rel) = (0f64, 0f64);
+    for (slot, &id) in params.iter().enumerate() {
+        let name = &store.get(id).name;
+        let want = &named(&fx.grads, name).data;
+        let max = want.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
+        let d = check_close(
+            &format!("{what}: d loss / d {name}"),
+            &out[slot + 1],
+            want,
+            |k| grad_tolerance(f64::from(want[k]), max),
+        );
+        worst = worst.max(d);
+        worst_rel = worst_rel.max(d / max);
+    }
+    eprintln!(
+        "{what}: loss |Δ| {dl:.2e}; largest gradient |Δ| {worst:.2e} ({worst_rel:.2e} of its tensor's largest)"
+    );
+}
+
+#[test]
+fn every_gradient_matches_pytorch_on_the_cpu() {
+    gradients_match(cpu(), "cpu");
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn every_gradient_matches_pytorch_on_the_adapter() {
+    let Some(backend) = adapter() else { return };
+    gradients_match(backend, "adapter");
+}
+
+/// One step of the generic trainer with AdamW as the fixture's settings (constant schedule,
+/// whose factor at step 0 is 1; no clipping; decay on matrices only): loss and parameters.
+fn one_adamw_step_matches(backend: Backend, what: &str) {
+    use sinter_model::optim::{DecayOn, Optimizer, OptimizerKind, Schedule};
+    use sinter_model::{Feeds, TrainConfig, Trainer, VarKind};
+    use sinter_ops::optim::AdamConfig;
+    let fx = step_fixture();
+    let (model, store) = fixture_model();
+    let a = &fx.adamw;
+    let (lr, eps) = (a["lr"].as_f64().unwrap(), a["eps"].as_f64().unwrap());
+    // The decay group PyTorch used is the one sinter decays under DecayOn::Matrices.
+    let decayed: Vec<&str> = a["decayed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let ours: Vec<&str> = store
+        .ids(VarKind::Param)
+        .into_iter()
+        .filter(|&id| store.get(id).decay)
+        .map(|id| store.get(id).name.as_str())
+        .collect();
+    assert_eq!(ours, decayed, "the parameters weight decay applies to");
+    let optimizer = Optimizer {
+        kind: OptimizerKind::Adam(AdamConfig {
+            beta1: a["betas"][0].as_f64().unwrap() as f32,
+            beta2: a["betas"][1].as_f64().unwrap() as f32,
+            eps: eps as f32,
+            weight_decay: a["weight_decay"].as_f64().unwrap() as f32,
+            decoupled: true,
+        }),
+        lr,
+        schedule: Schedule::Constant,
+        clip_norm: None,
+        decay_on: DecayOn::Matrices,
+    };
+    assert_eq!(
+        optimizer.scalars(0).lr,
+        lr,
+        "the first step's learning rate"
+    );
+    let before: Vec<NamedTensor> = store
+        .vars
+        .iter()
+        .map(|v| NamedTensor::new(v.name.clone(), v.shape.clone(), v.init.clone()))
+        .collect();
+    let mut t = Trainer::new(model, store, backend, optimizer, TrainConfig::new(2)).unwrap();
+    let feeds = Feeds::new()
+        .with("ids", &fx.ids)
+        .with("targets", &fx.targets);
+    let loss = t.step(&feeds).unwrap().loss;
+    let dl = (f64::from(loss) - fx.loss).abs();
+    assert!(
+        dl <= LOSS_ATOL,
+        "{what}: loss {loss} vs PyTorch {}",
+        fx.loss
+    );
+    let after = t.params().unwrap();
+    assert_eq!(after.len(), fx.after.len());
+    // The largest |Δ| over all values, and over those whose step the gradient's tolerance fixes
+    // (its term in the bound under 1e-7); the values it leaves free by over a tenth of the step.
+    let (mut worst, mut worst_fixed, mut loose, mut worst_moved) = (0f64, 0f64, 0, 0f64);
+    for (p, b) in after.iter().zip(&before) {
+        let want = &named(&fx.after, &p.name).data;
+        let grad = &named(&fx.grads, &p.name).data;
+        let max = grad.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
+        let step_tol = |k: usize| {
+            let g = f64::from(grad[k]);
+            first_step_tolerance(g, grad_tolerance(g, max), lr, eps)
+        };
+        let d = check_close(
+            &format!("{what}: {} after AdamW", p.name),
+            &p.data,
+            want,
+            |k| PARAM_ATOL + PARAM_RTOL * f64::from(want[k]).abs() + step_tol(k),
+        );
+        worst = worst.max(d);
+        for (k, (&x, &w)) in p.data.iter().zip(want.iter()).enumerate() {
+            if step_tol(k) < 1e-7 {
+                worst_fixed = worst_fixed.max(f64::from(x - w).abs());
+            }
+            if step_tol(k) > 0.1 * lr {
+                loose += 1;
+            }
+        }
+        // The step moved every parameter (by about lr): the comparison is not of unchanged values.
+        let moved = p
+            .data
+            .iter()
+            .zip(&b.data)
+            .fold(0f64, |m, (x, y)| m.max(f64::from(x - y).abs()));
+        worst_moved = worst_moved.max(moved);
+        assert!(
+            moved > 0.5 * lr,
+            "{what}: {} barely moved ({moved:e})",
+            p.name
+        );
+    }
+    let total: usize = after.iter().map(|p| p.data.len()).sum();
+    assert!(
+        loose * 100 < total,
+        "{what}: {loose} of {total} values barely checked"
+    );
+    eprintln!(
+        "{what}: loss |Δ| {dl:.2e}; parameters after AdamW: largest |Δ| {worst_fixed:.2e} where the \
+         gradient fixes the step's direction, {worst:.2e} over all ({loose} of {total} values \
+         have a gradient so close to 0 that their bound exceeds lr/10); the step moved them by up to {worst_moved:.2e}"
+    );
+}
+
+#[test]
+fn one_adamw_step_matches_pytorch_on_the_cpu() {
+    one_adamw_step_matches(cpu(), "cpu");
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn one_adamw_step_matches_pytorch_on_the_adapter() {
+    let Some(backend) = adapter() else { return };
+    one_adamw_step_matches(backend, "adapter");
 }
