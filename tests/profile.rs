@@ -338,3 +338,45 @@ fn an_unknown_model_name_is_refused_with_the_known_ones() {
         );
     }
 }
+
+/// `bench step` and `profile` take every model of `sinter train`, GPT-2 included (sized by
+/// --size and --context, on random tokens of its 50,257-token vocabulary); the GPT-2 options
+/// are refused for the other models.
+#[test]
+fn bench_step_and_profile_run_gpt2() {
+    let dir = scratch("bench-gpt2");
+    let gpt2 = [
+        "--model",
+        "gpt2",
+        "--size",
+        "tiny",
+        "--context",
+        "16",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+        "--warmup",
+        "0",
+    ];
+    let mut bench = vec!["bench", "step", "--steps", "2"];
+    bench.extend(gpt2);
+    let o = sinter(&bench, &dir);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    let last = out.lines().last().expect("output");
+    assert!(last.starts_with("gpt2 cpu batch 2: "), "{last}");
+    let mut profile = vec!["profile", "--steps", "1", "--no-ceilings"];
+    profile.extend(gpt2);
+    let o = sinter(&profile, &dir);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("lm_head") && l.contains("[32, 64] · [50257, 64]ᵀ")),
+        "{out}"
+    );
+    let o = sinter(&["bench", "step", "--model", "mlp", "--size", "tiny"], &dir);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("--size is for --model gpt2"));
+}

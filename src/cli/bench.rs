@@ -2,7 +2,7 @@
 //! CNN's convolutions, attention) on the CPU backend and an adapter, and of whole training steps.
 //! Every GPU kernel is checked against the CPU reference before it is timed.
 
-use super::profile::{device_choice, device_label, median, model_name, Trainer};
+use super::profile::{device_choice, device_label, median, model_name, Gpt2Size, Trainer};
 use super::train::ModelName;
 use super::{CliError, Result};
 use clap::{Args, Subcommand};
@@ -56,6 +56,8 @@ pub struct SoakArgs {
     /// Seed of the initial parameters and the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub gpt2: Gpt2Size,
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +97,8 @@ pub struct StepArgs {
     /// Seed of the initial parameters and the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub gpt2: Gpt2Size,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -416,7 +420,7 @@ fn step(args: StepArgs) -> Result<()> {
         return Err(CliError::Usage("--steps must be at least 1".into()));
     }
     let choice = device_choice(&args.device)?;
-    let mut t = Trainer::build(args.model, args.batch, choice, args.seed)?;
+    let mut t = Trainer::build(args.model, args.batch, choice, args.seed, &args.gpt2)?;
     let (model, device, batch) = (model_name(args.model), device_label(t.backend()), t.batch());
     println!(
         "{model} training step on {} · batch {batch} · {} warm-up + {} timed steps",
@@ -482,7 +486,7 @@ fn soak(args: SoakArgs) -> Result<()> {
         )));
     }
     let choice = device_choice(&args.device)?;
-    let mut t = Trainer::build(args.model, args.batch, choice, args.seed)?;
+    let mut t = Trainer::build(args.model, args.batch, choice, args.seed, &args.gpt2)?;
     let model = model_name(args.model);
     println!(
         "soak: {model} on {} · batch {} · {} steps, memory at step {} and at the end",

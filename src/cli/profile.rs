@@ -7,7 +7,8 @@ use clap::Args;
 use sinter::report::ceilings::{self, CeilingSource};
 use sinter::report::{table, trace};
 use sinter_device::{AdapterClass, DeviceChoice};
-use sinter_model::data::{embedded_mnist, CharCorpus, ImageDataset};
+use sinter_model::data::{embedded_mnist, CharCorpus, ImageDataset, TokenCorpus};
+use sinter_model::gpt2::{Gpt2Config, Gpt2Lm, WindowOrder};
 use sinter_model::lm::{CharLm, LmConfig};
 use sinter_model::nn::{default_cnn, mlp};
 use sinter_model::optim::{Optimizer, OptimizerKind};
@@ -15,6 +16,17 @@ use sinter_model::profile::{StepProfile, TimingMethod};
 use sinter_model::train::{Classifier, ClassifierConfig};
 use sinter_model::{Backend, Program, VarStore};
 use std::path::PathBuf;
+
+/// GPT-2's size for `sinter profile`, `bench step` and `bench soak` (refused for other models).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Gpt2Size {
+    /// --model gpt2: its size, tiny, mini, 124M, 355M, 774M or 1558M (default tiny).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// --model gpt2: tokens per window (default 64, or the size's positions if fewer).
+    #[arg(long, value_parser = super::checks::at_least_one::<usize>, allow_negative_numbers = true)]
+    pub context: Option<usize>,
+}
 
 #[derive(Args, Debug)]
 pub struct ProfileArgs {
@@ -50,6 +62,8 @@ pub struct ProfileArgs {
     /// Seed of the initial parameters and the data order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub gpt2: Gpt2Size,
 }
 
 /// A model's training step ready to run: what `profile` and `bench step` drive.
@@ -59,6 +73,7 @@ pub(super) enum Trainer {
         data: ImageDataset,
     },
     Text(Box<CharLm>),
+    Gpt2(Box<Gpt2Lm>),
 }
 
 impl Trainer {
@@ -68,15 +83,38 @@ impl Trainer {
         batch: Option<usize>,
         choice: DeviceChoice,
         seed: u64,
+        gpt2: &Gpt2Size,
     ) -> Result<Self> {
         if batch == Some(0) {
             return Err(CliError::Usage("--batch must be at least 1".into()));
+        }
+        if model != ModelName::Gpt2 {
+            for (option, given) in [
+                ("--size", gpt2.size.is_some()),
+                ("--context", gpt2.context.is_some()),
+            ] {
+                if given {
+                    return Err(CliError::Usage(format!(
+                        "{option} is for --model gpt2, not --model {}",
+                        model_name(model)
+                    )));
+                }
+            }
         }
         let (backend, notice) = Backend::open(choice)?;
         if let Some(n) = notice {
             eprintln!("{n}");
         }
         let opt = Optimizer::new(OptimizerKind::adam(0.0), 1e-3);
+        if model == ModelName::Gpt2 {
+            return Ok(Trainer::Gpt2(Box::new(gpt2_trainer(
+                gpt2,
+                batch.unwrap_or(8),
+                backend,
+                opt,
+                seed,
+            )?)));
+        }
         if model.is_text() {
             let arch = super::train_text::arch(model, 128, 2, 4)?;
             let config = LmConfig {
@@ -149,6 +187,7 @@ impl Trainer {
         match self {
             Trainer::Image { c, .. } => &c.backend,
             Trainer::Text(lm) => &lm.backend,
+            Trainer::Gpt2(lm) => &lm.backend,
         }
     }
 
@@ -156,6 +195,7 @@ impl Trainer {
         match self {
             Trainer::Image { c, .. } => c.train_program(),
             Trainer::Text(lm) => lm.train_program(),
+            Trainer::Gpt2(lm) => lm.train_program(),
         }
     }
 
@@ -164,6 +204,7 @@ impl Trainer {
         match self {
             Trainer::Image { c, .. } => c.config.batch,
             Trainer::Text(lm) => lm.config.batch,
+            Trainer::Gpt2(lm) => lm.config.batch,
         }
     }
 
@@ -175,6 +216,9 @@ impl Trainer {
             Trainer::Text(lm) => {
                 lm.train_step()?;
             }
+            Trainer::Gpt2(lm) => {
+                lm.train_step()?;
+            }
         }
         Ok(())
     }
@@ -183,8 +227,62 @@ impl Trainer {
         Ok(match self {
             Trainer::Image { c, data } => c.train_step_profiled(data, timing)?.1,
             Trainer::Text(lm) => lm.train_step_profiled(timing)?.1,
+            Trainer::Gpt2(lm) => lm.train_step_profiled(timing)?.1,
         })
     }
+}
+
+/// A GPT-2 of `size` training on uniformly random tokens of its whole vocabulary (the data's
+/// content does not change a step's time): the step `bench step --model gpt2` times.
+fn gpt2_trainer(
+    size: &Gpt2Size,
+    batch: usize,
+    backend: Backend,
+    opt: Optimizer,
+    seed: u64,
+) -> Result<Gpt2Lm> {
+    let config = Gpt2Config::preset(size.size.as_deref().unwrap_or("tiny"))
+        .map_err(|e| CliError::Usage(format!("--size: {e}")))?;
+    let context = size.context.unwrap_or(config.n_positions.min(64));
+    if context > config.n_positions {
+        return Err(CliError::Usage(format!(
+            "--context {context} is longer than the model's {} positions",
+            config.n_positions
+        )));
+    }
+    let mut rng = sinter_model::Init::new(seed ^ 0x7e57);
+    let mut tokens = |n: usize| -> Vec<u32> {
+        let vocab = config.vocab_size as f32;
+        rng.uniform(n, 0.5)
+            .into_iter()
+            .map(|x| (((x + 0.5) * vocab) as u32).min(config.vocab_size as u32 - 1))
+            .collect()
+    };
+    let windows = (batch * (context + 1)).max(4096);
+    let corpus = TokenCorpus {
+        train: tokens(4 * windows),
+        valid: tokens(windows),
+        vocab_size: config.vocab_size,
+    };
+    let lm_config = LmConfig {
+        batch,
+        accumulate: 1,
+        seed,
+        valid_batches: 1,
+        stop_on_nan: false,
+        detect_anomaly: false,
+        memory_limit: None,
+    };
+    Ok(Gpt2Lm::new(
+        config,
+        context,
+        corpus,
+        WindowOrder::Random,
+        backend,
+        opt,
+        lm_config,
+        None,
+    )?)
 }
 
 /// `cpu`, `software` or `gpu`: the device a backend runs on, in `--device` terms.
@@ -303,7 +401,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     }
     let mut timing = parse_timing(&args.timing)?;
     let choice = device_choice(&args.device)?;
-    let mut t = Trainer::build(args.model, args.batch, choice, args.seed)?;
+    let mut t = Trainer::build(args.model, args.batch, choice, args.seed, &args.gpt2)?;
     if let Backend::Gpu(g) = t.backend() {
         // An adapter without the asked-for timestamps is profiled the best way it can be.
         let (method, note) = TimingMethod::resolve(timing, |m| {
