@@ -49,10 +49,10 @@ class Block(nn.Module):
 
 
 class Gpt2(nn.Module):
-    def __init__(self, vocab, context, width, heads, layers):
+    def __init__(self, vocab, positions, width, heads, layers):
         super().__init__()
         self.wte = nn.Embedding(vocab, width)
-        self.wpe = nn.Embedding(context, width)
+        self.wpe = nn.Embedding(positions, width)
         nn.init.normal_(self.wte.weight, std=0.02)
         nn.init.normal_(self.wpe.weight, std=0.01)
         self.blocks = nn.ModuleList(Block(width, heads, layers) for _ in range(layers))
@@ -73,6 +73,16 @@ def lr_factor(step, warmup, total, min_factor):
         return (step + 1) / warmup
     t = min((step - warmup) / max(total - warmup, 1), 1.0)
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def adamw(model, lr, betas):
+    """sinter's AdamW groups: decay 0.1 on the linear weights, none on biases, norms, embeddings."""
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() == 2
+             and not n.startswith(("wte", "wpe"))]
+    rest = [p for p in model.parameters() if not any(p is d for d in decay)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                              {"params": rest, "weight_decay": 0.0}],
+                             lr=lr, betas=betas, eps=1e-8, foreach=True)
 
 
 def main():
@@ -101,12 +111,7 @@ def main():
     cut = len(ids) * 9 // 10
     train, valid = ids[:cut], ids[cut:]
     model = Gpt2(len(chars), a.context, a.width, a.heads, a.layers)
-    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() == 2
-             and not n.startswith(("wte", "wpe"))]
-    rest = [p for n, p in model.named_parameters() if not any(p is d for d in decay)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": rest, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.99), eps=1e-8, foreach=True)
+    opt = adamw(model, a.lr, (0.9, 0.99))
     t, b = a.context, a.batch
 
     def windows(split, starts):

@@ -103,7 +103,7 @@ pub fn unary_deriv<T: Real>(op: UnaryOp, v: T) -> T {
         }
         UnaryOp::Tanh => {
             // 1 − tanh²(v) = 4e / (1 + e)², e = exp(−2|v|): no cancellation near tanh = ±1.
-            let e = (T::of(-2.0) * v.abs()).exp();
+            let e = (T::of(-2.0) * v.abs()).exp_nonpositive();
             T::of(4.0) * e / ((one + e) * (one + e))
         }
         UnaryOp::Sigmoid => sigmoid_grad(v),
@@ -149,7 +149,7 @@ fn gelu_u<T: Real>(v: T) -> T {
 
 /// exp(−|v|) never overflows, so both branches stay finite.
 fn sigmoid<T: Real>(v: T) -> T {
-    let e = (-v.abs()).exp();
+    let e = (-v.abs()).exp_nonpositive();
     let s = T::one() / (T::one() + e);
     if v >= T::zero() {
         s
@@ -160,7 +160,7 @@ fn sigmoid<T: Real>(v: T) -> T {
 
 /// σ'(v) = e / (1 + e)², e = exp(−|v|): equal to σ(1 − σ) without its cancellation near σ = 1.
 fn sigmoid_grad<T: Real>(v: T) -> T {
-    let e = (-v.abs()).exp();
+    let e = (-v.abs()).exp_nonpositive();
     e / ((T::one() + e) * (T::one() + e))
 }
 
@@ -203,16 +203,81 @@ fn map2<T: Real>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> T + Sync) 
     }
 }
 
+/// Runs `$run` with `$op` bound to each `UnaryOp` as a constant, so that every op gets its own
+/// loop with the op's arm inlined (and vectorized), not a `match` per element.
+macro_rules! for_each_unary_op {
+    ($op:expr, |$c:ident| $run:expr) => {
+        match $op {
+            UnaryOp::Relu => {
+                const $c: UnaryOp = UnaryOp::Relu;
+                $run
+            }
+            UnaryOp::Gelu => {
+                const $c: UnaryOp = UnaryOp::Gelu;
+                $run
+            }
+            UnaryOp::Tanh => {
+                const $c: UnaryOp = UnaryOp::Tanh;
+                $run
+            }
+            UnaryOp::Sigmoid => {
+                const $c: UnaryOp = UnaryOp::Sigmoid;
+                $run
+            }
+            UnaryOp::Exp => {
+                const $c: UnaryOp = UnaryOp::Exp;
+                $run
+            }
+            UnaryOp::Log => {
+                const $c: UnaryOp = UnaryOp::Log;
+                $run
+            }
+            UnaryOp::Neg => {
+                const $c: UnaryOp = UnaryOp::Neg;
+                $run
+            }
+            UnaryOp::Sqrt => {
+                const $c: UnaryOp = UnaryOp::Sqrt;
+                $run
+            }
+            UnaryOp::Abs => {
+                const $c: UnaryOp = UnaryOp::Abs;
+                $run
+            }
+            UnaryOp::Square => {
+                const $c: UnaryOp = UnaryOp::Square;
+                $run
+            }
+            UnaryOp::Recip => {
+                const $c: UnaryOp = UnaryOp::Recip;
+                $run
+            }
+            UnaryOp::Silu => {
+                const $c: UnaryOp = UnaryOp::Silu;
+                $run
+            }
+            UnaryOp::Rsqrt => {
+                const $c: UnaryOp = UnaryOp::Rsqrt;
+                $run
+            }
+            UnaryOp::GeluErf => {
+                const $c: UnaryOp = UnaryOp::GeluErf;
+                $run
+            }
+        }
+    };
+}
+
 /// y = f(x), elementwise.
 // x, y: [len]
 pub fn unary<T: Real>(op: UnaryOp, x: &[T], y: &mut [T]) {
-    map1(x, y, |v| unary_value(op, v));
+    for_each_unary_op!(op, |OP| map1(x, y, |v| unary_value(OP, v)))
 }
 
 /// dx = dy · f'(x), with f' recomputed from the forward input x.
 // x, dy, dx: [len]
 pub fn unary_grad<T: Real>(op: UnaryOp, x: &[T], dy: &[T], dx: &mut [T]) {
-    map2(x, dy, dx, |v, g| g * unary_deriv(op, v));
+    for_each_unary_op!(op, |OP| map2(x, dy, dx, |v, g| g * unary_deriv(OP, v)))
 }
 
 /// y = alpha · x + beta, elementwise.
