@@ -1,6 +1,8 @@
 //! CPU attention: fused scaled-dot-product attention forward and backward, the same math as
-//! `shaders/attention.wgsl`. One (batch, head) per rayon task, one row of scores at a time, never T×T.
+//! `shaders/attention.wgsl`. One (batch, head) per rayon task, scores in tiles of 64 queries (small
+//! products through `gemm`), never T×T.
 
+use super::matmul::{gemm_strided, Strided};
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::attention::AttentionShape;
@@ -37,10 +39,50 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
 }
 
-/// y += alpha · x.
-fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
+/// Queries per tile: each task multiplies a [TILE, keys] block of scores at a time.
+const TILE: usize = 64;
+
+/// Rows `from..from + rows` of head `h` of batch item `b` of a [B, T, H, D] tensor, as a
+/// [rows, D] matrix (transposed: [D, rows]).
+fn head_rows<'a, T>(
+    x: &'a [T],
+    s: &AttentionShape,
+    b: usize,
+    h: usize,
+    from: usize,
+    transposed: bool,
+) -> Strided<'a, T> {
+    let (row_stride, col_stride) = (s.heads * s.head_dim, 1);
+    let data = &x[row(s, b, from, h)..];
+    if transposed {
+        Strided {
+            data,
+            row_stride: col_stride,
+            col_stride: row_stride,
+        }
+    } else {
+        Strided {
+            data,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+/// A row-major [rows, cols] block as a matrix (transposed: [cols, rows]).
+fn block<T>(x: &[T], cols: usize, transposed: bool) -> Strided<'_, T> {
+    if transposed {
+        Strided {
+            data: x,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    } else {
+        Strided {
+            data: x,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
 }
 
@@ -102,30 +144,52 @@ pub fn attention_forward<T: Real>(
     let scale = T::of(s.scale as f64);
     // lse is [B, H, T]: one contiguous chunk per (batch, head), written in place; o's rows of a
     // head are interleaved with other heads, so each task fills a [T, D] block scattered after.
+    // Scores come TILE queries at a time as [rows, keys] products, never T×T.
     let blocks: Vec<Vec<T>> = lse[..nl]
         .par_chunks_mut(t_len)
         .enumerate()
         .map(|(bh, lse_bh)| {
             let (b, h) = (bh / s.heads, bh % s.heads);
             let mut out = vec![T::zero(); t_len * d];
-            let mut p = vec![T::zero(); t_len];
-            for (i, (oi, lse_i)) in out.chunks_exact_mut(d).zip(lse_bh).enumerate() {
-                let qi = &q[row(s, b, i, h)..][..d];
-                let p = &mut p[..keys_seen(s, i)];
-                let mut m = T::neg_infinity();
-                for (j, pj) in p.iter_mut().enumerate() {
-                    *pj = scale * dot(qi, &k[row(s, b, j, h)..][..d]);
-                    m = m.max(*pj);
+            let mut p = vec![T::zero(); TILE.min(t_len) * t_len];
+            for from in (0..t_len).step_by(TILE) {
+                let rows = TILE.min(t_len - from);
+                let keys = keys_seen(s, from + rows - 1);
+                let p = &mut p[..rows * keys];
+                gemm_strided(
+                    rows,
+                    keys,
+                    d,
+                    head_rows(q, s, b, h, from, false),
+                    head_rows(k, s, b, h, 0, true),
+                    p,
+                    scale,
+                    false,
+                );
+                for (r, pr) in p.chunks_exact_mut(keys).enumerate() {
+                    let i = from + r;
+                    let seen = keys_seen(s, i);
+                    let m = pr[..seen].iter().fold(T::neg_infinity(), |m, &x| m.max(x));
+                    let mut l = T::zero();
+                    for x in &mut pr[..seen] {
+                        *x = (*x - m).exp_nonpositive();
+                        l += *x;
+                    }
+                    let inv = T::one() / l;
+                    pr[..seen].iter_mut().for_each(|x| *x *= inv);
+                    pr[seen..].iter_mut().for_each(|x| *x = T::zero());
+                    lse_bh[i] = m + l.ln();
                 }
-                let mut l = T::zero();
-                for (j, pj) in p.iter_mut().enumerate() {
-                    *pj = (*pj - m).exp();
-                    l += *pj;
-                    axpy(*pj, &v[row(s, b, j, h)..][..d], oi);
-                }
-                let inv = T::one() / l;
-                oi.iter_mut().for_each(|x| *x *= inv);
-                *lse_i = m + l.ln();
+                gemm_strided(
+                    rows,
+                    d,
+                    keys,
+                    block(p, keys, false),
+                    head_rows(v, s, b, h, 0, false),
+                    &mut out[from * d..],
+                    T::one(),
+                    false,
+                );
             }
             out
         })
@@ -170,8 +234,10 @@ pub fn attention_backward<T: Real>(
     );
     let (t_len, d) = (s.seq, s.head_dim);
     let scale = T::of(s.scale as f64);
-    // One task per (batch, head) owns all of that head's dq, dk and dv, so the scatter into dk and
-    // dv (every query touches every key it sees) needs no atomics; each score is computed once.
+    // One task per (batch, head) owns all of that head's dq, dk and dv, so the sums into dk and
+    // dv (every query touches every key it sees) need no atomics. Per tile of TILE queries:
+    // P = exp(scale·Q·Kᵀ − lse), dP = dO·Vᵀ, dS = P∘(dP − delta), then dQ = scale·dS·K,
+    // dK += scale·dSᵀ·Q, dV += Pᵀ·dO as small products.
     let blocks: Vec<[Vec<T>; 3]> = lse[..nl]
         .par_chunks(t_len)
         .enumerate()
@@ -180,22 +246,81 @@ pub fn attention_backward<T: Real>(
             let mut gq = vec![T::zero(); t_len * d];
             let mut gk = vec![T::zero(); t_len * d];
             let mut gv = vec![T::zero(); t_len * d];
-            for (i, (dqi, &lse_i)) in gq.chunks_exact_mut(d).zip(lse_bh).enumerate() {
-                let at = row(s, b, i, h);
-                let (qi, doi) = (&q[at..][..d], &do_[at..][..d]);
-                let delta = dot(doi, &o[at..][..d]);
-                for j in 0..keys_seen(s, i) {
-                    let aj = row(s, b, j, h);
-                    let (kj, vj) = (&k[aj..][..d], &v[aj..][..d]);
-                    let p = (scale * dot(qi, kj) - lse_i).exp();
-                    let ds = p * (dot(doi, vj) - delta);
-                    axpy(ds, kj, dqi);
-                    axpy(ds, qi, &mut gk[j * d..][..d]);
-                    axpy(p, doi, &mut gv[j * d..][..d]);
+            let mut p = vec![T::zero(); TILE.min(t_len) * t_len];
+            let mut dp = p.clone();
+            for from in (0..t_len).step_by(TILE) {
+                let rows = TILE.min(t_len - from);
+                let keys = keys_seen(s, from + rows - 1);
+                let (p, dp) = (&mut p[..rows * keys], &mut dp[..rows * keys]);
+                gemm_strided(
+                    rows,
+                    keys,
+                    d,
+                    head_rows(q, s, b, h, from, false),
+                    head_rows(k, s, b, h, 0, true),
+                    p,
+                    scale,
+                    false,
+                );
+                gemm_strided(
+                    rows,
+                    keys,
+                    d,
+                    head_rows(do_, s, b, h, from, false),
+                    head_rows(v, s, b, h, 0, true),
+                    dp,
+                    T::one(),
+                    false,
+                );
+                for (r, (pr, dpr)) in p
+                    .chunks_exact_mut(keys)
+                    .zip(dp.chunks_exact_mut(keys))
+                    .enumerate()
+                {
+                    let i = from + r;
+                    let at = row(s, b, i, h);
+                    let delta = dot(&do_[at..][..d], &o[at..][..d]);
+                    let seen = keys_seen(s, i);
+                    let lse_i = lse_bh[i];
+                    for (x, g) in pr[..seen].iter_mut().zip(&mut dpr[..seen]) {
+                        *x = (*x - lse_i).min(T::zero()).exp_nonpositive();
+                        *g = *x * (*g - delta);
+                    }
+                    pr[seen..].iter_mut().for_each(|x| *x = T::zero());
+                    dpr[seen..].iter_mut().for_each(|x| *x = T::zero());
                 }
-                dqi.iter_mut().for_each(|x| *x *= scale);
+                // dp now holds dS.
+                gemm_strided(
+                    rows,
+                    d,
+                    keys,
+                    block(dp, keys, false),
+                    head_rows(k, s, b, h, 0, false),
+                    &mut gq[from * d..],
+                    scale,
+                    false,
+                );
+                gemm_strided(
+                    keys,
+                    d,
+                    rows,
+                    block(dp, keys, true),
+                    head_rows(q, s, b, h, from, false),
+                    &mut gk,
+                    scale,
+                    true,
+                );
+                gemm_strided(
+                    keys,
+                    d,
+                    rows,
+                    block(p, keys, true),
+                    head_rows(do_, s, b, h, from, false),
+                    &mut gv,
+                    T::one(),
+                    true,
+                );
             }
-            gk.iter_mut().for_each(|x| *x *= scale);
             [gq, gk, gv]
         })
         .collect();

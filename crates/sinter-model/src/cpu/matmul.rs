@@ -125,6 +125,68 @@ fn gemm_one<T: Real>(a: &[T], b: &[T], c: &mut [T], s: &MatmulShape, par: Parall
     }
 }
 
+/// A matrix in memory: its first element and the element strides between rows and columns
+/// (a transpose is the same memory with the strides swapped).
+#[derive(Clone, Copy)]
+pub(crate) struct Strided<'a, T> {
+    pub data: &'a [T],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+/// c = beta·a·b (or c += beta·a·b when `accumulate`) on one thread, for a [m, k] and b [k, n]
+/// read through their strides and c [m, n] row-major: the small products of fused kernels
+/// (attention's score tiles), which run inside a rayon task of their own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_strided<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided<T>,
+    b: Strided<T>,
+    c: &mut [T],
+    beta: T,
+    accumulate: bool,
+) {
+    let last = |x: &Strided<T>, rows: usize, cols: usize| {
+        (rows - 1) * x.row_stride + (cols - 1) * x.col_stride
+    };
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        c.len() >= m * n
+            && (k == 0 || (a.data.len() > last(&a, m, k) && b.data.len() > last(&b, k, n))),
+        "gemm_strided: [{m}, {k}]·[{k}, {n}] reaches past its slices"
+    );
+    // SAFETY: the assert above keeps every (row, column) the strides reach inside the slices;
+    // `gemm` supports f32 and f64, the only `Real` types. It computes
+    // dst = alpha·dst + beta·lhs·rhs, reading dst only when `accumulate`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            T::one(),
+            beta,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
