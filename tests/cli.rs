@@ -150,8 +150,11 @@ fn bad_options_are_refused() {
 /// non-finite value and names its node and step, for an image and a text model.
 #[test]
 fn detect_anomaly_names_the_node_and_step() {
-    for model in ["mlp", "char-rnn"] {
-        let o = sinter(&[
+    for (model, sizes) in [
+        ("mlp", &[][..]),
+        ("char-rnn", &["--width", "32", "--context", "16"]),
+    ] {
+        let mut args = vec![
             "train",
             "--model",
             model,
@@ -161,13 +164,11 @@ fn detect_anomaly_names_the_node_and_step() {
             "1e30",
             "--steps",
             "6",
-            "--width",
-            "32",
-            "--context",
-            "16",
             "--quiet",
             "--detect-anomaly",
-        ]);
+        ];
+        args.extend_from_slice(sizes);
+        let o = sinter(&args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{model}: {err}");
         assert!(
