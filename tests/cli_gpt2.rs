@@ -298,6 +298,7 @@ fn a_tokenizer_json_tokenizes_the_text_and_travels_with_the_model() {
 
 #[test]
 fn a_gpt2_run_resumed_halfway_equals_the_run_in_one_go_in_either_window_order() {
+    // With dropout, so that the masks' generator must resume where it stood too.
     let dir = scratch("gpt2-resume");
     for order in [&[][..], &["--no-shuffle"][..]] {
         let tag = if order.is_empty() {
@@ -308,7 +309,7 @@ fn a_gpt2_run_resumed_halfway_equals_the_run_in_one_go_in_either_window_order() 
         let whole = dir.join(format!("{tag}-whole"));
         let half = dir.join(format!("{tag}-half.ckpt"));
         let resumed = dir.join(format!("{tag}-resumed"));
-        let c = [&["--schedule", "constant"][..], order].concat();
+        let c = [&["--schedule", "constant", "--dropout", "0.2"][..], order].concat();
         let o = train(&[&c[..], &["--steps", "4", "--save", whole.to_str().unwrap()]].concat());
         assert!(o.status.success(), "{}", stderr(&o));
         let o = train(
@@ -367,5 +368,46 @@ fn a_gpt2_run_resumed_halfway_equals_the_run_in_one_go_in_either_window_order() 
             err.contains("--layers 1 when saved, --layers 2 now"),
             "{err}"
         );
+        // So is another dropout.
+        let o = train(&[
+            "--schedule",
+            "constant",
+            "--steps",
+            "4",
+            "--resume",
+            half.to_str().unwrap(),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("saved with gpt2 dropout 0.2 but this run has 0"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn dropout_is_a_gpt2_option_in_zero_to_one() {
+    let err = assert_refused(
+        &sinter(&[
+            "train",
+            "--model",
+            "cnn",
+            "--dropout",
+            "0.1",
+            "--steps",
+            "1",
+        ]),
+        "--dropout on the CNN",
+    );
+    assert!(
+        err.contains("--dropout 0.1 is for --model gpt2") && err.contains("--model cnn"),
+        "{err}"
+    );
+    for bad in ["1", "-0.1", "half"] {
+        let o = train(&["--steps", "1", "--dropout", bad]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "--dropout {bad}: {err}");
+        assert!(err.contains("--dropout") && err.contains("[0, 1)"), "{err}");
     }
 }

@@ -134,6 +134,7 @@ fn char_transformer_step_costs_the_same_on_the_cpu_and_an_adapter() {
             valid_batches: 1,
             stop_on_nan: true,
             detect_anomaly: false,
+            dropout: 0.0,
             memory_limit: None,
         };
         let opt = Optimizer::new(OptimizerKind::adamw(0.01), 1e-3);

@@ -27,6 +27,7 @@ fn lm(backend: Backend, arch: CharArch, context: usize, batch: usize) -> CharLm 
         valid_batches: 2,
         stop_on_nan: true,
         detect_anomaly: false,
+        dropout: 0.0,
         memory_limit: None,
     };
     let opt = Optimizer::new(OptimizerKind::adam(0.0), 3e-3);
@@ -133,6 +134,7 @@ fn a_context_longer_than_the_text_is_refused() {
         valid_batches: 1,
         stop_on_nan: true,
         detect_anomaly: false,
+        dropout: 0.0,
         memory_limit: None,
     };
     let arch = CharArch::Transformer {

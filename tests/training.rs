@@ -606,3 +606,59 @@ fn gpt2_head_in_chunks_matches_the_whole_head() {
         assert!(d <= 1e-6, "{what}: parameters after the step differ by {d}");
     }
 }
+
+/// GPT-2's dropout (embeddings and both residual branches of every block): the trainer draws
+/// the masks on the host from the run's seed, so the CPU backend and an adapter train on the
+/// same masks and give the same losses; evaluation drops nothing; training with dropout is not
+/// training without it; and the same seed gives the same run.
+#[test]
+fn gpt2_dropout_uses_the_same_masks_on_every_backend() {
+    use sinter::sinter_model::gpt2::{Gpt2, Gpt2Config};
+    use sinter::sinter_model::trainer::{Feeds, TrainConfig, Trainer};
+    let run = |backend: Backend, dropout: f32| {
+        let mut config = Gpt2Config::preset("tiny").unwrap();
+        config.vocab_size = 101;
+        let mut store = VarStore::new();
+        let mut gpt = Gpt2::new(
+            &mut store,
+            config,
+            16,
+            &mut sinter::sinter_model::Init::new(2),
+        )
+        .unwrap();
+        gpt.dropout = dropout;
+        let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.5);
+        let mut t = Trainer::new(gpt, store, backend, opt, TrainConfig::new(2)).unwrap();
+        let ids: Vec<f32> = (0..32).map(|i| ((i * 37 + 11) % 101) as f32).collect();
+        let targets: Vec<f32> = (0..32).map(|i| ((i * 53 + 5) % 101) as f32).collect();
+        let feeds = Feeds::new().with("ids", &ids).with("targets", &targets);
+        let eval = t.evaluate_batch(2, &feeds).unwrap().loss;
+        let losses: Vec<f32> = (0..3).map(|_| t.step(&feeds).unwrap().loss).collect();
+        (eval, losses)
+    };
+    let (eval_plain, plain) = run(cpu_backend(), 0.0);
+    let (eval_cpu, cpu) = run(cpu_backend(), 0.3);
+    assert_eq!(eval_cpu, eval_plain, "evaluation must not drop");
+    assert!(
+        (cpu[0] - plain[0]).abs() > 1e-3,
+        "dropout 0.3 left the first training loss at {} (without: {})",
+        cpu[0],
+        plain[0]
+    );
+    assert_eq!(
+        run(cpu_backend(), 0.3).1,
+        cpu,
+        "the same seed gives the same run"
+    );
+    if let Some(gpu) = gpu_backend() {
+        let (eval_gpu, adapter) = run(gpu, 0.3);
+        // The same masks; f32 sums in other orders, grown over three SGD steps of lr 0.5.
+        assert!((eval_gpu - eval_cpu).abs() <= 1e-6 * eval_cpu);
+        for (k, (a, c)) in adapter.iter().zip(&cpu).enumerate() {
+            assert!(
+                (a - c).abs() <= 1e-5 * c,
+                "step {k}: adapter loss {a} vs CPU {c} (all: {adapter:?} vs {cpu:?})"
+            );
+        }
+    }
+}

@@ -46,6 +46,14 @@ pub fn beta(s: &str) -> std::result::Result<f32, String> {
     }
 }
 
+/// A drop probability in [0, 1) (`--dropout`; 1 would drop everything).
+pub fn probability(s: &str) -> std::result::Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err("expected a number in [0, 1), e.g. 0.1".into()),
+    }
+}
+
 /// A number greater than 0 that stays greater than 0 as an f32 (`--eps`).
 pub fn positive_f32(s: &str) -> std::result::Result<f32, String> {
     match positive(s).map(|v| v as f32) {

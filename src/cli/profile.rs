@@ -124,6 +124,7 @@ impl Trainer {
                 valid_batches: 1,
                 stop_on_nan: true,
                 detect_anomaly: false,
+                dropout: 0.0,
                 memory_limit: None,
             };
             let lm = CharLm::new(arch, 64, CharCorpus::embedded()?, backend, opt, config)?;
@@ -271,6 +272,7 @@ fn gpt2_trainer(
         valid_batches: 1,
         stop_on_nan: false,
         detect_anomaly: false,
+        dropout: 0.0,
         memory_limit: None,
     };
     Ok(Gpt2Lm::new(

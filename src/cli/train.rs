@@ -153,6 +153,11 @@ pub struct TrainArgs {
     /// token ids; without one, the text's characters are the tokens.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// gpt2: drop probability in training of the embeddings and of each residual branch (the
+    /// attention's and the MLP's outputs), in [0, 1) (default 0, as nanoGPT pretrains; the
+    /// attention weights are never dropped).
+    #[arg(long, default_value_t = 0.0, value_parser = checks::probability, allow_negative_numbers = true)]
+    pub dropout: f32,
     /// Layers of --model resnet: 6n+2 (20, 32, 44, 56, 110, …), n basic blocks per stage
     /// (default 20).
     #[arg(long)]
@@ -541,6 +546,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let (Some(d), false) = (args.depth, args.model == ModelName::Resnet) {
         return Err(CliError::Usage(format!(
             "--depth {d} is for --model resnet; --model {} has no depth option",
+            value_name(args.model)
+        )));
+    }
+    if args.dropout != 0.0 && args.model != ModelName::Gpt2 {
+        return Err(CliError::Usage(format!(
+            "--dropout {} is for --model gpt2; --model {} has no dropout option",
+            args.dropout,
             value_name(args.model)
         )));
     }

@@ -246,6 +246,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         valid_batches: args.eval_batches.unwrap_or(16),
         stop_on_nan: args.stop_on_nan,
         detect_anomaly: args.detect_anomaly,
+        dropout: args.dropout,
         memory_limit: super::memory::limit_for(&backend)?,
     };
     let order = if args.no_shuffle {

@@ -338,6 +338,10 @@ pub struct LmConfig {
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
+    /// Drop probability of the model's dropout in training, in `[0, 1)`: GPT-2's embeddings
+    /// and residual branches ([`crate::gpt2::Gpt2::dropout`]). The character models have no
+    /// dropout layers and refuse any other value than 0.
+    pub dropout: f32,
     /// The memory the backend has (see [`TrainConfig::memory_limit`]); `None`: not checked.
     pub memory_limit: Option<crate::backend::MemoryLimit>,
 }
@@ -425,6 +429,12 @@ impl CharLm {
             return Err(ModelError::Config(
                 "the context must be at least 1 character".into(),
             ));
+        }
+        if config.dropout != 0.0 {
+            return Err(ModelError::Config(format!(
+                "dropout {}: the character models have no dropout layers (GPT-2 has)",
+                config.dropout
+            )));
         }
         if corpus.train.len() <= context + 1 || corpus.valid.len() <= context + 1 {
             return Err(ModelError::Config(format!(

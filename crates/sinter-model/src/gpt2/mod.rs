@@ -101,6 +101,13 @@ impl Gpt2Lm {
         let mut init = Init::new(config.seed);
         let mut store = VarStore::new();
         let mut gpt = Gpt2::new(&mut store, model, context, &mut init)?;
+        if !(0.0..1.0).contains(&config.dropout) {
+            return Err(ModelError::Config(format!(
+                "gpt2: the dropout {} must lie in [0, 1)",
+                config.dropout
+            )));
+        }
+        gpt.dropout = config.dropout;
         // The head and loss in chunks that each fit the device's binding limit.
         gpt.head_rows = gpt.head_rows_for(backend.max_buffer_bytes());
         let train = TrainConfig {
@@ -262,7 +269,9 @@ impl Gpt2Lm {
     pub fn restore(&mut self, ckpt: &TrainingCheckpoint, file: &Path) -> Result<()> {
         let now = model_meta(&self.trainer.model);
         for (key, mine) in &now {
-            let saved = ckpt.meta.get(key).map(String::as_str).unwrap_or("?");
+            // Checkpoints from before dropout existed trained without it.
+            let absent = if key == "dropout" { "0" } else { "?" };
+            let saved = ckpt.meta.get(key).map(String::as_str).unwrap_or(absent);
             if saved != mine {
                 return Err(ModelError::checkpoint(
                     file,
@@ -309,6 +318,7 @@ fn model_meta(m: &Gpt2) -> BTreeMap<String, String> {
             ),
         ),
         ("context".into(), m.context.to_string()),
+        ("dropout".into(), m.dropout.to_string()),
     ])
 }
 

@@ -109,6 +109,11 @@ pub struct Gpt2 {
     /// binding limit (`None`, or more rows than a batch has: all at once). See
     /// [`Gpt2::head_rows_for`].
     pub head_rows: Option<usize>,
+    /// Drop probability in training, in `[0, 1)`, of the embeddings' sum and of each residual
+    /// branch (the attention's and the MLP's output projections), as `transformers`'
+    /// `embd_pdrop`/`resid_pdrop` and nanoGPT's `dropout` (0: none, the default). The fused
+    /// attention kernel has no dropout of its own: the attention weights are never dropped.
+    pub dropout: f32,
 }
 
 impl Gpt2 {
@@ -175,6 +180,7 @@ impl Gpt2 {
             blocks,
             ln_f,
             head_rows: None,
+            dropout: 0.0,
         })
     }
 
@@ -189,16 +195,17 @@ impl Gpt2 {
     #[track_caller]
     pub fn logits(&self, store: &VarStore, ids: &Tensor) -> Result<Tensor> {
         let g = ids.builder();
-        let x = self.hidden(store, ids)?;
+        let x = self.hidden(store, ids, Mode::Eval)?;
         let wte = param_named(&g, store, self.wte);
         // The head is the token embedding: [B·T, C] · wteᵀ → [B·T, V]. Its gradient meets the
         // embedding's at the one leaf of `wte`, where autodiff sums the two.
         g.scoped("lm_head", || x.matmul_t(&wte, false, true))
     }
 
-    /// The final hidden states `[B·T, C]` (after `ln_f`) of `ids: [B, T]`.
+    /// The final hidden states `[B·T, C]` (after `ln_f`) of `ids: [B, T]`, with dropout in
+    /// training `mode`.
     #[track_caller]
-    fn hidden(&self, store: &VarStore, ids: &Tensor) -> Result<Tensor> {
+    fn hidden(&self, store: &VarStore, ids: &Tensor, mode: Mode) -> Result<Tensor> {
         let g = ids.builder();
         let &[b, t] = ids.shape().as_slice() else {
             return Err(ModelError::Shape {
@@ -212,35 +219,42 @@ impl Gpt2 {
         let wpe = param_named(&g, store, self.wpe);
         let mut x = g.scoped("transformer.wte", || ids.embedding(&wte))?;
         let pos = g.scoped("transformer.wpe", || wpe.narrow(0, 0, t))?;
-        x = x.add(&pos)?;
+        x = g.scoped("transformer.drop", || {
+            x.add(&pos)?.dropout(self.dropout, mode)
+        })?;
         for (l, block) in self.blocks.iter().enumerate() {
             x = g.scoped(&format!("transformer.h.{l}"), || {
-                self.block(store, block, &x)
+                self.block(store, block, &x, mode)
             })?;
         }
         let x = g.scoped("transformer.ln_f", || self.ln_f.forward(store, &x))?;
         x.reshape(&[b * t, c])
     }
 
-    /// The mean cross-entropy of the logits of `ids: [B, T]` against `targets: [B·T]`, the head
-    /// and loss computed over chunks of [`Gpt2::head_rows`] positions: chunk k's mean loss,
-    /// weighted by its share of the positions, summed. Each chunk is its own `[rows, vocab]`
-    /// logits buffer; the head's gradients from every chunk meet at `wte`'s one leaf.
+    /// The mean cross-entropy of the logits of `ids: [B, T]` against `targets: [B·T]` (with
+    /// [`Gpt2::dropout`] in training `mode`), the head and loss computed over chunks of
+    /// [`Gpt2::head_rows`] positions: chunk k's mean loss, weighted by its share of the
+    /// positions, summed. Each chunk is its own `[rows, vocab]` logits buffer; the head's
+    /// gradients from every chunk meet at `wte`'s one leaf.
     #[track_caller]
-    pub fn loss(&self, store: &VarStore, ids: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    pub fn loss(
+        &self,
+        store: &VarStore,
+        ids: &Tensor,
+        targets: &Tensor,
+        mode: Mode,
+    ) -> Result<Tensor> {
         let n = targets.numel();
+        let g = ids.builder();
+        let x = self.hidden(store, ids, mode)?;
+        let wte = param_named(&g, store, self.wte);
         let rows = match self.head_rows {
             Some(r) if r < n => r,
             _ => {
-                let logits = self.logits(store, ids)?;
-                return ids
-                    .builder()
-                    .scoped("loss", || logits.cross_entropy(targets));
+                let logits = g.scoped("lm_head", || x.matmul_t(&wte, false, true))?;
+                return g.scoped("loss", || logits.cross_entropy(targets));
             }
         };
-        let g = ids.builder();
-        let x = self.hidden(store, ids)?;
-        let wte = param_named(&g, store, self.wte);
         let mut total: Option<Tensor> = None;
         for (k, start) in (0..n).step_by(rows).enumerate() {
             let len = rows.min(n - start);
@@ -257,7 +271,7 @@ impl Gpt2 {
         Ok(total.expect("n > rows, so at least two chunks"))
     }
 
-    fn block(&self, store: &VarStore, blk: &Block, x: &Tensor) -> Result<Tensor> {
+    fn block(&self, store: &VarStore, blk: &Block, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let g = x.builder();
         let s = x.shape();
         let (b, t, c) = (s[0], s[1], s[2]);
@@ -270,7 +284,8 @@ impl Gpt2 {
             let o = part(0)?
                 .attention(&part(1)?, &part(2)?, true)?
                 .reshape(&[b, t, c])?;
-            x.add(&g.scoped("c_proj", || blk.attn_proj.forward(store, &o))?)
+            let y = g.scoped("c_proj", || blk.attn_proj.forward(store, &o))?;
+            x.add(&y.dropout(self.dropout, mode)?)
         })?;
         g.scoped("mlp", || -> Result<Tensor> {
             let a = blk.ln_2.forward(store, &x)?;
@@ -281,7 +296,8 @@ impl Gpt2 {
                 Activation::Relu => a.relu(),
                 Activation::Silu => a.silu(),
             };
-            x.add(&g.scoped("c_proj", || blk.mlp_proj.forward(store, &a))?)
+            let y = g.scoped("c_proj", || blk.mlp_proj.forward(store, &a))?;
+            x.add(&y.dropout(self.dropout, mode)?)
         })
     }
 
@@ -319,11 +335,11 @@ impl Model for Gpt2 {
         vars: &VarStore,
         g: &GraphBuilder,
         batch: usize,
-        _mode: Mode,
+        mode: Mode,
     ) -> Result<Outputs> {
         let ids = g.input("ids", &[batch, self.context]);
         let targets = g.input("targets", &[batch * self.context]);
-        Ok(Outputs::loss(self.loss(vars, &ids, &targets)?))
+        Ok(Outputs::loss(self.loss(vars, &ids, &targets, mode)?))
     }
 }
 
