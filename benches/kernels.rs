@@ -213,6 +213,7 @@ fn attention(b: &mut Bench) {
         head_dim: 32,
         causal: true,
         scale: 1.0 / (32f32).sqrt(),
+        dropout: 0.0,
     };
     let (n, rows) = (s.qkv_len(), s.lse_len());
     let (q, k, v, d_o) = (
@@ -222,7 +223,7 @@ fn attention(b: &mut Bench) {
         b.random(n, -1.0, 1.0),
     );
     let (mut o, mut lse) = (vec![0f32; n], vec![0f32; rows]);
-    cpu::attention::attention_forward(&q, &k, &v, &mut o, &mut lse, &s);
+    cpu::attention::attention_forward(&q, &k, &v, None, &mut o, &mut lse, &s);
     let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     cpu::attention::attention_backward(&q, &k, &v, &o, &d_o, &lse, &mut dq, &mut dk, &mut dv, &s);
     let (want_o, want_lse) = (o.clone(), lse.clone());
@@ -233,7 +234,7 @@ fn attention(b: &mut Bench) {
     let fwd_flops = s.pairs() * (4 * d + 4);
     let bwd_flops = rows as u64 * 2 * d + s.pairs() * (14 * d + 8);
     b.cpu(&name("forward"), 16 * n as u64, fwd_flops, || {
-        cpu::attention::attention_forward(&q, &k, &v, &mut o, &mut lse, &s)
+        cpu::attention::attention_forward(&q, &k, &v, None, &mut o, &mut lse, &s)
     });
     b.cpu(&name("backward"), 32 * n as u64, bwd_flops, || {
         cpu::attention::attention_backward(
@@ -250,8 +251,8 @@ fn attention(b: &mut Bench) {
             atol: 1e-5,
             rtol: 1e-4,
         };
-        let fwd =
-            attn::attention_forward(gpu, &qb, &kb, &vb, &ob, &lseb, &s, "bench").expect("launch");
+        let fwd = attn::attention_forward(gpu, &qb, &kb, &vb, None, &ob, &lseb, &s, "bench")
+            .expect("launch");
         b.gpu(
             &name("forward"),
             &[&fwd],

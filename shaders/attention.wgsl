@@ -5,7 +5,13 @@
 // log-sum-exp, p_ij = exp(scale·q_i·k_j − lse_i).
 //
 // q, k, v, o, do, dq, dk, dv: [B, T, H, D] (heads interleaved, as a [B, T, H·D] projection lays
-// them out); lse, delta: [B, H, T].
+// them out); delta: [B, H, T]; lse: [B, H, T], then with DROPOUT the [B] row seeds.
+//
+// Dropout of the attention weights (DROPOUT): weight (i, j) of head h of batch row b is kept, and
+// scaled by 1/(1 − p), when mix32((i·T + j) ^ key) ≥ p·2³², key = mix32(seed_b ^ mix32(h ^
+// 0x9e3779b9)) — integer arithmetic, so the CPU backend (sinter-ops attention.rs) draws the same
+// mask. The forward copies the seeds behind the lse rows; the backward redraws the masks from
+// there. The softmax's normalizer is the undropped one: o_i = Σ_j p_ij z_ij v_j.
 //
 // A workgroup holds WG consecutive rows of one (batch, head), so every invocation of it reads the
 // same key (or query) row at the same time: on a hardware GPU those loads are broadcasts from
@@ -29,12 +35,19 @@ const NEG_BIG: f32 = -3.0e38;
 override HEAD_DIM: u32 = 64u;
 // Query i sees only keys j ≤ i.
 override CAUSAL: bool = false;
+// Attention weights are dropped (see above).
+override DROPOUT: bool = false;
 
 struct Params {
     batch: u32,
     seq: u32,
     heads: u32,
     scale: f32,
+    // Weights whose hash is below this are dropped; kept ones are multiplied by keep_scale.
+    drop_threshold: u32,
+    keep_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -45,9 +58,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;
 
-// attention_forward: (q, k, v) -> (o, lse)
+// attention_forward: (q, k, v, seeds) -> (o, lse)
 @group(0) @binding(4) var<storage, read_write> o_out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> lse_out: array<f32>;
+@group(0) @binding(6) var<storage, read> seeds_in: array<f32>;
 
 // attention_backward_dq: (q, k, v, do, lse, o) -> (delta, dq)
 // attention_backward_dkdv: (q, k, v, do, lse, delta) -> (dk, dv)
@@ -60,6 +74,33 @@ struct Params {
 @group(0) @binding(6) var<storage, read> delta_in: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dk_out: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dv_out: array<f32>;
+
+// The lowbias32 integer hash (C. Wellons' hash-prospector constants), on four values at once.
+fn mix32(v: vec4<u32>) -> vec4<u32> {
+    var x = v;
+    x ^= x >> vec4<u32>(16u);
+    x *= vec4<u32>(0x7feb352du);
+    x ^= x >> vec4<u32>(15u);
+    x *= vec4<u32>(0x846ca68bu);
+    x ^= x >> vec4<u32>(16u);
+    return x;
+}
+
+// The dropout key of head h of the batch row whose seed (a whole number below 2^24) is `seed`.
+fn head_key(seed: f32, h: u32) -> u32 {
+    return mix32(vec4<u32>(u32(seed) ^ mix32(vec4<u32>(h ^ 0x9e3779b9u)).x)).x;
+}
+
+// What weights (i[e], j[e]) are multiplied by: 0 if dropped, keep_scale if kept.
+fn keep4(key: u32, i: vec4<u32>, j: vec4<u32>) -> vec4<f32> {
+    let bits = mix32((i * vec4<u32>(p.seq) + j) ^ vec4<u32>(key));
+    return select(vec4<f32>(0.0), vec4<f32>(p.keep_scale), bits >= vec4<u32>(p.drop_threshold));
+}
+
+// Where the forward leaves the row seeds: behind the B·H·T lse rows.
+fn seeds_at() -> u32 {
+    return p.batch * p.heads * p.seq;
+}
 
 // vec4 chunks per row.
 fn d4() -> u32 {
@@ -162,6 +203,10 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     }
     var m = NEG_BIG;
     var l = 0.0;
+    var key = 0u;
+    if DROPOUT {
+        key = head_key(seeds_in[b], h);
+    }
     // Keys this workgroup needs: all, or up to its last query when causal.
     let kv_end = select(p.seq, min(p.seq, i0 + WG), CAUSAL);
     for (var j0 = 0u; j0 < kv_end; j0 += 4u) {
@@ -186,8 +231,11 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         // Key 0 is valid for every row, so m_new is a real score from the first step on and
         // corr is exactly 0 there: the NEG_BIG start never leaks into l or acc.
         let corr = exp(m - m_new);
-        let pr = select(vec4<f32>(0.0), exp(s - vec4<f32>(m_new)), valid);
+        var pr = select(vec4<f32>(0.0), exp(s - vec4<f32>(m_new)), valid);
         l = l * corr + (pr.x + pr.y + pr.z + pr.w);
+        if DROPOUT {
+            pr *= keep4(key, vec4<u32>(iq), j);
+        }
         for (var c = 0u; c < d4(); c++) {
             var a = acc[c] * corr;
             a = fma(vec4<f32>(pr.x), v_chunk(kr.x, c), a);
@@ -211,6 +259,9 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         }
     }
     lse_out[(b * p.heads + h) * p.seq + i] = m + log(l);
+    if DROPOUT && h == 0u && i == 0u {
+        lse_out[seeds_at() + b] = seeds_in[b];
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,6 +290,10 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
         dq[c] = vec4<f32>(0.0);
     }
     let lse = lse_in[li];
+    var key = 0u;
+    if DROPOUT {
+        key = head_key(lse_in[seeds_at() + b], h);
+    }
     let kv_end = select(p.seq, min(p.seq, i0 + WG), CAUSAL);
     for (var j0 = 0u; j0 < kv_end; j0 += 4u) {
         let kr = rows4(b, j0, h, kv_end - 1u);
@@ -266,6 +321,9 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
             valid = valid & (j <= vec4<u32>(iq));
         }
         let pr = select(vec4<f32>(0.0), exp(s - vec4<f32>(lse)), valid);
+        if DROPOUT {
+            dp *= keep4(key, vec4<u32>(iq), j);
+        }
         let ds = pr * (dp - vec4<f32>(delta));
         for (var c = 0u; c < d4(); c++) {
             var a = dq[c];
@@ -316,6 +374,10 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         dk[c] = vec4<f32>(0.0);
         dv[c] = vec4<f32>(0.0);
     }
+    var key = 0u;
+    if DROPOUT {
+        key = head_key(lse_in[seeds_at() + b], h);
+    }
     // Queries that see this workgroup's keys: all, or from its first key on when causal.
     let q_start = select(0u, j0, CAUSAL);
     for (var i0 = q_start; i0 < p.seq; i0 += 4u) {
@@ -347,13 +409,19 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         let lse = vec4<f32>(lse_in[lrow + ic.x], lse_in[lrow + ic.y], lse_in[lrow + ic.z], lse_in[lrow + ic.w]);
         let delta = vec4<f32>(delta_in[lrow + ic.x], delta_in[lrow + ic.y], delta_in[lrow + ic.z], delta_in[lrow + ic.w]);
         let pr = select(vec4<f32>(0.0), exp(s - lse), valid);
-        let ds = pr * (dp - delta);
+        // With dropout, dS takes the dropped do·v and dv the dropped weights (z = 1 without).
+        var z = vec4<f32>(1.0);
+        if DROPOUT {
+            z = keep4(key, ic, vec4<u32>(jk));
+        }
+        let ds = pr * (dp * z - delta);
+        let pz = pr * z;
         for (var c = 0u; c < d4(); c++) {
             var a = dv[c];
-            a = fma(vec4<f32>(pr.x), do_chunk(qr.x, c), a);
-            a = fma(vec4<f32>(pr.y), do_chunk(qr.y, c), a);
-            a = fma(vec4<f32>(pr.z), do_chunk(qr.z, c), a);
-            a = fma(vec4<f32>(pr.w), do_chunk(qr.w, c), a);
+            a = fma(vec4<f32>(pz.x), do_chunk(qr.x, c), a);
+            a = fma(vec4<f32>(pz.y), do_chunk(qr.y, c), a);
+            a = fma(vec4<f32>(pz.z), do_chunk(qr.z, c), a);
+            a = fma(vec4<f32>(pz.w), do_chunk(qr.w, c), a);
             dv[c] = a;
             var e = dk[c];
             e = fma(vec4<f32>(ds.x), q_chunk(qr.x, c), e);

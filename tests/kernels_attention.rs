@@ -1,10 +1,12 @@
-//! Fused attention, forward and backward: the kernels on an adapter against the CPU reference
-//! (run in f64), both against the unfused composition written out naively here, finite differences
-//! of the CPU backward, and bad shapes.
+//! Fused attention, forward and backward, with and without attention-weight dropout: the kernels
+//! on an adapter against the CPU reference (run in f64), both against the unfused composition
+//! written out naively here (the dropout masks from sinter-ops' rule), finite differences of the
+//! CPU backward, and bad shapes.
 
 mod common;
 
 use common::{assert_close, out_buffer, rand_vec, rng, to_f64, SENTINEL, TAIL};
+use rand::Rng;
 use sinter::sinter_device::kernels::attention::{self as attn, AttentionShape};
 use sinter::sinter_device::testing::test_gpu;
 use sinter::sinter_device::{wgpu, Gpu};
@@ -46,15 +48,30 @@ fn shape(batch: usize, seq: usize, heads: usize, head_dim: usize, causal: bool) 
         head_dim,
         causal,
         scale: 1.0 / (head_dim as f32).sqrt(),
+        dropout: 0.0,
     }
 }
 
-/// q, k, v and an upstream gradient do.
+/// `shape(..)` whose attention weights are dropped with probability `p`.
+fn dropping(p: f32, mut s: AttentionShape) -> AttentionShape {
+    s.dropout = p;
+    s
+}
+
+/// q, k, v, an upstream gradient do, and the row seeds dropout draws from.
 struct Inputs {
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
     do_: Vec<f32>,
+    seeds: Vec<f32>,
+}
+
+impl Inputs {
+    /// The seeds the kernels take: only with dropout.
+    fn seeds(&self, s: &AttentionShape) -> Option<&[f32]> {
+        s.has_dropout().then_some(&self.seeds[..])
+    }
 }
 
 /// Random inputs: q and k uniform in ±qk_range (2 gives scores of spread about 1.3 after the
@@ -67,6 +84,10 @@ fn inputs(s: &AttentionShape, seed: u64, qk_range: f32) -> Inputs {
         k: rand_vec(&mut r, n, -qk_range, qk_range),
         v: rand_vec(&mut r, n, -1.0, 1.0),
         do_: rand_vec(&mut r, n, -1.0, 1.0),
+        // Whole numbers below 2^24, as the trainer draws them.
+        seeds: (0..s.batch)
+            .map(|_| r.random_range(0..1u32 << 24) as f32)
+            .collect(),
     }
 }
 
@@ -90,15 +111,17 @@ fn run_gpu(gpu: &Gpu, s: &AttentionShape, x: &Inputs) -> Outputs<f32> {
         up("v", &x.v),
         up("do", &x.do_),
     );
+    let seeds = x.seeds(s).map(|seeds| up("seeds", seeds));
     let o = out_buffer(gpu, "o", n);
     let lse = out_buffer(gpu, "lse", nl);
-    let delta = out_buffer(gpu, "delta", nl);
+    let delta = out_buffer(gpu, "delta", s.rows());
     let (dq, dk, dv) = (
         out_buffer(gpu, "dq", n),
         out_buffer(gpu, "dk", n),
         out_buffer(gpu, "dv", n),
     );
-    let fwd = attn::attention_forward(gpu, &q, &k, &v, &o, &lse, s, "test").expect("forward");
+    let fwd = attn::attention_forward(gpu, &q, &k, &v, seeds.as_ref(), &o, &lse, s, "test")
+        .expect("forward");
     let bwd = attn::attention_backward(
         gpu, &q, &k, &v, &o, &do_, &lse, &delta, &dq, &dk, &dv, s, "test",
     )
@@ -109,7 +132,7 @@ fn run_gpu(gpu: &Gpu, s: &AttentionShape, x: &Inputs) -> Outputs<f32> {
     let reads = [
         (&o, n),
         (&lse, nl),
-        (&delta, nl),
+        (&delta, s.rows()),
         (&dq, n),
         (&dk, n),
         (&dv, n),
@@ -138,7 +161,8 @@ fn run_cpu(s: &AttentionShape, x: &Inputs) -> Outputs<f64> {
         dk: vec![0.0; n],
         dv: vec![0.0; n],
     };
-    cpu::attention::attention_forward(&q, &k, &v, &mut out.o, &mut out.lse, s);
+    let seeds = x.seeds(s).map(to_f64);
+    cpu::attention::attention_forward(&q, &k, &v, seeds.as_deref(), &mut out.o, &mut out.lse, s);
     cpu::attention::attention_backward(
         &q,
         &k,
@@ -155,8 +179,9 @@ fn run_cpu(s: &AttentionShape, x: &Inputs) -> Outputs<f64> {
 }
 
 /// The unfused composition, naively in f64 and materializing every T×T matrix: S = scale·QKᵀ,
-/// the causal mask, P = softmax(S), O = P·V; and its backward by hand: dP = dO·Vᵀ,
-/// dS = P∘(dP − rowsum(dP∘P)), dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·dO.
+/// the causal mask, P = softmax(S), the dropout mask Z (all ones without dropout), O = (P∘Z)·V;
+/// and its backward by hand: dP = Z∘(dO·Vᵀ), dS = P∘(dP − rowsum(dP∘P)), dQ = scale·dS·K,
+/// dK = scale·dSᵀ·Q, dV = (P∘Z)ᵀ·dO.
 fn unfused(s: &AttentionShape, x: &Inputs) -> Outputs<f64> {
     let (t, d, heads) = (s.seq, s.head_dim, s.heads);
     let (q, k, v, go) = (to_f64(&x.q), to_f64(&x.k), to_f64(&x.v), to_f64(&x.do_));
@@ -170,8 +195,17 @@ fn unfused(s: &AttentionShape, x: &Inputs) -> Outputs<f64> {
         dv: vec![0.0; n],
     };
     let scale = s.scale as f64;
+    if s.has_dropout() {
+        out.lse[s.rows()..].copy_from_slice(&to_f64(&x.seeds));
+    }
     for b in 0..s.batch {
         for h in 0..heads {
+            let key = AttentionShape::head_key(x.seeds[b] as u32, h);
+            let kept = |i: usize, j: usize| match s.has_dropout() {
+                false => 1.0,
+                true if s.keeps(key, i, j) => s.keep_scale() as f64,
+                true => 0.0,
+            };
             let mut sm = vec![vec![f64::NEG_INFINITY; t]; t];
             for (i, row) in sm.iter_mut().enumerate() {
                 for (j, sij) in row.iter_mut().enumerate() {
@@ -192,13 +226,18 @@ fn unfused(s: &AttentionShape, x: &Inputs) -> Outputs<f64> {
                 }
                 out.lse[(b * heads + h) * t + i] = m + z.ln();
                 for e in 0..d {
-                    out.o[at(b, i, h, e)] = (0..t).map(|j| p[i][j] * v[at(b, j, h, e)]).sum();
+                    out.o[at(b, i, h, e)] = (0..t)
+                        .map(|j| p[i][j] * kept(i, j) * v[at(b, j, h, e)])
+                        .sum();
                 }
             }
             let mut dp = vec![vec![0.0; t]; t];
             for i in 0..t {
                 for j in 0..t {
-                    dp[i][j] = (0..d).map(|e| go[at(b, i, h, e)] * v[at(b, j, h, e)]).sum();
+                    dp[i][j] = kept(i, j)
+                        * (0..d)
+                            .map(|e| go[at(b, i, h, e)] * v[at(b, j, h, e)])
+                            .sum::<f64>();
                 }
             }
             let mut ds = vec![vec![0.0; t]; t];
@@ -214,7 +253,9 @@ fn unfused(s: &AttentionShape, x: &Inputs) -> Outputs<f64> {
                         scale * (0..t).map(|j| ds[i][j] * k[at(b, j, h, e)]).sum::<f64>();
                     out.dk[at(b, i, h, e)] =
                         scale * (0..t).map(|j| ds[j][i] * q[at(b, j, h, e)]).sum::<f64>();
-                    out.dv[at(b, i, h, e)] = (0..t).map(|j| p[j][i] * go[at(b, j, h, e)]).sum();
+                    out.dv[at(b, i, h, e)] = (0..t)
+                        .map(|j| p[j][i] * kept(j, i) * go[at(b, j, h, e)])
+                        .sum();
                 }
             }
         }
@@ -249,6 +290,9 @@ fn cases() -> Vec<AttentionShape> {
         }
         out.push(shape(1, 20, 3, 128, causal));
         out.push(shape(2, 130, 1, 16, causal));
+        // Dropout of the attention weights, at two rates.
+        out.push(dropping(0.3, shape(3, 65, 2, 5, causal)));
+        out.push(dropping(0.1, shape(2, 100, 3, 32, causal)));
     }
     out
 }
@@ -359,15 +403,21 @@ fn large_scores_stay_finite() {
 /// Central differences of loss = Σ o∘r in f64, against the CPU backward with do = r.
 #[test]
 fn cpu_backward_matches_finite_differences() {
-    for causal in [false, true] {
-        let s = shape(1, 5, 2, 3, causal);
+    let cases = [false, true].into_iter().flat_map(|causal| {
+        [
+            shape(1, 5, 2, 3, causal),
+            dropping(0.4, shape(2, 5, 2, 3, causal)),
+        ]
+    });
+    for s in cases {
         let x = inputs(&s, 500, 1.5);
+        let seeds = x.seeds(&s).map(to_f64);
         let (q, k, v, r) = (to_f64(&x.q), to_f64(&x.k), to_f64(&x.v), to_f64(&x.do_));
         let n = s.qkv_len();
         let loss = |q: &[f64], k: &[f64], v: &[f64]| {
             let mut o = vec![0.0; n];
             let mut lse = vec![0.0; s.lse_len()];
-            cpu::attention::attention_forward(q, k, v, &mut o, &mut lse, &s);
+            cpu::attention::attention_forward(q, k, v, seeds.as_deref(), &mut o, &mut lse, &s);
             o.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>()
         };
         let g = run_cpu(&s, &x);
@@ -435,7 +485,7 @@ fn one_token_copies_v() {
 fn forward_error(gpu: &Gpu, s: &AttentionShape, qkv: usize, lse: usize) -> String {
     let b = |len: usize| gpu.buffer("t", len).expect("buffer");
     let (q, k, v, o, l) = (b(qkv), b(qkv), b(qkv), b(qkv), b(lse));
-    match attn::attention_forward(gpu, &q, &k, &v, &o, &l, s, "test") {
+    match attn::attention_forward(gpu, &q, &k, &v, None, &o, &l, s, "test") {
         Ok(_) => panic!("attention_forward accepted {s} with buffers of {qkv} and {lse}"),
         Err(e) => e.to_string(),
     }
@@ -466,6 +516,13 @@ fn bad_shapes_are_refused() {
     expect(e, &["attention_forward", "D 129", "128"]);
     let e = backward_error(gpu, &s, s.qkv_len(), s.lse_len(), s.lse_len());
     expect(e, &["attention_backward", "D 129", "128"]);
+    // Dropout without the row seeds, and a probability of 1.
+    let s = dropping(0.5, shape(1, 5, 2, 8, false));
+    let e = forward_error(gpu, &s, s.qkv_len(), s.lse_len());
+    expect(e, &["attention_forward", "dropout 0.5", "seeds"]);
+    let s = dropping(1.0, shape(1, 5, 2, 8, false));
+    let e = forward_error(gpu, &s, s.qkv_len(), s.lse_len());
+    expect(e, &["attention_forward", "dropout", "[0, 1)"]);
     // Zero-sized dims.
     for s in [
         shape(0, 5, 2, 8, false),

@@ -86,13 +86,14 @@ fn an_attention_grid_over_the_dispatch_limit_is_refused_with_its_size_and_the_li
         head_dim: 4,
         causal: true,
         scale: 0.5,
+        dropout: 0.0,
     };
     let bufs: Vec<_> = (0..4)
         .map(|_| gpu.buffer("qkvo", s.qkv_len()).unwrap())
         .collect();
     let lse = gpu.buffer("lse", s.lse_len()).unwrap();
     let e = attention::attention_forward(
-        gpu, &bufs[0], &bufs[1], &bufs[2], &bufs[3], &lse, &s, "attn",
+        gpu, &bufs[0], &bufs[1], &bufs[2], None, &bufs[3], &lse, &s, "attn",
     )
     .err()
     .expect("a grid of 65,536 batch items is refused")

@@ -50,7 +50,10 @@ fn override_sets(shader: Shader) -> Vec<Vec<(&'static str, f64)>> {
             ("C_VEC4", 1.0),
             ("K_EXACT", 1.0),
         ]),
-        Shader::Attention => sets.push(vec![("CAUSAL", 1.0)]),
+        Shader::Attention => {
+            sets.push(vec![("CAUSAL", 1.0)]);
+            sets.push(vec![("CAUSAL", 1.0), ("DROPOUT", 1.0)]);
+        }
         _ => {}
     }
     sets

@@ -607,10 +607,11 @@ fn gpt2_head_in_chunks_matches_the_whole_head() {
     }
 }
 
-/// GPT-2's dropout (embeddings and both residual branches of every block): the trainer draws
-/// the masks on the host from the run's seed, so the CPU backend and an adapter train on the
-/// same masks and give the same losses; evaluation drops nothing; training with dropout is not
-/// training without it; and the same seed gives the same run.
+/// GPT-2's dropout (embeddings, attention weights and both residual branches of every block):
+/// the trainer draws the masks, and the attention kernels' row seeds, on the host from the run's
+/// seed, so the CPU backend and an adapter train on the same masks and give the same losses;
+/// evaluation drops nothing; training with dropout is not training without it; and the same
+/// seed gives the same run.
 #[test]
 fn gpt2_dropout_uses_the_same_masks_on_every_backend() {
     use sinter::sinter_model::gpt2::{Gpt2, Gpt2Config};

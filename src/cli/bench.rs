@@ -354,11 +354,12 @@ fn bench_attention(b: &mut Bench, _args: &KernelArgs) -> Result<()> {
         head_dim: 32,
         causal: true,
         scale: 1.0 / (32f32).sqrt(),
+        dropout: 0.0,
     };
     let (n, nl) = (s.qkv_len(), s.lse_len());
     let (q, k, v, d_o) = (b.random(n), b.random(n), b.random(n), b.random(n));
     let (mut o, mut lse) = (vec![0f32; n], vec![0f32; nl]);
-    cpu::attention::attention_forward(&q, &k, &v, &mut o, &mut lse, &s);
+    cpu::attention::attention_forward(&q, &k, &v, None, &mut o, &mut lse, &s);
     let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     cpu::attention::attention_backward(&q, &k, &v, &o, &d_o, &lse, &mut dq, &mut dk, &mut dv, &s);
     // The same counts as the WGSL launches (see kernels/attention.rs).
@@ -369,7 +370,7 @@ fn bench_attention(b: &mut Bench, _args: &KernelArgs) -> Result<()> {
     let label = |pass: &str| format!("attention {pass} B32 T64 H4 D32");
     let (mut o2, mut lse2) = (o.clone(), lse.clone());
     b.cpu_row(&label("forward"), fwd_flops, || {
-        cpu::attention::attention_forward(&q, &k, &v, &mut o2, &mut lse2, &s)
+        cpu::attention::attention_forward(&q, &k, &v, None, &mut o2, &mut lse2, &s)
     });
     let (mut dq2, mut dk2, mut dv2) = (dq.clone(), dk.clone(), dv.clone());
     b.cpu_row(&label("backward"), bwd_flops, || {
@@ -381,7 +382,7 @@ fn bench_attention(b: &mut Bench, _args: &KernelArgs) -> Result<()> {
         let up = |what: &str, data: &[f32]| gpu.upload(what, data);
         let (qb, kb, vb, dob) = (up("q", &q)?, up("k", &k)?, up("v", &v)?, up("do", &d_o)?);
         let (ob, lseb) = (gpu.buffer("o", n)?, gpu.buffer("lse", nl)?);
-        let fwd = attn::attention_forward(gpu, &qb, &kb, &vb, &ob, &lseb, &s, "bench")?;
+        let fwd = attn::attention_forward(gpu, &qb, &kb, &vb, None, &ob, &lseb, &s, "bench")?;
         let t = s.seq;
         b.gpu_row(
             gpu,

@@ -153,9 +153,9 @@ pub struct TrainArgs {
     /// token ids; without one, the text's characters are the tokens.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// gpt2: drop probability in training of the embeddings and of each residual branch (the
-    /// attention's and the MLP's outputs), in [0, 1) (default 0, as nanoGPT pretrains; the
-    /// attention weights are never dropped).
+    /// gpt2: drop probability in training of the embeddings, the attention weights and each
+    /// residual branch (the attention's and the MLP's outputs), in [0, 1) (default 0, as
+    /// nanoGPT pretrains).
     #[arg(long, default_value_t = 0.0, value_parser = checks::probability, allow_negative_numbers = true)]
     pub dropout: f32,
     /// Layers of --model resnet: 6n+2 (20, 32, 44, 56, 110, …), n basic blocks per stage

@@ -317,15 +317,25 @@ fn rule(g: &GraphBuilder, i: NodeId, dy: &Tensor) -> Result<Vec<Option<Tensor>>>
             ]
         }
         // P = softmax(scale·QKᵀ), recomputed from the saved log-sum-exp:
-        // dV = Pᵀ·dO, dS = P∘(dO·Vᵀ − Δ) with Δ = rowsum(dO∘O), dQ = scale·dS·K, dK = scale·dSᵀ·Q
-        Op::Attention { causal, scale } => {
+        // dV = Pᵀ·dO, dS = P∘(dO·Vᵀ − Δ) with Δ = rowsum(dO∘O), dQ = scale·dS·K, dK = scale·dSᵀ·Q;
+        // with a dropout mask Z (redrawn from the seeds): dV = (P∘Z)ᵀ·dO, dS = P∘(Z∘(dO·Vᵀ) − Δ).
+        // The seeds (input 3) get no gradient.
+        Op::Attention {
+            causal,
+            scale,
+            dropout,
+        } => {
             let (q, k, v) = (input(0), input(1), input(2));
             let lse = g.secondary(i, 1).ok_or_else(|| {
                 ModelError::Graph(format!("attention node {i} lost its log-sum-exp output"))
             })?;
             let qs = q.shape();
             let outs = g.push_multi(
-                Op::AttentionGrad { causal, scale },
+                Op::AttentionGrad {
+                    causal,
+                    scale,
+                    dropout,
+                },
                 &[q.id, k.id, v.id, y.id, dy.id, lse.id],
                 vec![qs.clone(), k.shape(), v.shape(), vec![qs[0], qs[2], qs[1]]],
                 "",

@@ -176,14 +176,18 @@ pub enum Op {
     Embedding,
     /// inputs `[ids, dout]`; the node has the table's shape.
     EmbeddingGrad,
-    /// Fused scaled-dot-product attention of q, k, v: `[B, T, H, D]`. Its secondary output 1 is
-    /// the log-sum-exp of each query row, `[B, H, T]`, saved for the backward pass.
+    /// Fused scaled-dot-product attention of q, k, v: `[B, T, H, D]` (inputs `[q, k, v]`, plus
+    /// the `[B]` row seeds with dropout). Its secondary output 1 is the log-sum-exp of each query
+    /// row, `[B, H, T]` (with dropout flat, the seeds behind the rows), saved for the backward.
     Attention {
         /// Query i sees only keys j ≤ i.
         causal: bool,
         /// Multiplies the scores `q·k` before the softmax (1/√D when recorded by
         /// [`Tensor::attention`]).
         scale: f32,
+        /// Drop probability of each attention weight (see
+        /// [`sinter_ops::attention::AttentionShape::keeps`]); 0: none.
+        dropout: f32,
     },
     /// inputs `[q, k, v, o, do, lse]`; the node is dq; secondary outputs 1, 2, 3 are dk, dv and a
     /// `[B, H, T]` scratch row (Σ do∘o).
@@ -192,6 +196,8 @@ pub enum Op {
         causal: bool,
         /// The forward's score scale.
         scale: f32,
+        /// The forward's drop probability: the masks are redrawn from the seeds in lse.
+        dropout: f32,
     },
     /// The k-th secondary output (k ≥ 1) of the node that is its only input. The planner gives it
     /// a buffer when its producer runs.
@@ -388,7 +394,18 @@ pub struct Graph {
     scope: Vec<String>,
     /// The one leaf node of each variable used.
     var_leaves: std::collections::HashMap<VarId, NodeId>,
-    /// Inputs that are dropout masks, with their drop probability, in recording order: the
-    /// trainer draws them from its seeded generator at every step.
-    pub dropout_masks: Vec<(NodeId, f32)>,
+    /// Inputs that dropout draws into, with what to draw, in recording order: the trainer
+    /// draws them from its seeded generator at every step.
+    pub dropout_masks: Vec<(NodeId, DropoutDraw)>,
+}
+
+/// What the trainer draws into a dropout input at every step (batch rows leading, so that a
+/// micro-batch or a rank takes its rows of the whole batch's draw).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DropoutDraw {
+    /// A mask that drops each unit with this probability: 0, or 1/(1 − p) for a kept unit.
+    Mask(f32),
+    /// One seed per batch row, a whole number below 2²⁴ (exact in f32), from which a kernel
+    /// draws its own masks (the attention weights', see [`Tensor::attention_dropout`]).
+    RowSeeds,
 }

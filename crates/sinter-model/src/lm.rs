@@ -338,8 +338,8 @@ pub struct LmConfig {
     /// Check every value of every training step and stop at the first non-finite one, naming
     /// its node (see [`Backend::run_checked`]); costs nothing when off.
     pub detect_anomaly: bool,
-    /// Drop probability of the model's dropout in training, in `[0, 1)`: GPT-2's embeddings
-    /// and residual branches ([`crate::gpt2::Gpt2::dropout`]). The character models have no
+    /// Drop probability of the model's dropout in training, in `[0, 1)`: GPT-2's embeddings,
+    /// attention weights and residual branches ([`crate::gpt2::Gpt2::dropout`]). The character models have no
     /// dropout layers and refuse any other value than 0.
     pub dropout: f32,
     /// The memory the backend has (see [`TrainConfig::memory_limit`]); `None`: not checked.

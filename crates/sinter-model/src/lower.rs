@@ -156,12 +156,16 @@ pub(crate) fn lower(nodes: &[Node], extras: &[Vec<NodeId>], i: NodeId) -> Result
         Op::Embedding => Kernel::Embedding(embedding_shape(shape(0), shape(1))),
         // inputs [ids, dout]; the node has the table's shape
         Op::EmbeddingGrad => Kernel::EmbeddingGrad(embedding_shape(shape(0), &node.shape)),
-        Op::Attention { causal, scale } => {
-            Kernel::Attention(attention_shape(shape(0), *causal, *scale))
-        }
-        Op::AttentionGrad { causal, scale } => {
-            Kernel::AttentionGrad(attention_shape(shape(0), *causal, *scale))
-        }
+        Op::Attention {
+            causal,
+            scale,
+            dropout,
+        } => Kernel::Attention(attention_shape(shape(0), *causal, *scale, *dropout)),
+        Op::AttentionGrad {
+            causal,
+            scale,
+            dropout,
+        } => Kernel::AttentionGrad(attention_shape(shape(0), *causal, *scale, *dropout)),
         Op::SgdUpdate {
             param,
             velocity,
@@ -319,7 +323,7 @@ fn embedding_shape(ids: &[usize], table: &[usize]) -> EmbeddingShape {
 }
 
 /// q: `[B, T, H, D]`.
-fn attention_shape(q: &[usize], causal: bool, scale: f32) -> AttentionShape {
+fn attention_shape(q: &[usize], causal: bool, scale: f32, dropout: f32) -> AttentionShape {
     AttentionShape {
         batch: q[0],
         seq: q[1],
@@ -327,6 +331,7 @@ fn attention_shape(q: &[usize], causal: bool, scale: f32) -> AttentionShape {
         head_dim: q[3],
         causal,
         scale,
+        dropout,
     }
 }
 

@@ -429,6 +429,16 @@ fn attention_rule() {
     check(case("self attention", &[&[1, 4, 1, 3]]), |x| {
         x[0].attention(&x[0], &x[0], true)
     });
+    // Dropped attention weights: the masks of these two row seeds stay fixed while the inputs
+    // move, so the loss is smooth and the rule (dV = (P∘Z)ᵀ·dO, dS = P∘(Z∘dO·Vᵀ − Δ)) is checked.
+    for causal in [false, true] {
+        let q = [2, 6, 2, 3];
+        let mut c = case("attention dropout", &[&q, &q, &q, &[2]]);
+        c.fixed = vec![(3, vec![12345.0, 16_000_000.0])];
+        check(c, |x| {
+            x[0].attention_with_seeds(&x[1], &x[2], causal, 0.4, &x[3])
+        });
+    }
 }
 
 /// Checks the gradients of every parameter of a module, perturbing the variables themselves.

@@ -1,5 +1,5 @@
 //! Fused scaled-dot-product attention: the shape of one call (q, k, v, their gradients and the
-//! saved log-sum-exp rows), and the limits of the kernels.
+//! saved log-sum-exp rows), the limits of the kernels, and the rule that drops attention weights.
 
 use std::fmt;
 
@@ -8,8 +8,12 @@ pub const MAX_HEAD_DIM: usize = 128;
 
 /// One attention call: `batch` sequences of `seq` tokens, `heads` heads of `head_dim` each.
 /// Queries attend to the keys of their own batch item and head; with `causal`, query i sees
-/// keys j ≤ i. Scores are `scale · q_i·k_j` (scale is usually 1/√head_dim).
-// q, k, v, o, do, dq, dk, dv: [batch, seq, heads, head_dim]; lse, delta: [batch, heads, seq]
+/// keys j ≤ i. Scores are `scale · q_i·k_j` (scale is usually 1/√head_dim). With `dropout`, each
+/// weight p_ij is dropped (or kept and scaled by 1/(1−dropout)) by [`AttentionShape::keeps`], a
+/// hash of its batch row's seed, head, query and key: the kernels draw the same mask on every
+/// backend, and the backward redraws it instead of storing it.
+// q, k, v, o, do, dq, dk, dv: [batch, seq, heads, head_dim]; delta: [batch, heads, seq];
+// lse: [batch, heads, seq], then with dropout the [batch] row seeds; seeds: [batch]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionShape {
     /// B: independent sequences.
@@ -24,6 +28,20 @@ pub struct AttentionShape {
     pub causal: bool,
     /// Multiplies every score `q_i·k_j` before the softmax.
     pub scale: f32,
+    /// Drop probability of each attention weight, in `[0, 1)`; 0: no dropout (and no seeds).
+    pub dropout: f32,
+}
+
+/// A 32-bit integer hash that mixes every input bit into every output bit (the `lowbias32`
+/// constants of C. Wellons' hash-prospector). Integer arithmetic only: WGSL and Rust compute the
+/// same bits, so both backends drop the same attention weights.
+pub fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    x
 }
 
 impl AttentionShape {
@@ -32,9 +50,47 @@ impl AttentionShape {
         self.batch * self.seq * self.heads * self.head_dim
     }
 
-    /// Elements of lse and of the backward's delta scratch: batch · heads · seq.
-    pub fn lse_len(&self) -> usize {
+    /// Query rows over all heads, the elements of the backward's delta scratch: batch · heads ·
+    /// seq.
+    pub fn rows(&self) -> usize {
         self.batch * self.heads * self.seq
+    }
+
+    /// Elements of the saved lse: one per query row, then with dropout the batch's row seeds
+    /// (copied there by the forward, so that the backward redraws the same masks).
+    pub fn lse_len(&self) -> usize {
+        self.rows() + if self.has_dropout() { self.batch } else { 0 }
+    }
+
+    /// Whether weights are dropped (a drop probability above 0).
+    pub fn has_dropout(&self) -> bool {
+        self.dropout > 0.0
+    }
+
+    /// Weights whose hash falls below this are dropped: dropout · 2³², so a weight is dropped
+    /// with probability `dropout` (to within 2⁻³²).
+    pub fn drop_threshold(&self) -> u32 {
+        (self.dropout as f64 * 4_294_967_296.0).min(u32::MAX as f64) as u32
+    }
+
+    /// What a kept weight is multiplied by: 1/(1 − dropout), as inverted dropout does.
+    pub fn keep_scale(&self) -> f32 {
+        1.0 / (1.0 - self.dropout)
+    }
+
+    /// The key of head `h` of the batch row whose seed is `seed` (a whole number below 2²⁴,
+    /// stored as f32): [`AttentionShape::keeps`] hashes each pair under it.
+    pub fn head_key(seed: u32, h: usize) -> u32 {
+        mix32(seed ^ mix32(h as u32 ^ 0x9e37_79b9))
+    }
+
+    /// Whether weight (i, j) of the head whose key is `key` is kept: the hash of the pair's
+    /// index i·T + j under the key is at least [`AttentionShape::drop_threshold`].
+    pub fn keeps(&self, key: u32, i: usize, j: usize) -> bool {
+        let pair = (i as u32)
+            .wrapping_mul(self.seq as u32)
+            .wrapping_add(j as u32);
+        mix32(pair ^ key) >= self.drop_threshold()
     }
 
     /// (query, key) pairs that take part: seq² per head, or seq(seq+1)/2 when causal.
@@ -59,6 +115,9 @@ impl AttentionShape {
         if !self.scale.is_finite() {
             return Err(format!("{self}: scale must be finite"));
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("{self}: dropout must lie in [0, 1)"));
+        }
         let len = self
             .batch
             .checked_mul(self.seq)
@@ -82,6 +141,10 @@ impl fmt::Display for AttentionShape {
             self.head_dim,
             if self.causal { " causal" } else { "" },
             self.scale
-        )
+        )?;
+        if self.has_dropout() {
+            write!(f, " dropout {}", self.dropout)?;
+        }
+        Ok(())
     }
 }

@@ -355,16 +355,21 @@ impl Kernel {
                 let dout = s.tokens * s.dim;
                 Cost::new(dout as u64, s.tokens + dout + s.vocab * s.dim)
             }
+            // With dropout the row seeds are read and copied behind the lse rows.
             Kernel::Attention(s) => {
                 let d = s.head_dim as u64;
-                Cost::new(s.pairs() * (4 * d + 4), 4 * s.qkv_len() + s.lse_len())
+                let seeds = s.lse_len() - s.rows();
+                Cost::new(
+                    s.pairs() * (4 * d + 4),
+                    4 * s.qkv_len() + s.lse_len() + seeds,
+                )
             }
             Kernel::AttentionGrad(s) => {
                 let d = s.head_dim as u64;
-                let rows = s.lse_len() as u64;
+                let rows = s.rows() as u64;
                 Cost::new(
                     rows * 2 * d + s.pairs() * (14 * d + 8),
-                    8 * s.qkv_len() + 2 * s.lse_len(),
+                    8 * s.qkv_len() + s.lse_len() + s.rows(),
                 )
             }
             // Gradient and scale in; parameter and velocity read and written.

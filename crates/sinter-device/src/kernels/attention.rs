@@ -1,5 +1,6 @@
 //! Launch builders for `shaders/attention.wgsl`: fused scaled-dot-product attention, forward and
-//! backward, flash-style (online softmax, probabilities recomputed from the saved log-sum-exp).
+//! backward, flash-style (online softmax, probabilities recomputed from the saved log-sum-exp),
+//! with attention-weight dropout drawn in the kernel from per-row seeds.
 
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
@@ -44,19 +45,24 @@ fn check(
     Ok(())
 }
 
-fn params(s: &AttentionShape) -> [u32; 4] {
+fn params(s: &AttentionShape) -> [u32; 8] {
     [
         s.batch as u32,
         s.seq as u32,
         s.heads as u32,
         s.scale.to_bits(),
+        s.drop_threshold(),
+        s.keep_scale().to_bits(),
+        0,
+        0,
     ]
 }
 
-fn overrides(s: &AttentionShape) -> [(&'static str, f64); 2] {
+fn overrides(s: &AttentionShape) -> [(&'static str, f64); 3] {
     [
         ("HEAD_DIM", s.head_dim as f64),
         ("CAUSAL", if s.causal { 1.0 } else { 0.0 }),
+        ("DROPOUT", if s.has_dropout() { 1.0 } else { 0.0 }),
     ]
 }
 
@@ -65,14 +71,18 @@ fn grid(s: &AttentionShape) -> [u32; 3] {
 }
 
 /// o = softmax(scale·q·kᵀ, causal-masked) · v per batch item and head, and lse = the log-sum-exp
-/// of each query's scaled scores (saved for the backward). One dispatch; no T×T buffer.
-// q, k, v, o: [B, T, H, D]; lse: [B, H, T]
+/// of each query's scaled scores (saved for the backward). With dropout, `seeds` holds one seed
+/// per batch row (a whole number below 2²⁴) and the weights are dropped by
+/// [`AttentionShape::keeps`]; the seeds are copied behind the lse rows for the backward. One
+/// dispatch; no T×T buffer.
+// q, k, v, o: [B, T, H, D]; lse: [B, H, T] (+ [B] seeds); seeds: [B]
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
     q: &wgpu::Buffer,
     k: &wgpu::Buffer,
     v: &wgpu::Buffer,
+    seeds: Option<&wgpu::Buffer>,
     o: &wgpu::Buffer,
     lse: &wgpu::Buffer,
     shape: &AttentionShape,
@@ -93,13 +103,23 @@ pub fn attention_forward(
             ("lse", lse, nl),
         ],
     )?;
+    // Without dropout the seeds binding is never read: q stands in for it.
+    let seeds = match (seeds, s.has_dropout()) {
+        (Some(buf), true) => {
+            check_buffer(op, &format!("seeds ({s})"), buf, s.batch)?;
+            buf
+        }
+        (None, false) => q,
+        (Some(_), false) => return Err(bad_shape(op, format!("{s}: seeds given without dropout"))),
+        (None, true) => return Err(bad_shape(op, format!("{s}: dropout needs the row seeds"))),
+    };
     let cost = Kernel::Attention(*s).cost();
     gpu.prepare(Launch {
         shader: Shader::Attention,
         entry: "attention_forward",
         overrides: &overrides(s),
         params: &params(s),
-        buffers: &[q, k, v, o, lse],
+        buffers: &[q, k, v, o, lse, seeds],
         workgroups: grid(s),
         tag: tag.to_string(),
         flops: cost.flops,
@@ -109,14 +129,16 @@ pub fn attention_forward(
 
 /// The backward of [`attention_forward`], as two dispatches to run in order:
 /// 1. `attention_backward_dq`, one invocation per query: delta_i = do_i·o_i into `delta` (a
-///    scratch of [B, H, T] = [`AttentionShape::lse_len`] values the caller allocates), and
+///    scratch of [B, H, T] = [`AttentionShape::rows`] values the caller allocates), and
 ///    dq_i = scale · Σ_j p_ij (do_i·v_j − delta_i) k_j;
 /// 2. `attention_backward_dkdv`, one invocation per key: dk_j = scale · Σ_i p_ij (do_i·v_j −
 ///    delta_i) q_i and dv_j = Σ_i p_ij do_i,
 ///
-/// where p_ij = exp(scale·q_i·k_j − lse_i) is recomputed from the forward's lse. Both steps
-/// gather, so no atomics are needed; dq, dk and dv are overwritten.
-// q, k, v, o, do_, dq, dk, dv: [B, T, H, D]; lse, delta: [B, H, T]
+/// where p_ij = exp(scale·q_i·k_j − lse_i) is recomputed from the forward's lse. With dropout,
+/// the masks are redrawn from the seeds behind the lse rows: p_ij z_ij takes p_ij's place in dv
+/// and (do_i·v_j) z_ij in the rest, z_ij being 0 or 1/(1 − dropout). Both steps gather, so no
+/// atomics are needed; dq, dk and dv are overwritten.
+// q, k, v, o, do_, dq, dk, dv: [B, T, H, D]; lse: [B, H, T] (+ [B] seeds); delta: [B, H, T]
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     gpu: &Gpu,
@@ -147,7 +169,7 @@ pub fn attention_backward(
             ("o", o, n),
             ("do", do_, n),
             ("lse", lse, nl),
-            ("delta", delta, nl),
+            ("delta", delta, s.rows()),
             ("dq", dq, n),
             ("dk", dk, n),
             ("dv", dv, n),
@@ -156,11 +178,11 @@ pub fn attention_backward(
     // The kernel's cost split over its passes: the first reads every input once and writes dq
     // and delta (delta: 2D per row; per pair: score, do·v and the dq update, 2D each, plus exp);
     // the second has the rest (dk and dv written; per pair score, do·v, dk and dv updates).
-    let (d, rows) = (s.head_dim as u64, nl as u64);
+    let (d, rows) = (s.head_dim as u64, s.rows() as u64);
     let total = Kernel::AttentionGrad(*s).cost();
     let dq_cost = Cost {
         flops: rows * 2 * d + s.pairs() * (6 * d + 4),
-        bytes: 4 * (6 * n + 2 * nl) as u64,
+        bytes: 4 * (6 * n as u64 + 2 * rows),
     };
     let dq_step = gpu.prepare(Launch {
         shader: Shader::Attention,
@@ -199,6 +221,7 @@ mod tests {
             head_dim,
             causal: false,
             scale: 1.0,
+            dropout: 0.0,
         }
     }
 
@@ -214,6 +237,40 @@ mod tests {
         let mut s = shape(1, 1, 1, 1);
         s.scale = f32::NAN;
         assert!(s.check().is_err());
+        let mut s = shape(1, 1, 1, 1);
+        s.dropout = 1.0;
+        let e = s.check().unwrap_err();
+        assert!(e.contains("dropout 1") && e.contains("[0, 1)"), "{e}");
+    }
+
+    #[test]
+    fn dropout_drops_its_share_and_appends_the_seeds_to_lse() {
+        let mut s = shape(2, 64, 3, 8);
+        assert_eq!(s.lse_len(), s.rows());
+        assert_eq!(s.drop_threshold(), 0);
+        s.dropout = 0.25;
+        assert_eq!((s.rows(), s.lse_len()), (2 * 3 * 64, 2 * 3 * 64 + 2));
+        assert_eq!(s.keep_scale(), 1.0 / 0.75);
+        // Over 3 heads × 64² pairs of 2 seeds, about a quarter are dropped.
+        let mut dropped = 0usize;
+        for seed in [0u32, 16_777_215] {
+            for h in 0..3 {
+                let key = AttentionShape::head_key(seed, h);
+                for i in 0..64 {
+                    dropped += (0..64).filter(|&j| !s.keeps(key, i, j)).count();
+                }
+            }
+        }
+        let share = dropped as f64 / (2 * 3 * 64 * 64) as f64;
+        assert!((share - 0.25).abs() < 0.01, "dropped {share}");
+        // Another seed or head draws another mask.
+        let mask = |seed, h| -> Vec<bool> {
+            let key = AttentionShape::head_key(seed, h);
+            (0..64 * 64).map(|p| s.keeps(key, p / 64, p % 64)).collect()
+        };
+        assert_ne!(mask(1, 0), mask(2, 0));
+        assert_ne!(mask(1, 0), mask(1, 1));
+        assert_eq!(mask(7, 2), mask(7, 2));
     }
 
     #[test]

@@ -343,7 +343,8 @@ impl<T: Real> CpuProgram<T> {
                 let [lse] = extra else {
                     return Err(internal("attention writes o and lse".into()));
                 };
-                cpu::attention::attention_forward(x(0), x(1), x(2), y, lse, s)
+                let seeds = s.has_dropout().then(|| x(3));
+                cpu::attention::attention_forward(x(0), x(1), x(2), seeds, y, lse, s)
             }
             Kernel::AttentionGrad(s) => {
                 // The scratch row sums (delta) are a GPU intermediate; the CPU keeps its own.

@@ -298,6 +298,7 @@ impl GpuBackend {
                 x(0)?,
                 x(1)?,
                 x(2)?,
+                if s.has_dropout() { Some(x(3)?) } else { None },
                 y()?,
                 out(1)?,
                 s,

@@ -1,6 +1,6 @@
 //! CPU attention: fused scaled-dot-product attention forward and backward, the same math as
-//! `shaders/attention.wgsl`. One (batch, head) per rayon task, scores in tiles of 64 queries (small
-//! products through `gemm`), never T×T.
+//! `shaders/attention.wgsl` (attention-weight dropout included, with the same masks). One (batch,
+//! head) per rayon task, scores in tiles of 64 queries (small products through `gemm`), never T×T.
 
 use super::matmul::{gemm_strided, Strided};
 use super::Real;
@@ -100,6 +100,26 @@ fn keys_seen(s: &AttentionShape, i: usize) -> usize {
     }
 }
 
+/// The dropout key of head `h` of batch row `b`, whose seed is behind the lse rows; `None`
+/// without dropout.
+fn head_key<T: Real>(s: &AttentionShape, lse: &[T], b: usize, h: usize) -> Option<u32> {
+    s.has_dropout()
+        .then(|| AttentionShape::head_key(lse[s.rows() + b].f64() as u32, h))
+}
+
+/// Multiplies each weight of query `i` in `row` (keys 0, 1, …) by 0 if dropout drops it, or by
+/// 1/(1 − p) if it keeps it.
+fn drop_row<T: Real>(s: &AttentionShape, key: u32, i: usize, row: &mut [T]) {
+    let keep = T::of(s.keep_scale() as f64);
+    for (j, x) in row.iter_mut().enumerate() {
+        *x = if s.keeps(key, i, j) {
+            *x * keep
+        } else {
+            T::zero()
+        };
+    }
+}
+
 /// Copies per-(batch, head) blocks [T, D] (in b-major, h-minor order) into a [B, T, H, D] tensor.
 fn scatter_heads<'a, T: Real>(
     s: &AttentionShape,
@@ -117,12 +137,15 @@ fn scatter_heads<'a, T: Real>(
 }
 
 /// o = softmax(scale·q·kᵀ, causal-masked) · v per batch item and head; lse = log Σ_j exp of each
-/// query's scaled scores.
-// q, k, v, o: [B, T, H, D]; lse: [B, H, T]
+/// query's scaled scores. With dropout, `seeds` holds a seed per batch row, the weights are
+/// dropped as [`AttentionShape::keeps`] says (o_i = Σ_j p_ij z_ij v_j), and the seeds are copied
+/// behind the lse rows for the backward.
+// q, k, v, o: [B, T, H, D]; lse: [B, H, T] (+ [B] seeds); seeds: [B]
 pub fn attention_forward<T: Real>(
     q: &[T],
     k: &[T],
     v: &[T],
+    seeds: Option<&[T]>,
     o: &mut [T],
     lse: &mut [T],
     shape: &AttentionShape,
@@ -140,6 +163,14 @@ pub fn attention_forward<T: Real>(
             ("lse", lse.len(), nl),
         ],
     );
+    let nl = s.rows();
+    if s.has_dropout() {
+        let seeds = seeds.expect("attention_forward: dropout needs the row seeds");
+        lse[nl..nl + s.batch].copy_from_slice(&seeds[..s.batch]);
+    }
+    let keys: Vec<Option<u32>> = (0..s.batch * s.heads)
+        .map(|bh| head_key(s, lse, bh / s.heads, bh % s.heads))
+        .collect();
     let (t_len, d) = (s.seq, s.head_dim);
     let scale = T::of(s.scale as f64);
     // lse is [B, H, T]: one contiguous chunk per (batch, head), written in place; o's rows of a
@@ -150,6 +181,7 @@ pub fn attention_forward<T: Real>(
         .enumerate()
         .map(|(bh, lse_bh)| {
             let (b, h) = (bh / s.heads, bh % s.heads);
+            let key = keys[bh];
             let mut out = vec![T::zero(); t_len * d];
             let mut p = vec![T::zero(); TILE.min(t_len) * t_len];
             for from in (0..t_len).step_by(TILE) {
@@ -179,6 +211,9 @@ pub fn attention_forward<T: Real>(
                     pr[..seen].iter_mut().for_each(|x| *x *= inv);
                     pr[seen..].iter_mut().for_each(|x| *x = T::zero());
                     lse_bh[i] = m + l.ln();
+                    if let Some(key) = key {
+                        drop_row(s, key, i, &mut pr[..seen]);
+                    }
                 }
                 gemm_strided(
                     rows,
@@ -200,8 +235,10 @@ pub fn attention_forward<T: Real>(
 /// The backward of [`attention_forward`], with p_ij = exp(scale·q_i·k_j − lse_i) recomputed from
 /// the forward's lse and delta_i = do_i·o_i:
 /// dq_i = scale · Σ_j p_ij (do_i·v_j − delta_i) k_j, dk_j = scale · Σ_i p_ij (do_i·v_j − delta_i) q_i,
-/// dv_j = Σ_i p_ij do_i. dq, dk and dv are overwritten.
-// q, k, v, o, do_, dq, dk, dv: [B, T, H, D]; lse: [B, H, T]
+/// dv_j = Σ_i p_ij do_i. With dropout (masks redrawn from the seeds behind the lse rows),
+/// (do_i·v_j) z_ij replaces do_i·v_j and p_ij z_ij replaces p_ij in dv. dq, dk and dv are
+/// overwritten.
+// q, k, v, o, do_, dq, dk, dv: [B, T, H, D]; lse: [B, H, T] (+ [B] seeds)
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Real>(
     q: &[T],
@@ -238,11 +275,12 @@ pub fn attention_backward<T: Real>(
     // dv (every query touches every key it sees) need no atomics. Per tile of TILE queries:
     // P = exp(scale·Q·Kᵀ − lse), dP = dO·Vᵀ, dS = P∘(dP − delta), then dQ = scale·dS·K,
     // dK += scale·dSᵀ·Q, dV += Pᵀ·dO as small products.
-    let blocks: Vec<[Vec<T>; 3]> = lse[..nl]
+    let blocks: Vec<[Vec<T>; 3]> = lse[..s.rows()]
         .par_chunks(t_len)
         .enumerate()
         .map(|(bh, lse_bh)| {
             let (b, h) = (bh / s.heads, bh % s.heads);
+            let key = head_key(s, lse, b, h);
             let mut gq = vec![T::zero(); t_len * d];
             let mut gk = vec![T::zero(); t_len * d];
             let mut gv = vec![T::zero(); t_len * d];
@@ -282,9 +320,16 @@ pub fn attention_backward<T: Real>(
                     let delta = dot(&do_[at..][..d], &o[at..][..d]);
                     let seen = keys_seen(s, i);
                     let lse_i = lse_bh[i];
+                    if let Some(key) = key {
+                        drop_row(s, key, i, &mut dpr[..seen]);
+                    }
                     for (x, g) in pr[..seen].iter_mut().zip(&mut dpr[..seen]) {
                         *x = (*x - lse_i).min(T::zero()).exp_nonpositive();
                         *g = *x * (*g - delta);
+                    }
+                    // dV sums the dropped weights.
+                    if let Some(key) = key {
+                        drop_row(s, key, i, &mut pr[..seen]);
                     }
                     pr[seen..].iter_mut().for_each(|x| *x = T::zero());
                     dpr[seen..].iter_mut().for_each(|x| *x = T::zero());

@@ -109,10 +109,10 @@ pub struct Gpt2 {
     /// binding limit (`None`, or more rows than a batch has: all at once). See
     /// [`Gpt2::head_rows_for`].
     pub head_rows: Option<usize>,
-    /// Drop probability in training, in `[0, 1)`, of the embeddings' sum and of each residual
-    /// branch (the attention's and the MLP's output projections), as `transformers`'
-    /// `embd_pdrop`/`resid_pdrop` and nanoGPT's `dropout` (0: none, the default). The fused
-    /// attention kernel has no dropout of its own: the attention weights are never dropped.
+    /// Drop probability in training, in `[0, 1)`, of the embeddings' sum, of the attention
+    /// weights (inside the fused kernel) and of each residual branch (the attention's and the
+    /// MLP's output projections), as `transformers`' `embd_pdrop`/`attn_pdrop`/`resid_pdrop`
+    /// and nanoGPT's `dropout` (0: none, the default).
     pub dropout: f32,
 }
 
@@ -282,7 +282,7 @@ impl Gpt2 {
             // [B, T, 3C] → q, k, v [B, T, H, D]: the kernel reads heads interleaved.
             let part = |k: usize| qkv.narrow(2, k * c, c)?.reshape(&[b, t, h, c / h]);
             let o = part(0)?
-                .attention(&part(1)?, &part(2)?, true)?
+                .attention_dropout(&part(1)?, &part(2)?, true, self.dropout, mode)?
                 .reshape(&[b, t, c])?;
             let y = g.scoped("c_proj", || blk.attn_proj.forward(store, &o))?;
             x.add(&y.dropout(self.dropout, mode)?)

@@ -1,7 +1,7 @@
 //! The graph builder: the one place that appends nodes to a graph, with scoped tags, one leaf
-//! per variable, named inputs and dropout masks.
+//! per variable, named inputs and dropout masks and seeds.
 
-use super::{Graph, Node, NodeId, Op, Tensor};
+use super::{DropoutDraw, Graph, Node, NodeId, Op, Tensor};
 use crate::vars::VarId;
 use std::cell::RefCell;
 use std::panic::Location;
@@ -179,18 +179,29 @@ impl GraphBuilder {
     /// whose values the trainer draws at every step (0, or 1/(1−p) for kept units).
     #[track_caller]
     pub fn dropout_mask(&self, shape: &[usize], p: f32) -> Tensor {
+        self.dropout_input("mask", shape, DropoutDraw::Mask(p))
+    }
+
+    /// The `[batch]` row seeds a kernel draws its dropout masks from: an input named
+    /// `<scope>.seeds` whose values the trainer draws at every step.
+    #[track_caller]
+    pub fn dropout_seeds(&self, batch: usize) -> Tensor {
+        self.dropout_input("seeds", &[batch], DropoutDraw::RowSeeds)
+    }
+
+    #[track_caller]
+    fn dropout_input(&self, suffix: &str, shape: &[usize], draw: DropoutDraw) -> Tensor {
         let name = {
             let g = self.graph.borrow();
             let mut name = g.scope.join(".");
             if name.is_empty() {
                 name = format!("dropout{}", g.dropout_masks.len());
             }
-            name.push_str(".mask");
-            name
+            format!("{name}.{suffix}")
         };
-        let mask = self.input(&name, shape);
-        self.graph.borrow_mut().dropout_masks.push((mask.id, p));
-        mask
+        let input = self.input(&name, shape);
+        self.graph.borrow_mut().dropout_masks.push((input.id, draw));
+        input
     }
 
     /// A constant tensor of `shape` with every element `value` (computed in the step, no

@@ -7,7 +7,7 @@ use crate::backend::{Backend, Program};
 use crate::backward::{backward, param_gradients};
 use crate::checkpoint::{check_against, NamedTensor, TrainingCheckpoint};
 use crate::error::{ModelError, Result};
-use crate::graph::{Graph, GraphBuilder, NodeId, Tensor};
+use crate::graph::{DropoutDraw, Graph, GraphBuilder, NodeId, Tensor};
 use crate::nn::Mode;
 use crate::optim::Optimizer;
 use crate::parallel::{
@@ -456,38 +456,39 @@ impl<M: Model> Trainer<M> {
 
     fn draw_masks(&mut self) {
         let (rank, ranks) = self.rank_and_size();
-        let rates: Vec<f32> = self
+        let mut order: Vec<(usize, DropoutDraw)> = self
             .train_compiled()
             .slots
             .iter()
             .filter_map(|s| match s {
-                Slot::Mask { p, .. } => Some(*p),
-                Slot::Feed { .. } => None,
-            })
-            .collect();
-        let mut ks: Vec<usize> = self
-            .train_compiled()
-            .slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Mask { k, .. } => Some(*k),
+                Slot::Mask { k, draw } => Some((*k, *draw)),
                 Slot::Feed { .. } => None,
             })
             .collect();
         // Masks are drawn in the order the model recorded them, whatever order the plan feeds.
-        let mut order: Vec<(usize, f32)> = ks.drain(..).zip(rates).collect();
         order.sort_by_key(|o| o.0);
-        for (k, p) in order {
+        for (k, draw) in order {
             let mask = &mut self.masks[k];
-            // Inverted dropout: kept units are scaled by 1/(1−p) so evaluation needs no change.
-            // The mask of the whole global batch is drawn on every rank (so the generator stays
+            // The draw of the whole global batch is made on every rank (so the generator stays
             // where one process would have it) and each keeps its shard's rows.
-            let keep = 1.0 / (1.0 - p);
             let mine = rank * mask.len()..(rank + 1) * mask.len();
             for j in 0..ranks * mask.len() {
-                let dropped = self.dropout_rng.random::<f32>() < p;
+                let value = match draw {
+                    // Inverted dropout: kept units are scaled by 1/(1−p) so evaluation needs no
+                    // change.
+                    DropoutDraw::Mask(p) => {
+                        let dropped = self.dropout_rng.random::<f32>() < p;
+                        if dropped {
+                            0.0
+                        } else {
+                            1.0 / (1.0 - p)
+                        }
+                    }
+                    // 24 random bits: a whole number an f32 holds exactly.
+                    DropoutDraw::RowSeeds => (self.dropout_rng.random::<u32>() >> 8) as f32,
+                };
                 if mine.contains(&j) {
-                    mask[j - mine.start] = if dropped { 0.0 } else { keep };
+                    mask[j - mine.start] = value;
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use crate::backend::MemoryLimit;
 use crate::error::{ModelError, Result};
-use crate::graph::{Graph, GraphBuilder, Op, Tensor};
+use crate::graph::{DropoutDraw, Graph, GraphBuilder, Op, Tensor};
 use crate::nn::Mode;
 use crate::plan::Plan;
 use crate::vars::VarStore;
@@ -196,8 +196,8 @@ impl TrainConfig {
 pub(super) enum Slot {
     /// From the feed of this name, of this shape.
     Feed { name: String, shape: Vec<usize> },
-    /// A dropout mask with this drop probability, drawn by the trainer (mask `k` of the graph).
-    Mask { k: usize, p: f32 },
+    /// A dropout mask or row seeds, drawn by the trainer (dropout input `k` of the graph).
+    Mask { k: usize, draw: DropoutDraw },
 }
 
 /// The input slots of `plan`, in its feed order.
@@ -209,7 +209,7 @@ pub(super) fn slots(plan: &Plan, graph: &Graph) -> Vec<Slot> {
             match graph.dropout_masks.iter().position(|&(m, _)| m == i) {
                 Some(k) => Slot::Mask {
                     k,
-                    p: graph.dropout_masks[k].1,
+                    draw: graph.dropout_masks[k].1,
                 },
                 None => Slot::Feed {
                     name: match &node.op {
