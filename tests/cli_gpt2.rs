@@ -380,7 +380,7 @@ fn a_gpt2_run_resumed_halfway_equals_the_run_in_one_go_in_either_window_order() 
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(
-            err.contains("saved with gpt2 dropout 0.2 but this run has 0"),
+            err.contains("--dropout 0.2 when saved, --dropout 0 now"),
             "{err}"
         );
     }

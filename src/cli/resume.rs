@@ -15,13 +15,15 @@ const SCHEDULE_KEYS: [&str; 5] = [LENGTH, "--lr", "--schedule", "--warmup", "--m
 const NEWER_KEYS: [&str; 5] = ["--beta1", "--beta2", "--eps", "--warmup", "--min-lr"];
 /// The settings that say what the model is and where its data order comes from: never
 /// changed by a resume, and compared only when the checkpoint records them (older ones do not).
-const MODEL_KEYS: [&str; 6] = [
+const MODEL_KEYS: [&str; 8] = [
     "--model",
     "--width",
     "--context",
     "--layers",
     "--heads",
     "--seed",
+    "--dropout",
+    "--shift",
 ];
 /// The weight-decay scope: checkpoints older than the option decayed every parameter.
 const DECAY_ON: &str = "--decay-on";

@@ -158,6 +158,11 @@ pub struct TrainArgs {
     /// nanoGPT pretrains).
     #[arg(long, default_value_t = 0.0, value_parser = checks::probability, allow_negative_numbers = true)]
     pub dropout: f32,
+    /// Image models: augment the training images by translating each by up to N pixels each
+    /// way (zero fill), a fresh random draw at every step (torchvision's RandomCrop with padding
+    /// N; default 0, none). Evaluation sees the images as they are.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub shift: usize,
     /// Layers of --model resnet: 6n+2 (20, 32, 44, 56, 110, …), n basic blocks per stage
     /// (default 20).
     #[arg(long)]
@@ -439,6 +444,12 @@ pub(super) fn settings(
     if args.model == ModelName::Resnet {
         s.push(("--depth", args.resnet_depth().to_string()));
     }
+    if args.model == ModelName::Gpt2 {
+        s.push(("--dropout", args.dropout.to_string()));
+    }
+    if !args.model.is_text() {
+        s.push(("--shift", args.shift.to_string()));
+    }
     // The seed draws the data order and dropout, which a resumed run continues.
     s.push(("--seed", args.seed.to_string()));
     s.push(("--optimizer", value_name(args.optimizer)));
@@ -611,6 +622,11 @@ fn refuse_image_only_options(args: &TrainArgs) -> Result<()> {
         }
     }
     let given = [
+        (
+            "--shift",
+            args.shift > 0,
+            "it moves the pixels of images, and a text has none",
+        ),
         (
             "--epochs",
             args.epochs.is_some(),

@@ -146,7 +146,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
     };
     let opt = optimizer(args, total_steps, steps_per_epoch)?;
     let too_big = |e| super::memory::explain(e, &[("--batch", batch)]);
-    let c = match ranks.collective {
+    let mut c = match ranks.collective {
         None => Classifier::new(name, model, store, backend, opt, config, image, train_set.n)
             .map_err(too_big)?,
         Some(collective) => Classifier::data_parallel(
@@ -162,6 +162,7 @@ pub(super) fn run(args: &TrainArgs, choice: DeviceChoice, ranks: Ranks) -> Resul
         )
         .map_err(too_big)?,
     };
+    c.shift = args.shift;
     let settings = settings(args, batch, total_steps, &c.optimizer);
     if root {
         eprintln!(

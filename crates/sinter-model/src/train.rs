@@ -4,7 +4,7 @@
 
 use crate::backend::{Backend, MemoryLimit};
 use crate::checkpoint::TrainingCheckpoint;
-use crate::data::{Batcher, BatcherState, ImageDataset, Order};
+use crate::data::{random_shifts, shift_images, Batcher, BatcherState, ImageDataset, Order};
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphBuilder, NodeId};
 use crate::nn::{Mode, Sequential};
@@ -15,6 +15,9 @@ use crate::trainer::{Combine, Evaluator, Feeds, Model, Outputs, StepResult, Trai
 use crate::vars::{VarKind, VarStore};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The checkpoint metadata key of [`Classifier::shift`].
+const META_SHIFT: &str = "shift";
 
 /// Settings of a classifier run that shape its programs.
 #[derive(Clone, Debug)]
@@ -98,6 +101,10 @@ pub struct Classifier {
     pub config: ClassifierConfig,
     /// The order of the training examples.
     pub batcher: Batcher,
+    /// Augmentation: each training image is translated by up to this many pixels each way
+    /// (zero fill), a fresh draw at every step from the seed and the step number
+    /// ([`random_shifts`]); 0, the default, leaves the images as they are.
+    pub shift: usize,
     /// Examples in the training split (the batcher's range).
     train_examples: usize,
     images: Vec<f32>,
@@ -236,6 +243,7 @@ impl Classifier {
             trainer,
             config,
             batcher,
+            shift: 0,
             train_examples,
             images: Vec::new(),
             labels: Vec::new(),
@@ -276,11 +284,14 @@ impl Classifier {
         let local = self.trainer.local_batch();
         // Each rank takes its contiguous shard of the global batch.
         let batch = self.batcher.next_batch();
-        data.gather(
-            &batch[rank * local..(rank + 1) * local],
-            &mut self.images,
-            &mut self.labels,
-        );
+        let mine = rank * local..(rank + 1) * local;
+        data.gather(&batch[mine.clone()], &mut self.images, &mut self.labels);
+        if self.shift > 0 {
+            // Drawn for the whole global batch, so every rank's rows match one process's.
+            let shifts =
+                random_shifts(self.config.seed, self.trainer.step, batch.len(), self.shift);
+            shift_images(&mut self.images, self.trainer.model.image, &shifts[mine]);
+        }
         let feeds = Feeds::new()
             .with("images", &self.images)
             .with("labels", &self.labels);
@@ -310,6 +321,7 @@ impl Classifier {
         let mut meta = BTreeMap::new();
         meta.insert("model".into(), self.name.clone());
         meta.insert("batcher".into(), self.batcher.state().to_string());
+        meta.insert(META_SHIFT.into(), self.shift.to_string());
         self.trainer.checkpoint(meta)
     }
 
@@ -322,6 +334,17 @@ impl Classifier {
                 format!(
                     "was saved with model {saved_model} but this run uses {}",
                     self.name
+                ),
+            ));
+        }
+        // Checkpoints from before augmentation existed trained without it.
+        let saved_shift = ckpt.meta.get(META_SHIFT).map(String::as_str).unwrap_or("0");
+        if saved_shift != self.shift.to_string() {
+            return Err(ModelError::checkpoint(
+                file,
+                format!(
+                    "was saved with images shifted by up to {saved_shift} pixels but this run shifts by {}",
+                    self.shift
                 ),
             ));
         }
