@@ -1,5 +1,8 @@
-//! Portability of the WGSL beyond Vulkan: every entry point of every shader, translated by naga
-//! to GLSL as wgpu's GL backend translates it, must be GLSL that GL 4.3, GLES 3.1 and GL 4.5 accept.
+//! Portability of the WGSL beyond lavapipe: every entry point of every shader, specialized with
+//! the override sets the launchers use, translated by naga to each backend's language: GLSL as
+//! wgpu's GL backend translates it, which GL 4.3, GLES 3.1 and GL 4.5 must accept; SPIR-V, which
+//! `spirv-val` (Debian `spirv-tools`) must accept for Vulkan 1.0; HLSL (DX12) and MSL (Metal),
+//! which naga must write without error, kept under the target folder as artifacts.
 //!
 //! wgpu's GL backend runs naga's GLSL writer at the driver's version (desktop 4.3 is the least
 //! wgpu accepts for compute, GLES 3.1 likewise), so a WGSL construct that naga maps to newer GLSL
@@ -84,7 +87,19 @@ fn binding_map(module: &naga::Module, info: &naga::valid::FunctionInfo) -> glsl:
 }
 
 /// Every entry point of every shader, at every version and override set, as GLSL.
-fn translations() -> Vec<Translation> {
+/// One entry point of one shader with one override set applied, ready for any naga backend.
+struct Specialized {
+    what: String,
+    module: naga::Module,
+    info: naga::valid::ModuleInfo,
+    stage: naga::ShaderStage,
+    entry: String,
+    /// The entry point's index in `module`.
+    index: usize,
+}
+
+/// Every entry point of every shader × every override set of [`override_sets`].
+fn specialized() -> Vec<Specialized> {
     let mut out = Vec::new();
     for shader in Shader::ALL {
         let source = shader.source();
@@ -115,32 +130,55 @@ fn translations() -> Vec<Translation> {
                     .iter()
                     .position(|e| e.name == ep.name)
                     .expect("the entry point survives override processing");
-                let bindings = binding_map(&module, info.get_entry_point(index));
-                for version in VERSIONS {
-                    let options = glsl::Options {
-                        version,
-                        writer_flags: glsl::WriterFlags::ADJUST_COORDINATE_SPACE,
-                        binding_map: bindings.clone(),
-                        zero_initialize_workgroup_memory: true,
-                    };
-                    let pipeline = glsl::PipelineOptions {
-                        shader_stage: ep.stage,
-                        entry_point: ep.name.clone(),
-                        multiview: None,
-                    };
-                    // The policies wgpu's GL backend uses: GLSL bounds-checks nothing itself.
-                    let policies = naga::proc::BoundsCheckPolicies::default();
-                    let mut text = String::new();
-                    glsl::Writer::new(&mut text, &module, &info, &options, &pipeline, policies)
-                        .and_then(|mut w| w.write())
-                        .unwrap_or_else(|e| panic!("{what}: GLSL {version}: {e}"));
-                    out.push(Translation {
-                        what: what.clone(),
-                        version,
-                        source: text,
-                    });
-                }
+                out.push(Specialized {
+                    what,
+                    module: module.into_owned(),
+                    info: info.into_owned(),
+                    stage: ep.stage,
+                    entry: ep.name.clone(),
+                    index,
+                });
             }
+        }
+    }
+    assert!(
+        out.len() > 50,
+        "only {} specialized entry points: entry points missing?",
+        out.len()
+    );
+    out
+}
+
+/// Every specialized entry point as GLSL of each of [`VERSIONS`], as wgpu's GL backend writes it.
+fn translations() -> Vec<Translation> {
+    let mut out = Vec::new();
+    for sp in specialized() {
+        let bindings = binding_map(&sp.module, sp.info.get_entry_point(sp.index));
+        for version in VERSIONS {
+            let options = glsl::Options {
+                version,
+                writer_flags: glsl::WriterFlags::ADJUST_COORDINATE_SPACE,
+                binding_map: bindings.clone(),
+                zero_initialize_workgroup_memory: true,
+            };
+            let pipeline = glsl::PipelineOptions {
+                shader_stage: sp.stage,
+                entry_point: sp.entry.clone(),
+                multiview: None,
+            };
+            // The policies wgpu's GL backend uses: GLSL bounds-checks nothing itself.
+            let policies = naga::proc::BoundsCheckPolicies::default();
+            let mut text = String::new();
+            glsl::Writer::new(
+                &mut text, &sp.module, &sp.info, &options, &pipeline, policies,
+            )
+            .and_then(|mut w| w.write())
+            .unwrap_or_else(|e| panic!("{}: GLSL {version}: {e}", sp.what));
+            out.push(Translation {
+                what: sp.what.clone(),
+                version,
+                source: text,
+            });
         }
     }
     assert!(
@@ -237,25 +275,127 @@ fn the_integer_mix_check_sees_what_naga_writes_for_an_integer_select() {
 }
 
 /// `glslangValidator`, which the test command installs (`glslang-tools`); missing, the test fails.
-fn glslang() -> PathBuf {
+/// `tool` on the PATH; the test fails, never skips, without it (`package` names its Debian
+/// package, which `.ci/test` installs).
+fn tool(tool: &str, package: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("glslangValidator"))
+            .map(|dir| dir.join(tool))
             .find(|p| p.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!(
-            "glslangValidator not found: install it (apt-get install glslang-tools; \
-             .ci/test does) to check the GLSL the GL backend compiles"
-        )
+        panic!("{tool} not found: install it (apt-get install {package}; .ci/test does)")
     })
+}
+
+fn glslang() -> PathBuf {
+    tool("glslangValidator", "glslang-tools")
+}
+
+/// A fresh folder for the translations of `kind`, under the target folder (kept as artifacts).
+fn artifacts(kind: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("portability-{kind}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A file name for a specialized entry point: shader, entry point and its override values.
+fn file_name(sp: &Specialized, i: usize, extension: &str) -> String {
+    let clean: String = sp
+        .what
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{i:03}_{}.{extension}", clean.trim_matches('_'))
+}
+
+#[test]
+fn every_entry_point_is_valid_spirv_for_vulkan() {
+    let validator = tool("spirv-val", "spirv-tools");
+    let dir = artifacts("spirv");
+    let mut failures = Vec::new();
+    let all = specialized();
+    for (i, sp) in all.iter().enumerate() {
+        // As wgpu's Vulkan backend writes it (SPIR-V 1.0, naga's bounds-check defaults).
+        let options = naga::back::spv::Options::default();
+        let pipeline = naga::back::spv::PipelineOptions {
+            shader_stage: sp.stage,
+            entry_point: sp.entry.clone(),
+        };
+        let words = naga::back::spv::write_vec(&sp.module, &sp.info, &options, Some(&pipeline))
+            .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", sp.what));
+        let path = dir.join(file_name(sp, i, "spv"));
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let run = Command::new(&validator)
+            .args(["--target-env", "vulkan1.0"])
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", validator.display()));
+        if !run.status.success() {
+            failures.push(format!(
+                "{} ({}): {}",
+                sp.what,
+                path.display(),
+                String::from_utf8_lossy(&run.stderr).trim()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} SPIR-V modules rejected by spirv-val:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
+}
+
+/// HLSL (shader model 5.1, DX12's least) and MSL (2.1) have no validator on Linux: naga must
+/// write them without error, and they are kept in the target folder for a look or a compiler.
+#[test]
+fn every_entry_point_translates_to_hlsl_and_msl() {
+    let (hlsl_dir, msl_dir) = (artifacts("hlsl"), artifacts("msl"));
+    let all = specialized();
+    for (i, sp) in all.iter().enumerate() {
+        let options = naga::back::hlsl::Options::default();
+        let pipeline = naga::back::hlsl::PipelineOptions {
+            entry_point: Some((sp.stage, sp.entry.clone())),
+        };
+        let mut hlsl = String::new();
+        naga::back::hlsl::Writer::new(&mut hlsl, &options, &pipeline)
+            .write(&sp.module, &sp.info, None)
+            .unwrap_or_else(|e| panic!("{}: HLSL: {e}", sp.what));
+        assert!(
+            hlsl.contains("numthreads"),
+            "{}: no compute entry point in {hlsl}",
+            sp.what
+        );
+        std::fs::write(hlsl_dir.join(file_name(sp, i, "hlsl")), hlsl).unwrap();
+
+        let options = naga::back::msl::Options {
+            lang_version: (2, 1),
+            ..Default::default()
+        };
+        let pipeline = naga::back::msl::PipelineOptions {
+            entry_point: Some((sp.stage, sp.entry.clone())),
+            ..Default::default()
+        };
+        let (msl, _) = naga::back::msl::write_string(&sp.module, &sp.info, &options, &pipeline)
+            .unwrap_or_else(|e| panic!("{}: MSL: {e}", sp.what));
+        assert!(
+            msl.contains("kernel void"),
+            "{}: no kernel in {msl}",
+            sp.what
+        );
+        std::fs::write(msl_dir.join(file_name(sp, i, "metal")), msl).unwrap();
+    }
 }
 
 #[test]
 fn every_entry_point_compiles_as_glsl_430_es_310_and_450() {
     let validator = glslang();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("portability-glsl");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = artifacts("glsl");
     let mut failures = Vec::new();
     let translations = translations();
     for (i, t) in translations.iter().enumerate() {
