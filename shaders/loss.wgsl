@@ -29,8 +29,12 @@ var<workgroup> part_u: array<u32, WG>;
 
 fn target_of(r: u32) -> u32 {
     let t = targets[r];
-    // NaN fails every comparison, so it lands in NONE too.
-    if t >= 0.0 && t < f32(p.classes) && t == floor(t) {
+    // Decided on the bits first: WGSL lets a driver assume NaN never occurs (Metal compiles with
+    // fast math, DX12 without IEEE strictness), and then a NaN may pass float comparisons. Bits
+    // below 0x7f800000 are +0 up to the largest finite float, 0x80000000 is −0: no NaN, no
+    // infinity, no negative number, so the comparisons after it see ordinary values only.
+    let bits = bitcast<u32>(t);
+    if (bits < 0x7f800000u || bits == 0x80000000u) && t == floor(t) && u32(t) < p.classes {
         return u32(t);
     }
     return NONE;

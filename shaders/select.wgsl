@@ -62,13 +62,14 @@ fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 fn position(f: f32) -> u32 {
-    // NaN fails every comparison, so it lands in NONE too.
-    if f >= 0.0 && f < f32(p.n) && f == floor(f) {
-        let v = u32(f);
-        // f32(n) may round up for a huge axis: the integer check keeps reads in bounds.
-        if v < p.n {
-            return v;
-        }
+    // Decided on the bits first: WGSL lets a driver assume NaN never occurs (Metal compiles with
+    // fast math, DX12 without IEEE strictness), and then a NaN may pass float comparisons. Bits
+    // below 0x7f800000 are +0 up to the largest finite float, 0x80000000 is −0: no NaN, no
+    // infinity, no negative number, so the comparisons after it see ordinary values only.
+    let bits = bitcast<u32>(f);
+    // u32(f) saturates for huge values, and the integer bound keeps reads in range.
+    if (bits < 0x7f800000u || bits == 0x80000000u) && f == floor(f) && u32(f) < p.n {
+        return u32(f);
     }
     return NONE;
 }

@@ -75,10 +75,18 @@ fn gelu_erf_grad(v: f32) -> f32 {
     return normal_cdf(v) + v * 0.3989422804014327 * exp(-0.5 * v * v);
 }
 
+// max(v, 0), with NaN passed through. Decided on the bits: a driver may assume NaN never occurs
+// (fast math) and turn a comparison into a max that returns 0 for NaN, hiding it. Bits in
+// (0x80000000, 0xff800000] are the numbers below 0, −∞ included; −0 and every NaN lie outside.
+fn relu(v: f32) -> f32 {
+    let bits = bitcast<u32>(v);
+    return select(v, 0.0, bits > 0x80000000u && bits <= 0xff800000u);
+}
+
 // f(v) for the UnaryOp with code `op`. Callers pass an override constant, so the switch folds away.
 fn unary_value(op: u32, v: f32) -> f32 {
     switch op {
-        case 0u: { return select(v, 0.0, v < 0.0); } // NaN passes through
+        case 0u: { return relu(v); }
         case 1u: { return gelu(v); }
         case 2u: { return tanh_safe(v); }
         case 3u: { return sigmoid(v); }

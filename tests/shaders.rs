@@ -83,3 +83,43 @@ fn the_shader_table_matches_the_files() {
         validate(shader.name(), shader.source(), true);
     }
 }
+
+/// Issue 15 item 4: WGSL lets a driver assume NaN never occurs (Metal compiles with fast math,
+/// DX12 without IEEE strictness), so a check that relies on NaN failing a float comparison may
+/// pass NaN on such a driver. The functions that turn a stored float into an index or a class,
+/// and ReLU (which must pass NaN through, not turn it into 0), decide on the value's bits: each
+/// must bitcast its f32 to u32. (lavapipe keeps IEEE semantics, so the kernels' NaN tests alone
+/// could not see the difference.)
+#[test]
+fn validity_checks_test_bits_not_nan_comparisons() {
+    let checks = [
+        (Shader::Loss, "target_of"),
+        (Shader::Embedding, "id_of"),
+        (Shader::Select, "position"),
+        (Shader::Elementwise, "relu"),
+    ];
+    for (shader, function) in checks {
+        let module = naga::front::wgsl::parse_str(shader.source()).unwrap();
+        let (_, f) = module
+            .functions
+            .iter()
+            .find(|(_, f)| f.name.as_deref() == Some(function))
+            .unwrap_or_else(|| panic!("{}.wgsl has no function {function}", shader.name()));
+        let bitcasts = f.expressions.iter().any(|(_, e)| {
+            matches!(
+                e,
+                naga::Expression::As {
+                    kind: naga::ScalarKind::Uint,
+                    convert: None,
+                    ..
+                }
+            )
+        });
+        assert!(
+            bitcasts,
+            "{}.wgsl::{function} decides without looking at the bits (bitcast<u32>) of its \
+             float: a driver that assumes no NaN may let NaN through",
+            shader.name()
+        );
+    }
+}
