@@ -3,7 +3,9 @@
 // A channel's sums are taken by one workgroup in a fixed order (strided partial sums, then a fixed
 // tree), without atomics, so every run gives the same bits.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 
 struct Params {
     n: u32,

@@ -3,7 +3,9 @@
 // The unary functions themselves are in unary.wgsl (prepended by the shader table), shared with
 // the epilogues of the product kernels.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 
 // UnaryOp / BinaryOp code, as in kernels::elementwise (`UnaryOp::code`, `BinaryOp::code`).
 override OP: u32 = 0u;

@@ -1,7 +1,9 @@
 // Embedding lookup (out[t] = table[ids[t]]) and its gradient, a deterministic scatter-add into the
 // table. Token ids are stored as f32; one that is not an integer in [0, vocab) is never dereferenced.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 // The id of a token whose stored value is not an integer in [0, vocab).
 const NONE: u32 = 0xffffffffu;
 

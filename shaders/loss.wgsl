@@ -1,7 +1,9 @@
 // Classification loss kernels: mean softmax cross-entropy over rows of logits, its gradient, and
 // the count of rows whose argmax is the target. Targets are class indices stored as f32.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 // Target of a row whose stored class is not an integer in [0, classes).
 const NONE: u32 = 0xffffffffu;
 

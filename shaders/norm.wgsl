@@ -2,7 +2,9 @@
 // gradient and gamma gradient. Mean and variance are two passes over the row, so the variance
 // cannot cancel; RMS normalization has no mean (y = x·rstd·gamma, rstd = 1/sqrt(mean(x²) + eps)).
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 
 struct Params {
     rows: u32,

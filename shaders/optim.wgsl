@@ -1,7 +1,9 @@
 // Optimizer updates with PyTorch semantics, one fused kernel per parameter tensor: SGD (momentum,
 // Nesterov, weight decay) and Adam / AdamW. Per-step values come from buffers so plans never change.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 
 override NESTEROV: bool = false;
 // AdamW: weight decay shrinks the parameter directly instead of being added to the gradient.

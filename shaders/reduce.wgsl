@@ -1,7 +1,9 @@
 // Reductions of x viewed as [outer, n, inner] over n, to y: [outer, inner]: sum, mean, max, argmax.
 // Long rows get a workgroup per output (strided loop, then a tree in shared memory); short rows a thread.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 // No candidate yet (a thread that saw no element); never a valid index since n < 2^32 - 1.
 const NONE: u32 = 0xffffffffu;
 

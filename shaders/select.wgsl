@@ -4,7 +4,9 @@
 // Ids are f32; one that is not an integer in [0, n) is never dereferenced: its outputs are NaN
 // and its gradient adds nothing.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 // The id of a position whose stored value is not an integer in [0, n).
 const NONE: u32 = 0xffffffffu;
 

@@ -1,7 +1,9 @@
 // Softmax and log-softmax along the last axis of x viewed as [rows, cols], and their gradients.
 // Short rows get one invocation each; long rows (vocabulary-sized) a workgroup with a tree reduction.
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256, or 128 or 64 where the device allows fewer (the device
+// crate's Gpu::wide_workgroup). Every kernel here is correct for any power of two.
+override WG: u32 = 256u;
 // The lowest finite f32: the running max of a reducer that has seen no value yet.
 const LOWEST: f32 = -3.4028234663852886e38;
 

@@ -12,6 +12,7 @@
 //! which compiles each translation at its version. A missing validator fails the test.
 
 use naga::back::glsl;
+use sinter::sinter_device::testing::override_sets;
 use sinter::sinter_device::Shader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,35 +32,6 @@ struct Translation {
     what: String,
     version: glsl::Version,
     source: String,
-}
-
-/// Override sets to translate each shader with, besides its WGSL defaults: the values the
-/// launchers choose where they change which code is live (conv2d's `TM`, the product kernels'
-/// epilogue), so code behind an override is translated too.
-fn override_sets(shader: Shader) -> Vec<Vec<(&'static str, f64)>> {
-    let mut sets = vec![vec![]];
-    match shader {
-        Shader::Conv2d => {
-            for tm in [4.0, 8.0, 16.0] {
-                sets.push(vec![("TM", tm), ("HAS_BIAS", 1.0), ("ACT", 0.0)]);
-            }
-        }
-        Shader::Matmul => sets.push(vec![
-            ("HAS_BIAS", 1.0),
-            ("ACT", 0.0),
-            ("ALIGNED", 1.0),
-            ("A_VEC4", 1.0),
-            ("B_VEC4", 1.0),
-            ("C_VEC4", 1.0),
-            ("K_EXACT", 1.0),
-        ]),
-        Shader::Attention => {
-            sets.push(vec![("CAUSAL", 1.0)]);
-            sets.push(vec![("CAUSAL", 1.0), ("DROPOUT", 1.0)]);
-        }
-        _ => {}
-    }
-    sets
 }
 
 /// The bindings as wgpu's GL backend numbers them for a pipeline whose layout is derived from the

@@ -43,6 +43,10 @@ pub fn run(args: InfoArgs) -> Result<()> {
             r.max_workgroup_storage >> 10
         );
         println!("  max invocations/wg:   {}", r.max_workgroup_invocations);
+        println!(
+            "  storage buffers:      {} per shader stage",
+            a.limits().max_storage_buffers_per_shader_stage
+        );
         println!("  subgroups:            {}", yes(r.subgroups));
         println!("  f16:                  {}", yes(r.f16));
         println!(
@@ -54,6 +58,14 @@ pub fn run(args: InfoArgs) -> Result<()> {
                 ""
             }
         );
+        // What the kernels need of this adapter's limits, and what happens where it has less.
+        let short = sinter_device::limits::shortfalls(&a.limits());
+        if short.is_empty() {
+            println!("  limits:               all the kernels need");
+        }
+        for s in short {
+            println!("  limit short:          {s}");
+        }
     }
     let env = DeviceChoice::from_env()?;
     let auto = adapters

@@ -172,20 +172,13 @@ fn a_buffer_the_device_refuses_is_an_error_not_a_fault() {
 fn a_buffer_under_a_limit_that_is_not_a_power_of_two_is_not_rounded_past_it() {
     // The pool's size classes would round 3,000,000 bytes up to 4 MiB, past this binding limit,
     // and prepare() would refuse a buffer the tensor fits in.
-    let Some(adapter) = pick_adapter(DeviceChoice::Software).ok().flatten() else {
-        assert!(
-            !required(),
-            "{REQUIRE_ENV} is set but no software adapter was found"
-        );
-        eprintln!("WARNING: no software adapter found; limit test SKIPPED");
+    let limit = 3_000_004u64;
+    let Some(gpu) = software_device_with(|adapter| wgpu::Limits {
+        max_storage_buffer_binding_size: limit,
+        ..adapter.clone()
+    }) else {
         return;
     };
-    let limit = 3_000_004u64;
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: limit,
-        ..adapter.limits()
-    };
-    let gpu = Gpu::open(adapter, limits, Shader::source).expect("a device at the lower limit");
     assert_eq!(gpu.max_binding(), limit);
     let len = 750_000;
     let x: Vec<f32> = (0..len).map(|i| i as f32 - 1000.0).collect();
@@ -203,4 +196,118 @@ fn a_buffer_under_a_limit_that_is_not_a_power_of_two_is_not_rounded_past_it() {
     let y = run_one(&gpu, &d, &yb, len);
     assert_eq!(y[999], 0.0);
     assert_eq!(y[len - 1], (len - 1001) as f32);
+}
+
+/// A software adapter opened with `limits` (each at most the adapter's), or `None` (skipped,
+/// unless adapters are required).
+fn software_device_with(limits: impl Fn(&wgpu::Limits) -> wgpu::Limits) -> Option<Gpu> {
+    let Some(adapter) = pick_adapter(DeviceChoice::Software).ok().flatten() else {
+        assert!(
+            !required(),
+            "{REQUIRE_ENV} is set but no software adapter was found"
+        );
+        eprintln!("WARNING: no software adapter found; limit test SKIPPED");
+        return None;
+    };
+    let limits = limits(&adapter.limits());
+    Some(Gpu::open(adapter, limits, Shader::source).expect("a device at the lower limits"))
+}
+
+/// Issue 15 item 3: at GLES 3.1's minimums (128 invocations per workgroup, 4 storage buffers
+/// per stage) the wide kernels run with workgroups of 128, and a kernel that binds more storage
+/// buffers than the device has (attention's backward binds 8) is refused before any pipeline is
+/// created, naming the kernel and the limit, with the device still usable.
+#[test]
+fn at_gles_minimums_wide_kernels_narrow_and_an_eight_buffer_kernel_is_refused_by_name() {
+    let Some(gpu) = software_device_with(|adapter| wgpu::Limits {
+        max_compute_invocations_per_workgroup: 128,
+        max_compute_workgroup_size_x: 128,
+        max_compute_workgroup_size_y: 128,
+        max_storage_buffers_per_shader_stage: 4,
+        ..adapter.clone()
+    }) else {
+        return;
+    };
+    assert_eq!(gpu.wide_workgroup(), 128);
+    a_valid_kernel_runs(&gpu);
+    use crate::kernels::attention::{attention_backward, AttentionShape};
+    let s = AttentionShape {
+        batch: 1,
+        seq: 5,
+        heads: 1,
+        head_dim: 4,
+        causal: true,
+        scale: 0.5,
+        dropout: 0.0,
+    };
+    let b = |len: usize| gpu.buffer("t", len).unwrap();
+    let (n, rows) = (s.qkv_len(), s.rows());
+    let err = attention_backward(
+        &gpu,
+        &b(n),
+        &b(n),
+        &b(n),
+        &b(n),
+        &b(n),
+        &b(rows),
+        &b(rows),
+        &b(n),
+        &b(n),
+        &b(n),
+        &s,
+        "attn",
+    )
+    .err()
+    .expect("eight storage buffers on a device with four");
+    assert!(matches!(err, DeviceError::Limit { .. }), "{err:?}");
+    let text = err.to_string();
+    for part in [
+        "attention.wgsl::attention_backward_dq",
+        "binds 8 storage buffers",
+        "4 per shader stage",
+        "max_storage_buffers_per_shader_stage",
+    ] {
+        assert!(text.contains(part), "{text:?} should name {part:?}");
+    }
+    // Matrix products: v2 (64 invocations) is what runs here; v3's 256 is refused by name.
+    use crate::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
+    let ms = MatmulShape::new(1, 5, 6, 7);
+    let (a, bm, c) = (b(ms.a_len()), b(ms.b_len()), b(ms.c_len()));
+    let err = matmul_with(&gpu, MatmulVariant::V3Tiled, &a, &bm, &c, &ms, "mm")
+        .err()
+        .expect("256 invocations on a device with 128");
+    let text = err.to_string();
+    assert!(
+        text.contains("matmul_v3_tiled")
+            && text.contains("256 invocations")
+            && text.contains("128"),
+        "{text}"
+    );
+    matmul_with(&gpu, MatmulVariant::V2Blocked, &a, &bm, &c, &ms, "mm").expect("v2 fits");
+    a_valid_kernel_runs(&gpu);
+}
+
+/// A device that cannot run 64 invocations in a workgroup cannot run the fixed-width kernels:
+/// opening it is refused, naming the limits.
+#[test]
+fn a_device_without_workgroups_of_64_is_refused_with_its_limits() {
+    let Some(adapter) = pick_adapter(DeviceChoice::Software).ok().flatten() else {
+        assert!(
+            !required(),
+            "{REQUIRE_ENV} is set but no software adapter was found"
+        );
+        return;
+    };
+    let limits = wgpu::Limits {
+        max_compute_invocations_per_workgroup: 32,
+        ..adapter.limits()
+    };
+    let err = Gpu::open(adapter, limits, Shader::source)
+        .err()
+        .expect("a device of 32 invocations per workgroup");
+    let text = err.to_string();
+    assert!(
+        text.contains("workgroups of 64") && text.contains("32 per workgroup"),
+        "{text}"
+    );
 }

@@ -69,6 +69,14 @@ pub enum DeviceError {
         /// The adapter's `max_compute_workgroups_per_dimension`.
         limit: u32,
     },
+    /// A device limit below what a kernel needs: the kernel (or device) and the limit named.
+    #[error("{what}, but the device allows {need}")]
+    Limit {
+        /// What needs more: the kernel (`norm.wgsl::layer_norm_rows (ln1)`) and how much.
+        what: String,
+        /// The device's limit, named.
+        need: String,
+    },
     /// A kernel shape the kernels cannot run (from the sinter-ops shape checks).
     #[error("{op}: {detail}")]
     BadShape {

@@ -60,6 +60,14 @@ pub struct Dispatch {
     pub flops: u64,
     /// Minimum bytes moved, copied from its [`Launch`].
     pub bytes: u64,
+    /// Its specialization as compiled: the launch's override constants, then `WG` where the
+    /// shader takes it. With `params` and `buffers`, enough to replay the launch on another
+    /// WebGPU implementation (tests/dawn.rs does).
+    pub constants: Vec<(&'static str, f64)>,
+    /// The words of its parameter uniform (binding 0).
+    pub params: Vec<u32>,
+    /// The storage buffers it binds, in binding order (bindings 1, 2, …).
+    pub buffers: Vec<wgpu::Buffer>,
 }
 
 impl Dispatch {
@@ -106,6 +114,8 @@ pub struct Gpu {
     pub report: AdapterReport,
     /// The limits the device was opened with (the adapter's own, not wgpu's defaults).
     pub limits: wgpu::Limits,
+    /// Invocations per workgroup of the families that take the `WG` override.
+    wide_workgroup: u32,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     pub(crate) pool: BufferPool,
@@ -217,10 +227,22 @@ impl Gpu {
                 .max_storage_buffer_binding_size
                 .min(limits.max_buffer_size),
         );
+        let wide_workgroup =
+            crate::limits::wide_workgroup_for(&limits).ok_or_else(|| DeviceError::Limit {
+                what: "every kernel family needs workgroups of 64 invocations".into(),
+                need: format!(
+                "{} per workgroup and {} along x on {} (max_compute_invocations_per_workgroup, \
+                 max_compute_workgroup_size_x)",
+                limits.max_compute_invocations_per_workgroup,
+                limits.max_compute_workgroup_size_x,
+                report.name
+            ),
+            })?;
         Ok(Self {
             device,
             queue,
             report,
+            wide_workgroup,
             limits,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
@@ -339,6 +361,27 @@ impl Gpu {
         Ok(module)
     }
 
+    /// Invocations per workgroup of the families that take the `WG` override
+    /// ([`Shader::takes_workgroup_width`]): 256, or 128 or 64 on a device whose limits allow
+    /// fewer (WebGPU's compatibility mode and GLES 3.1 guarantee 128).
+    pub fn wide_workgroup(&self) -> u32 {
+        self.wide_workgroup
+    }
+
+    /// The override constants a pipeline of `shader` is compiled with: `overrides`, then `WG`
+    /// where the shader takes it.
+    fn constants(
+        &self,
+        shader: Shader,
+        overrides: &[(&'static str, f64)],
+    ) -> Vec<(&'static str, f64)> {
+        let mut constants = overrides.to_vec();
+        if shader.takes_workgroup_width() {
+            constants.push(("WG", self.wide_workgroup as f64));
+        }
+        constants
+    }
+
     /// The compute pipeline for (shader, entry point, overrides), compiled on first use and cached.
     pub fn pipeline(
         &self,
@@ -360,6 +403,7 @@ impl Gpu {
             return Ok(p.clone());
         }
         let module = self.module(shader)?;
+        let constants = self.constants(shader, overrides);
         let pipeline = scoped(&self.device, entry, || {
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -368,7 +412,7 @@ impl Gpu {
                     module: &module,
                     entry_point: Some(entry),
                     compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: overrides,
+                        constants: &constants,
                         zero_initialize_workgroup_memory: false,
                     },
                     cache: None,
@@ -405,6 +449,22 @@ impl Gpu {
         }
         for b in launch.buffers {
             self.check_binding(&launch.tag, b.size())?;
+        }
+        let storage = self.limits.max_storage_buffers_per_shader_stage;
+        if launch.buffers.len() > storage as usize {
+            return Err(DeviceError::Limit {
+                what: format!(
+                    "{}.wgsl::{} ({}) binds {} storage buffers",
+                    launch.shader.name(),
+                    launch.entry,
+                    launch.tag,
+                    launch.buffers.len()
+                ),
+                need: format!(
+                    "{storage} per shader stage on {} (max_storage_buffers_per_shader_stage)",
+                    self.report.name
+                ),
+            });
         }
         let pipeline = self.pipeline(launch.shader, launch.entry, launch.overrides)?;
         let mut words = launch.params.to_vec();
@@ -447,6 +507,9 @@ impl Gpu {
             tag: launch.tag,
             flops: launch.flops,
             bytes: launch.bytes,
+            constants: self.constants(launch.shader, launch.overrides),
+            params: words,
+            buffers: launch.buffers.iter().map(|&b| b.clone()).collect(),
         })
     }
 

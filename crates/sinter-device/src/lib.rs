@@ -10,6 +10,7 @@ mod driver_errors;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
+pub mod limits;
 pub mod pool;
 pub mod profiler;
 pub mod shaders;

@@ -87,6 +87,16 @@ impl Shader {
         }
     }
 
+    /// Whether the file's kernels take their workgroup width from the override `WG` (256, or
+    /// fewer where the device allows fewer: [`crate::Gpu::wide_workgroup`]). The other families
+    /// use fixed workgroups of at most 64 invocations, which every device has.
+    pub fn takes_workgroup_width(self) -> bool {
+        !matches!(
+            self,
+            Shader::Matmul | Shader::Conv2d | Shader::Pool | Shader::Attention
+        )
+    }
+
     /// Whether the file calls the functions of [`UNARY_LIBRARY`], compiled in front of it.
     pub fn uses_unary(self) -> bool {
         matches!(self, Shader::Elementwise | Shader::Matmul | Shader::Conv2d)

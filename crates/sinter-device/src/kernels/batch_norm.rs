@@ -1,14 +1,11 @@
 //! Launch builders for `shaders/batch_norm.wgsl`: batch normalization in training (statistics,
 //! then normalization), its backward pass (channel sums, then dx) and the running update.
 
-use super::elementwise::{check_buffer, grid_for};
+use super::elementwise::{check_buffer, grid_for, groups_grid};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::{Cost, Kernel};
-
-/// Invocations per workgroup of every batch-norm kernel (`WG` in the WGSL).
-const WG: usize = 256;
 
 pub use sinter_ops::batch_norm::{BatchNormShape, BatchNormUpdate};
 
@@ -19,7 +16,7 @@ fn params(s: &BatchNormShape) -> [u32; 4] {
 
 /// One workgroup per channel.
 fn channel_grid(gpu: &Gpu, s: &BatchNormShape) -> [u32; 3] {
-    grid_for(gpu, s.channels, 1)
+    groups_grid(gpu, s.channels)
 }
 
 /// A launch's cost split over its two dispatches: the first (the channel reductions) carries
@@ -81,7 +78,7 @@ pub fn batch_norm2d(
             overrides: &[],
             params: &p,
             buffers: &[x, weight, bias, stats, y],
-            workgroups: grid_for(gpu, len, WG),
+            workgroups: grid_for(gpu, len),
             tag: tag.to_string(),
             flops: rest.flops,
             bytes: rest.bytes,
@@ -141,7 +138,7 @@ pub fn batch_norm2d_grad(
             overrides: &[],
             params: &p,
             buffers: &[x, weight, stats, dy, dweight, dbias, dx],
-            workgroups: grid_for(gpu, len, WG),
+            workgroups: grid_for(gpu, len),
             tag: tag.to_string(),
             flops: rest.flops,
             bytes: rest.bytes,
@@ -180,7 +177,7 @@ pub fn batch_norm_update(
             0,
         ],
         buffers: &[stats, running_mean, running_var, num_batches_tracked],
-        workgroups: grid_for(gpu, c, WG),
+        workgroups: grid_for(gpu, c),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,

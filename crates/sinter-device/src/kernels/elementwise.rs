@@ -6,9 +6,6 @@ use crate::gpu::{grid_1d, Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
 
-/// Invocations per workgroup of every flat elementwise kernel (`WG` in the WGSL).
-const WG: usize = 256;
-
 pub use sinter_ops::elementwise::{
     broadcast_shape, broadcast_strides, BinaryOp, Epilogue, UnaryOp, MAX_RANK,
 };
@@ -67,10 +64,20 @@ pub(crate) fn check_buffer(op: &str, what: &str, buf: &wgpu::Buffer, len: usize)
     Ok(())
 }
 
-/// A 1-D grid covering `len` invocations in workgroups of `wg`.
-pub(crate) fn grid_for(gpu: &Gpu, len: usize, wg: usize) -> [u32; 3] {
+/// A 1-D grid covering `len` invocations in workgroups of the device's `WG`
+/// ([`Gpu::wide_workgroup`]), folded into 2-D past the per-dimension limit.
+pub(crate) fn grid_for(gpu: &Gpu, len: usize) -> [u32; 3] {
     grid_1d(
-        len.div_ceil(wg) as u32,
+        len.div_ceil(gpu.wide_workgroup() as usize) as u32,
+        gpu.limits.max_compute_workgroups_per_dimension,
+    )
+}
+
+/// A grid of `groups` workgroups (one per row, channel, …), folded into 2-D past the
+/// per-dimension limit.
+pub(crate) fn groups_grid(gpu: &Gpu, groups: usize) -> [u32; 3] {
+    grid_1d(
+        groups as u32,
         gpu.limits.max_compute_workgroups_per_dimension,
     )
 }
@@ -100,7 +107,7 @@ pub fn unary(
         overrides: &[("OP", op.code() as f64)],
         params: &flat_params(len, 0.0, 0.0),
         buffers: &[x, y],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -131,7 +138,7 @@ pub fn relu_mask(
         overrides: &[],
         params: &flat_params(len, 0.0, 0.0),
         buffers: &[x, dx],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -161,7 +168,7 @@ pub fn unary_grad(
         overrides: &[("OP", op.code() as f64)],
         params: &flat_params(len, 0.0, 0.0),
         buffers: &[x, dy, dx],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -194,7 +201,7 @@ pub fn affine(
         overrides: &[],
         params: &flat_params(len, alpha, beta),
         buffers: &[x, y],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -284,7 +291,7 @@ pub fn binary(
         overrides: &[("OP", op.code() as f64)],
         params: &params,
         buffers: &[a, b, out],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -365,7 +372,7 @@ pub fn strided_copy(
         overrides: &[],
         params: &params,
         buffers: &[src, dst],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -405,7 +412,7 @@ pub fn broadcast_to(
         overrides: &[],
         params: &broadcast_params(&d, &sx, &sx),
         buffers: &[x, out],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,

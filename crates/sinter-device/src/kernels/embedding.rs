@@ -1,14 +1,11 @@
 //! Launch builders for `shaders/embedding.wgsl`: the embedding lookup and its gradient, a
 //! deterministic scatter-add. Token ids are stored as f32, like class targets in the loss kernels.
 
-use super::elementwise::{check_buffer, check_len, grid_for};
+use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
-
-/// Invocations per workgroup of every embedding kernel (`WG` in the WGSL).
-const WG: usize = 256;
 
 /// The bits of a quiet NaN, written for the row of a token whose id is not a valid row.
 const NAN_BITS: u32 = 0x7fc0_0000;
@@ -43,7 +40,7 @@ pub fn embedding(
         overrides: &[],
         params: &params(shape),
         buffers: &[ids, table, out],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -69,7 +66,7 @@ pub fn embedding_grad(
     check_buffer(OP, "dout", dout, tokens * dim)?;
     check_buffer(OP, "dtable", dtable, vocab * dim)?;
     // One workgroup per (row v, block of WG columns).
-    let blocks = dim.div_ceil(WG);
+    let blocks = dim.div_ceil(gpu.wide_workgroup() as usize);
     let groups = vocab * blocks;
     check_len(
         OP,
@@ -83,7 +80,7 @@ pub fn embedding_grad(
         overrides: &[],
         params: &params(shape),
         buffers: &[ids, dout, dtable],
-        workgroups: grid_for(gpu, groups, 1),
+        workgroups: groups_grid(gpu, groups),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,

@@ -1,14 +1,11 @@
 //! Launch builders for `shaders/loss.wgsl`: mean softmax cross-entropy over rows of logits, its
 //! gradient, and the number of correctly classified rows. Targets are class indices stored as f32.
 
-use super::elementwise::{check_buffer, grid_for};
+use super::elementwise::{check_buffer, grid_for, groups_grid};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
-
-/// Invocations per workgroup of every loss kernel (`WG` in the WGSL).
-const WG: usize = 256;
 
 /// The bits of a quiet NaN, passed to the kernels that must write NaN for a bad target.
 const NAN_BITS: u32 = 0x7fc0_0000;
@@ -71,9 +68,9 @@ pub fn cross_entropy_grad(
     check_buffer(OP, "dloss", dloss, 1)?;
     check_buffer(OP, "dlogits", dlogits, len)?;
     let (entry, workgroups) = if shape.grad_uses_tree() {
-        ("cross_entropy_grad_tree", grid_for(gpu, shape.rows, 1))
+        ("cross_entropy_grad_tree", groups_grid(gpu, shape.rows))
     } else {
-        ("cross_entropy_grad_rows", grid_for(gpu, shape.rows, WG))
+        ("cross_entropy_grad_rows", grid_for(gpu, shape.rows))
     };
     let cost = Kernel::CrossEntropyGrad(*shape).cost();
     gpu.prepare(Launch {

@@ -45,6 +45,15 @@ impl MatmulVariant {
         }
     }
 
+    /// Invocations per workgroup (its `@workgroup_size`).
+    pub fn invocations(self) -> u32 {
+        match self {
+            MatmulVariant::V1Naive | MatmulVariant::V3Tiled => 256,
+            MatmulVariant::V2Blocked => 64,
+            MatmulVariant::V4Wide => 8,
+        }
+    }
+
     /// The tile of C one workgroup computes, as (rows, columns).
     fn tile(self) -> (usize, usize) {
         match self {
@@ -60,9 +69,14 @@ impl MatmulVariant {
     /// switch: v4 makes the fewest loads and no barriers. Hardware GPUs want v3's shared-memory
     /// tiles (v4's 512 accumulators per invocation would spill there). On lavapipe with two
     /// cores at 1024³, v3 runs at about 6 GFLOP/s and v4 at about 33 (`benches/matmul.rs`).
+    /// A device that allows fewer than v3's 256 invocations per workgroup (WebGPU's
+    /// compatibility mode, GLES 3.1) gets v2, whose 64 every device has.
     pub fn best_for(gpu: &Gpu) -> Self {
         match gpu.report.class {
             AdapterClass::Software => MatmulVariant::V4Wide,
+            _ if gpu.wide_workgroup() < MatmulVariant::V3Tiled.invocations() => {
+                MatmulVariant::V2Blocked
+            }
             _ => MatmulVariant::V3Tiled,
         }
     }
@@ -132,6 +146,22 @@ pub fn matmul_with_epilogue(
 ) -> Result<Dispatch> {
     let s = shape;
     s.check().map_err(bad_shape)?;
+    if variant.invocations() > gpu.wide_workgroup() {
+        return Err(DeviceError::Limit {
+            what: format!(
+                "matmul.wgsl::{} ({tag}) needs {} invocations per workgroup",
+                variant.entry(),
+                variant.invocations()
+            ),
+            need: format!(
+                "{} on {} (max_compute_invocations_per_workgroup {}, max_compute_workgroup_size_x {})",
+                gpu.wide_workgroup(),
+                gpu.report.name,
+                gpu.limits.max_compute_invocations_per_workgroup,
+                gpu.limits.max_compute_workgroup_size_x
+            ),
+        });
+    }
     // The kernels index in u32.
     let words = [s.a_len(), s.b_len(), s.c_len()];
     if words.iter().any(|&w| w > u32::MAX as usize) {

@@ -1,14 +1,11 @@
 //! Launch builders for `shaders/norm.wgsl`: layer and RMS normalization over the last axis, their
 //! input gradients and gamma gradients. (The beta gradient is a column sum: the reduce kernel does it.)
 
-use super::elementwise::{check_buffer, grid_for};
+use super::elementwise::{check_buffer, grid_for, groups_grid};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
-
-/// Invocations per workgroup of every norm kernel (`WG` in the WGSL).
-const WG: usize = 256;
 
 pub use sinter_ops::norm::LayerNormShape;
 
@@ -19,9 +16,9 @@ fn params(s: &LayerNormShape) -> [u32; 4] {
 
 fn row_grid(s: &LayerNormShape, gpu: &Gpu) -> [u32; 3] {
     if s.uses_tree() {
-        grid_for(gpu, s.rows, 1)
+        groups_grid(gpu, s.rows)
     } else {
-        grid_for(gpu, s.rows, WG)
+        grid_for(gpu, s.rows)
     }
 }
 
@@ -121,7 +118,7 @@ pub fn layer_norm_grad_gamma(
         overrides: &[],
         params: &params(shape),
         buffers: &[x, dy, dgamma],
-        workgroups: grid_for(gpu, shape.dim, WG),
+        workgroups: grid_for(gpu, shape.dim),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -221,7 +218,7 @@ pub fn rms_norm_grad_gamma(
         overrides: &[],
         params: &params(shape),
         buffers: &[x, dy, dgamma],
-        workgroups: grid_for(gpu, shape.dim, WG),
+        workgroups: grid_for(gpu, shape.dim),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,

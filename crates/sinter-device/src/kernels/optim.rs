@@ -7,9 +7,6 @@ use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
 
-/// Invocations per workgroup of the optimizer kernels (`WG` in the WGSL).
-const WG: usize = 256;
-
 pub use sinter_ops::optim::{adam_hyper, AdamConfig, SgdConfig};
 
 fn check_step(op: &str, len: usize, bufs: &[(&str, &wgpu::Buffer, usize)]) -> Result<()> {
@@ -57,7 +54,7 @@ pub fn sgd(
             0,
         ],
         buffers: &[grad, scale, hyper, param, velocity],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -104,7 +101,7 @@ pub fn adam(
             cfg.weight_decay.to_bits(),
         ],
         buffers: &[grad, scale, hyper, param, m, v],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,

@@ -1,14 +1,11 @@
 //! Launch builder for `shaders/reduce.wgsl`: sum, mean, max and argmax over one axis of a tensor
 //! viewed as [outer, n, inner], which covers any axis of a row-major tensor and whole-tensor sums.
 
-use super::elementwise::{check_buffer, check_len, grid_for};
+use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
-
-/// Invocations per workgroup of both reduce kernels (`WG` in the WGSL).
-const WG: usize = 256;
 
 pub use sinter_ops::reduce::{ReduceOp, ReduceShape};
 
@@ -35,9 +32,9 @@ pub fn reduce(
     check_buffer(&name, "x", x, len)?;
     check_buffer(&name, "y", y, outputs)?;
     let (entry, workgroups) = if shape.uses_tree() {
-        ("reduce_tree", grid_for(gpu, outputs, 1))
+        ("reduce_tree", groups_grid(gpu, outputs))
     } else {
-        ("reduce_rows", grid_for(gpu, outputs, WG))
+        ("reduce_rows", grid_for(gpu, outputs))
     };
     let cost = Kernel::Reduce { op, shape: *shape }.cost();
     gpu.prepare(Launch {

@@ -1,7 +1,7 @@
 //! Launch builders for `shaders/select.wgsl`: index_select and gather along one axis with their
 //! deterministic scatter-add gradients, and where with numpy broadcasting of its three operands.
 
-use super::elementwise::{check_buffer, check_len, grid_for};
+use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -9,9 +9,6 @@ use sinter_ops::elementwise::broadcast_strides;
 use sinter_ops::Kernel;
 
 pub use sinter_ops::select::{where_shape, SelectShape};
-
-/// Invocations per workgroup of every selection kernel (`WG` in the WGSL).
-const WG: usize = 256;
 
 /// The params uniform (the `Params` struct in select.wgsl), with a quiet NaN's bits for bad ids.
 fn params(s: &SelectShape) -> [u32; 8] {
@@ -71,7 +68,7 @@ pub fn index_select(
         ("ids", ids, shape.k),
         ("y", y, shape.y_len()),
     ];
-    let grid = grid_for(gpu, shape.y_len(), WG);
+    let grid = grid_for(gpu, shape.y_len());
     let kernel = Kernel::IndexSelect(*shape);
     prepare(gpu, "index_select", shape, bufs, grid, kernel, tag)
 }
@@ -91,7 +88,7 @@ pub fn index_select_grad(
     const OP: &str = "index_select_grad";
     shape.check(OP)?;
     // One workgroup per (row v, block of WG columns).
-    let blocks = (shape.outer * shape.inner).div_ceil(WG);
+    let blocks = (shape.outer * shape.inner).div_ceil(gpu.wide_workgroup() as usize);
     let groups = shape.n * blocks;
     check_len(
         OP,
@@ -103,7 +100,7 @@ pub fn index_select_grad(
         ("dy", dy, shape.y_len()),
         ("dx", dx, shape.x_len()),
     ];
-    let grid = grid_for(gpu, groups, 1);
+    let grid = groups_grid(gpu, groups);
     let kernel = Kernel::IndexSelectGrad(*shape);
     prepare(gpu, OP, shape, bufs, grid, kernel, tag)
 }
@@ -123,7 +120,7 @@ pub fn gather(
         ("index", index, shape.y_len()),
         ("y", y, shape.y_len()),
     ];
-    let grid = grid_for(gpu, shape.y_len(), WG);
+    let grid = grid_for(gpu, shape.y_len());
     prepare(
         gpu,
         "gather",
@@ -152,7 +149,7 @@ pub fn gather_grad(
         ("dy", dy, shape.y_len()),
         ("dx", dx, shape.x_len()),
     ];
-    let grid = grid_for(gpu, shape.x_len(), WG);
+    let grid = grid_for(gpu, shape.x_len());
     let kernel = Kernel::GatherGrad(*shape);
     prepare(gpu, "gather_grad", shape, bufs, grid, kernel, tag)
 }
@@ -251,7 +248,7 @@ pub fn where_select(
         overrides: &[],
         params: &where_params(len, &dims, &strides),
         buffers: &[mask, a, b, out],
-        workgroups: grid_for(gpu, len, WG),
+        workgroups: grid_for(gpu, len),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,

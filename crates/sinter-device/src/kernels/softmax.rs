@@ -1,14 +1,11 @@
 //! Launch builders for `shaders/softmax.wgsl`: softmax and log-softmax along the last axis, and
 //! their gradients from the forward output. Rows up to vocabulary size (~50k columns) are supported.
 
-use super::elementwise::{check_buffer, grid_for};
+use super::elementwise::{check_buffer, grid_for, groups_grid};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
-
-/// Invocations per workgroup of every softmax kernel (`WG` in the WGSL).
-const WG: usize = 256;
 
 pub use sinter_ops::softmax::RowsShape;
 
@@ -19,9 +16,9 @@ fn params(s: &RowsShape) -> [u32; 4] {
 
 fn grid(s: &RowsShape, gpu: &Gpu) -> [u32; 3] {
     if s.uses_tree() {
-        grid_for(gpu, s.rows, 1)
+        groups_grid(gpu, s.rows)
     } else {
-        grid_for(gpu, s.rows, WG)
+        grid_for(gpu, s.rows)
     }
 }
 
