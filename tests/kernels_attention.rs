@@ -341,7 +341,11 @@ fn cpu_reference_equals_unfused_composition() {
 fn gpu_equals_unfused_composition() {
     let Some(gpu) = test_gpu() else { return };
     for causal in [false, true] {
-        for s in [shape(3, 33, 2, 8, causal), shape(2, 65, 3, 5, causal)] {
+        for s in [
+            shape(3, 33, 2, 8, causal),
+            shape(2, 65, 3, 5, causal),
+            dropping(0.2, shape(2, 40, 2, 8, causal)),
+        ] {
             let x = inputs(&s, 300, 2.0);
             let got = run_gpu(gpu, &s, &x);
             let want = unfused(&s, &x);
