@@ -8,9 +8,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sinter::sinter_model::backend::CpuBackend;
 use sinter::sinter_model::data::{embedded_mnist, ImageDataset};
+use sinter::sinter_model::gpt2::{Gpt2, Gpt2Config};
 use sinter::sinter_model::nn::{default_cnn, mlp, Sequential};
 use sinter::sinter_model::optim::{Optimizer, OptimizerKind, Schedule};
 use sinter::sinter_model::train::{Classifier, ClassifierConfig, StepStats};
+use sinter::sinter_model::trainer::{Feeds, TrainConfig, Trainer};
 use sinter::sinter_model::{Backend, VarStore};
 use std::sync::OnceLock;
 
@@ -552,30 +554,32 @@ fn an_accumulation_that_does_not_split_the_batch_is_refused() {
     );
 }
 
+/// A tiny GPT-2 (vocabulary 101, context 16, seed 2) on a trainer of batch 2 with SGD at lr 0.5,
+/// `adjust`ed before it compiles, and one batch of ids and targets for it.
+fn tiny_gpt2(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Gpt2),
+) -> (Trainer<Gpt2>, Vec<f32>, Vec<f32>) {
+    let mut config = Gpt2Config::preset("tiny").unwrap();
+    config.vocab_size = 101;
+    let mut store = VarStore::new();
+    let mut gpt = Gpt2::new(&mut store, config, 16, &mut sinter_model::Init::new(2)).unwrap();
+    adjust(&mut gpt);
+    let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.5);
+    let trainer = Trainer::new(gpt, store, backend, opt, TrainConfig::new(2)).unwrap();
+    let ids: Vec<f32> = (0..32).map(|i| ((i * 37 + 11) % 101) as f32).collect();
+    let targets: Vec<f32> = (0..32).map(|i| ((i * 53 + 5) % 101) as f32).collect();
+    (trainer, ids, targets)
+}
+
 /// Issue 14 item 6: GPT-2's head and loss in chunks of rows (so that no `[B·T, vocab]` logits
 /// buffer goes over a binding limit) give the loss and the gradients of the whole head at once:
 /// one SGD step of a tiny GPT-2 whose 32 positions are cut into chunks of 5 (the last of 2),
 /// on the CPU backend and on an adapter, against the unchunked step on the CPU backend.
 #[test]
 fn gpt2_head_in_chunks_matches_the_whole_head() {
-    use sinter::sinter_model::gpt2::{Gpt2, Gpt2Config};
-    use sinter::sinter_model::trainer::{Feeds, TrainConfig, Trainer};
     let step = |backend: Backend, head_rows: Option<usize>| {
-        let mut config = Gpt2Config::preset("tiny").unwrap();
-        config.vocab_size = 101;
-        let mut store = VarStore::new();
-        let mut gpt = Gpt2::new(
-            &mut store,
-            config,
-            16,
-            &mut sinter::sinter_model::Init::new(2),
-        )
-        .unwrap();
-        gpt.head_rows = head_rows;
-        let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.5);
-        let mut t = Trainer::new(gpt, store, backend, opt, TrainConfig::new(2)).unwrap();
-        let ids: Vec<f32> = (0..32).map(|i| ((i * 37 + 11) % 101) as f32).collect();
-        let targets: Vec<f32> = (0..32).map(|i| ((i * 53 + 5) % 101) as f32).collect();
+        let (mut t, ids, targets) = tiny_gpt2(backend, |gpt| gpt.head_rows = head_rows);
         let feeds = Feeds::new().with("ids", &ids).with("targets", &targets);
         let loss = t.step(&feeds).unwrap().loss;
         let params: Vec<f32> = t
@@ -614,24 +618,8 @@ fn gpt2_head_in_chunks_matches_the_whole_head() {
 /// seed gives the same run.
 #[test]
 fn gpt2_dropout_uses_the_same_masks_on_every_backend() {
-    use sinter::sinter_model::gpt2::{Gpt2, Gpt2Config};
-    use sinter::sinter_model::trainer::{Feeds, TrainConfig, Trainer};
     let run = |backend: Backend, dropout: f32| {
-        let mut config = Gpt2Config::preset("tiny").unwrap();
-        config.vocab_size = 101;
-        let mut store = VarStore::new();
-        let mut gpt = Gpt2::new(
-            &mut store,
-            config,
-            16,
-            &mut sinter::sinter_model::Init::new(2),
-        )
-        .unwrap();
-        gpt.dropout = dropout;
-        let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.5);
-        let mut t = Trainer::new(gpt, store, backend, opt, TrainConfig::new(2)).unwrap();
-        let ids: Vec<f32> = (0..32).map(|i| ((i * 37 + 11) % 101) as f32).collect();
-        let targets: Vec<f32> = (0..32).map(|i| ((i * 53 + 5) % 101) as f32).collect();
+        let (mut t, ids, targets) = tiny_gpt2(backend, |gpt| gpt.dropout = dropout);
         let feeds = Feeds::new().with("ids", &ids).with("targets", &targets);
         let eval = t.evaluate_batch(2, &feeds).unwrap().loss;
         let losses: Vec<f32> = (0..3).map(|_| t.step(&feeds).unwrap().loss).collect();

@@ -3,6 +3,7 @@
 //! the tensor operations in `tensor.rs` (layout ops in `layout.rs`, selection ops in `select.rs`,
 //! RMS normalization in `rms_norm.rs`), and the shape rules they share in `shapes.rs`.
 
+mod attention;
 mod builder;
 mod layout;
 mod rms_norm;
