@@ -3,7 +3,7 @@
 
 use super::{CliError, Result};
 use clap::Args;
-use sinter_device::{enumerate_adapters, pick_adapter, AdapterReport, DeviceChoice};
+use sinter_device::{canary, enumerate_adapters, pick_adapter, AdapterReport, DeviceChoice};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -11,6 +11,32 @@ pub struct InfoArgs {
     /// cpu, gpu:N, software:N, gpu:NAME, software:NAME (part of the name); or SINTER_DEVICE.
     #[arg(long)]
     pub device: Option<String>,
+}
+
+/// The start-up canary's cached verdict for this adapter and driver (running nothing).
+fn canary_line(r: &AdapterReport) -> String {
+    let Some(dir) = canary::cache_dir() else {
+        return "no cache folder on this platform: runs each time a device opens".into();
+    };
+    match canary::cached_verdict(r, &dir) {
+        None => "not run yet on this driver (it runs when a device first opens here)".into(),
+        Some(v) if v.disabled.is_empty() => format!(
+            "{} matrix-product variants passed their known answers",
+            v.passed.len()
+        ),
+        Some(v) => {
+            let off: Vec<String> = v
+                .disabled
+                .iter()
+                .map(|(k, why)| format!("{k} ({why})"))
+                .collect();
+            format!(
+                "disabled {}; passed {}",
+                off.join(", "),
+                v.passed.join(", ")
+            )
+        }
+    }
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
@@ -66,6 +92,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         for s in short {
             println!("  limit short:          {s}");
         }
+        println!("  canary:               {}", canary_line(&r));
     }
     let env = DeviceChoice::from_env()?;
     let auto = adapters

@@ -311,3 +311,81 @@ fn a_device_without_workgroups_of_64_is_refused_with_its_limits() {
         "{text}"
     );
 }
+
+/// A fresh folder for a canary cache under the target folder.
+fn canary_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/tmp/canary")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// matmul.wgsl with v4 writing every output one column to the right: valid WGSL, wrong answers.
+fn sources_with_a_wrong_v4(shader: Shader) -> &'static str {
+    static WRONG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match shader {
+        Shader::Matmul => WRONG.get_or_init(|| {
+            let right = Shader::Matmul.source();
+            let line = "let c0 = gid.x * 16u;";
+            assert_eq!(right.matches(line).count(), 1, "the line to break moved");
+            right.replace(line, "let c0 = gid.x * 16u + 1u;")
+        }),
+        other => other.source(),
+    }
+}
+
+/// Issue 15 Build 4: on the test adapter every matrix-product variant passes its known answer;
+/// the verdict is cached and read back without running; a damaged cache is ignored and
+/// rewritten; and a variant that computes wrong answers is disabled, named with its first wrong
+/// value, and passed over by the variant choice.
+#[test]
+fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
+    use crate::canary::{self, CACHE_FILE};
+    use crate::kernels::matmul::MatmulVariant;
+    let Some(adapter) = pick_adapter(DeviceChoice::Software).ok().flatten() else {
+        assert!(
+            !required(),
+            "{REQUIRE_ENV} is set but no software adapter was found"
+        );
+        return;
+    };
+    let limits = adapter.limits();
+    let mut gpu = Gpu::open(adapter, limits, sources_with_a_wrong_v4).expect("a device");
+    let dir = canary_dir("wrong-v4");
+    let first = canary::verdict(&gpu, Some(&dir));
+    assert!(!first.cached);
+    assert_eq!(
+        first.passed,
+        ["matmul_v1_naive", "matmul_v2_blocked", "matmul_v3_tiled"]
+    );
+    let why = &first.disabled["matmul_v4_wide"];
+    assert!(why.contains("where") && why.contains("is right"), "{why}");
+    // Read back without running: the same verdict, marked as cached.
+    let again = canary::verdict(&gpu, Some(&dir));
+    assert!(again.cached);
+    assert_eq!(
+        (&again.passed, &again.disabled),
+        (&first.passed, &first.disabled)
+    );
+    assert_eq!(canary::cached_verdict(&gpu.report, &dir), Some(again));
+    // The choice passes over the disabled variant (v4 is the software adapters' first).
+    assert_eq!(MatmulVariant::best_for(&gpu), MatmulVariant::V4Wide);
+    gpu.apply_canary(&first);
+    assert!(gpu.is_disabled("matmul_v4_wide"));
+    assert_eq!(MatmulVariant::best_for(&gpu), MatmulVariant::V2Blocked);
+
+    // A damaged cache is ignored (the runs happen again) and replaced by a valid one.
+    std::fs::write(dir.join(CACHE_FILE), "{ not json").unwrap();
+    let rerun = canary::verdict(&gpu, Some(&dir));
+    assert!(!rerun.cached);
+    assert_eq!(rerun.disabled, first.disabled);
+    assert!(canary::cached_verdict(&gpu.report, &dir).is_some());
+
+    // The real kernels pass everywhere here.
+    let Some(good) = test_gpu() else { return };
+    let right = canary::verdict(good, Some(&canary_dir("right")));
+    assert!(right.disabled.is_empty(), "{:?}", right.disabled);
+    assert_eq!(right.passed.len(), 4);
+}

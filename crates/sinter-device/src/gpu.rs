@@ -116,6 +116,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// Invocations per workgroup of the families that take the `WG` override.
     wide_workgroup: u32,
+    /// Kernel variants (entry points) the start-up canary disabled on this adapter and driver.
+    disabled: std::collections::BTreeSet<String>,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     pub(crate) pool: BufferPool,
@@ -159,10 +161,25 @@ fn describe(e: &wgpu::Error) -> String {
 }
 
 impl Gpu {
-    /// Opens a device on `adapter` with every limit the adapter offers, so large tensors fit.
+    /// Opens a device on `adapter` with every limit the adapter offers, so large tensors fit,
+    /// and applies the start-up canary's verdict for its driver (run now the first time the
+    /// pair is seen, cached after: [`crate::canary`]).
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
         let limits = adapter.limits();
-        Self::open(adapter, limits, Shader::source)
+        let mut gpu = Self::open(adapter, limits, Shader::source)?;
+        let verdict = crate::canary::verdict(&gpu, crate::canary::cache_dir().as_deref());
+        gpu.apply_canary(&verdict);
+        Ok(gpu)
+    }
+
+    /// Disables the variants `verdict` found failing (see [`Gpu::is_disabled`]).
+    pub fn apply_canary(&mut self, verdict: &crate::canary::Verdict) {
+        self.disabled = verdict.disabled.keys().cloned().collect();
+    }
+
+    /// Whether the start-up canary disabled this entry point (`matmul_v3_tiled`, …) here.
+    pub fn is_disabled(&self, entry: &str) -> bool {
+        self.disabled.contains(entry)
     }
 
     /// [`Gpu::new`] with `limits` (at most the adapter's), compiling each shader from
@@ -243,6 +260,7 @@ impl Gpu {
             queue,
             report,
             wide_workgroup,
+            disabled: Default::default(),
             limits,
             modules: Mutex::default(),
             pipelines: Mutex::default(),

@@ -5,6 +5,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod adapter;
+pub mod canary;
 #[cfg(test)]
 mod driver_errors;
 pub mod error;

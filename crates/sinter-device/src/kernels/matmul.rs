@@ -70,15 +70,19 @@ impl MatmulVariant {
     /// tiles (v4's 512 accumulators per invocation would spill there). On lavapipe with two
     /// cores at 1024³, v3 runs at about 6 GFLOP/s and v4 at about 33 (`benches/matmul.rs`).
     /// A device that allows fewer than v3's 256 invocations per workgroup (WebGPU's
-    /// compatibility mode, GLES 3.1) gets v2, whose 64 every device has.
+    /// compatibility mode, GLES 3.1) gets v2, whose 64 every device has; a variant the start-up
+    /// canary disabled ([`crate::canary`]) gives way to the next (v2 if every one failed).
     pub fn best_for(gpu: &Gpu) -> Self {
-        match gpu.report.class {
-            AdapterClass::Software => MatmulVariant::V4Wide,
-            _ if gpu.wide_workgroup() < MatmulVariant::V3Tiled.invocations() => {
-                MatmulVariant::V2Blocked
-            }
-            _ => MatmulVariant::V3Tiled,
-        }
+        use MatmulVariant::*;
+        // In order of preference; a variant the start-up canary disabled is passed over.
+        let preferred: [MatmulVariant; 4] = match gpu.report.class {
+            AdapterClass::Software => [V4Wide, V2Blocked, V3Tiled, V1Naive],
+            _ => [V3Tiled, V2Blocked, V4Wide, V1Naive],
+        };
+        preferred
+            .into_iter()
+            .find(|v| v.invocations() <= gpu.wide_workgroup() && !gpu.is_disabled(v.entry()))
+            .unwrap_or(V2Blocked)
     }
 }
 

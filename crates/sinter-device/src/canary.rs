@@ -1,0 +1,211 @@
+//! The start-up canary: the first time an (adapter, driver) pair is seen, each kernel variant the
+//! engine chooses between runs a tiny product with a known answer; a variant that fails is
+//! disabled for that pair with one warning, and the verdicts are kept in a cache file.
+//!
+//! Drivers miscompile shaders (burn's users met it: burn#4355, burn#3217); a known answer caught
+//! once at start-up costs milliseconds, a wrong kernel found in training costs the run. The
+//! variants checked are the matrix products (v1–v4), which the engine can swap for one another.
+//! The cache is `canary.json` in the platform cache folder (`SINTER_CACHE_DIR` overrides it),
+//! keyed by adapter, backend and driver; it is written atomically, and a damaged one is ignored
+//! with a warning and rewritten.
+
+use crate::adapter::AdapterReport;
+use crate::gpu::Gpu;
+use crate::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Overrides the folder the canary's cache file is kept in.
+pub const CACHE_DIR_ENV: &str = "SINTER_CACHE_DIR";
+/// The cache file's name in that folder.
+pub const CACHE_FILE: &str = "canary.json";
+const CACHE_VERSION: u64 = 1;
+
+/// What the canary found for one (adapter, driver) pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The variants that passed their known-answer run.
+    pub passed: Vec<String>,
+    /// The variants that failed, each with the reason (an error, or the first wrong value).
+    pub disabled: BTreeMap<String, String>,
+    /// Whether this came from the cache file rather than from runs just now.
+    pub cached: bool,
+}
+
+/// The folder the cache file lives in: `SINTER_CACHE_DIR`, else the platform cache folder's
+/// `sinter`; `None` where the platform has none.
+pub fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os(CACHE_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => dirs::cache_dir().map(|d| d.join("sinter")),
+    }
+}
+
+/// What identifies an (adapter, driver) pair in the cache.
+pub fn pair_key(report: &AdapterReport) -> String {
+    format!("{} | {:?} | {}", report.name, report.backend, report.driver)
+}
+
+/// The verdict for `gpu`'s pair: from the cache in `dir` when it has one, else from known-answer
+/// runs now, then stored there (a cache that cannot be read or written costs a warning, never
+/// the run). `dir` `None`: run, and keep nothing.
+pub fn verdict(gpu: &Gpu, dir: Option<&Path>) -> Verdict {
+    let key = pair_key(&gpu.report);
+    let file = dir.map(|d| d.join(CACHE_FILE));
+    let mut entries = file.as_deref().map(read_cache).unwrap_or_default();
+    if let Some(v) = entries.get(&key) {
+        if let Some(verdict) = parse_entry(v) {
+            return verdict;
+        }
+    }
+    let verdict = run(gpu);
+    for (variant, why) in &verdict.disabled {
+        log::warn!(
+            "{variant} is disabled on {}: its known-answer run failed ({why})",
+            gpu.report.name
+        );
+    }
+    if let Some(file) = &file {
+        entries.insert(key, entry(&verdict));
+        if let Err(e) = write_cache(file, &entries) {
+            log::warn!(
+                "could not keep the canary's verdict in {}: {e}",
+                file.display()
+            );
+        }
+    }
+    verdict
+}
+
+/// The verdict cached in `dir` for the pair of `report`, if any (runs nothing).
+pub fn cached_verdict(report: &AdapterReport, dir: &Path) -> Option<Verdict> {
+    read_cache(&dir.join(CACHE_FILE))
+        .get(&pair_key(report))
+        .and_then(parse_entry)
+}
+
+/// Runs each matrix-product variant that fits the device on a known answer: a batch of two odd
+/// products of small integers, exact in f32, so any difference is a wrong kernel.
+pub fn run(gpu: &Gpu) -> Verdict {
+    let s = MatmulShape::new(2, 5, 6, 7);
+    let a: Vec<f32> = (0..s.a_len())
+        .map(|i| ((i * 7 + 3) % 7) as f32 - 3.0)
+        .collect();
+    let b: Vec<f32> = (0..s.b_len())
+        .map(|i| ((i * 5 + 1) % 5) as f32 - 2.0)
+        .collect();
+    let mut want = vec![0.0f32; s.c_len()];
+    for (bi, w) in want.chunks_exact_mut(s.m * s.n).enumerate() {
+        for i in 0..s.m {
+            for j in 0..s.n {
+                w[i * s.n + j] = (0..s.k)
+                    .map(|p| a[bi * s.m * s.k + i * s.k + p] * b[bi * s.k * s.n + p * s.n + j])
+                    .sum();
+            }
+        }
+    }
+    let mut verdict = Verdict {
+        passed: Vec::new(),
+        disabled: BTreeMap::new(),
+        cached: false,
+    };
+    let fits = |v: &MatmulVariant| v.invocations() <= gpu.wide_workgroup();
+    for variant in MatmulVariant::ALL.into_iter().filter(fits) {
+        let name = variant.entry().to_string();
+        match known_answer(gpu, variant, &s, &a, &b, &want) {
+            Ok(()) => verdict.passed.push(name),
+            Err(why) => {
+                verdict.disabled.insert(name, why);
+            }
+        }
+    }
+    verdict
+}
+
+fn known_answer(
+    gpu: &Gpu,
+    variant: MatmulVariant,
+    s: &MatmulShape,
+    a: &[f32],
+    b: &[f32],
+    want: &[f32],
+) -> Result<(), String> {
+    let err = |e: crate::DeviceError| e.to_string();
+    let ab = gpu.upload("canary a", a).map_err(err)?;
+    let bb = gpu.upload("canary b", b).map_err(err)?;
+    let cb = gpu.buffer("canary c", s.c_len()).map_err(err)?;
+    gpu.write(&cb, &vec![f32::NAN; s.c_len()]);
+    let d = matmul_with(gpu, variant, &ab, &bb, &cb, s, "canary").map_err(err)?;
+    let got = gpu.run(&[&d], &[(&cb, s.c_len())]).map_err(err)?;
+    for buf in [ab, bb, cb] {
+        gpu.recycle(buf);
+    }
+    match got[0].iter().zip(want).position(|(g, w)| g != w) {
+        None => Ok(()),
+        Some(i) => Err(format!("c[{i}] = {} where {} is right", got[0][i], want[i])),
+    }
+}
+
+fn entry(v: &Verdict) -> Value {
+    json!({ "passed": v.passed, "disabled": v.disabled })
+}
+
+fn parse_entry(v: &Value) -> Option<Verdict> {
+    let passed = v["passed"]
+        .as_array()?
+        .iter()
+        .map(|p| p.as_str().map(String::from))
+        .collect::<Option<Vec<_>>>()?;
+    let disabled = v["disabled"]
+        .as_object()?
+        .iter()
+        .map(|(k, why)| Some((k.clone(), why.as_str()?.to_string())))
+        .collect::<Option<BTreeMap<_, _>>>()?;
+    Some(Verdict {
+        passed,
+        disabled,
+        cached: true,
+    })
+}
+
+/// The cache's entries; an absent file is empty, a damaged or foreign one is empty with a
+/// warning (and is replaced at the next write).
+fn read_cache(file: &Path) -> BTreeMap<String, Value> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) => {
+            log::warn!("ignoring the canary cache {}: {e}", file.display());
+            return BTreeMap::new();
+        }
+    };
+    let parsed: Option<BTreeMap<String, Value>> = serde_json::from_str::<Value>(&text)
+        .ok()
+        .filter(|v| v["version"].as_u64() == Some(CACHE_VERSION))
+        .and_then(|v| v["pairs"].as_object().cloned())
+        .map(|m| m.into_iter().collect());
+    parsed.unwrap_or_else(|| {
+        log::warn!(
+            "ignoring the canary cache {}: not a version-{CACHE_VERSION} sinter canary file",
+            file.display()
+        );
+        BTreeMap::new()
+    })
+}
+
+/// Writes the cache through a temporary file renamed over the old one, so a reader never sees
+/// half a file.
+fn write_cache(file: &Path, entries: &BTreeMap<String, Value>) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_string_pretty(&json!({
+        "version": CACHE_VERSION,
+        "pairs": entries,
+    }))
+    .map_err(std::io::Error::other)?;
+    let tmp = file.with_extension(format!("json.tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, file)
+}
