@@ -85,12 +85,18 @@ impl AttentionShape {
     }
 
     /// Whether weight (i, j) of the head whose key is `key` is kept: the hash of the pair's
-    /// index i·T + j under the key is at least [`AttentionShape::drop_threshold`].
+    /// index i·T + j under the key ([`AttentionShape::pair_hash`]) is at least
+    /// [`AttentionShape::drop_threshold`].
     pub fn keeps(&self, key: u32, i: usize, j: usize) -> bool {
+        self.pair_hash(key, i, j) >= self.drop_threshold()
+    }
+
+    /// The hash that decides weight (i, j) of the head whose key is `key`: mix32((i·T + j) ^ key).
+    pub fn pair_hash(&self, key: u32, i: usize, j: usize) -> u32 {
         let pair = (i as u32)
             .wrapping_mul(self.seq as u32)
             .wrapping_add(j as u32);
-        mix32(pair ^ key) >= self.drop_threshold()
+        mix32(pair ^ key)
     }
 
     /// (query, key) pairs that take part: seq² per head, or seq(seq+1)/2 when causal.

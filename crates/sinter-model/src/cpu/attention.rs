@@ -110,9 +110,10 @@ fn head_key<T: Real>(s: &AttentionShape, lse: &[T], b: usize, h: usize) -> Optio
 /// Multiplies each weight of query `i` in `row` (keys 0, 1, …) by 0 if dropout drops it, or by
 /// 1/(1 − p) if it keeps it.
 fn drop_row<T: Real>(s: &AttentionShape, key: u32, i: usize, row: &mut [T]) {
-    let keep = T::of(s.keep_scale() as f64);
+    // The same rule as AttentionShape::keeps, its threshold taken once per row.
+    let (keep, threshold) = (T::of(s.keep_scale() as f64), s.drop_threshold());
     for (j, x) in row.iter_mut().enumerate() {
-        *x = if s.keeps(key, i, j) {
+        *x = if s.pair_hash(key, i, j) >= threshold {
             *x * keep
         } else {
             T::zero()
