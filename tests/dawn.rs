@@ -1,6 +1,6 @@
 //! The kernels on Dawn, the WebGPU implementation in Chrome (through the npm package `webgpu`,
 //! which `.ci/test` installs into `tests/dawn/node_modules`): every entry point × every override
-//! set of the launchers (`sinter_device::testing::override_sets`) must compile (Tint) and make a
+//! set of the launchers (`sinter_device::kernels::specializations`) must compile (Tint) and make a
 //! compute pipeline at WebGPU's default limits and in compatibility mode (128 invocations per
 //! workgroup), with the workgroup width the device crate picks for each (256 and 128). Dawn's
 //! null backend validates without a GPU. And one matrix product and one convolution, as sinter's
@@ -13,7 +13,8 @@ use common::{assert_close, rand_vec, rng, to_f64};
 use serde_json::{json, Value};
 use sinter::sinter_device::kernels::conv::{conv2d_forward, Conv2dShape};
 use sinter::sinter_device::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
-use sinter::sinter_device::testing::{override_sets, test_gpu};
+use sinter::sinter_device::kernels::specializations;
+use sinter::sinter_device::testing::test_gpu;
 use sinter::sinter_device::{wgpu, Dispatch, Shader};
 use sinter::sinter_model::cpu;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,12 @@ fn pipelines(width: u32) -> Vec<Value> {
         let fits = |ep: &&naga::EntryPoint| {
             shader.takes_workgroup_width() || ep.workgroup_size.iter().product::<u32>() <= width
         };
-        for ep in module.entry_points.iter().filter(fits) {
-            for set in override_sets(shader) {
+        let declared = specializations::all().iter().filter(|e| e.shader == shader);
+        for (ep, declared) in declared.filter_map(|d| {
+            let ep = module.entry_points.iter().find(|ep| ep.name == d.entry)?;
+            fits(&ep).then_some((ep, d))
+        }) {
+            for set in declared.check_sets() {
                 let mut constants: serde_json::Map<String, Value> = set
                     .iter()
                     .map(|&(k, v)| (k.to_string(), json!(v)))

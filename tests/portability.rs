@@ -12,7 +12,7 @@
 //! which compiles each translation at its version. A missing validator fails the test.
 
 use naga::back::glsl;
-use sinter::sinter_device::testing::override_sets;
+use sinter::sinter_device::kernels::specializations;
 use sinter::sinter_device::Shader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,7 +70,8 @@ struct Specialized {
     index: usize,
 }
 
-/// Every entry point of every shader × every override set of [`override_sets`].
+/// Every entry point the launchers declare × its check sets
+/// ([`specializations::EntrySpecializations::check_sets`]).
 fn specialized() -> Vec<Specialized> {
     let mut out = Vec::new();
     for shader in Shader::ALL {
@@ -83,8 +84,14 @@ fn specialized() -> Vec<Specialized> {
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(source)));
-        for ep in &module.entry_points {
-            for set in override_sets(shader) {
+        let entries = specializations::all().iter().filter(|e| e.shader == shader);
+        for declared in entries {
+            let ep = module
+                .entry_points
+                .iter()
+                .find(|ep| ep.name == declared.entry)
+                .unwrap_or_else(|| panic!("{}.wgsl has no {}", shader.name(), declared.entry));
+            for set in declared.check_sets() {
                 let mut constants = naga::back::PipelineConstants::default();
                 for &(name, value) in &set {
                     constants.insert(name.to_string(), value);

@@ -3,6 +3,7 @@
 //! (`unary.wgsl`) validates alone, and every kernel file validates as it is compiled: after the
 //! library when it uses it.
 
+use sinter::sinter_device::kernels::specializations;
 use sinter::sinter_device::{Shader, UNARY_LIBRARY};
 use std::path::Path;
 
@@ -82,6 +83,72 @@ fn the_shader_table_matches_the_files() {
         assert_eq!(shader.source(), format!("{prefix}{on_disk}"));
         validate(shader.name(), shader.source(), true);
     }
+}
+
+/// The launchers' declarations (`kernels::specializations`, which the portability checks
+/// compile) name every entry point of every shader, once, and only overrides the shader has;
+/// debug builds check each pipeline a launcher makes against them, so they cover what runs.
+#[test]
+fn the_launchers_declare_every_entry_point_and_only_real_overrides() {
+    let declared = specializations::all();
+    for shader in Shader::ALL {
+        let module = naga::front::wgsl::parse_str(shader.source()).unwrap();
+        let overrides: Vec<&str> = module
+            .overrides
+            .iter()
+            .filter_map(|(_, o)| o.name.as_deref())
+            .collect();
+        for ep in &module.entry_points {
+            let found: Vec<_> = declared
+                .iter()
+                .filter(|d| d.shader == shader && d.entry == ep.name)
+                .collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "{}.wgsl::{} is declared {} times by the launchers",
+                shader.name(),
+                ep.name,
+                found.len()
+            );
+            for o in &found[0].overrides {
+                assert!(
+                    overrides.contains(&o.name) && o.name != "WG",
+                    "{}.wgsl::{} declares override {}, which the shader lacks",
+                    shader.name(),
+                    ep.name,
+                    o.name
+                );
+                assert!(!o.values.is_empty());
+            }
+        }
+        for d in declared.iter().filter(|d| d.shader == shader) {
+            assert!(
+                module.entry_points.iter().any(|ep| ep.name == d.entry),
+                "{}.wgsl has no entry point {}",
+                shader.name(),
+                d.entry
+            );
+        }
+    }
+    // The override sets were generated from the launchers' own functions: the product kernels'
+    // activation takes every unary op and none, attention every head size up to the maximum.
+    let v4 = specializations::of(Shader::Matmul, "matmul_v4_wide").unwrap();
+    let act = v4.overrides.iter().find(|o| o.name == "ACT").unwrap();
+    assert_eq!(
+        act.values.len(),
+        sinter::sinter_ops::elementwise::UnaryOp::ALL.len() + 1
+    );
+    let attention = specializations::of(Shader::Attention, "attention_forward").unwrap();
+    let dims = attention
+        .overrides
+        .iter()
+        .find(|o| o.name == "HEAD_DIM")
+        .unwrap();
+    assert_eq!(
+        dims.values.len(),
+        sinter::sinter_ops::attention::MAX_HEAD_DIM
+    );
 }
 
 /// Issue 15 item 4: WGSL lets a driver assume NaN never occurs (Metal compiles with fast math,

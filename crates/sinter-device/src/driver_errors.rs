@@ -322,28 +322,40 @@ fn canary_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// matmul.wgsl with v4 writing every output one column to the right: valid WGSL, wrong answers.
-fn sources_with_a_wrong_v4(shader: Shader) -> &'static str {
-    static WRONG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// matmul.wgsl with v4 writing every output one column to the right, and softmax.wgsl with the
+/// tree kernel normalizing by another lane's partial sums: valid WGSL, wrong answers.
+fn sources_with_wrong_variants(shader: Shader) -> &'static str {
+    static MATMUL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SOFTMAX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let broken = |shader: Shader, line: &str, wrong: &str| {
+        let right = shader.source();
+        assert_eq!(right.matches(line).count(), 1, "the line to break moved");
+        right.replace(line, wrong)
+    };
     match shader {
-        Shader::Matmul => WRONG.get_or_init(|| {
-            let right = Shader::Matmul.source();
-            let line = "let c0 = gid.x * 16u;";
-            assert_eq!(right.matches(line).count(), 1, "the line to break moved");
-            right.replace(line, "let c0 = gid.x * 16u + 1u;")
+        Shader::Matmul => MATMUL.get_or_init(|| {
+            broken(
+                shader,
+                "let c0 = gid.x * 16u;",
+                "let c0 = gid.x * 16u + 1u;",
+            )
         }),
+        Shader::Softmax => {
+            SOFTMAX.get_or_init(|| broken(shader, "let row = part[0];", "let row = part[1];"))
+        }
         other => other.source(),
     }
 }
 
-/// Issue 15 Build 4: on the test adapter every matrix-product variant passes its known answer;
-/// the verdict is cached and read back without running; a damaged cache is ignored and
-/// rewritten; and a variant that computes wrong answers is disabled, named with its first wrong
-/// value, and passed over by the variant choice.
+/// Issue 15 Build 4: on the test adapter every variant passes its known answer; the verdict is
+/// cached and read back without running; a damaged cache is ignored and rewritten; and a
+/// variant that computes wrong answers (a matrix product, softmax's tree kernel) is disabled,
+/// named with its first wrong value, and passed over by the launchers, which stay right.
 #[test]
 fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     use crate::canary::{self, CACHE_FILE};
     use crate::kernels::matmul::MatmulVariant;
+    use crate::kernels::softmax::{softmax, RowsShape};
     let Some(adapter) = pick_adapter(DeviceChoice::Software).ok().flatten() else {
         assert!(
             !required(),
@@ -352,16 +364,33 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
         return;
     };
     let limits = adapter.limits();
-    let mut gpu = Gpu::open(adapter, limits, sources_with_a_wrong_v4).expect("a device");
-    let dir = canary_dir("wrong-v4");
+    let gpu = Gpu::open(adapter, limits, sources_with_wrong_variants).expect("a device");
+    let dir = canary_dir("wrong-variants");
     let first = canary::verdict(&gpu, Some(&dir));
     assert!(!first.cached);
     assert_eq!(
-        first.passed,
-        ["matmul_v1_naive", "matmul_v2_blocked", "matmul_v3_tiled"]
+        first.disabled.keys().collect::<Vec<_>>(),
+        ["matmul_v4_wide", "softmax_tree"]
     );
-    let why = &first.disabled["matmul_v4_wide"];
-    assert!(why.contains("where") && why.contains("is right"), "{why}");
+    for why in first.disabled.values() {
+        assert!(why.contains("where") && why.contains("is right"), "{why}");
+    }
+    for kept in [
+        "matmul_v1_naive",
+        "matmul_v3_tiled",
+        "softmax_rows",
+        "softmax_grad_tree",
+        "reduce_tree",
+        "cross_entropy_grad_rows",
+        "rms_norm_grad_input_tree",
+        "conv2d_grad_weight TM=16",
+    ] {
+        assert!(
+            first.passed.iter().any(|p| p == kept),
+            "{kept}: {:?}",
+            first.passed
+        );
+    }
     // Read back without running: the same verdict, marked as cached.
     let again = canary::verdict(&gpu, Some(&dir));
     assert!(again.cached);
@@ -375,6 +404,25 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     gpu.apply_canary(&first);
     assert!(gpu.is_disabled("matmul_v4_wide"));
     assert_eq!(MatmulVariant::best_for(&gpu), MatmulVariant::V2Blocked);
+    // Rows long enough for the tree kernel now run on the rows kernel, and are right.
+    let s = RowsShape { rows: 2, cols: 300 };
+    let x: Vec<f32> = (0..s.rows * s.cols)
+        .map(|i| (i % 13) as f32 * 0.25)
+        .collect();
+    let (xb, yb) = (
+        gpu.upload("x", &x).unwrap(),
+        gpu.buffer("y", x.len()).unwrap(),
+    );
+    let d = softmax(&gpu, &xb, &yb, &s, "softmax").unwrap();
+    assert_eq!(d.entry, "softmax_rows");
+    let y = gpu.run(&[&d], &[(&yb, x.len())]).unwrap().pop().unwrap();
+    for (row, got) in x.chunks(s.cols).zip(y.chunks(s.cols)) {
+        let sum: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+        for (&v, &g) in row.iter().zip(got) {
+            let want = (v as f64).exp() / sum;
+            assert!((g as f64 - want).abs() < 1e-6, "{g} vs {want}");
+        }
+    }
 
     // A damaged cache is ignored (the runs happen again) and replaced by a valid one.
     std::fs::write(dir.join(CACHE_FILE), "{ not json").unwrap();
@@ -387,5 +435,12 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     let Some(good) = test_gpu() else { return };
     let right = canary::verdict(good, Some(&canary_dir("right")));
     assert!(right.disabled.is_empty(), "{:?}", right.disabled);
-    assert_eq!(right.passed.len(), 4);
+    // Four products, rows and tree of three softmax/loss kernels, the reduction and four norm
+    // kernels, and three convolution passes at three TMs.
+    assert_eq!(
+        right.passed.len(),
+        4 + 2 * (3 + 1 + 4) + 9,
+        "{:?}",
+        right.passed
+    );
 }

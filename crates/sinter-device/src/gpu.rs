@@ -112,12 +112,12 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     /// Which adapter this device was opened on (name, backend, class).
     pub report: AdapterReport,
-    /// The limits the device was opened with (the adapter's own, not wgpu's defaults).
+    /// The limits the device was opened with ([`crate::limits::requested`] of the adapter's).
     pub limits: wgpu::Limits,
     /// Invocations per workgroup of the families that take the `WG` override.
     wide_workgroup: u32,
     /// Kernel variants (entry points) the start-up canary disabled on this adapter and driver.
-    disabled: std::collections::BTreeSet<String>,
+    disabled: Mutex<std::collections::BTreeSet<String>>,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     pub(crate) pool: BufferPool,
@@ -161,25 +161,40 @@ fn describe(e: &wgpu::Error) -> String {
 }
 
 impl Gpu {
-    /// Opens a device on `adapter` with every limit the adapter offers, so large tensors fit,
-    /// and applies the start-up canary's verdict for its driver (run now the first time the
-    /// pair is seen, cached after: [`crate::canary`]).
+    /// Opens a device on `adapter` with the limits the kernels and tensors need
+    /// ([`crate::limits::requested`]), and applies the start-up canary's verdict for its driver
+    /// (run now the first time the pair is seen, cached after: [`crate::canary`]).
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
-        let limits = adapter.limits();
-        let mut gpu = Self::open(adapter, limits, Shader::source)?;
+        let limits = crate::limits::requested(&adapter.limits());
+        let gpu = Self::open(adapter, limits, Shader::source)?;
         let verdict = crate::canary::verdict(&gpu, crate::canary::cache_dir().as_deref());
         gpu.apply_canary(&verdict);
         Ok(gpu)
     }
 
     /// Disables the variants `verdict` found failing (see [`Gpu::is_disabled`]).
-    pub fn apply_canary(&mut self, verdict: &crate::canary::Verdict) {
-        self.disabled = verdict.disabled.keys().cloned().collect();
+    pub fn apply_canary(&self, verdict: &crate::canary::Verdict) {
+        *self.disabled.lock().unwrap_or_else(|p| p.into_inner()) =
+            verdict.disabled.keys().cloned().collect();
     }
 
-    /// Whether the start-up canary disabled this entry point (`matmul_v3_tiled`, …) here.
-    pub fn is_disabled(&self, entry: &str) -> bool {
-        self.disabled.contains(entry)
+    /// Whether the start-up canary disabled this variant (`matmul_v3_tiled`, `softmax_tree`,
+    /// `conv2d_forward TM=8`, …) here.
+    pub fn is_disabled(&self, variant: &str) -> bool {
+        self.disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(variant)
+    }
+
+    /// Runs `f` with no variant disabled (the canary's own runs must reach every variant), then
+    /// disables again what was disabled.
+    pub(crate) fn with_every_variant<T>(&self, f: impl FnOnce() -> T) -> T {
+        let lock = || self.disabled.lock().unwrap_or_else(|p| p.into_inner());
+        let disabled = std::mem::take(&mut *lock());
+        let value = f();
+        *lock() = disabled;
+        value
     }
 
     /// [`Gpu::new`] with `limits` (at most the adapter's), compiling each shader from
@@ -484,6 +499,14 @@ impl Gpu {
                 ),
             });
         }
+        // Every launch a launcher makes is one it declares, so the portability checks, which
+        // compile the declarations, cover what runs (see kernels::specializations).
+        #[cfg(debug_assertions)]
+        crate::kernels::specializations::assert_declared(
+            launch.shader,
+            launch.entry,
+            launch.overrides,
+        );
         let pipeline = self.pipeline(launch.shader, launch.entry, launch.overrides)?;
         let mut words = launch.params.to_vec();
         words.resize(words.len().div_ceil(4).max(1) * 4, 0);

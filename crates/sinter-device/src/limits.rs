@@ -15,6 +15,20 @@ pub fn wide_workgroup_for(limits: &wgpu::Limits) -> Option<u32> {
     [256, 128, 64].into_iter().find(|&w| w <= most)
 }
 
+/// The limits a device on an adapter with `adapter` limits is requested with: WebGPU's defaults
+/// (what every WebGPU implementation grants unasked, and all the kernels need: 256 invocations
+/// per workgroup, 8 storage buffers, 16 KiB of workgroup memory), lowered to the adapter's where
+/// it has less, and raised to the adapter's only for the sizes a plan's tensors and grids may
+/// need, which are not known when the device opens (buffer and binding sizes, workgroups per
+/// dimension): a plan larger than those is refused before step 1, naming the op and its size.
+pub fn requested(adapter: &wgpu::Limits) -> wgpu::Limits {
+    let mut limits = wgpu::Limits::default().or_worse_values_from(adapter);
+    limits.max_buffer_size = adapter.max_buffer_size;
+    limits.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
+    limits.max_compute_workgroups_per_dimension = adapter.max_compute_workgroups_per_dimension;
+    limits
+}
+
 /// Each limit of `limits` below what the kernels were built for, with what the engine does about
 /// it; empty when the device has all they need.
 pub fn shortfalls(limits: &wgpu::Limits) -> Vec<String> {
@@ -73,6 +87,47 @@ mod tests {
         assert_eq!(wide_workgroup_for(&with(128, 128)), Some(128));
         assert_eq!(wide_workgroup_for(&with(100, 1024)), Some(64));
         assert_eq!(wide_workgroup_for(&with(32, 32)), None);
+    }
+
+    #[test]
+    fn a_device_is_requested_with_what_the_kernels_and_tensors_need() {
+        let big = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            max_storage_buffers_per_shader_stage: 64,
+            max_compute_workgroup_storage_size: 65536,
+            max_storage_buffer_binding_size: 2 << 30,
+            max_buffer_size: 4 << 30,
+            max_compute_workgroups_per_dimension: 1 << 20,
+            ..wgpu::Limits::default()
+        };
+        let want = requested(&big);
+        assert!(want.check_limits(&big));
+        // The kernels' needs, not the adapter's most.
+        assert_eq!(want.max_compute_invocations_per_workgroup, 256);
+        assert_eq!(want.max_compute_workgroup_size_x, 256);
+        assert_eq!(
+            want.max_storage_buffers_per_shader_stage,
+            MOST_STORAGE_BUFFERS
+        );
+        assert_eq!(want.max_compute_workgroup_storage_size, 16384);
+        // Tensor and grid sizes: the adapter's.
+        assert_eq!(want.max_storage_buffer_binding_size, 2 << 30);
+        assert_eq!(want.max_buffer_size, 4 << 30);
+        assert_eq!(want.max_compute_workgroups_per_dimension, 1 << 20);
+        // An adapter with less than WebGPU's defaults (GLES 3.1's minimums) is asked for no more
+        // than it has.
+        let gles = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 128,
+            max_compute_workgroup_size_x: 128,
+            max_storage_buffers_per_shader_stage: 4,
+            ..wgpu::Limits::downlevel_defaults()
+        };
+        let want = requested(&gles);
+        assert!(want.check_limits(&gles));
+        assert_eq!(want.max_compute_invocations_per_workgroup, 128);
+        assert_eq!(want.max_storage_buffers_per_shader_stage, 4);
+        assert_eq!(wide_workgroup_for(&want), Some(128));
     }
 
     #[test]

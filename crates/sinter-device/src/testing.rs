@@ -1,26 +1,27 @@
 //! Test support, used only by the test suites (of this crate, sinter-model and the `sinter`
 //! package), never by the engine: the adapter that tests run kernels on, the limits it opens
-//! with, and the override sets the portability checks specialize each shader with. With
+//! with (the override sets the portability checks use are the launchers' own:
+//! [`crate::kernels::specializations`]). With
 //! `SINTER_REQUIRE_ADAPTER=1` (set by the test command and CI) a missing adapter fails the test
 //! instead of skipping it; its messages speak to whoever runs the tests (an install hint, skip
 //! warnings on stderr), which is why they may say what a library error must not.
 
 use crate::adapter::{pick_adapter, DeviceChoice};
 use crate::gpu::Gpu;
-use crate::shaders::Shader;
 use std::sync::OnceLock;
 
 /// Set to anything but `0` or empty, a test that finds no adapter fails instead of skipping.
 pub const REQUIRE_ENV: &str = "SINTER_REQUIRE_ADAPTER";
 
-/// The limits the test device opens with: unset, every limit the adapter has; `webgpu`,
+/// The limits the test device opens with: unset, those a user's device gets
+/// ([`crate::limits::requested`]); `webgpu`,
 /// WebGPU's defaults (256 invocations per workgroup, 8 storage buffers per stage, 128 MiB
 /// bindings); `compat`, WebGPU's compatibility mode (those, with 128 invocations per workgroup
 /// and 128 along x and y, as GLES 3.1 guarantees); `wg64`, 64 invocations (below any real
 /// device's minimum, so the kernels are also run at the narrowest width they support).
 pub const LIMITS_ENV: &str = "SINTER_TEST_LIMITS";
 
-/// The limits [`LIMITS_ENV`] names, or the adapter's own; panics on an unknown name (a test
+/// The limits [`LIMITS_ENV`] names, or those a user's device gets; panics on an unknown name (a test
 /// setup error).
 pub fn test_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     let narrowed = |width: u32| wgpu::Limits {
@@ -30,7 +31,7 @@ pub fn test_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
         ..wgpu::Limits::default()
     };
     let asked = match std::env::var(LIMITS_ENV).unwrap_or_default().as_str() {
-        "" => return adapter.clone(),
+        "" => return crate::limits::requested(adapter),
         "webgpu" => wgpu::Limits::default(),
         "compat" => narrowed(128),
         "wg64" => narrowed(64),
@@ -103,35 +104,4 @@ pub fn run_one(gpu: &Gpu, dispatch: &crate::Dispatch, out: &wgpu::Buffer, len: u
         .expect("kernel run")
         .pop()
         .expect("one read")
-}
-
-/// Override sets to check each shader with (translations to other languages, other WebGPU
-/// implementations), besides its WGSL defaults: the values the launchers choose where they
-/// change which code is live (conv2d's `TM`, the product kernels' epilogue and vector loads,
-/// attention's mask and dropout), so code behind an override is checked too. The workgroup
-/// width `WG` is not among them: it depends on the device ([`Gpu::wide_workgroup`]).
-pub fn override_sets(shader: Shader) -> Vec<Vec<(&'static str, f64)>> {
-    let mut sets = vec![vec![]];
-    match shader {
-        Shader::Conv2d => {
-            for tm in [4.0, 8.0, 16.0] {
-                sets.push(vec![("TM", tm), ("HAS_BIAS", 1.0), ("ACT", 0.0)]);
-            }
-        }
-        Shader::Matmul => sets.push(vec![
-            ("HAS_BIAS", 1.0),
-            ("ACT", 0.0),
-            ("ALIGNED", 1.0),
-            ("A_VEC4", 1.0),
-            ("B_VEC4", 1.0),
-            ("C_VEC4", 1.0),
-            ("K_EXACT", 1.0),
-        ]),
-        Shader::Attention => {
-            sets.push(vec![("CAUSAL", 1.0)]);
-            sets.push(vec![("CAUSAL", 1.0), ("DROPOUT", 1.0)]);
-        }
-        _ => {}
-    }
-    sets
 }

@@ -1,17 +1,20 @@
 //! The start-up canary: the first time an (adapter, driver) pair is seen, each kernel variant the
-//! engine chooses between runs a tiny product with a known answer; a variant that fails is
+//! engine chooses between runs a tiny launch with a known answer; a variant that fails is
 //! disabled for that pair with one warning, and the verdicts are kept in a cache file.
 //!
 //! Drivers miscompile shaders (burn's users met it: burn#4355, burn#3217); a known answer caught
 //! once at start-up costs milliseconds, a wrong kernel found in training costs the run. The
-//! variants checked are the matrix products (v1–v4), which the engine can swap for one another.
+//! variants checked ([`known_answers`]) are those the engine can swap for one another: the matrix
+//! products (v1–v4), the rows and tree kernels of softmax, reductions, cross-entropy and the
+//! norms, and convolution's rows per invocation (`conv2d_forward TM=8`, …).
 //! The cache is `canary.json` in the platform cache folder (`SINTER_CACHE_DIR` overrides it),
 //! keyed by adapter, backend and driver; it is written atomically, and a damaged one is ignored
 //! with a warning and rewritten.
 
+mod known_answers;
+
 use crate::adapter::AdapterReport;
 use crate::gpu::Gpu;
-use crate::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +23,8 @@ use std::path::{Path, PathBuf};
 pub const CACHE_DIR_ENV: &str = "SINTER_CACHE_DIR";
 /// The cache file's name in that folder.
 pub const CACHE_FILE: &str = "canary.json";
-const CACHE_VERSION: u64 = 1;
+/// Version 2: the verdicts cover every variant family, not only the matrix products.
+const CACHE_VERSION: u64 = 2;
 
 /// What the canary found for one (adapter, driver) pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,35 +89,15 @@ pub fn cached_verdict(report: &AdapterReport, dir: &Path) -> Option<Verdict> {
         .and_then(parse_entry)
 }
 
-/// Runs each matrix-product variant that fits the device on a known answer: a batch of two odd
-/// products of small integers, exact in f32, so any difference is a wrong kernel.
+/// Runs each variant's known answer ([`known_answers`]) on `gpu`.
 pub fn run(gpu: &Gpu) -> Verdict {
-    let s = MatmulShape::new(2, 5, 6, 7);
-    let a: Vec<f32> = (0..s.a_len())
-        .map(|i| ((i * 7 + 3) % 7) as f32 - 3.0)
-        .collect();
-    let b: Vec<f32> = (0..s.b_len())
-        .map(|i| ((i * 5 + 1) % 5) as f32 - 2.0)
-        .collect();
-    let mut want = vec![0.0f32; s.c_len()];
-    for (bi, w) in want.chunks_exact_mut(s.m * s.n).enumerate() {
-        for i in 0..s.m {
-            for j in 0..s.n {
-                w[i * s.n + j] = (0..s.k)
-                    .map(|p| a[bi * s.m * s.k + i * s.k + p] * b[bi * s.k * s.n + p * s.n + j])
-                    .sum();
-            }
-        }
-    }
     let mut verdict = Verdict {
         passed: Vec::new(),
         disabled: BTreeMap::new(),
         cached: false,
     };
-    let fits = |v: &MatmulVariant| v.invocations() <= gpu.wide_workgroup();
-    for variant in MatmulVariant::ALL.into_iter().filter(fits) {
-        let name = variant.entry().to_string();
-        match known_answer(gpu, variant, &s, &a, &b, &want) {
+    for (name, result) in gpu.with_every_variant(|| known_answers::run_all(gpu)) {
+        match result {
             Ok(()) => verdict.passed.push(name),
             Err(why) => {
                 verdict.disabled.insert(name, why);
@@ -121,30 +105,6 @@ pub fn run(gpu: &Gpu) -> Verdict {
         }
     }
     verdict
-}
-
-fn known_answer(
-    gpu: &Gpu,
-    variant: MatmulVariant,
-    s: &MatmulShape,
-    a: &[f32],
-    b: &[f32],
-    want: &[f32],
-) -> Result<(), String> {
-    let err = |e: crate::DeviceError| e.to_string();
-    let ab = gpu.upload("canary a", a).map_err(err)?;
-    let bb = gpu.upload("canary b", b).map_err(err)?;
-    let cb = gpu.buffer("canary c", s.c_len()).map_err(err)?;
-    gpu.write(&cb, &vec![f32::NAN; s.c_len()]);
-    let d = matmul_with(gpu, variant, &ab, &bb, &cb, s, "canary").map_err(err)?;
-    let got = gpu.run(&[&d], &[(&cb, s.c_len())]).map_err(err)?;
-    for buf in [ab, bb, cb] {
-        gpu.recycle(buf);
-    }
-    match got[0].iter().zip(want).position(|(g, w)| g != w) {
-        None => Ok(()),
-        Some(i) => Err(format!("c[{i}] = {} where {} is right", got[0][i], want[i])),
-    }
 }
 
 fn entry(v: &Verdict) -> Value {

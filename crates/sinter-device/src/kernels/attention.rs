@@ -2,6 +2,7 @@
 //! backward, flash-style (online softmax, probabilities recomputed from the saved log-sum-exp),
 //! with attention-weight dropout drawn in the kernel from per-row seeds.
 
+use super::specializations::EntrySpecializations;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::kernels::elementwise::check_buffer;
@@ -207,6 +208,35 @@ pub fn attention_backward(
         bytes: total.bytes - dq_cost.bytes,
     })?;
     Ok(vec![dq_step, dkdv_step])
+}
+
+/// The three entry points at every head size, masked or not, with dropout or not, as
+/// [`overrides`] sets them (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    let launches = || {
+        (1..=MAX_HEAD_DIM).flat_map(|head_dim| {
+            [(false, 0.0), (true, 0.0), (false, 0.5), (true, 0.5)].map(|(causal, dropout)| {
+                overrides(&AttentionShape {
+                    batch: 1,
+                    seq: 1,
+                    heads: 1,
+                    head_dim,
+                    causal,
+                    scale: 1.0,
+                    dropout,
+                })
+                .to_vec()
+            })
+        })
+    };
+    [
+        "attention_forward",
+        "attention_backward_dq",
+        "attention_backward_dkdv",
+    ]
+    .into_iter()
+    .map(|entry| EntrySpecializations::from_launches(Shader::Attention, entry, launches()))
+    .collect()
 }
 
 #[cfg(test)]

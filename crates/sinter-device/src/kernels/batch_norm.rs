@@ -2,6 +2,7 @@
 //! then normalization), its backward pass (channel sums, then dx) and the running update.
 
 use super::elementwise::{check_buffer, grid_for, groups_grid};
+use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -182,4 +183,18 @@ pub fn batch_norm_update(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// Its entry points, none with override constants (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    [
+        "batch_norm_stats",
+        "batch_norm_apply",
+        "batch_norm_grad_sums",
+        "batch_norm_grad_input",
+        "batch_norm_update",
+    ]
+    .into_iter()
+    .map(|entry| EntrySpecializations::plain(Shader::BatchNorm, entry))
+    .collect()
 }

@@ -2,7 +2,9 @@
 //! gradient and weight gradient, each an implicit GEMM in `shaders/conv2d.wgsl` (no im2col buffer).
 //! The forward runs an epilogue (bias per output channel, any unary activation) inside the kernel.
 
+use super::specializations::EntrySpecializations;
 use super::EpilogueArgs;
+use super::{epilogue_overrides, every_epilogue};
 use crate::{grid_1d, DeviceError, Dispatch, Gpu, Launch, Result, Shader};
 use sinter_ops::Kernel;
 
@@ -11,9 +13,26 @@ const WG: u32 = 64;
 /// GEMM columns (pixels, or taps for the weight gradient) one invocation accumulates.
 const COLS: u32 = 8;
 
+/// How the start-up canary names `entry` at `tm` rows per invocation: `conv2d_forward TM=8`.
+pub fn tm_variant(entry: &str, tm: u32) -> String {
+    format!("{entry} TM={tm}")
+}
+
+/// The `TM` of an `entry` launch with `rows` GEMM rows: [`rows_per_invocation`], or the next
+/// wider one where the start-up canary disabled it on this device (a wider `TM` computes rows
+/// past the last as padding and stores only real ones: the same result).
+fn tm_for(gpu: &Gpu, entry: &str, rows: usize) -> u32 {
+    let first = rows_per_invocation(rows);
+    [4, 8, 16]
+        .into_iter()
+        .filter(|&tm| tm >= first)
+        .find(|&tm| !gpu.is_disabled(&tm_variant(entry, tm)))
+        .unwrap_or(first)
+}
+
 /// GEMM rows (channels) per invocation, the `TM` override: the smallest of 4, 8, 16 that covers
 /// `rows`, so that layers with few channels do not compute padding rows.
-fn rows_per_invocation(rows: usize) -> u32 {
+pub(crate) fn rows_per_invocation(rows: usize) -> u32 {
     match rows {
         0..=4 => 4,
         5..=8 => 8,
@@ -110,7 +129,7 @@ fn launch(
         Pass::GradInput => (shape.c_in, x / shape.c_in, WG * COLS),
         Pass::GradWeight => (shape.c_out, k_taps, COLS),
     };
-    let tm = rows_per_invocation(rows);
+    let tm = tm_for(gpu, entry, rows);
     let [gx, gy, _] = grid_1d((cols as u32).div_ceil(cols_per_group), limit);
     let workgroups = [gx, gy, (rows as u32).div_ceil(tm)];
     let e = epilogue.epilogue();
@@ -218,6 +237,33 @@ pub fn conv2d_grad_weight(
         EpilogueArgs::NONE,
         tag,
     )
+}
+
+/// The three passes with every `TM` [`rows_per_invocation`] picks, the forward with every
+/// epilogue (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    let tms = || (1..=17).map(rows_per_invocation);
+    let forward = tms().flat_map(|tm| {
+        every_epilogue().map(move |e| {
+            let mut overrides = vec![("TM", tm as f64)];
+            overrides.extend(epilogue_overrides(e));
+            overrides
+        })
+    });
+    let mut out = vec![EntrySpecializations::from_launches(
+        Shader::Conv2d,
+        "conv2d_forward",
+        forward,
+    )];
+    for entry in ["conv2d_grad_input", "conv2d_grad_weight"] {
+        let launches = tms().map(|tm| vec![("TM", tm as f64)]);
+        out.push(EntrySpecializations::from_launches(
+            Shader::Conv2d,
+            entry,
+            launches,
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Launch builders for `shaders/elementwise.wgsl`: unary activations and their gradients, affine
 //! maps, and binary ops and copies with numpy broadcasting (shapes and strides go in the uniform).
 
+use super::specializations::EntrySpecializations;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{grid_1d, Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -82,6 +83,32 @@ pub(crate) fn groups_grid(gpu: &Gpu, groups: usize) -> [u32; 3] {
     )
 }
 
+/// The entry point and grid of a family with a kernel per row (`rows`: one invocation per row)
+/// and a workgroup per row (`tree`): the one the shape prefers, or the other where the start-up
+/// canary disabled the preferred one on this device and not the other ([`Gpu::is_disabled`]).
+pub(crate) fn rows_or_tree(
+    gpu: &Gpu,
+    prefer_tree: bool,
+    [rows_entry, tree_entry]: [&'static str; 2],
+    rows: usize,
+) -> (&'static str, [u32; 3]) {
+    let (preferred, other) = if prefer_tree {
+        (tree_entry, rows_entry)
+    } else {
+        (rows_entry, tree_entry)
+    };
+    let tree = if gpu.is_disabled(preferred) && !gpu.is_disabled(other) {
+        !prefer_tree
+    } else {
+        prefer_tree
+    };
+    if tree {
+        (tree_entry, groups_grid(gpu, rows))
+    } else {
+        (rows_entry, grid_for(gpu, rows))
+    }
+}
+
 fn flat_params(len: usize, alpha: f32, beta: f32) -> [u32; 4] {
     [len as u32, alpha.to_bits(), beta.to_bits(), 0]
 }
@@ -104,7 +131,7 @@ pub fn unary(
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry: "unary",
-        overrides: &[("OP", op.code() as f64)],
+        overrides: &op_override(op.code()),
         params: &flat_params(len, 0.0, 0.0),
         buffers: &[x, y],
         workgroups: grid_for(gpu, len),
@@ -165,7 +192,7 @@ pub fn unary_grad(
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry: "unary_grad",
-        overrides: &[("OP", op.code() as f64)],
+        overrides: &op_override(op.code()),
         params: &flat_params(len, 0.0, 0.0),
         buffers: &[x, dy, dx],
         workgroups: grid_for(gpu, len),
@@ -288,7 +315,7 @@ pub fn binary(
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
         entry,
-        overrides: &[("OP", op.code() as f64)],
+        overrides: &op_override(op.code()),
         params: &params,
         buffers: &[a, b, out],
         workgroups: grid_for(gpu, len),
@@ -417,6 +444,27 @@ pub fn broadcast_to(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// The `OP` override of the unary, unary-gradient and binary kernels.
+fn op_override(code: u32) -> [(&'static str, f64); 1] {
+    [("OP", code as f64)]
+}
+
+/// Every entry point, the unary and binary ones with every op (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    let unary = || UnaryOp::ALL.map(|op| op_override(op.code()).to_vec());
+    let binary = || BinaryOp::ALL.map(|op| op_override(op.code()).to_vec());
+    let mut out = vec![
+        EntrySpecializations::from_launches(Shader::Elementwise, "unary", unary()),
+        EntrySpecializations::from_launches(Shader::Elementwise, "unary_grad", unary()),
+        EntrySpecializations::from_launches(Shader::Elementwise, "binary_flat", binary()),
+        EntrySpecializations::from_launches(Shader::Elementwise, "binary_bcast", binary()),
+    ];
+    for entry in ["relu_mask", "affine", "strided_copy", "broadcast_to"] {
+        out.push(EntrySpecializations::plain(Shader::Elementwise, entry));
+    }
+    out
 }
 
 #[cfg(test)]

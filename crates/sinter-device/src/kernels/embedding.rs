@@ -2,6 +2,7 @@
 //! deterministic scatter-add. Token ids are stored as f32, like class targets in the loss kernels.
 
 use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
+use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -85,4 +86,12 @@ pub fn embedding_grad(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// Its entry points, none with override constants (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    ["embedding", "embedding_grad"]
+        .into_iter()
+        .map(|entry| EntrySpecializations::plain(Shader::Embedding, entry))
+        .collect()
 }

@@ -1,7 +1,8 @@
 //! Launch builders for `shaders/loss.wgsl`: mean softmax cross-entropy over rows of logits, its
 //! gradient, and the number of correctly classified rows. Targets are class indices stored as f32.
 
-use super::elementwise::{check_buffer, grid_for, groups_grid};
+use super::elementwise::{check_buffer, rows_or_tree};
+use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -67,11 +68,12 @@ pub fn cross_entropy_grad(
     check_buffer(OP, "targets", targets, shape.rows)?;
     check_buffer(OP, "dloss", dloss, 1)?;
     check_buffer(OP, "dlogits", dlogits, len)?;
-    let (entry, workgroups) = if shape.grad_uses_tree() {
-        ("cross_entropy_grad_tree", groups_grid(gpu, shape.rows))
-    } else {
-        ("cross_entropy_grad_rows", grid_for(gpu, shape.rows))
-    };
+    let (entry, workgroups) = rows_or_tree(
+        gpu,
+        shape.grad_uses_tree(),
+        ["cross_entropy_grad_rows", "cross_entropy_grad_tree"],
+        shape.rows,
+    );
     let cost = Kernel::CrossEntropyGrad(*shape).cost();
     gpu.prepare(Launch {
         shader: Shader::Loss,
@@ -114,4 +116,17 @@ pub fn count_correct(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// Its entry points, none with override constants (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    [
+        "cross_entropy",
+        "cross_entropy_grad_rows",
+        "cross_entropy_grad_tree",
+        "count_correct",
+    ]
+    .into_iter()
+    .map(|entry| EntrySpecializations::plain(Shader::Loss, entry))
+    .collect()
 }

@@ -2,11 +2,13 @@
 //! and broadcast batch strides, in numbered variants; [`matmul`] picks the best for the adapter.
 //! Every variant runs an epilogue (bias per column, any unary activation) inside the kernel.
 
-use super::EpilogueArgs;
+use super::specializations::EntrySpecializations;
+use super::{epilogue_overrides, every_epilogue, EpilogueArgs};
 use crate::adapter::AdapterClass;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
+use sinter_ops::elementwise::Epilogue;
 use sinter_ops::Kernel;
 
 pub use sinter_ops::matmul::MatmulShape;
@@ -223,19 +225,13 @@ pub fn matmul_with_epilogue(
     let a_vec4 = (if s.trans_a { s.m } else { s.k }) % 4 == 0 && s.a_batch_stride % 4 == 0;
     let b_vec4 = (if s.trans_b { s.k } else { s.n }) % 4 == 0 && s.b_batch_stride % 4 == 0;
     let c_vec4 = s.n % 4 == 0;
-    let flag = |x: bool| if x { 1.0 } else { 0.0 };
-    let mut overrides = vec![("TRANS_A", flag(s.trans_a)), ("TRANS_B", flag(s.trans_b))];
-    overrides.extend(epilogue.overrides());
-    match variant {
-        MatmulVariant::V3Tiled => overrides.push(("ALIGNED", flag(a_vec4 && b_vec4 && c_vec4))),
-        MatmulVariant::V4Wide => overrides.extend([
-            ("A_VEC4", flag(a_vec4)),
-            ("B_VEC4", flag(b_vec4)),
-            ("C_VEC4", flag(c_vec4)),
-            ("K_EXACT", flag(s.k % 4 == 0)),
-        ]),
-        MatmulVariant::V1Naive | MatmulVariant::V2Blocked => {}
-    }
+    let overrides = overrides(
+        variant,
+        s.trans_a,
+        s.trans_b,
+        epilogue.epilogue(),
+        [a_vec4, b_vec4, c_vec4, s.k % 4 == 0],
+    );
     let params = [
         s.m as u32,
         s.n as u32,
@@ -262,6 +258,47 @@ pub fn matmul_with_epilogue(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// The override constants of a `variant` launch: operand layouts, epilogue, and (v3, v4) which
+/// loads and stores may use vec4: `[A, B, C, K a multiple of 4]`.
+fn overrides(
+    variant: MatmulVariant,
+    trans_a: bool,
+    trans_b: bool,
+    epilogue: Epilogue,
+    [a_vec4, b_vec4, c_vec4, k_exact]: [bool; 4],
+) -> Vec<(&'static str, f64)> {
+    let flag = |x: bool| if x { 1.0 } else { 0.0 };
+    let mut overrides = vec![("TRANS_A", flag(trans_a)), ("TRANS_B", flag(trans_b))];
+    overrides.extend(epilogue_overrides(epilogue));
+    match variant {
+        MatmulVariant::V3Tiled => overrides.push(("ALIGNED", flag(a_vec4 && b_vec4 && c_vec4))),
+        MatmulVariant::V4Wide => overrides.extend([
+            ("A_VEC4", flag(a_vec4)),
+            ("B_VEC4", flag(b_vec4)),
+            ("C_VEC4", flag(c_vec4)),
+            ("K_EXACT", flag(k_exact)),
+        ]),
+        MatmulVariant::V1Naive | MatmulVariant::V2Blocked => {}
+    }
+    overrides
+}
+
+/// Every variant with every override set [`overrides`] gives it (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    let flags = |bits: u32, n: u32| (0..n).map(move |i| bits >> i & 1 == 1);
+    MatmulVariant::ALL
+        .into_iter()
+        .map(|variant| {
+            let launches = (0u32..64).flat_map(|bits| {
+                let f: Vec<bool> = flags(bits, 6).collect();
+                every_epilogue()
+                    .map(move |e| overrides(variant, f[0], f[1], e, [f[2], f[3], f[4], f[5]]))
+            });
+            EntrySpecializations::from_launches(Shader::Matmul, variant.entry(), launches)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod reduce;
 pub mod select;
 pub mod softmax;
+pub mod specializations;
 
 use sinter_ops::elementwise::{Epilogue, UnaryOp};
 
@@ -45,11 +46,7 @@ impl<'a> EpilogueArgs<'a> {
 
     /// The `HAS_BIAS` and `ACT` overrides of the product kernels.
     pub(crate) fn overrides(&self) -> [(&'static str, f64); 2] {
-        let act = self.activation.map_or(NO_ACT, UnaryOp::code);
-        [
-            ("HAS_BIAS", if self.bias.is_some() { 1.0 } else { 0.0 }),
-            ("ACT", act as f64),
-        ]
+        epilogue_overrides(self.epilogue())
     }
 
     /// The buffer for the kernel's bias binding: the bias, or `stand_in` (never read) without one,
@@ -57,6 +54,26 @@ impl<'a> EpilogueArgs<'a> {
     pub(crate) fn bias_or(&self, stand_in: &'a wgpu::Buffer) -> &'a wgpu::Buffer {
         self.bias.unwrap_or(stand_in)
     }
+}
+
+/// The `HAS_BIAS` and `ACT` overrides of a product or convolution kernel running `e`.
+pub(crate) fn epilogue_overrides(e: Epilogue) -> [(&'static str, f64); 2] {
+    let act = e.activation.map_or(NO_ACT, UnaryOp::code);
+    [
+        ("HAS_BIAS", if e.bias { 1.0 } else { 0.0 }),
+        ("ACT", act as f64),
+    ]
+}
+
+/// Every epilogue a product or convolution launch can run: with and without a bias, with no
+/// activation or any unary op.
+pub(crate) fn every_epilogue() -> impl Iterator<Item = Epilogue> {
+    let activations = std::iter::once(None).chain(UnaryOp::ALL.into_iter().map(Some));
+    activations.flat_map(|activation| {
+        [false, true]
+            .into_iter()
+            .map(move |bias| Epilogue { bias, activation })
+    })
 }
 
 /// `NO_ACT` in unary.wgsl: the `ACT` override of a kernel without an activation.

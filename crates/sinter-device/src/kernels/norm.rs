@@ -1,7 +1,8 @@
 //! Launch builders for `shaders/norm.wgsl`: layer and RMS normalization over the last axis, their
 //! input gradients and gamma gradients. (The beta gradient is a column sum: the reduce kernel does it.)
 
-use super::elementwise::{check_buffer, grid_for, groups_grid};
+use super::elementwise::{check_buffer, grid_for, rows_or_tree};
+use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -14,12 +15,13 @@ fn params(s: &LayerNormShape) -> [u32; 4] {
     [s.rows as u32, s.dim as u32, s.eps.to_bits(), 0]
 }
 
-fn row_grid(s: &LayerNormShape, gpu: &Gpu) -> [u32; 3] {
-    if s.uses_tree() {
-        groups_grid(gpu, s.rows)
-    } else {
-        grid_for(gpu, s.rows)
-    }
+/// The entry point and grid of a per-row norm kernel with a rows and a tree variant.
+fn row_kernel(
+    gpu: &Gpu,
+    s: &LayerNormShape,
+    variants: [&'static str; 2],
+) -> (&'static str, [u32; 3]) {
+    rows_or_tree(gpu, s.uses_tree(), variants, s.rows)
 }
 
 /// y = (x − mean)/sqrt(var + eps) · gamma + beta, per row.
@@ -41,17 +43,14 @@ pub fn layer_norm(
     check_buffer(OP, "beta", beta, shape.dim)?;
     check_buffer(OP, "y", y, len)?;
     let cost = Kernel::LayerNorm(*shape).cost();
+    let (entry, workgroups) = row_kernel(gpu, shape, ["layer_norm_rows", "layer_norm_tree"]);
     gpu.prepare(Launch {
         shader: Shader::Norm,
-        entry: if shape.uses_tree() {
-            "layer_norm_tree"
-        } else {
-            "layer_norm_rows"
-        },
+        entry,
         overrides: &[],
         params: &params(shape),
         buffers: &[x, gamma, beta, y],
-        workgroups: row_grid(shape, gpu),
+        workgroups,
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -78,17 +77,18 @@ pub fn layer_norm_grad_input(
     check_buffer(OP, "dy", dy, len)?;
     check_buffer(OP, "dx", dx, len)?;
     let cost = Kernel::LayerNormGradInput(*shape).cost();
+    let (entry, workgroups) = row_kernel(
+        gpu,
+        shape,
+        ["layer_norm_grad_input_rows", "layer_norm_grad_input_tree"],
+    );
     gpu.prepare(Launch {
         shader: Shader::Norm,
-        entry: if shape.uses_tree() {
-            "layer_norm_grad_input_tree"
-        } else {
-            "layer_norm_grad_input_rows"
-        },
+        entry,
         overrides: &[],
         params: &params(shape),
         buffers: &[x, gamma, dy, dx],
-        workgroups: row_grid(shape, gpu),
+        workgroups,
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -142,17 +142,14 @@ pub fn rms_norm(
     check_buffer(OP, "gamma", gamma, shape.dim)?;
     check_buffer(OP, "y", y, len)?;
     let cost = Kernel::RmsNorm(*shape).cost();
+    let (entry, workgroups) = row_kernel(gpu, shape, ["rms_norm_rows", "rms_norm_tree"]);
     gpu.prepare(Launch {
         shader: Shader::Norm,
-        entry: if shape.uses_tree() {
-            "rms_norm_tree"
-        } else {
-            "rms_norm_rows"
-        },
+        entry,
         overrides: &[],
         params: &params(shape),
         buffers: &[x, gamma, y],
-        workgroups: row_grid(shape, gpu),
+        workgroups,
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -178,17 +175,18 @@ pub fn rms_norm_grad_input(
     check_buffer(OP, "dy", dy, len)?;
     check_buffer(OP, "dx", dx, len)?;
     let cost = Kernel::RmsNormGradInput(*shape).cost();
+    let (entry, workgroups) = row_kernel(
+        gpu,
+        shape,
+        ["rms_norm_grad_input_rows", "rms_norm_grad_input_tree"],
+    );
     gpu.prepare(Launch {
         shader: Shader::Norm,
-        entry: if shape.uses_tree() {
-            "rms_norm_grad_input_tree"
-        } else {
-            "rms_norm_grad_input_rows"
-        },
+        entry,
         overrides: &[],
         params: &params(shape),
         buffers: &[x, gamma, dy, dx],
-        workgroups: row_grid(shape, gpu),
+        workgroups,
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -223,4 +221,23 @@ pub fn rms_norm_grad_gamma(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// Its entry points, none with override constants (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    [
+        "layer_norm_rows",
+        "layer_norm_tree",
+        "layer_norm_grad_input_rows",
+        "layer_norm_grad_input_tree",
+        "layer_norm_grad_gamma",
+        "rms_norm_rows",
+        "rms_norm_tree",
+        "rms_norm_grad_input_rows",
+        "rms_norm_grad_input_tree",
+        "rms_norm_grad_gamma",
+    ]
+    .into_iter()
+    .map(|entry| EntrySpecializations::plain(Shader::Norm, entry))
+    .collect()
 }

@@ -2,6 +2,7 @@
 //! The learning rate and bias corrections live in a `hyper` buffer the host rewrites each step.
 
 use super::elementwise::{check_buffer, check_len, grid_for};
+use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -106,4 +107,14 @@ pub fn adam(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// SGD with and without Nesterov momentum, Adam with and without decoupled weight decay (see
+/// [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    let flag = |name: &'static str| [false, true].map(|on| vec![(name, on as u32 as f64)]);
+    vec![
+        EntrySpecializations::from_launches(Shader::Optim, "sgd", flag("NESTEROV")),
+        EntrySpecializations::from_launches(Shader::Optim, "adam", flag("DECOUPLED")),
+    ]
 }

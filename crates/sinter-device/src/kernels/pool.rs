@@ -2,6 +2,7 @@
 //! gradients, in `shaders/pool.wgsl`. One invocation per output element; backward gathers, no atomics.
 
 use super::conv::check_buffer;
+use super::specializations::EntrySpecializations;
 use crate::{grid_1d, Dispatch, Gpu, Launch, Result, Shader};
 use sinter_ops::Kernel;
 
@@ -178,6 +179,21 @@ pub fn avg_pool2d_grad(
     }
     // One invocation per input element, summing the windows that hold it.
     launch(gpu, op, op, &bufs, xl, shape, tag, kernel)
+}
+
+/// Its entry points, none with override constants (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    [
+        "max_pool2d",
+        "max_pool2d_grad",
+        "max_pool2d_grad_cells",
+        "avg_pool2d",
+        "avg_pool2d_grad",
+        "avg_pool2d_grad_cells",
+    ]
+    .into_iter()
+    .map(|entry| EntrySpecializations::plain(Shader::Pool, entry))
+    .collect()
 }
 
 #[cfg(test)]

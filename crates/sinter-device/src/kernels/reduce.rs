@@ -1,7 +1,8 @@
 //! Launch builder for `shaders/reduce.wgsl`: sum, mean, max and argmax over one axis of a tensor
 //! viewed as [outer, n, inner], which covers any axis of a row-major tensor and whole-tensor sums.
 
-use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
+use super::elementwise::{check_buffer, check_len, rows_or_tree};
+use super::specializations::EntrySpecializations;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -31,11 +32,12 @@ pub fn reduce(
     check_len(&name, &format!("x [{outer}, {n}, {inner}]"), len)?;
     check_buffer(&name, "x", x, len)?;
     check_buffer(&name, "y", y, outputs)?;
-    let (entry, workgroups) = if shape.uses_tree() {
-        ("reduce_tree", groups_grid(gpu, outputs))
-    } else {
-        ("reduce_rows", grid_for(gpu, outputs))
-    };
+    let (entry, workgroups) = rows_or_tree(
+        gpu,
+        shape.uses_tree(),
+        ["reduce_rows", "reduce_tree"],
+        outputs,
+    );
     let cost = Kernel::Reduce { op, shape: *shape }.cost();
     gpu.prepare(Launch {
         shader: Shader::Reduce,
@@ -48,4 +50,15 @@ pub fn reduce(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// Both entry points with every reduction (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    ["reduce_tree", "reduce_rows"]
+        .into_iter()
+        .map(|entry| {
+            let launches = ReduceOp::ALL.map(|op| vec![("OP", op.code() as f64)]);
+            EntrySpecializations::from_launches(Shader::Reduce, entry, launches)
+        })
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! deterministic scatter-add gradients, and where with numpy broadcasting of its three operands.
 
 use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
+use super::specializations::EntrySpecializations;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -253,6 +254,20 @@ pub fn where_select(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// Its entry points, none with override constants (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    [
+        "index_select",
+        "index_select_grad",
+        "gather",
+        "gather_grad",
+        "where_select",
+    ]
+    .into_iter()
+    .map(|entry| EntrySpecializations::plain(Shader::Select, entry))
+    .collect()
 }
 
 #[cfg(test)]

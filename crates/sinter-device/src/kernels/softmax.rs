@@ -1,7 +1,8 @@
 //! Launch builders for `shaders/softmax.wgsl`: softmax and log-softmax along the last axis, and
 //! their gradients from the forward output. Rows up to vocabulary size (~50k columns) are supported.
 
-use super::elementwise::{check_buffer, grid_for, groups_grid};
+use super::elementwise::{check_buffer, rows_or_tree};
+use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
@@ -12,14 +13,6 @@ pub use sinter_ops::softmax::RowsShape;
 /// The params uniform (the `Params` struct in softmax.wgsl).
 fn params(s: &RowsShape) -> [u32; 4] {
     [s.rows as u32, s.cols as u32, 0, 0]
-}
-
-fn grid(s: &RowsShape, gpu: &Gpu) -> [u32; 3] {
-    if s.uses_tree() {
-        groups_grid(gpu, s.rows)
-    } else {
-        grid_for(gpu, s.rows)
-    }
 }
 
 /// Which of the two functions an entry point computes (the WGSL override `LOG`).
@@ -50,17 +43,19 @@ fn forward(
         Kernel::Softmax(*shape)
     }
     .cost();
+    let (entry, workgroups) = rows_or_tree(
+        gpu,
+        shape.uses_tree(),
+        ["softmax_rows", "softmax_tree"],
+        shape.rows,
+    );
     gpu.prepare(Launch {
         shader: Shader::Softmax,
-        entry: if shape.uses_tree() {
-            "softmax_tree"
-        } else {
-            "softmax_rows"
-        },
+        entry,
         overrides: &[("LOG", log_code(log))],
         params: &params(shape),
         buffers: &[x, y],
-        workgroups: grid(shape, gpu),
+        workgroups,
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -89,17 +84,19 @@ fn backward(
         Kernel::SoftmaxGrad(*shape)
     }
     .cost();
+    let (entry, workgroups) = rows_or_tree(
+        gpu,
+        shape.uses_tree(),
+        ["softmax_grad_rows", "softmax_grad_tree"],
+        shape.rows,
+    );
     gpu.prepare(Launch {
         shader: Shader::Softmax,
-        entry: if shape.uses_tree() {
-            "softmax_grad_tree"
-        } else {
-            "softmax_grad_rows"
-        },
+        entry,
         overrides: &[("LOG", log_code(log))],
         params: &params(shape),
         buffers: &[y, dy, dx],
-        workgroups: grid(shape, gpu),
+        workgroups,
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -154,4 +151,20 @@ pub fn log_softmax_grad(
     tag: &str,
 ) -> Result<Dispatch> {
     backward(gpu, "log_softmax_grad", true, y, dy, dx, shape, tag)
+}
+
+/// The four entry points, each as softmax and as log-softmax (see [`super::specializations`]).
+pub(crate) fn specializations() -> Vec<EntrySpecializations> {
+    [
+        "softmax_rows",
+        "softmax_tree",
+        "softmax_grad_rows",
+        "softmax_grad_tree",
+    ]
+    .into_iter()
+    .map(|entry| {
+        let launches = [false, true].map(|log| vec![("LOG", log_code(log))]);
+        EntrySpecializations::from_launches(Shader::Softmax, entry, launches)
+    })
+    .collect()
 }
