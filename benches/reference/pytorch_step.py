@@ -61,15 +61,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: the same step on the GPU (for benches/gpu-checks.sh)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = default_cnn() if args.model == "cnn" else resnet(args.depth)
+    device = torch.device(args.device)
+    model = (default_cnn() if args.model == "cnn" else resnet(args.depth)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(args.batch, 1, 28, 28)
-    y = torch.randint(0, 10, (args.batch,))
+    x = torch.rand(args.batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
     times = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
@@ -77,13 +80,13 @@ def main() -> None:
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        loss.item()
+        loss.item()  # waits for the step, as sinter reads its loss back
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
     ms = statistics.median(times) * 1e3
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"min {min(times) * 1e3:.2f} ms, max {max(times) * 1e3:.2f} ms")
-    print(f"{args.model} pytorch-cpu batch {args.batch}: {ms:.2f} ms/step, {args.batch / ms * 1e3:.0f} samples/s")
+    print(f"{args.model} pytorch-{args.device} batch {args.batch}: {ms:.2f} ms/step, {args.batch / ms * 1e3:.0f} samples/s")
 
 
 if __name__ == "__main__":
