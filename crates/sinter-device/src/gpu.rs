@@ -128,6 +128,8 @@ pub struct Gpu {
     /// The WGSL compiled for a shader: [`Shader::source`], except in tests that feed a shader
     /// the backend rejects.
     source_of: fn(Shader) -> &'static str,
+    /// The driver's compiled pipelines, kept on disk between runs (Vulkan).
+    pipeline_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
 }
 
 /// Runs `f` inside validation, out-of-memory and internal error scopes and turns what they catch
@@ -169,7 +171,29 @@ impl Gpu {
         let gpu = Self::open(adapter, limits, Shader::source)?;
         let verdict = crate::canary::verdict(&gpu, crate::canary::cache_dir().as_deref());
         gpu.apply_canary(&verdict);
+        gpu.persist_pipelines();
         Ok(gpu)
+    }
+
+    /// Writes the pipelines compiled so far to the on-disk pipeline cache (where the device has
+    /// one and new pipelines were compiled since the last write), so the next run on this
+    /// adapter and driver does not compile them again. A write that fails costs a warning.
+    pub fn persist_pipelines(&self) {
+        if let Some(cache) = &self.pipeline_cache {
+            match cache.persist() {
+                Ok(true) => log::debug!("pipeline cache written to {}", cache.file().display()),
+                Ok(false) => {}
+                Err(e) => log::warn!(
+                    "could not keep compiled pipelines in {}: {e}",
+                    cache.file().display()
+                ),
+            }
+        }
+    }
+
+    /// The on-disk pipeline cache, where the device has one (Vulkan with `PIPELINE_CACHE`).
+    pub fn pipeline_cache(&self) -> Option<&crate::pipeline_cache::DiskPipelineCache> {
+        self.pipeline_cache.as_ref()
     }
 
     /// Disables the variants `verdict` found failing (see [`Gpu::is_disabled`]).
@@ -208,7 +232,9 @@ impl Gpu {
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let wanted = wanted | wgpu::Features::PIPELINE_CACHE;
         let features = adapter.features() & wanted;
+        let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sinter"),
             required_features: features,
@@ -270,10 +296,17 @@ impl Gpu {
                 report.name
             ),
             })?;
+        let pipeline_cache = if features.contains(wgpu::Features::PIPELINE_CACHE) {
+            let dir = crate::canary::cache_dir();
+            crate::pipeline_cache::DiskPipelineCache::open(&device, &info, dir.as_deref())
+        } else {
+            None
+        };
         Ok(Self {
             device,
             queue,
             report,
+            pipeline_cache,
             wide_workgroup,
             disabled: Default::default(),
             limits,
@@ -448,7 +481,7 @@ impl Gpu {
                         constants: &constants,
                         zero_initialize_workgroup_memory: false,
                     },
-                    cache: None,
+                    cache: self.pipeline_cache.as_ref().map(|c| c.cache()),
                 })
         })
         .map_err(|e| DeviceError::ShaderCompile {
@@ -457,6 +490,9 @@ impl Gpu {
             backend: self.backend(),
             message: e.to_string(),
         })?;
+        if let Some(cache) = &self.pipeline_cache {
+            cache.compiled();
+        }
         log::debug!(
             "compiled pipeline {}.wgsl::{entry} {overrides:?}",
             shader.name()
@@ -700,5 +736,12 @@ pub fn grid_1d(groups: u32, limit: u32) -> [u32; 3] {
     } else {
         let y = groups.div_ceil(limit);
         [groups.div_ceil(y), y, 1]
+    }
+}
+
+impl Drop for Gpu {
+    /// Keeps the pipelines compiled since the last write for the next run.
+    fn drop(&mut self) {
+        self.persist_pipelines();
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod limits;
+pub mod pipeline_cache;
 pub mod pool;
 pub mod profiler;
 pub mod shaders;

@@ -252,6 +252,7 @@ pub fn of(shader: Shader, entry: &str) -> Option<&'static EntrySpecializations> 
 /// Panics, naming the pipeline, when no launcher declares `entry` of `shader` with `overrides`:
 /// the check debug builds make on every new pipeline, so that the kernel tests catch a launcher
 /// that sets an override its declaration (and so the portability checks) lacks.
+#[cfg(debug_assertions)]
 pub(crate) fn assert_declared(shader: Shader, entry: &str, overrides: &[(&str, f64)]) {
     let Some(declared) = of(shader, entry) else {
         panic!(

@@ -7,6 +7,7 @@ use crate::graph::{NodeId, Op};
 use crate::plan::{Plan, Storage};
 use crate::profile::{self, HostEvent, KernelTiming, StepProfile, TimingMethod};
 use crate::vars::{VarId, VarStore};
+use rayon::prelude::*;
 use sinter_device::kernels::{
     attention, batch_norm, conv, elementwise, embedding, loss, matmul, norm, optim, pool, reduce,
     select, softmax, EpilogueArgs,
@@ -94,10 +95,16 @@ impl GpuBackend {
                 gpu.write(&slots[s], &vec![*v as f32; node.numel()]);
             }
         }
+        // Launches are prepared on rayon's threads, so the driver compiles their pipelines in
+        // parallel (most of the time before a first step); the dispatches keep the plan's order.
+        let prepared: Vec<Result<Vec<Dispatch>>> = (0..plan.launches.len())
+            .into_par_iter()
+            .map(|k| self.prepare(&plan, &slots, k))
+            .collect();
         let mut dispatches = Vec::with_capacity(plan.order.len());
         let mut dispatch_launches = Vec::with_capacity(plan.launches.len());
-        for k in 0..plan.launches.len() {
-            let prepared = self.prepare(&plan, &slots, k)?;
+        for (k, prepared) in prepared.into_iter().enumerate() {
+            let prepared = prepared?;
             dispatch_launches.extend(std::iter::repeat_n(k, prepared.len()));
             dispatches.extend(prepared);
         }
@@ -106,6 +113,8 @@ impl GpuBackend {
             dispatches.len(),
             slots.len()
         );
+        // Every pipeline the program runs is compiled now: keep them for the next run.
+        self.gpu.persist_pipelines();
         Ok(GpuProgram {
             plan,
             slots,
