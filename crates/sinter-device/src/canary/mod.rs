@@ -4,7 +4,7 @@
 //!
 //! Drivers miscompile shaders (burn's users met it: burn#4355, burn#3217); a known answer caught
 //! once at start-up costs milliseconds, a wrong kernel found in training costs the run. The
-//! variants checked ([`known_answers`]) are those the engine can swap for one another: the matrix
+//! variants checked (`known_answers.rs`) are those the engine can swap for one another: the matrix
 //! products (v1–v4), the rows and tree kernels of softmax, reductions, cross-entropy and the
 //! norms, and convolution's rows per invocation (`conv2d_forward TM=8`, …).
 //! The cache is `canary.json` in the platform cache folder (`SINTER_CACHE_DIR` overrides it),
@@ -89,7 +89,7 @@ pub fn cached_verdict(report: &AdapterReport, dir: &Path) -> Option<Verdict> {
         .and_then(parse_entry)
 }
 
-/// Runs each variant's known answer ([`known_answers`]) on `gpu`.
+/// Runs each variant's known answer (`canary/known_answers.rs`) on `gpu`.
 pub fn run(gpu: &Gpu) -> Verdict {
     let mut verdict = Verdict {
         passed: Vec::new(),

@@ -130,7 +130,7 @@ impl EntrySpecializations {
 
     /// The override sets the portability checks compile this entry point with: every checked
     /// value of every override at least once, and every pair of values of two overrides with at
-    /// most [`PAIRWISE_MOST_VALUES`] values in one set (a greedy covering array, deterministic).
+    /// most four values in one set (a greedy covering array, deterministic).
     /// One empty set for an entry point without overrides.
     pub fn check_sets(&self) -> Vec<Vec<(&'static str, f64)>> {
         let checked: Vec<Vec<f64>> = self
