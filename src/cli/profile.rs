@@ -4,7 +4,7 @@
 use super::train::ModelName;
 use super::{CliError, Result};
 use clap::Args;
-use sinter::report::ceilings::{self, CeilingSource};
+use sinter::report::ceilings::{self, Fastest};
 use sinter::report::{table, trace};
 use sinter_device::{AdapterClass, DeviceChoice};
 use sinter_model::data::{embedded_mnist, CharCorpus, ImageDataset, TokenCorpus};
@@ -366,17 +366,11 @@ pub fn report(
         100.0 * kern / wall.max(1e-9)
     );
     let ceil = if with_ceilings {
-        let (c, source) = ceilings::ceilings(backend, recalibrate)?;
-        let whence = match source {
-            CeilingSource::Cached(f) => format!("cached in {}", f.display()),
-            CeilingSource::Measured(f) => format!("measured now, cached in {}", f.display()),
-            CeilingSource::Uncached(why) => format!("measured now, not cached: {why}"),
-        };
-        println!(
-            "ceilings: {:.2} GFLOP/s (1024³ matrix product), {:.2} GB/s (64 MiB copy); {whence}",
-            c.gflops, c.gbps
-        );
-        Some(c)
+        // Never below the fastest row, so no row shows more than 100%.
+        let fastest = Fastest::of(&table::summarize(profiles));
+        let c = ceilings::ceilings(backend, recalibrate, &fastest)?;
+        println!("{}", c.describe(ceilings::now_unix()));
+        Some(c.ceilings)
     } else {
         None
     };

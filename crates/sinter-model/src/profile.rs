@@ -128,14 +128,16 @@ pub fn launch_shapes(plan: &Plan, launch: &Launch) -> String {
 
 // ---- ceilings -----------------------------------------------------------------------------------
 
-/// Measures the CPU backend's ceilings: a 1024³ product with its gemm, and a 64 MiB copy over
-/// all rayon threads. Takes well under a second.
+/// Measures the CPU backend's ceilings: a 1024³ product run by the backend's own f32 product
+/// (`cpu::matmul`: the `gemm` crate, or OpenBLAS with the `blas` feature, as
+/// [`cpu::matmul::gemm_library`] names it), and a 64 MiB copy over all rayon threads; the best
+/// of several runs each. Takes well under a second.
 pub fn calibrate_cpu() -> Ceilings {
     let n = sinter_ops::timing::CALIBRATION_MATMUL;
     let s = MatmulShape::new(1, n, n, n);
     let (a, b) = (vec![0.5f32; n * n], vec![0.25f32; n * n]);
     let mut c = vec![0f32; n * n];
-    let matmul_s = best_of(4, || cpu::matmul::matmul(&a, &b, &mut c, &s));
+    let matmul_s = best_of(8, || cpu::matmul::matmul(&a, &b, &mut c, &s));
     let len = (sinter_ops::timing::CALIBRATION_COPY_BYTES / 4) as usize;
     let src = vec![1f32; len];
     let mut dst = vec![0f32; len];

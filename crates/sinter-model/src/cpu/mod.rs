@@ -81,6 +81,8 @@ fn exp_nonpositive_f32(x: f32) -> f32 {
 }
 pub mod attention;
 pub mod batch_norm;
+#[cfg(feature = "blas")]
+mod blas;
 pub mod conv;
 pub mod elementwise;
 pub mod embedding;
