@@ -1,6 +1,7 @@
 //! CPU reductions over one axis of a tensor viewed as [outer, n, inner]: sum, mean, max, argmax.
 //! Same semantics as `shaders/reduce.wgsl`; sums are pairwise or blocked so f32 stays accurate.
 
+use super::simd::{self, vectorized};
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::reduce::{ReduceOp, ReduceShape};
@@ -11,23 +12,25 @@ const PAR_MIN: usize = 1 << 15;
 /// then grows with BLOCK + n / BLOCK instead of n.
 const BLOCK: usize = 256;
 
-/// Pairwise (cascade) sum: error grows with log(n) instead of n, at the speed of a plain loop.
-pub fn pairwise_sum<T: Real>(x: &[T]) -> T {
-    if x.len() <= 128 {
-        x.iter().fold(T::zero(), |s, &v| s + v)
-    } else {
-        let (l, r) = x.split_at(x.len() / 2);
-        pairwise_sum(l) + pairwise_sum(r)
-    }
-}
-
-/// The sum of a long contiguous slice, split across rayon tasks when it pays.
+/// The sum of a long contiguous slice ([`simd::sum`], vectorized), split across rayon tasks
+/// when it pays.
 fn sum_contiguous<T: Real>(x: &[T]) -> T {
     if x.len() < PAR_MIN {
-        pairwise_sum(x)
+        vectorized(
+            #[inline(always)]
+            || simd::sum(x),
+        )
     } else {
-        let parts: Vec<T> = x.par_chunks(PAR_MIN).map(pairwise_sum).collect();
-        pairwise_sum(&parts)
+        let parts: Vec<T> = x
+            .par_chunks(PAR_MIN)
+            .map(|x| {
+                vectorized(
+                    #[inline(always)]
+                    || simd::sum(x),
+                )
+            })
+            .collect();
+        simd::sum(&parts)
     }
 }
 
@@ -45,16 +48,50 @@ fn first_max<T: Real>(x: &[T], base: usize, n: usize, step: usize) -> (T, usize)
 }
 
 /// y[i] (one output row of `inner` values) = Σ_j x[j, i] over the n rows of a [n, inner] block.
-fn sum_rows<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T]) {
+#[inline(always)]
+fn sum_rows<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T], block: &mut [T]) {
     y.fill(T::zero());
-    let mut block = vec![T::zero(); inner];
     for rows in x[..n * inner].chunks(BLOCK * inner) {
         block.fill(T::zero());
-        for row in rows.chunks(inner) {
-            block.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
+        for row in rows.chunks_exact(inner) {
+            for (b, &v) in block.iter_mut().zip(row) {
+                *b += v;
+            }
         }
-        y.iter_mut().zip(&block).for_each(|(s, &b)| *s += b);
+        for (s, &b) in y.iter_mut().zip(&*block) {
+            *s += b;
+        }
     }
+}
+
+/// Columns per rayon task of [`sum_columns_parallel`].
+const COLUMNS: usize = 128;
+
+/// [`sum_rows`] with the output's columns split across rayon tasks: the one-output-row sums of
+/// backward (a bias gradient over every token) have nothing else to split.
+fn sum_columns_parallel<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T]) {
+    y.par_chunks_mut(COLUMNS).enumerate().for_each(|(c, y)| {
+        let (c0, width) = (c * COLUMNS, y.len());
+        let mut block = vec![T::zero(); width];
+        vectorized(
+            #[inline(always)]
+            || {
+                y.fill(T::zero());
+                for first in (0..n).step_by(BLOCK) {
+                    block.fill(T::zero());
+                    for r in first..(first + BLOCK).min(n) {
+                        let row = &x[r * inner + c0..r * inner + c0 + width];
+                        for (b, &v) in block.iter_mut().zip(row) {
+                            *b += v;
+                        }
+                    }
+                    for (s, &b) in y.iter_mut().zip(&block) {
+                        *s += b;
+                    }
+                }
+            },
+        )
+    });
 }
 
 /// y = op over n of x; Argmax writes the index of the first maximum as a float.
@@ -82,8 +119,14 @@ pub fn reduce<T: Real>(op: ReduceOp, x: &[T], y: &mut [T], shape: &ReduceShape) 
         ReduceOp::Sum | ReduceOp::Mean => {
             if inner == 1 {
                 yo[0] = sum_contiguous(xo);
+            } else if outer == 1 && x.len() >= PAR_MIN && inner >= 2 * COLUMNS {
+                sum_columns_parallel(xo, n, inner, yo);
             } else {
-                sum_rows(xo, n, inner, yo);
+                let mut block = vec![T::zero(); inner];
+                vectorized(
+                    #[inline(always)]
+                    || sum_rows(xo, n, inner, yo, &mut block),
+                );
             }
             yo.iter_mut().for_each(|v| *v *= scale);
         }
