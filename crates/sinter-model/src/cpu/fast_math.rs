@@ -1,9 +1,9 @@
-//! Branch-free f32 e^x, tanh and the normal CDF and density, built from adds, multiplies, one
-//! division and bit moves, so that loops of them vectorize (libm's are a call per element).
-//!
-//! Each states its largest error against the correctly rounded value; the tests below check it
-//! over a dense sweep against the f64 functions. The polynomials were fitted for this file
-//! (least squares on Chebyshev nodes), except e^r's, which is Cephes' expf polynomial.
+//! Branch-free f32 e^x, tanh and the normal CDF and density (adds, multiplies, one division, bit
+//! moves), so that loops of them vectorize where libm's are a call per element. Each states its
+//! largest error; the tests check it over a dense sweep against the f64 functions.
+
+// The polynomials were fitted for this file (least squares on Chebyshev nodes, then checked in
+// f32), except e^r's, which is Cephes' expf polynomial.
 
 /// 1.5·2^23: adding it to a float in (−2^22, 2^22) rounds it to an integer (to nearest) held in
 /// the low mantissa bits.

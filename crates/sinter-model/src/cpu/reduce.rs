@@ -64,34 +64,38 @@ fn sum_rows<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T], block: &mut [
     }
 }
 
-/// Columns per rayon task of [`sum_columns_parallel`].
-const COLUMNS: usize = 128;
-
-/// [`sum_rows`] with the output's columns split across rayon tasks: the one-output-row sums of
-/// backward (a bias gradient over every token) have nothing else to split.
-fn sum_columns_parallel<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T]) {
-    y.par_chunks_mut(COLUMNS).enumerate().for_each(|(c, y)| {
-        let (c0, width) = (c * COLUMNS, y.len());
-        let mut block = vec![T::zero(); width];
-        vectorized(
-            #[inline(always)]
-            || {
-                y.fill(T::zero());
-                for first in (0..n).step_by(BLOCK) {
-                    block.fill(T::zero());
-                    for r in first..(first + BLOCK).min(n) {
-                        let row = &x[r * inner + c0..r * inner + c0 + width];
+/// [`sum_rows`] with its blocks of rows summed in parallel, then added to y in block order: the
+/// same additions in the same order as [`sum_rows`], so the same result. The one-output-row sums
+/// of backward (a bias gradient over every token) have nothing else to split.
+fn sum_rows_parallel<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T]) {
+    let blocks: Vec<Vec<T>> = x[..n * inner]
+        .par_chunks(BLOCK * inner)
+        .map(|rows| {
+            let mut block = vec![T::zero(); inner];
+            vectorized(
+                #[inline(always)]
+                || {
+                    for row in rows.chunks_exact(inner) {
                         for (b, &v) in block.iter_mut().zip(row) {
                             *b += v;
                         }
                     }
-                    for (s, &b) in y.iter_mut().zip(&block) {
-                        *s += b;
-                    }
+                },
+            );
+            block
+        })
+        .collect();
+    y.fill(T::zero());
+    vectorized(
+        #[inline(always)]
+        || {
+            for block in &blocks {
+                for (s, &b) in y.iter_mut().zip(block) {
+                    *s += b;
                 }
-            },
-        )
-    });
+            }
+        },
+    );
 }
 
 /// y = op over n of x; Argmax writes the index of the first maximum as a float.
@@ -119,8 +123,8 @@ pub fn reduce<T: Real>(op: ReduceOp, x: &[T], y: &mut [T], shape: &ReduceShape) 
         ReduceOp::Sum | ReduceOp::Mean => {
             if inner == 1 {
                 yo[0] = sum_contiguous(xo);
-            } else if outer == 1 && x.len() >= PAR_MIN && inner >= 2 * COLUMNS {
-                sum_columns_parallel(xo, n, inner, yo);
+            } else if outer == 1 && x.len() >= PAR_MIN && n > BLOCK {
+                sum_rows_parallel(xo, n, inner, yo);
             } else {
                 let mut block = vec![T::zero(); inner];
                 vectorized(
@@ -147,5 +151,30 @@ pub fn reduce<T: Real>(op: ReduceOp, x: &[T], y: &mut [T], shape: &ReduceShape) 
         x.par_chunks(n * inner)
             .zip(y.par_chunks_mut(inner))
             .for_each(slice);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A column sum over many rows takes the parallel path and still equals the sequential
+    /// blocked sum bit for bit (same additions, same order), and the f64 sum closely.
+    #[test]
+    fn parallel_column_sums_equal_the_sequential_ones() {
+        let (n, inner) = (3000, 64);
+        let x: Vec<f32> = (0..n * inner)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.4)
+            .collect();
+        let mut y = vec![0f32; inner];
+        reduce(ReduceOp::Sum, &x, &mut y, &ReduceShape { outer: 1, n, inner });
+        let mut want = vec![0f32; inner];
+        let mut block = vec![0f32; inner];
+        sum_rows(&x, n, inner, &mut want, &mut block);
+        assert_eq!(y, want);
+        for (c, &got) in y.iter().enumerate() {
+            let exact: f64 = (0..n).map(|r| x[r * inner + c] as f64).sum();
+            assert!((got as f64 - exact).abs() < 1e-3, "column {c}: {got} against {exact}");
+        }
     }
 }
