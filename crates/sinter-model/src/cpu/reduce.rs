@@ -167,14 +167,22 @@ mod tests {
             .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.4)
             .collect();
         let mut y = vec![0f32; inner];
-        reduce(ReduceOp::Sum, &x, &mut y, &ReduceShape { outer: 1, n, inner });
+        reduce(
+            ReduceOp::Sum,
+            &x,
+            &mut y,
+            &ReduceShape { outer: 1, n, inner },
+        );
         let mut want = vec![0f32; inner];
         let mut block = vec![0f32; inner];
         sum_rows(&x, n, inner, &mut want, &mut block);
         assert_eq!(y, want);
         for (c, &got) in y.iter().enumerate() {
             let exact: f64 = (0..n).map(|r| x[r * inner + c] as f64).sum();
-            assert!((got as f64 - exact).abs() < 1e-3, "column {c}: {got} against {exact}");
+            assert!(
+                (got as f64 - exact).abs() < 1e-3,
+                "column {c}: {got} against {exact}"
+            );
         }
     }
 }

@@ -1,15 +1,17 @@
 //! Runtime SIMD dispatch for the CPU kernels, and the lane-parallel sums and maxima they share.
-//! The release build targets baseline x86-64 (SSE2); `vectorized` recompiles a loop for AVX2 or AVX-512.
+//! The build targets baseline x86-64 (SSE2); `vectorized` recompiles a loop for AVX2 or AVX-512.
 
 use super::Real;
 use rayon::prelude::*;
 
 /// Runs `f` compiled for the widest instruction set this CPU has (AVX-512, AVX2 + FMA, or the
 /// build's baseline), chosen at run time by pulp. A loop the compiler vectorizes inside `f` then
-/// uses the wide registers. Only what is inlined into `f` is recompiled, so `f` should hold the
-/// loop itself and call only `#[inline]` helpers; rayon tasks each call this for their own part.
-/// Rust never fuses a multiply and an add on its own, so every path rounds alike: the results do
-/// not depend on the CPU.
+/// uses the wide registers. Only what is inlined into `f` is recompiled: `f` is called from one
+/// arm per instruction set, so mark it, and every closure it calls per element or per row,
+/// `#[inline(always)]` (closures in argument position can be), and call only `#[inline]`
+/// functions from it; a closure left out of line runs compiled for the baseline. Rayon tasks
+/// each call this for their own part. Rust never fuses a multiply and an add on its own, so every
+/// path rounds alike: the results do not depend on the CPU.
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
@@ -69,6 +71,9 @@ fn block_total<T: Real, F: Fn(T, T) -> T>(a: &[T], b: &[T], f: &F) -> T {
 #[inline(always)]
 pub fn sum_map2<T: Real, F: Fn(T, T) -> T>(a: &[T], b: &[T], f: F) -> T {
     assert_eq!(a.len(), b.len(), "sum_map2: lengths differ");
+    if a.len() <= BLOCK {
+        return block_total(a, b, &f);
+    }
     let mut stack = [T::zero(); 64];
     let mut depth = 0;
     for block in 0..a.len().div_ceil(BLOCK) {
