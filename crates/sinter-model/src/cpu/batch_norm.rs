@@ -1,7 +1,7 @@
 //! CPU batch normalization over `x: [N, C, H·W]` in training: forward (batch statistics, then
 //! normalize), backward (dx, dweight, dbias) and the running update, as `shaders/batch_norm.wgsl`.
 
-use super::reduce::pairwise_sum;
+use super::simd;
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::batch_norm::{BatchNormShape, BatchNormUpdate};
@@ -47,7 +47,7 @@ fn channel_sum<T: Real>(
         for (j, s) in scratch.iter_mut().enumerate() {
             *s = term(base + j, x[base + j]);
         }
-        total += pairwise_sum(scratch);
+        total += simd::sum(scratch);
     }
     total
 }

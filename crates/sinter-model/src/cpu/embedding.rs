@@ -1,6 +1,7 @@
 //! CPU embedding lookup and its gradient (a scatter-add that sums repeated tokens in token order).
 //! Same semantics as `shaders/embedding.wgsl`, including NaN rows for ids that are not a table row.
 
+use super::simd::vectorized;
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::embedding::EmbeddingShape;
@@ -74,11 +75,16 @@ pub fn embedding_grad<T: Real>(ids: &[T], dout: &[T], dtable: &mut [T], shape: &
     }
     let row = |(d, ts): (&mut [T], &Vec<usize>)| {
         d.fill(T::zero());
-        for &t in ts {
-            d.iter_mut()
-                .zip(&dout[t * dim..(t + 1) * dim])
-                .for_each(|(d, &g)| *d += g);
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for &t in ts {
+                    for (d, &g) in d.iter_mut().zip(&dout[t * dim..(t + 1) * dim]) {
+                        *d += g;
+                    }
+                }
+            },
+        )
     };
     if dout.len() + dtable.len() < PAR_MIN {
         dtable.chunks_mut(dim).zip(&uses).for_each(row);

@@ -1,7 +1,7 @@
 //! CPU layer and RMS normalization over the last axis: forward, input gradient and gamma gradient,
 //! with the row statistics recomputed from x as in `shaders/norm.wgsl`.
 
-use super::reduce::pairwise_sum;
+use super::simd::{self, vectorized, vectorized_rows};
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::norm::LayerNormShape;
@@ -30,35 +30,13 @@ fn check(op: &str, shape: &LayerNormShape, bufs: &[(&str, usize, usize)]) {
 }
 
 /// (mean, 1/sqrt(var + eps)) of one row, var biased. Two passes, so the variance cannot cancel;
-/// `scratch` (a row long) holds the terms so that both sums can be pairwise.
-fn row_stats<T: Real>(x: &[T], scratch: &mut [T], eps: T) -> (T, T) {
+/// both sums are [`simd::sum`]'s blocked pairwise ones.
+#[inline(always)]
+fn row_stats<T: Real>(x: &[T], eps: T) -> (T, T) {
     let n = T::of(x.len() as f64);
-    let mean = pairwise_sum(x) / n;
-    scratch
-        .iter_mut()
-        .zip(x)
-        .for_each(|(s, &v)| *s = (v - mean) * (v - mean));
-    let var = pairwise_sum(scratch) / n;
+    let mean = simd::sum(x) / n;
+    let var = simd::sum_map(x, |v| (v - mean) * (v - mean)) / n;
     (mean, T::one() / (var + eps).sqrt())
-}
-
-/// Runs `f(out_row, a_row, b_row)` over rows of length `dim`, in parallel when the tensor is large.
-fn rows3<T: Real>(
-    out: &mut [T],
-    a: &[T],
-    b: &[T],
-    dim: usize,
-    f: impl Fn(&mut [T], &[T], &[T]) + Sync + Send,
-) {
-    if out.len() < PAR_MIN {
-        out.chunks_mut(dim)
-            .zip(a.chunks(dim).zip(b.chunks(dim)))
-            .for_each(|(o, (a, b))| f(o, a, b));
-    } else {
-        out.par_chunks_mut(dim)
-            .zip(a.par_chunks(dim).zip(b.par_chunks(dim)))
-            .for_each(|(o, (a, b))| f(o, a, b));
-    }
 }
 
 /// y = (x − mean)/sqrt(var + eps) · gamma + beta, per row.
@@ -76,12 +54,20 @@ pub fn layer_norm<T: Real>(x: &[T], gamma: &[T], beta: &[T], y: &mut [T], shape:
         ],
     );
     let eps = T::of(shape.eps as f64);
-    rows3(y, x, x, dim, |y, x, _| {
-        let (mean, rstd) = row_stats(x, y, eps);
-        for (j, (y, &v)) in y.iter_mut().zip(x).enumerate() {
-            *y = (v - mean) * rstd * gamma[j] + beta[j];
-        }
-    });
+    vectorized_rows(
+        y,
+        x,
+        x,
+        dim,
+        PAR_MIN,
+        #[inline(always)]
+        |y, x, _| {
+            let (mean, rstd) = row_stats(x, eps);
+            for (((y, &v), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                *y = (v - mean) * rstd * g + b;
+            }
+        },
+    );
 }
 
 /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with x̂ = (x − mean)·rstd and g = dy·gamma.
@@ -106,22 +92,27 @@ pub fn layer_norm_grad_input<T: Real>(
     );
     let eps = T::of(shape.eps as f64);
     let n = T::of(dim as f64);
-    rows3(dx, x, dy, dim, |dx, x, dy| {
-        // dx is scratch for the row sums before it receives the gradient.
-        let (mean, rstd) = row_stats(x, dx, eps);
-        for j in 0..dim {
-            dx[j] = dy[j] * gamma[j];
-        }
-        let mg = pairwise_sum(dx) / n;
-        for j in 0..dim {
-            dx[j] = dy[j] * gamma[j] * ((x[j] - mean) * rstd);
-        }
-        let mgx = pairwise_sum(dx) / n;
-        for j in 0..dim {
-            let xh = (x[j] - mean) * rstd;
-            dx[j] = rstd * (dy[j] * gamma[j] - mg - xh * mgx);
-        }
-    });
+    vectorized_rows(
+        dx,
+        x,
+        dy,
+        dim,
+        PAR_MIN,
+        #[inline(always)]
+        |dx, x, dy| {
+            let (mean, rstd) = row_stats(x, eps);
+            // dx holds g = dy·gamma until it receives the gradient.
+            for ((g, &d), &w) in dx.iter_mut().zip(dy).zip(gamma) {
+                *g = d * w;
+            }
+            let mg = simd::sum(dx) / n;
+            let mgx = simd::sum_map2(dx, x, |g, v| g * ((v - mean) * rstd)) / n;
+            for (g, &v) in dx.iter_mut().zip(x) {
+                let xh = (v - mean) * rstd;
+                *g = rstd * (*g - mg - xh * mgx);
+            }
+        },
+    );
 }
 
 /// `dgamma[j] = Σ_rows dy·x̂`. Blocks of rows are summed in parallel into partial rows, which are
@@ -141,13 +132,17 @@ pub fn layer_norm_grad_gamma<T: Real>(x: &[T], dy: &[T], dgamma: &mut [T], shape
     let eps = T::of(shape.eps as f64);
     let block = |(x, dy): (&[T], &[T])| {
         let mut acc = vec![T::zero(); dim];
-        let mut scratch = vec![T::zero(); dim];
-        for (x, dy) in x.chunks(dim).zip(dy.chunks(dim)) {
-            let (mean, rstd) = row_stats(x, &mut scratch, eps);
-            for ((a, &v), &d) in acc.iter_mut().zip(x).zip(dy) {
-                *a += d * ((v - mean) * rstd);
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (x, dy) in x.chunks(dim).zip(dy.chunks(dim)) {
+                    let (mean, rstd) = row_stats(x, eps);
+                    for ((a, &v), &d) in acc.iter_mut().zip(x).zip(dy) {
+                        *a += d * ((v - mean) * rstd);
+                    }
+                }
+            },
+        );
         acc
     };
     let chunk = GAMMA_ROWS * dim;
@@ -165,11 +160,10 @@ pub fn layer_norm_grad_gamma<T: Real>(x: &[T], dy: &[T], dgamma: &mut [T], shape
     }
 }
 
-/// 1/sqrt(mean(x²) + eps) of one row; `scratch` (a row long) holds the squares so that the sum
-/// can be pairwise.
-fn row_rstd<T: Real>(x: &[T], scratch: &mut [T], eps: T) -> T {
-    scratch.iter_mut().zip(x).for_each(|(s, &v)| *s = v * v);
-    let ms = pairwise_sum(scratch) / T::of(x.len() as f64);
+/// 1/sqrt(mean(x²) + eps) of one row, the sum [`simd::sum`]'s blocked pairwise one.
+#[inline(always)]
+fn row_rstd<T: Real>(x: &[T], eps: T) -> T {
+    let ms = simd::sum_map(x, |v| v * v) / T::of(x.len() as f64);
     T::one() / (ms + eps).sqrt()
 }
 
@@ -187,12 +181,20 @@ pub fn rms_norm<T: Real>(x: &[T], gamma: &[T], y: &mut [T], shape: &LayerNormSha
         ],
     );
     let eps = T::of(shape.eps as f64);
-    rows3(y, x, x, dim, |y, x, _| {
-        let rstd = row_rstd(x, y, eps);
-        for ((y, &v), &g) in y.iter_mut().zip(x).zip(gamma) {
-            *y = v * rstd * g;
-        }
-    });
+    vectorized_rows(
+        y,
+        x,
+        x,
+        dim,
+        PAR_MIN,
+        #[inline(always)]
+        |y, x, _| {
+            let rstd = row_rstd(x, eps);
+            for ((y, &v), &g) in y.iter_mut().zip(x).zip(gamma) {
+                *y = v * rstd * g;
+            }
+        },
+    );
 }
 
 /// dx = rstd·(g − x̂·mean(g·x̂)) with x̂ = x·rstd and g = dy·gamma.
@@ -217,17 +219,25 @@ pub fn rms_norm_grad_input<T: Real>(
     );
     let eps = T::of(shape.eps as f64);
     let n = T::of(dim as f64);
-    rows3(dx, x, dy, dim, |dx, x, dy| {
-        // dx is scratch for the row sums before it receives the gradient.
-        let rstd = row_rstd(x, dx, eps);
-        for j in 0..dim {
-            dx[j] = dy[j] * gamma[j] * (x[j] * rstd);
-        }
-        let mgx = pairwise_sum(dx) / n;
-        for j in 0..dim {
-            dx[j] = rstd * (dy[j] * gamma[j] - x[j] * rstd * mgx);
-        }
-    });
+    vectorized_rows(
+        dx,
+        x,
+        dy,
+        dim,
+        PAR_MIN,
+        #[inline(always)]
+        |dx, x, dy| {
+            let rstd = row_rstd(x, eps);
+            // dx holds g = dy·gamma until it receives the gradient.
+            for ((g, &d), &w) in dx.iter_mut().zip(dy).zip(gamma) {
+                *g = d * w;
+            }
+            let mgx = simd::sum_map2(dx, x, |g, v| g * (v * rstd)) / n;
+            for (g, &v) in dx.iter_mut().zip(x) {
+                *g = rstd * (*g - v * rstd * mgx);
+            }
+        },
+    );
 }
 
 /// `dgamma[j] = Σ_rows dy·x̂` with x̂ = x·rstd, summed in blocks of rows added in block order
@@ -247,13 +257,17 @@ pub fn rms_norm_grad_gamma<T: Real>(x: &[T], dy: &[T], dgamma: &mut [T], shape: 
     let eps = T::of(shape.eps as f64);
     let block = |(x, dy): (&[T], &[T])| {
         let mut acc = vec![T::zero(); dim];
-        let mut scratch = vec![T::zero(); dim];
-        for (x, dy) in x.chunks(dim).zip(dy.chunks(dim)) {
-            let rstd = row_rstd(x, &mut scratch, eps);
-            for ((a, &v), &d) in acc.iter_mut().zip(x).zip(dy) {
-                *a += d * (v * rstd);
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (x, dy) in x.chunks(dim).zip(dy.chunks(dim)) {
+                    let rstd = row_rstd(x, eps);
+                    for ((a, &v), &d) in acc.iter_mut().zip(x).zip(dy) {
+                        *a += d * (v * rstd);
+                    }
+                }
+            },
+        );
         acc
     };
     let chunk = GAMMA_ROWS * dim;

@@ -1,6 +1,7 @@
 //! CPU optimizer updates with PyTorch semantics: SGD (momentum, Nesterov, weight decay) and
 //! Adam / AdamW. Same arithmetic as `shaders/optim.wgsl`, in place on the parameter and its state.
 
+use super::simd::vectorized;
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::optim::{AdamConfig, SgdConfig};
@@ -33,13 +34,19 @@ pub fn sgd<T: Real>(
     );
     let mu = T::of(cfg.momentum as f64);
     let wd = T::of(cfg.weight_decay as f64);
+    let nesterov = cfg.nesterov;
     let step = |p: &mut [T], v: &mut [T], g: &[T]| {
-        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-            let g = g * scale + wd * *p;
-            *v = mu * *v + g;
-            let g = if cfg.nesterov { g + mu * *v } else { *v };
-            *p -= lr * g;
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+                    let g = g * scale + wd * *p;
+                    *v = mu * *v + g;
+                    let g = if nesterov { g + mu * *v } else { *v };
+                    *p -= lr * g;
+                }
+            },
+        )
     };
     if param.len() < PAR_MIN {
         step(param, velocity, grad);
@@ -74,18 +81,24 @@ pub fn adam<T: Real>(
     let one = T::one();
     let (b1, b2) = (T::of(cfg.beta1 as f64), T::of(cfg.beta2 as f64));
     let (eps, wd) = (T::of(cfg.eps as f64), T::of(cfg.weight_decay as f64));
+    let decoupled = cfg.decoupled;
     let step = |p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]| {
-        for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-            let mut g = g * scale;
-            if cfg.decoupled {
-                *p *= one - lr * wd;
-            } else {
-                g += wd * *p;
-            }
-            *m = b1 * *m + (one - b1) * g;
-            *v = b2 * *v + (one - b2) * g * g;
-            *p -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                    let mut g = g * scale;
+                    if decoupled {
+                        *p *= one - lr * wd;
+                    } else {
+                        g += wd * *p;
+                    }
+                    *m = b1 * *m + (one - b1) * g;
+                    *v = b2 * *v + (one - b2) * g * g;
+                    *p -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                }
+            },
+        )
     };
     if param.len() < PAR_MIN {
         step(param, m, v, grad);

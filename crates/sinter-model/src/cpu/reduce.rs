@@ -1,6 +1,7 @@
 //! CPU reductions over one axis of a tensor viewed as [outer, n, inner]: sum, mean, max, argmax.
 //! Same semantics as `shaders/reduce.wgsl`; sums are pairwise or blocked so f32 stays accurate.
 
+use super::simd::{self, vectorized};
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::reduce::{ReduceOp, ReduceShape};
@@ -11,23 +12,25 @@ const PAR_MIN: usize = 1 << 15;
 /// then grows with BLOCK + n / BLOCK instead of n.
 const BLOCK: usize = 256;
 
-/// Pairwise (cascade) sum: error grows with log(n) instead of n, at the speed of a plain loop.
-pub fn pairwise_sum<T: Real>(x: &[T]) -> T {
-    if x.len() <= 128 {
-        x.iter().fold(T::zero(), |s, &v| s + v)
-    } else {
-        let (l, r) = x.split_at(x.len() / 2);
-        pairwise_sum(l) + pairwise_sum(r)
-    }
-}
-
-/// The sum of a long contiguous slice, split across rayon tasks when it pays.
+/// The sum of a long contiguous slice ([`simd::sum`], vectorized), split across rayon tasks
+/// when it pays.
 fn sum_contiguous<T: Real>(x: &[T]) -> T {
     if x.len() < PAR_MIN {
-        pairwise_sum(x)
+        vectorized(
+            #[inline(always)]
+            || simd::sum(x),
+        )
     } else {
-        let parts: Vec<T> = x.par_chunks(PAR_MIN).map(pairwise_sum).collect();
-        pairwise_sum(&parts)
+        let parts: Vec<T> = x
+            .par_chunks(PAR_MIN)
+            .map(|x| {
+                vectorized(
+                    #[inline(always)]
+                    || simd::sum(x),
+                )
+            })
+            .collect();
+        simd::sum(&parts)
     }
 }
 
@@ -45,16 +48,54 @@ fn first_max<T: Real>(x: &[T], base: usize, n: usize, step: usize) -> (T, usize)
 }
 
 /// y[i] (one output row of `inner` values) = Σ_j x[j, i] over the n rows of a [n, inner] block.
-fn sum_rows<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T]) {
+#[inline(always)]
+fn sum_rows<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T], block: &mut [T]) {
     y.fill(T::zero());
-    let mut block = vec![T::zero(); inner];
     for rows in x[..n * inner].chunks(BLOCK * inner) {
         block.fill(T::zero());
-        for row in rows.chunks(inner) {
-            block.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
+        for row in rows.chunks_exact(inner) {
+            for (b, &v) in block.iter_mut().zip(row) {
+                *b += v;
+            }
         }
-        y.iter_mut().zip(&block).for_each(|(s, &b)| *s += b);
+        for (s, &b) in y.iter_mut().zip(&*block) {
+            *s += b;
+        }
     }
+}
+
+/// [`sum_rows`] with its blocks of rows summed in parallel, then added to y in block order: the
+/// same additions in the same order as [`sum_rows`], so the same result. The one-output-row sums
+/// of backward (a bias gradient over every token) have nothing else to split.
+fn sum_rows_parallel<T: Real>(x: &[T], n: usize, inner: usize, y: &mut [T]) {
+    let blocks: Vec<Vec<T>> = x[..n * inner]
+        .par_chunks(BLOCK * inner)
+        .map(|rows| {
+            let mut block = vec![T::zero(); inner];
+            vectorized(
+                #[inline(always)]
+                || {
+                    for row in rows.chunks_exact(inner) {
+                        for (b, &v) in block.iter_mut().zip(row) {
+                            *b += v;
+                        }
+                    }
+                },
+            );
+            block
+        })
+        .collect();
+    y.fill(T::zero());
+    vectorized(
+        #[inline(always)]
+        || {
+            for block in &blocks {
+                for (s, &b) in y.iter_mut().zip(block) {
+                    *s += b;
+                }
+            }
+        },
+    );
 }
 
 /// y = op over n of x; Argmax writes the index of the first maximum as a float.
@@ -82,8 +123,14 @@ pub fn reduce<T: Real>(op: ReduceOp, x: &[T], y: &mut [T], shape: &ReduceShape) 
         ReduceOp::Sum | ReduceOp::Mean => {
             if inner == 1 {
                 yo[0] = sum_contiguous(xo);
+            } else if outer == 1 && x.len() >= PAR_MIN && n > BLOCK {
+                sum_rows_parallel(xo, n, inner, yo);
             } else {
-                sum_rows(xo, n, inner, yo);
+                let mut block = vec![T::zero(); inner];
+                vectorized(
+                    #[inline(always)]
+                    || sum_rows(xo, n, inner, yo, &mut block),
+                );
             }
             yo.iter_mut().for_each(|v| *v *= scale);
         }
@@ -104,5 +151,38 @@ pub fn reduce<T: Real>(op: ReduceOp, x: &[T], y: &mut [T], shape: &ReduceShape) 
         x.par_chunks(n * inner)
             .zip(y.par_chunks_mut(inner))
             .for_each(slice);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A column sum over many rows takes the parallel path and still equals the sequential
+    /// blocked sum bit for bit (same additions, same order), and the f64 sum closely.
+    #[test]
+    fn parallel_column_sums_equal_the_sequential_ones() {
+        let (n, inner) = (3000, 64);
+        let x: Vec<f32> = (0..n * inner)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.4)
+            .collect();
+        let mut y = vec![0f32; inner];
+        reduce(
+            ReduceOp::Sum,
+            &x,
+            &mut y,
+            &ReduceShape { outer: 1, n, inner },
+        );
+        let mut want = vec![0f32; inner];
+        let mut block = vec![0f32; inner];
+        sum_rows(&x, n, inner, &mut want, &mut block);
+        assert_eq!(y, want);
+        for (c, &got) in y.iter().enumerate() {
+            let exact: f64 = (0..n).map(|r| x[r * inner + c] as f64).sum();
+            assert!(
+                (got as f64 - exact).abs() < 1e-3,
+                "column {c}: {got} against {exact}"
+            );
+        }
     }
 }

@@ -1,9 +1,8 @@
 //! CPU softmax and log-softmax along the last axis, and their gradients from the forward output.
 //! Same semantics as `shaders/softmax.wgsl`.
 
-use super::reduce::pairwise_sum;
+use super::simd::{self, vectorized_rows};
 use super::Real;
-use rayon::prelude::*;
 use sinter_ops::softmax::RowsShape;
 
 /// Below this many elements a plain loop beats handing work to rayon.
@@ -24,53 +23,57 @@ fn check(op: &str, shape: &RowsShape, bufs: &[(&str, usize)]) {
     }
 }
 
-/// Runs `f(out_row, a_row, b_row)` over rows, in parallel when the tensor is large.
-fn rows3<T: Real>(
-    out: &mut [T],
-    a: &[T],
-    b: &[T],
-    cols: usize,
-    f: impl Fn(&mut [T], &[T], &[T]) + Sync + Send,
-) {
-    if out.len() < PAR_MIN {
-        out.chunks_mut(cols)
-            .zip(a.chunks(cols).zip(b.chunks(cols)))
-            .for_each(|(o, (a, b))| f(o, a, b));
-    } else {
-        out.par_chunks_mut(cols)
-            .zip(a.par_chunks(cols).zip(b.par_chunks(cols)))
-            .for_each(|(o, (a, b))| f(o, a, b));
-    }
-}
-
 /// y = exp(x − max) for one row, and returns (max, Σ y): subtracting the max keeps exp from
-/// overflowing, and y doubles as scratch so the sum can be pairwise (accurate for 50k columns).
+/// overflowing (and is what [`Real::exp_nonpositive`] takes), and y doubles as scratch for the sum.
+#[inline(always)]
 fn shifted_exp<T: Real>(x: &[T], y: &mut [T]) -> (T, T) {
-    let m = x.iter().copied().fold(x[0], T::max);
-    y.iter_mut().zip(x).for_each(|(y, &v)| *y = (v - m).exp());
-    (m, pairwise_sum(y))
+    let m = simd::max(x);
+    for (y, &v) in y.iter_mut().zip(x) {
+        *y = (v - m).exp_nonpositive();
+    }
+    (m, simd::sum(y))
 }
 
 /// y = exp(x − max) / Σ exp(x − max) along each row.
 // x, y: [rows, cols]
 pub fn softmax<T: Real>(x: &[T], y: &mut [T], shape: &RowsShape) {
     check("softmax", shape, &[("x", x.len()), ("y", y.len())]);
-    rows3(y, x, x, shape.cols, |y, x, _| {
-        let (_, s) = shifted_exp(x, y);
-        let inv = T::one() / s;
-        y.iter_mut().for_each(|y| *y *= inv);
-    });
+    vectorized_rows(
+        y,
+        x,
+        x,
+        shape.cols,
+        PAR_MIN,
+        #[inline(always)]
+        |y, x, _| {
+            let (_, s) = shifted_exp(x, y);
+            let inv = T::one() / s;
+            for y in y.iter_mut() {
+                *y *= inv;
+            }
+        },
+    );
 }
 
 /// y = (x − max) − log Σ exp(x − max) along each row.
 // x, y: [rows, cols]
 pub fn log_softmax<T: Real>(x: &[T], y: &mut [T], shape: &RowsShape) {
     check("log_softmax", shape, &[("x", x.len()), ("y", y.len())]);
-    rows3(y, x, x, shape.cols, |y, x, _| {
-        let (m, s) = shifted_exp(x, y);
-        let ls = s.ln();
-        y.iter_mut().zip(x).for_each(|(y, &v)| *y = (v - m) - ls);
-    });
+    vectorized_rows(
+        y,
+        x,
+        x,
+        shape.cols,
+        PAR_MIN,
+        #[inline(always)]
+        |y, x, _| {
+            let (m, s) = shifted_exp(x, y);
+            let ls = s.ln();
+            for (y, &v) in y.iter_mut().zip(x) {
+                *y = (v - m) - ls;
+            }
+        },
+    );
 }
 
 /// dx = y ∘ (dy − Σ_j dy_j·y_j), with y the softmax output.
@@ -81,16 +84,20 @@ pub fn softmax_grad<T: Real>(y: &[T], dy: &[T], dx: &mut [T], shape: &RowsShape)
         shape,
         &[("y", y.len()), ("dy", dy.len()), ("dx", dx.len())],
     );
-    rows3(dx, y, dy, shape.cols, |dx, y, dy| {
-        // dx holds the products first, so their sum can be pairwise.
-        for ((dx, &y), &d) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = y * d;
-        }
-        let s = pairwise_sum(dx);
-        for ((dx, &y), &d) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = y * (d - s);
-        }
-    });
+    vectorized_rows(
+        dx,
+        y,
+        dy,
+        shape.cols,
+        PAR_MIN,
+        #[inline(always)]
+        |dx, y, dy| {
+            let s = simd::sum_map2(y, dy, |y, d| y * d);
+            for ((dx, &y), &d) in dx.iter_mut().zip(y).zip(dy) {
+                *dx = y * (d - s);
+            }
+        },
+    );
 }
 
 /// dx = dy − exp(y)·Σ_j dy_j, with y the log-softmax output.
@@ -101,12 +108,21 @@ pub fn log_softmax_grad<T: Real>(y: &[T], dy: &[T], dx: &mut [T], shape: &RowsSh
         shape,
         &[("y", y.len()), ("dy", dy.len()), ("dx", dx.len())],
     );
-    rows3(dx, y, dy, shape.cols, |dx, y, dy| {
-        let s = pairwise_sum(dy);
-        for ((dx, &y), &d) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = d - y.exp() * s;
-        }
-    });
+    vectorized_rows(
+        dx,
+        y,
+        dy,
+        shape.cols,
+        PAR_MIN,
+        #[inline(always)]
+        |dx, y, dy| {
+            let s = simd::sum(dy);
+            // y = log-softmax ≤ 0: what exp_nonpositive takes.
+            for ((dx, &y), &d) in dx.iter_mut().zip(y).zip(dy) {
+                *dx = d - y.exp_nonpositive() * s;
+            }
+        },
+    );
 }
 
 #[cfg(test)]
