@@ -1,5 +1,6 @@
 //! CPU optimizer updates with PyTorch semantics: SGD (momentum, Nesterov, weight decay) and
-//! Adam / AdamW. Same arithmetic as `shaders/optim.wgsl`, in place on the parameter and its state.
+//! Adam / AdamW, in place on the parameter and its state. The arithmetic of `shaders/optim.wgsl`,
+//! with Adam's bias corrections applied as reciprocals (within an ulp of its divisions).
 
 use super::simd::vectorized;
 use super::Real;
@@ -82,6 +83,9 @@ pub fn adam<T: Real>(
     let (b1, b2) = (T::of(cfg.beta1 as f64), T::of(cfg.beta2 as f64));
     let (eps, wd) = (T::of(cfg.eps as f64), T::of(cfg.weight_decay as f64));
     let decoupled = cfg.decoupled;
+    // Two reciprocals per step instead of two divisions per element (the divider bounds this
+    // loop, vectorized or not); m·(1/bc1) is within an ulp of m/bc1, the WGSL's form.
+    let (inv_bc1, inv_bc2) = (one / bc1, one / bc2);
     let step = |p: &mut [T], m: &mut [T], v: &mut [T], g: &[T]| {
         vectorized(
             #[inline(always)]
@@ -95,7 +99,7 @@ pub fn adam<T: Real>(
                     }
                     *m = b1 * *m + (one - b1) * g;
                     *v = b2 * *v + (one - b2) * g * g;
-                    *p -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                    *p -= lr * (*m * inv_bc1) / ((*v * inv_bc2).sqrt() + eps);
                 }
             },
         )
