@@ -23,7 +23,7 @@ const LANES: usize = 32;
 /// Elements summed lane-wise into one block total; block totals are then added pairwise.
 const BLOCK: usize = 1024;
 
-/// The lanes of `acc` added as a tree: acc[k] += acc[k + w] for w = 16, 8, 4, 2, 1.
+/// The lanes of `acc` added as a tree: acc\[k\] += acc[k + w] for w = 16, 8, 4, 2, 1.
 #[inline(always)]
 fn collapse<T: Real>(mut acc: [T; LANES]) -> T {
     let mut w = LANES / 2;
@@ -37,7 +37,7 @@ fn collapse<T: Real>(mut acc: [T; LANES]) -> T {
     acc[0]
 }
 
-/// Σ f(a[i], b[i]) over one block, in [`LANES`] interleaved partial sums added as a tree.
+/// Σ f(a\[i\], b\[i\]) over one block, in `LANES` interleaved partial sums added as a tree.
 #[inline(always)]
 fn block_total<T: Real, F: Fn(T, T) -> T>(a: &[T], b: &[T], f: &F) -> T {
     let mut acc = [T::zero(); LANES];
@@ -63,9 +63,9 @@ fn block_total<T: Real, F: Fn(T, T) -> T>(a: &[T], b: &[T], f: &F) -> T {
     collapse(acc)
 }
 
-/// Σ f(a[i], b[i]): each block of [`BLOCK`] terms is summed in [`LANES`] interleaved partial
+/// Σ f(a\[i\], b\[i\]): each block of `BLOCK` terms is summed in `LANES` interleaved partial
 /// sums (which vectorize) added as a tree, and the block totals are added pairwise by a binary
-/// counter (`stack[k]` holds the sum of 2^k consecutive blocks). The error is at most about
+/// counter (`stack\[k\]` holds the sum of 2^k consecutive blocks). The error is at most about
 /// (BLOCK/LANES + log₂ LANES + log₂(n/BLOCK))·ε·Σ|terms|, comparable to a pairwise sum, and the
 /// order is fixed, so the result is the same on every run and every CPU.
 #[inline(always)]
@@ -97,7 +97,7 @@ pub fn sum_map2<T: Real, F: Fn(T, T) -> T>(a: &[T], b: &[T], f: F) -> T {
     total
 }
 
-/// Σ f(x[i]), summed as [`sum_map2`].
+/// Σ f(x\[i\]), summed as [`sum_map2`].
 #[inline(always)]
 pub fn sum_map<T: Real>(x: &[T], f: impl Fn(T) -> T) -> T {
     sum_map2(
@@ -108,14 +108,14 @@ pub fn sum_map<T: Real>(x: &[T], f: impl Fn(T) -> T) -> T {
     )
 }
 
-/// Σ x[i], summed as [`sum_map2`].
+/// Σ x\[i\], summed as [`sum_map2`].
 #[inline(always)]
 pub fn sum<T: Real>(x: &[T]) -> T {
     sum_map2(x, x, |v, _| v)
 }
 
 /// The largest element of a non-empty slice, ignoring NaNs unless all are NaN (as a fold with
-/// `max` from x[0]), in interleaved lanes so that it vectorizes.
+/// `max` from x\[0\]), in interleaved lanes so that it vectorizes.
 #[inline(always)]
 pub fn max<T: Real>(x: &[T]) -> T {
     assert!(!x.is_empty(), "max of an empty slice");
@@ -146,7 +146,7 @@ pub fn max<T: Real>(x: &[T]) -> T {
 const GROUP: usize = 1 << 13;
 
 /// Runs `f(out_row, a_row, b_row)` over the `cols`-long rows of three equally long buffers.
-/// Rows go in groups of about [`GROUP`] elements, each group [`vectorized`] (so `f` and what it
+/// Rows go in groups of about `GROUP` elements, each group [`vectorized`] (so `f` and what it
 /// inlines use the wide registers); groups run in parallel when there are `par_min` elements or more.
 #[inline(always)]
 pub fn vectorized_rows<T: Real>(
@@ -209,7 +209,7 @@ mod tests {
         assert!((got / want - 1.0).abs() < 2e-6, "{got} against {want}");
     }
 
-    /// max matches a fold from x[0] for every length, including NaNs ignored and all-NaN rows.
+    /// max matches a fold from x\[0\] for every length, including NaNs ignored and all-NaN rows.
     #[test]
     fn max_matches_a_fold_and_skips_nans() {
         for n in 1..2 * LANES + 5 {
