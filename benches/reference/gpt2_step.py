@@ -21,12 +21,16 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
+    p.add_argument("--vocab", type=int, default=50257, help="65: the shipped corpus's characters")
+    p.add_argument("--width", type=int, default=768)
+    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--heads", type=int, default=12)
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    vocab = 50257
-    model = Gpt2(vocab, 1024, 768, 12, 12)
+    vocab = a.vocab
+    model = Gpt2(vocab, max(1024, a.context), a.width, a.heads, a.layers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
     times = []
     for step in range(a.warmup + a.steps):
@@ -40,7 +44,7 @@ def main():
         if step >= a.warmup:
             times.append(time.perf_counter() - start)
     ms = 1000 * statistics.median(times)
-    print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads: gpt2-124M batch {a.batch} "
+    print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads: gpt2 {a.layers}x{a.width} vocab {vocab} batch {a.batch} "
           f"context {a.context}: {ms:.1f} ms/step (median of {a.steps}), best {1000 * min(times):.1f}")
 
 
