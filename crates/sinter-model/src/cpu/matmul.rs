@@ -31,6 +31,34 @@ pub fn gemm_library() -> String {
     }
 }
 
+/// The library that runs a product's f32 tiles. f64 always runs on the `gemm` crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gemm {
+    /// The `gemm` crate (the default build).
+    #[cfg_attr(all(feature = "blas", not(test)), allow(dead_code))]
+    Crate,
+    /// OpenBLAS's `cblas_sgemm` (the `blas` feature).
+    #[cfg(feature = "blas")]
+    OpenBlas,
+}
+
+impl Gemm {
+    /// The library this build runs its f32 products on.
+    #[cfg(feature = "blas")]
+    const BUILT: Gemm = Gemm::OpenBlas;
+    /// The library this build runs its f32 products on.
+    #[cfg(not(feature = "blas"))]
+    const BUILT: Gemm = Gemm::Crate;
+
+    /// Every library this build can run f32 products on.
+    #[cfg(test)]
+    const ALL: &'static [Gemm] = &[
+        Gemm::Crate,
+        #[cfg(feature = "blas")]
+        Gemm::OpenBlas,
+    ];
+}
+
 /// The instruction set the `gemm` crate picks at run time (it checks the CPU the same way).
 #[cfg_attr(feature = "blas", allow(dead_code))]
 fn gemm_isa() -> &'static str {
@@ -76,6 +104,19 @@ pub fn matmul_epilogue<T: Real>(
     c: &mut [T],
     s: &MatmulShape,
 ) {
+    matmul_epilogue_on(Gemm::BUILT, a, b, bias, activation, c, s)
+}
+
+/// `matmul_epilogue` with its f32 tiles on `library` (the tests check every library a build has).
+fn matmul_epilogue_on<T: Real>(
+    library: Gemm,
+    a: &[T],
+    b: &[T],
+    bias: Option<&[T]>,
+    activation: Option<UnaryOp>,
+    c: &mut [T],
+    s: &MatmulShape,
+) {
     if let Err(e) = s.check() {
         panic!("matmul: {e}");
     }
@@ -100,7 +141,7 @@ pub fn matmul_epilogue<T: Real>(
     let run = |t: &Tile| {
         // SAFETY: the tiles of `tiles` cover C's items without overlapping, each is written by
         // one task only, and `c` (borrowed mutably for this whole call) holds every item.
-        unsafe { tile_product(a, b, out, s, t) };
+        unsafe { tile_product(library, a, b, out, s, t) };
         if bias.is_some() || activation.is_some() {
             let bias = match bias {
                 Some(b) => RowBias::PerElement(&b[t.cols.clone()]),
@@ -209,11 +250,20 @@ fn grid(m: usize, n: usize, parts: usize) -> (usize, usize) {
     (1, 1)
 }
 
-/// C's tile `t` = op(A)·op(B) restricted to the tile's rows and columns, on this thread.
+/// C's tile `t` = op(A)·op(B) restricted to the tile's rows and columns, on this thread, with
+/// f32 products on `library`.
 ///
 /// # Safety
 /// `out` must point at C (`s.c_len()` values) and no one else may touch tile `t` meanwhile.
-unsafe fn tile_product<T: Real>(a: &[T], b: &[T], out: OutPtr<T>, s: &MatmulShape, t: &Tile) {
+#[cfg_attr(not(feature = "blas"), allow(unused_variables))]
+unsafe fn tile_product<T: Real>(
+    library: Gemm,
+    a: &[T],
+    b: &[T],
+    out: OutPtr<T>,
+    s: &MatmulShape,
+    t: &Tile,
+) {
     let a = &a[t.item * s.a_batch_stride..][..s.m * s.k];
     let b = &b[t.item * s.b_batch_stride..][..s.k * s.n];
     // The tile's first row of op(A) and first column of op(B) as they lie in memory.
@@ -230,7 +280,7 @@ unsafe fn tile_product<T: Real>(a: &[T], b: &[T], out: OutPtr<T>, s: &MatmulShap
     let (m, n) = (t.rows.len(), t.cols.len());
     let c = out.tile_start(s, t);
     #[cfg(feature = "blas")]
-    if let Some((a, b, c)) = super::blas::f32_operands(a, b, c) {
+    if let (Gemm::OpenBlas, Some((a, b, c))) = (library, super::blas::f32_operands(a, b, c)) {
         let lda = if s.trans_a { s.m } else { s.k };
         let ldb = if s.trans_b { s.k } else { s.n };
         // SAFETY: C's tile is the caller's, as for gemm below.
@@ -440,20 +490,27 @@ mod tests {
                     }
                     let f32s = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
                     let bias32 = bias.map(f32s);
-                    let mut got = vec![f32::NAN; s.c_len()];
-                    matmul_epilogue(&f32s(&a), &f32s(&b), bias32.as_deref(), act, &mut got, &s);
-                    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                        let err = (g as f64 - w).abs();
-                        assert!(
-                            err <= f32_tolerance(k, w),
-                            "{s} {act:?}: index {i}: got {g}, want {w} (error {err:e})"
-                        );
+                    for &library in Gemm::ALL {
+                        let mut got = vec![f32::NAN; s.c_len()];
+                        let (a32, b32) = (f32s(&a), f32s(&b));
+                        let bias32 = bias32.as_deref();
+                        matmul_epilogue_on(library, &a32, &b32, bias32, act, &mut got, &s);
+                        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                            let err = (g as f64 - w).abs();
+                            assert!(
+                                err <= f32_tolerance(k, w),
+                                "{library:?} {s} {act:?}: index {i}: got {g}, want {w} (error {err:e})"
+                            );
+                        }
+                        checked += got.len();
                     }
-                    checked += got.len();
                 }
             }
         }
-        assert!(checked > 1_000_000, "only {checked} values checked");
+        assert!(
+            checked > 1_000_000 * Gemm::ALL.len(),
+            "only {checked} values checked"
+        );
     }
 
     #[test]
