@@ -260,6 +260,39 @@ fn profile_on_a_software_adapter_prints_a_row_for_every_kernel() {
 }
 
 #[test]
+fn profile_on_a_software_adapter_reports_the_host_time_per_step() {
+    if !software_adapter() {
+        return;
+    }
+    let dir = scratch("host-time");
+    let args = [
+        "profile", "--model", "mlp", "--device", "software", "--steps", "2", "--warmup", "1",
+    ];
+    let o = sinter(&args, &dir);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    // host: write feeds <t> ms · record <t> ms · submit <t> ms · wait <t> ms · readback <t> ms
+    // (medians); host work per step besides waiting: <t> ms
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("host: "))
+        .unwrap_or_else(|| panic!("no host line in:\n{out}"));
+    for phase in ["write feeds", "record", "submit", "wait", "readback"] {
+        assert!(
+            line.contains(&format!("{phase} ")),
+            "{phase} missing: {line}"
+        );
+    }
+    let busy: f64 = line
+        .rsplit("besides waiting: ")
+        .next()
+        .and_then(|t| t.strip_suffix(" ms"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no host work figure in: {line}"));
+    assert!(busy > 0.0, "{line}");
+}
+
+#[test]
 fn bench_step_ends_with_the_summary_line() {
     let dir = scratch("bench-step");
     let o = sinter(

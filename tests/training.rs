@@ -651,3 +651,132 @@ fn gpt2_dropout_uses_the_same_masks_on_every_backend() {
         }
     }
 }
+
+/// An MLP with dropout, Adam on a cosine schedule and shifted images: every per-step draw
+/// (masks, scalars, shifts) that steps in flight must take from their own step.
+fn per_step_draws_classifier(backend: Backend) -> Classifier {
+    use sinter::sinter_model::nn::{Dropout, Layer};
+    let (mut m, store) = model(Arch::Mlp, 4);
+    m.layers
+        .insert(3, ("drop1".into(), Layer::Dropout(Dropout { p: 0.2 })));
+    let config = ClassifierConfig {
+        batch: 32,
+        accumulate: 1,
+        eval_batch: 200,
+        seed: 4,
+        shuffle: true,
+        stop_on_nan: true,
+        detect_anomaly: false,
+        memory_limit: None,
+    };
+    let mut c = Classifier::new(
+        "in flight",
+        m,
+        store,
+        backend,
+        mlp_optimizer(),
+        config,
+        [1, 28, 28],
+        data().0.n,
+    )
+    .expect("classifier builds");
+    c.shift = 2;
+    c
+}
+
+#[test]
+fn steps_in_flight_give_the_results_of_one_step_at_a_time_bit_for_bit() {
+    let Some(one_backend) = gpu_backend() else {
+        return;
+    };
+    let steps = 12;
+    let mut one = per_step_draws_classifier(one_backend);
+    let one_stats: Vec<StepStats> = (0..steps)
+        .map(|_| one.train_step(&data().0).unwrap())
+        .collect();
+
+    let mut ahead = per_step_draws_classifier(gpu_backend().unwrap());
+    let mut ahead_stats = Vec::new();
+    ahead.submit_step(&data().0).unwrap();
+    for i in 0..steps {
+        if i + 1 < steps {
+            ahead.submit_step(&data().0).unwrap();
+            assert_eq!(ahead.trainer.in_flight(), 2);
+            // The device's parameters are a step ahead of the counter: reading them is refused.
+            let err = ahead.evaluate(&data().1).unwrap_err().to_string();
+            assert!(
+                err.contains("in flight") && err.contains("complete"),
+                "{err}"
+            );
+            let err = ahead.checkpoint().unwrap_err().to_string();
+            assert!(err.contains("in flight"), "{err}");
+        }
+        ahead_stats.push(ahead.complete_step().unwrap());
+        assert_eq!(ahead.trainer.step, i as u64 + 1);
+    }
+    assert_eq!(ahead.trainer.in_flight(), 0);
+    for (i, (a, b)) in ahead_stats.iter().zip(&one_stats).enumerate() {
+        assert_eq!(
+            a.loss.to_bits(),
+            b.loss.to_bits(),
+            "step {i}: loss {} vs {}",
+            a.loss,
+            b.loss
+        );
+        assert_eq!(a.correct, b.correct, "step {i}: correct");
+    }
+    let (pa, pb) = (
+        ahead.trainer.params().unwrap(),
+        one.trainer.params().unwrap(),
+    );
+    assert_eq!(pa.len(), pb.len());
+    for (a, b) in pa.iter().zip(&pb) {
+        assert_eq!(a.name, b.name);
+        let differ = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{}: {differ} values differ", a.name);
+    }
+    // Once settled, evaluation runs.
+    ahead.evaluate(&data().1).unwrap();
+}
+
+#[test]
+fn a_nan_loss_behind_a_step_in_flight_is_reported_with_its_own_step() {
+    let Some(backend) = gpu_backend() else {
+        return;
+    };
+    let (train, _) = data();
+    let mut poisoned = train.clone();
+    // Without shuffling, step 1 draws examples 16..32: one of its pixels is NaN.
+    poisoned.images[20 * 784 + 300] = f32::NAN;
+    let (m, store) = model(Arch::Mlp, 1);
+    let config = ClassifierConfig {
+        accumulate: 1,
+        batch: 16,
+        eval_batch: 200,
+        seed: 1,
+        shuffle: false,
+        stop_on_nan: true,
+        detect_anomaly: false,
+        memory_limit: None,
+    };
+    let opt = Optimizer::new(OptimizerKind::sgd(0.0, false, 0.0), 0.01);
+    let mut c =
+        Classifier::new("nan", m, store, backend, opt, config, [1, 28, 28], train.n).unwrap();
+    c.submit_step(&poisoned).unwrap();
+    c.submit_step(&poisoned).unwrap();
+    assert!(c.complete_step().unwrap().loss.is_finite());
+    c.submit_step(&poisoned).unwrap();
+    let err = c.complete_step().unwrap_err().to_string();
+    assert!(
+        err.contains("step 1") && err.contains("not finite"),
+        "{err}"
+    );
+    // The step submitted behind it is dropped: nothing is left in flight.
+    assert_eq!(c.trainer.in_flight(), 0);
+    assert_eq!(c.trainer.step, 1);
+}

@@ -365,6 +365,9 @@ pub fn report(
         kern / 1e3,
         100.0 * kern / wall.max(1e-9)
     );
+    if let Some(line) = host_line(profiles) {
+        println!("{line}");
+    }
     let ceil = if with_ceilings {
         // Never below the fastest row, so no row shows more than 100%.
         let fastest = Fastest::of(&table::summarize(profiles));
@@ -389,6 +392,52 @@ pub fn report(
         );
     }
     Ok(())
+}
+
+/// The host's phases of a step, medians over `profiles` in the order they ran: what the host
+/// spends besides waiting for the GPU (writing feeds, recording, submitting, reading back) is
+/// time a GPU idles unless steps are in flight (see `sinter train`). `None` on the CPU backend.
+fn host_line(profiles: &[StepProfile]) -> Option<String> {
+    let first = profiles.first()?;
+    if first.host.is_empty() {
+        return None;
+    }
+    // Phases by name, in the order they first ran; a phase that runs per dispatch (host timing)
+    // is summed over the step.
+    let mut names: Vec<&str> = Vec::new();
+    for h in &first.host {
+        if !names.contains(&h.name.as_str()) {
+            names.push(&h.name);
+        }
+    }
+    let mut busy = Vec::new();
+    let phases: Vec<String> = names
+        .iter()
+        .map(|&name| {
+            let per_step = |p: &StepProfile| -> f64 {
+                p.host
+                    .iter()
+                    .filter(|h| h.name == name)
+                    .map(|h| h.duration_us)
+                    .sum()
+            };
+            let times: Vec<f64> = profiles.iter().map(per_step).collect();
+            let t = median(&times);
+            if !name.contains("wait") {
+                busy.push(t);
+            }
+            let count = first.host.iter().filter(|h| h.name == name).count();
+            match count {
+                1 => format!("{name} {:.3} ms", t / 1e3),
+                n => format!("{name} {:.3} ms ({n}×)", t / 1e3),
+            }
+        })
+        .collect();
+    Some(format!(
+        "host: {} (medians); host work per step besides waiting: {:.3} ms",
+        phases.join(" · "),
+        busy.iter().sum::<f64>() / 1e3
+    ))
 }
 
 pub fn run(args: ProfileArgs) -> Result<()> {

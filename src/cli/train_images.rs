@@ -43,6 +43,17 @@ impl Task for Images {
             profile,
         })
     }
+    fn submit(&mut self) -> Result<(), ModelError> {
+        self.c.submit_step(&self.train)
+    }
+    fn complete(&mut self) -> Result<Step, ModelError> {
+        let s = self.c.complete_step()?;
+        Ok(Step {
+            loss: s.loss,
+            correct: Some(s.correct),
+            profile: None,
+        })
+    }
     fn evaluate(&mut self) -> Result<Eval, ModelError> {
         let e = self.c.evaluate(&self.test)?;
         Ok(Eval {

@@ -33,6 +33,9 @@ pub(super) struct Step {
     pub profile: Option<StepProfile>,
 }
 
+/// Training steps the loop keeps submitted ahead of the one it reads (see `Trainer::submit`).
+const STEPS_IN_FLIGHT: usize = 2;
+
 /// What the loop trains: a preset of the model crate around a `Trainer<M>`, with its data.
 pub(super) trait Task {
     type M: Model;
@@ -47,6 +50,10 @@ pub(super) trait Task {
     }
     /// One training step on the next batch, with every kernel timed when `profile`.
     fn step(&mut self, profile: bool) -> ModelResult<Step>;
+    /// Draws the next batch and starts its step without waiting (see `Trainer::submit`).
+    fn submit(&mut self) -> ModelResult<()>;
+    /// The oldest submitted step's result, once it has run (see `Trainer::complete`).
+    fn complete(&mut self) -> ModelResult<Step>;
     fn evaluate(&mut self) -> ModelResult<Eval>;
     fn checkpoint(&self) -> ModelResult<TrainingCheckpoint>;
     fn restore(&mut self, ckpt: &TrainingCheckpoint, path: &Path) -> ModelResult<()>;
@@ -215,12 +222,26 @@ pub(super) fn train<T: Task>(
     };
     let epoch = |step: u64| pace.steps_per_epoch.map(|e| step as f64 / e.max(1) as f64);
     let text = pace.steps_per_epoch.is_none();
+    // Steps in flight: while a GPU runs one step, the host draws and submits the next, so the
+    // GPU does not idle while the host reads a loss back and prepares a batch. Nothing is
+    // submitted past a step that evaluates or checkpoints (those read the parameters), nor after
+    // a stop is asked for: the steps in flight then complete and count. Profiled steps run one
+    // at a time, so their timings are the step's own.
+    let window = if args.profile { 1 } else { STEPS_IN_FLIGHT };
+    let pauses_after = |step: u64| {
+        step >= total_steps
+            || step % eval_every == 0
+            || args.checkpoint_every.is_some_and(|n| step % n == 0)
+    };
+    let mut stopping = false;
     while task.trainer().step < total_steps {
-        let mut stop = interrupted.load(Ordering::SeqCst);
-        if let Some(collective) = task.trainer().collective() {
-            stop = any_rank(collective, stop)?;
+        if !stopping {
+            stopping = interrupted.load(Ordering::SeqCst);
+            if let Some(collective) = task.trainer().collective() {
+                stopping = any_rank(collective, stopping)?;
+            }
         }
-        if stop {
+        if stopping && task.trainer().in_flight() == 0 {
             bar.finish_and_clear();
             save(task, &history)?;
             return Err(CliError::Interrupted {
@@ -233,9 +254,20 @@ pub(super) fn train<T: Task>(
             let t = task.trainer();
             t.optimizer.lr * t.optimizer.schedule.factor(t.step)
         };
-        let s = task
-            .step(args.profile)
-            .map_err(|e| resume_hint(e, &args.checkpoint))?;
+        let s = if args.profile {
+            task.step(true)
+        } else {
+            let mut submitted = Ok(());
+            while submitted.is_ok() && !stopping && task.trainer().in_flight() < window {
+                let (next, queued) = (task.trainer().next_step(), task.trainer().in_flight());
+                if next >= total_steps || (queued > 0 && pauses_after(next)) {
+                    break;
+                }
+                submitted = task.submit();
+            }
+            submitted.and_then(|()| task.complete())
+        }
+        .map_err(|e| resume_hint(e, &args.checkpoint))?;
         profiles.extend(s.profile);
         let step = task.trainer().step;
         seen += pace.batch;

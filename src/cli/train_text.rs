@@ -35,6 +35,16 @@ impl Task for CharLm {
             profile,
         })
     }
+    fn submit(&mut self) -> Result<(), ModelError> {
+        self.submit_step()
+    }
+    fn complete(&mut self) -> Result<Step, ModelError> {
+        Ok(Step {
+            loss: self.complete_step()?,
+            correct: None,
+            profile: None,
+        })
+    }
     fn evaluate(&mut self) -> Result<Eval, ModelError> {
         Ok(Eval {
             loss: self.validate()?,

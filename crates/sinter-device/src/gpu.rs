@@ -341,8 +341,9 @@ impl Gpu {
     /// way to test what a lost device does without waiting for a driver to lose one.
     pub fn destroy(&self) {
         self.device.destroy();
-        // The callback runs from the next poll; poll now so the fault is recorded at once.
-        let _ = self.device.poll(wgpu::PollType::Poll);
+        // The callback runs from a poll once the work in flight is done: wait for it, so the
+        // fault is recorded at once.
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
     }
 
     /// The adapter's API and name, as shader errors name it: `Vulkan (llvmpipe …)`.
@@ -607,6 +608,19 @@ impl Gpu {
         dispatches: &[&Dispatch],
         reads: &[(&wgpu::Buffer, usize)],
     ) -> Result<Vec<Vec<f32>>> {
+        let submitted = self.submit(dispatches, reads)?;
+        self.wait(submitted)
+    }
+
+    /// Records `dispatches` and copies of `reads` into staging buffers in one encoder, submits
+    /// it and returns without waiting: [`Gpu::wait`] maps the copies once the GPU is done. Work
+    /// submitted later runs after it (one queue), so several steps can be in flight while the
+    /// host prepares the next; each submission has staging buffers of its own.
+    pub fn submit(
+        &self,
+        dispatches: &[&Dispatch],
+        reads: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Submitted> {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -617,7 +631,7 @@ impl Gpu {
             "submitting {} dispatches in one command encoder",
             dispatches.len()
         );
-        self.finish_and_read(encoder, reads)
+        self.finish(encoder, reads)
     }
 
     /// Copies `reads` into staging buffers at the end of `encoder`, submits, and maps them.
@@ -627,42 +641,96 @@ impl Gpu {
         encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, usize)],
     ) -> Result<Vec<Vec<f32>>> {
+        let submitted = self.finish(encoder, reads)?;
+        self.wait(submitted)
+    }
+
+    /// Copies `reads` into staging buffers at the end of `encoder` and submits, without waiting.
+    fn finish(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Submitted> {
         self.check_fault()?;
         let submits = self.submits.fetch_add(1, Ordering::Relaxed) + 1;
         if self.lose_after_submits.is_some_and(|n| submits > n) {
             log::warn!("{LOSE_DEVICE_ENV}: destroying the device before submit {submits}");
             self.destroy();
         }
-        // Whatever failed, a fault the device reported says best what happened.
-        self.submit_and_read(encoder, reads)
-            .and_then(|out| self.check_fault().map(|()| out))
-            .map_err(|e| self.check_fault().err().unwrap_or(e))
+        let submit = || -> Result<Submitted> {
+            let staging = reads
+                .iter()
+                .map(|&(_, len)| Ok((self.staging_buffer((len.max(1) * 4) as u64)?, len)))
+                .collect::<Result<Vec<(wgpu::Buffer, usize)>>>()?;
+            for (&(src, len), (dst, _)) in reads.iter().zip(&staging) {
+                encoder.copy_buffer_to_buffer(src, 0, dst, 0, Some((len * 4) as u64));
+            }
+            let index = scoped(&self.device, "submit", || {
+                self.queue.submit([encoder.finish()])
+            })?;
+            Ok(Submitted { index, staging })
+        };
+        // Whatever failed, a fault the device reported says best what happened (a lost
+        // device's callback runs once the steps in flight are done: wait for them).
+        submit().map_err(|e| {
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+            self.check_fault().err().unwrap_or(e)
+        })
     }
 
-    fn submit_and_read(
-        &self,
-        mut encoder: wgpu::CommandEncoder,
-        reads: &[(&wgpu::Buffer, usize)],
-    ) -> Result<Vec<Vec<f32>>> {
-        let staging = reads
-            .iter()
-            .map(|&(_, len)| self.staging_buffer((len.max(1) * 4) as u64))
-            .collect::<Result<Vec<wgpu::Buffer>>>()?;
-        for (&(src, len), dst) in reads.iter().zip(&staging) {
-            encoder.copy_buffer_to_buffer(src, 0, dst, 0, Some((len * 4) as u64));
+    /// Waits for a submission from [`Gpu::submit`] (only for it: later ones keep running) and
+    /// returns its reads, in the order they were asked for.
+    pub fn wait(&self, submitted: Submitted) -> Result<Vec<Vec<f32>>> {
+        let Submitted { index, staging } = submitted;
+        let read = || -> Result<Vec<Vec<f32>>> {
+            let receivers: Vec<_> = staging
+                .iter()
+                .map(|(buf, len)| {
+                    let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+                    if *len > 0 {
+                        buf.slice(..(len * 4) as u64)
+                            .map_async(wgpu::MapMode::Read, move |r| {
+                                // The receiver lives until the result is read: no send is lost.
+                                let _ = sender.send(r);
+                            });
+                    }
+                    receiver
+                })
+                .collect();
+            self.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
+                .map_err(|e| DeviceError::Map(e.to_string()))?;
+            let mut out = Vec::with_capacity(staging.len());
+            for ((buf, len), receiver) in staging.iter().zip(receivers) {
+                if *len == 0 {
+                    out.push(Vec::new());
+                    continue;
+                }
+                match pollster::block_on(receiver.receive()) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(DeviceError::Map(e.to_string())),
+                    None => return Err(DeviceError::Map("map callback dropped".into())),
+                }
+                out.push(read_mapped(buf, *len)?);
+            }
+            Ok(out)
+        };
+        let result = read();
+        // Every buffer is unmapped again after a complete read; after a failed one some may still
+        // be mapped or mapping, and are dropped rather than reused.
+        if result.is_ok() {
+            let mut pool = self.staging.lock().expect("staging lock");
+            for (buf, _) in staging {
+                pool.entry(buf.size()).or_default().push(buf);
+            }
         }
-        scoped(&self.device, "submit", || {
-            self.queue.submit([encoder.finish()]);
-        })?;
-        let mut out = Vec::with_capacity(reads.len());
-        for (&(_, len), buf) in reads.iter().zip(&staging) {
-            out.push(self.map_read(buf, len)?);
-        }
-        let mut pool = self.staging.lock().expect("staging lock");
-        for buf in staging {
-            pool.entry(buf.size()).or_default().push(buf);
-        }
-        Ok(out)
+        // Whatever failed, a fault the device reported says best what happened.
+        result
+            .and_then(|out| self.check_fault().map(|()| out))
+            .map_err(|e| self.check_fault().err().unwrap_or(e))
     }
 
     /// Reads `len` f32 values from the start of a storage buffer.
@@ -698,34 +766,28 @@ impl Gpu {
             })
         })
     }
+}
 
-    fn map_read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let slice = buffer.slice(..(len * 4) as u64);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            // The receiver lives until we have read the result, so this send cannot be lost.
-            let _ = sender.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+/// The first `len` f32 values of a mapped staging buffer, which is unmapped after.
+fn read_mapped(buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    let slice = buffer.slice(..(len * 4) as u64);
+    let data = {
+        let view = slice
+            .get_mapped_range()
             .map_err(|e| DeviceError::Map(e.to_string()))?;
-        match pollster::block_on(receiver.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(DeviceError::Map(e.to_string())),
-            None => return Err(DeviceError::Map("map callback dropped".into())),
-        }
-        let data = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| DeviceError::Map(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        buffer.unmap();
-        Ok(data)
-    }
+        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+    };
+    buffer.unmap();
+    Ok(data)
+}
+
+/// A submission in flight ([`Gpu::submit`]): its index on the queue and the staging buffers
+/// its reads are copied into. [`Gpu::wait`] hands back the values; dropped unread, the buffers
+/// are freed.
+#[must_use = "a submitted step's outputs are read with Gpu::wait"]
+pub struct Submitted {
+    index: wgpu::SubmissionIndex,
+    staging: Vec<(wgpu::Buffer, usize)>,
 }
 
 /// Splits a 1-D count of workgroups into a 2-D grid that respects the per-dimension limit.

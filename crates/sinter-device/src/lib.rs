@@ -23,7 +23,7 @@ pub use adapter::{
     DeviceChoice,
 };
 pub use error::{DeviceError, Result};
-pub use gpu::{grid_1d, Dispatch, Gpu, Launch};
+pub use gpu::{grid_1d, Dispatch, Gpu, Launch, Submitted};
 pub use pool::PoolStats;
 pub use shaders::{Shader, UNARY_LIBRARY};
 pub use wgpu;

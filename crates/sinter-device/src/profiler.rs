@@ -160,9 +160,9 @@ impl Gpu {
             resolved.push((buffer, count));
         }
         let recorded = started.elapsed();
-        self.submit(encoder)?;
+        self.submit_profiled(encoder)?;
         let submitted = started.elapsed();
-        self.wait()?;
+        self.wait_idle()?;
         let waited = started.elapsed();
         // Outputs and timestamps come back together; each timestamp is two f32-sized words.
         let mut all_reads: Vec<(&wgpu::Buffer, usize)> = reads.to_vec();
@@ -243,8 +243,8 @@ impl Gpu {
                 });
                 d.encode(&mut pass);
             }
-            self.submit(encoder)?;
-            self.wait()?;
+            self.submit_profiled(encoder)?;
+            self.wait_idle()?;
             let end = started.elapsed();
             host.push(span("submit + wait", begin, end));
             times.push(DispatchTime {
@@ -266,7 +266,7 @@ impl Gpu {
         })
     }
 
-    fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+    fn submit_profiled(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
         self.check_fault()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -279,7 +279,7 @@ impl Gpu {
         }
     }
 
-    fn wait(&self) -> Result<()> {
+    fn wait_idle(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
@@ -341,8 +341,8 @@ fn best_seconds(gpu: &Gpu, record: &dyn Fn(&mut wgpu::CommandEncoder)) -> Result
         for _ in 0..reps {
             record(&mut encoder);
         }
-        gpu.submit(encoder)?;
-        gpu.wait()?;
+        gpu.submit_profiled(encoder)?;
+        gpu.wait_idle()?;
         Ok(start.elapsed().as_secs_f64() / reps as f64)
     };
     // The first run compiles and warms up; it also sizes the rounds.

@@ -26,7 +26,7 @@ pub mod train;
 pub mod trainer;
 pub mod vars;
 
-pub use backend::{Anomaly, Backend, MemoryLimit, Program, StepScalars};
+pub use backend::{Anomaly, Backend, MemoryLimit, PendingOutputs, Program, StepScalars};
 pub use backward::{backward, Gradients};
 pub use error::{ModelError, Result};
 pub use graph::{ConvConfig, Graph, GraphBuilder, NodeId, Op, PoolConfig, Tensor};

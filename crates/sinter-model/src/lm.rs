@@ -484,6 +484,19 @@ impl CharLm {
         Ok(self.step_on(None)?.0)
     }
 
+    /// [`CharLm::train_step`] without waiting for it (see [`Trainer::submit`]): the windows are
+    /// drawn and the step queued; [`CharLm::complete_step`] returns its loss.
+    pub fn submit_step(&mut self) -> Result<()> {
+        let laid = self.next_windows();
+        let feeds = named(&self.names, &laid);
+        self.trainer.submit(&feeds)
+    }
+
+    /// The training loss of the oldest step from [`CharLm::submit_step`], once it has run.
+    pub fn complete_step(&mut self) -> Result<f32> {
+        Ok(self.trainer.complete()?.loss)
+    }
+
     /// [`CharLm::train_step`] with every kernel timed and tagged (see
     /// [`Backend::run_profiled`]); `timing` picks how a GPU times its dispatches.
     pub fn train_step_profiled(
@@ -499,6 +512,19 @@ impl CharLm {
         &mut self,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(f32, Option<StepProfile>)> {
+        let laid = self.next_windows();
+        let feeds = named(&self.names, &laid);
+        Ok(match profile {
+            None => (self.trainer.step(&feeds)?.loss, None),
+            Some(timing) => {
+                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
+                (r.loss, Some(p))
+            }
+        })
+    }
+
+    /// Draws the next random training windows: this rank's feeds, laid out for the model.
+    fn next_windows(&mut self) -> Vec<Vec<f32>> {
         let (b, t) = (self.config.batch, self.trainer.model.context);
         CharCorpus::windows(
             &self.corpus.train,
@@ -512,18 +538,9 @@ impl CharLm {
         let (rank, _) = self.trainer.rank_and_size();
         let local = self.trainer.local_batch();
         let mine = rank * local * t..(rank + 1) * local * t;
-        let laid =
-            self.trainer
-                .model
-                .feeds(local, &self.ids[mine.clone()], Some(&self.targets[mine]));
-        let feeds = named(&self.names, &laid);
-        Ok(match profile {
-            None => (self.trainer.step(&feeds)?.loss, None),
-            Some(timing) => {
-                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
-                (r.loss, Some(p))
-            }
-        })
+        self.trainer
+            .model
+            .feeds(local, &self.ids[mine.clone()], Some(&self.targets[mine]))
     }
 
     /// Mean loss in nats per character over fixed, evenly spaced validation windows.

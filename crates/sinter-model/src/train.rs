@@ -256,6 +256,22 @@ impl Classifier {
         Ok(self.step_on(data, None)?.0)
     }
 
+    /// [`Classifier::train_step`] without waiting for it (see [`Trainer::submit`]): the batch is
+    /// drawn and the step queued; [`Classifier::complete_step`] returns its statistics. The host
+    /// can draw and submit the next batch while a GPU runs this one.
+    pub fn submit_step(&mut self, data: &ImageDataset) -> Result<()> {
+        self.gather_next(data)?;
+        let feeds = Feeds::new()
+            .with("images", &self.images)
+            .with("labels", &self.labels);
+        self.trainer.submit(&feeds)
+    }
+
+    /// The statistics of the oldest step from [`Classifier::submit_step`], once it has run.
+    pub fn complete_step(&mut self) -> Result<StepStats> {
+        Ok(stats(&self.trainer.complete()?))
+    }
+
     /// [`Classifier::train_step`] with every kernel timed and tagged (see
     /// [`Backend::run_profiled`]); `timing` picks how a GPU times its dispatches.
     pub fn train_step_profiled(
@@ -272,6 +288,23 @@ impl Classifier {
         data: &ImageDataset,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(StepStats, Option<StepProfile>)> {
+        self.gather_next(data)?;
+        let feeds = Feeds::new()
+            .with("images", &self.images)
+            .with("labels", &self.labels);
+        let (r, p) = match profile {
+            None => (self.trainer.step(&feeds)?, None),
+            Some(timing) => {
+                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
+                (r, Some(p))
+            }
+        };
+        Ok((stats(&r), p))
+    }
+
+    /// Draws the next batch of `data` into the feed buffers (this rank's shard of it, shifted
+    /// when the run augments).
+    fn gather_next(&mut self, data: &ImageDataset) -> Result<()> {
         let drawn_from = self.batcher.state().n;
         if data.n < drawn_from {
             return Err(ModelError::Config(format!(
@@ -288,21 +321,11 @@ impl Classifier {
         data.gather(&batch[mine.clone()], &mut self.images, &mut self.labels);
         if self.shift > 0 {
             // Drawn for the whole global batch, so every rank's rows match one process's.
-            let shifts =
-                random_shifts(self.config.seed, self.trainer.step, batch.len(), self.shift);
+            let step = self.trainer.next_step();
+            let shifts = random_shifts(self.config.seed, step, batch.len(), self.shift);
             shift_images(&mut self.images, self.trainer.model.image, &shifts[mine]);
         }
-        let feeds = Feeds::new()
-            .with("images", &self.images)
-            .with("labels", &self.labels);
-        let (r, p) = match profile {
-            None => (self.trainer.step(&feeds)?, None),
-            Some(timing) => {
-                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
-                (r, Some(p))
-            }
-        };
-        Ok((stats(&r), p))
+        Ok(())
     }
 
     /// Mean loss and accuracy over all of `data`, in batches of the evaluation size.

@@ -488,6 +488,20 @@ impl GpuBackend {
         Ok(self.gpu.run(&dispatches, &reads)?)
     }
 
+    /// [`GpuBackend::run`] without waiting: the step is on the GPU's queue when this returns,
+    /// and [`sinter_device::Gpu::wait`] reads its outputs. Feeds and scalars are copied at once
+    /// (the queue writes them before this step's commands), so the caller may reuse them.
+    pub fn submit(
+        &mut self,
+        prog: &GpuProgram,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<sinter_device::Submitted> {
+        let reads = self.stage(prog, feeds, scalars)?;
+        let dispatches: Vec<&Dispatch> = prog.dispatches.iter().collect();
+        Ok(self.gpu.submit(&dispatches, &reads)?)
+    }
+
     /// [`GpuBackend::run`], then every value of the step read back and checked, inputs first,
     /// then nodes in plan order (see [`super::Backend::run_checked`]). The program must come from
     /// a plan without buffer reuse, or later values would have overwritten earlier ones.

@@ -409,6 +409,56 @@ impl Backend {
     }
 }
 
+/// The outputs of a step that may still be running (see [`Backend::submit`]).
+#[must_use = "a submitted step's outputs are read with Backend::wait"]
+pub enum PendingOutputs {
+    /// Already computed: the CPU backend runs a step when it is submitted.
+    Ready(Vec<Vec<f32>>),
+    /// On a GPU's queue.
+    #[cfg(feature = "gpu")]
+    Gpu(sinter_device::Submitted),
+}
+
+impl Backend {
+    /// [`Backend::run`] without waiting for a GPU: the step is queued when this returns, so the
+    /// host can prepare (and submit) the next one while it runs; [`Backend::wait`] reads its
+    /// outputs. Steps run in the order they were submitted. The CPU backend runs the step here.
+    pub fn submit(
+        &mut self,
+        prog: &mut Program,
+        feeds: &[&[f32]],
+        scalars: &StepScalars,
+    ) -> Result<PendingOutputs> {
+        self.check_vars_loaded(prog.plan())?;
+        match (self, prog) {
+            (Backend::Cpu(c), Program::Cpu(p)) => {
+                Ok(PendingOutputs::Ready(c.run(p, feeds, scalars)?))
+            }
+            #[cfg(feature = "gpu")]
+            (Backend::Gpu(g), Program::Gpu(p)) => {
+                Ok(PendingOutputs::Gpu(g.submit(p, feeds, scalars)?))
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(ModelError::Graph(
+                "program was compiled for another backend".into(),
+            )),
+        }
+    }
+
+    /// The outputs of a step from [`Backend::submit`], once it has run.
+    pub fn wait(&self, pending: PendingOutputs) -> Result<Vec<Vec<f32>>> {
+        match (self, pending) {
+            (_, PendingOutputs::Ready(outputs)) => Ok(outputs),
+            #[cfg(feature = "gpu")]
+            (Backend::Gpu(g), PendingOutputs::Gpu(s)) => Ok(g.gpu.wait(s)?),
+            #[allow(unreachable_patterns)]
+            _ => Err(ModelError::Graph(
+                "a step submitted to another backend".into(),
+            )),
+        }
+    }
+}
+
 impl Backend {
     /// [`Backend::run`] with every kernel timed and tagged. `timing` picks how a GPU times its
     /// dispatches (`None`: the best it offers); the CPU backend times each node on the host.

@@ -162,10 +162,41 @@ impl Gpt2Lm {
         Ok((loss, p.expect("a profiled step returns its profile")))
     }
 
+    /// [`Self::train_step`] without waiting for it (see [`Trainer::submit`]): the windows are
+    /// drawn and the step queued; [`Self::complete_step`] returns its loss.
+    pub fn submit_step(&mut self) -> Result<()> {
+        let mine = self.next_windows();
+        let feeds = Feeds::new()
+            .with("ids", &self.ids[mine.clone()])
+            .with("targets", &self.targets[mine]);
+        self.trainer.submit(&feeds)
+    }
+
+    /// The training loss of the oldest step from [`Self::submit_step`], once it has run.
+    pub fn complete_step(&mut self) -> Result<f32> {
+        Ok(self.trainer.complete()?.loss)
+    }
+
     fn step_on(
         &mut self,
         profile: Option<Option<TimingMethod>>,
     ) -> Result<(f32, Option<StepProfile>)> {
+        let mine = self.next_windows();
+        let feeds = Feeds::new()
+            .with("ids", &self.ids[mine.clone()])
+            .with("targets", &self.targets[mine]);
+        Ok(match profile {
+            None => (self.trainer.step(&feeds)?.loss, None),
+            Some(timing) => {
+                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
+                (r.loss, Some(p))
+            }
+        })
+    }
+
+    /// Draws the next training windows into `ids` and `targets`; returns this rank's range of
+    /// them.
+    fn next_windows(&mut self) -> std::ops::Range<usize> {
         let (b, t) = (self.config.batch, self.trainer.model.context);
         let split = &self.corpus.train;
         match self.order {
@@ -192,17 +223,7 @@ impl Gpt2Lm {
         // Data parallel: this rank's contiguous shard of the global batch.
         let (rank, _) = self.trainer.rank_and_size();
         let local = self.trainer.local_batch();
-        let mine = rank * local * t..(rank + 1) * local * t;
-        let feeds = Feeds::new()
-            .with("ids", &self.ids[mine.clone()])
-            .with("targets", &self.targets[mine]);
-        Ok(match profile {
-            None => (self.trainer.step(&feeds)?.loss, None),
-            Some(timing) => {
-                let (r, p) = self.trainer.step_profiled(&feeds, timing)?;
-                (r.loss, Some(p))
-            }
-        })
+        rank * local * t..(rank + 1) * local * t
     }
 
     /// Mean loss in nats per token over fixed, evenly spaced validation windows.

@@ -3,7 +3,7 @@
 //! trains data-parallel over a [`Collective`]. The image classifier and the language models are
 //! thin presets on it.
 
-use crate::backend::{Backend, Program};
+use crate::backend::{Backend, PendingOutputs, Program};
 use crate::backward::{backward, param_gradients};
 use crate::checkpoint::{check_against, NamedTensor, TrainingCheckpoint};
 use crate::error::{ModelError, Result};
@@ -27,7 +27,7 @@ use model::{order_feeds, slots, Slot};
 pub use model::{Combine, Feeds, Metric, Model, Outputs, StepResult, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
 /// A compiled program with the sources of its inputs, and the layout of its outputs.
@@ -68,6 +68,15 @@ pub struct Trainer<M: Model> {
     masks: Vec<Vec<f32>>,
     /// Non-finite losses seen without `stop_on_nan` (warned about once).
     nan_steps: u64,
+    /// Steps submitted and not yet completed, oldest first (see [`Trainer::submit`]).
+    in_flight: VecDeque<Pending>,
+}
+
+/// A submitted training step's results: still on a GPU's queue, or already known (steps that
+/// run synchronously: the CPU backend, data-parallel and accumulated steps).
+enum Pending {
+    Outputs(PendingOutputs),
+    Values(Vec<f32>),
 }
 
 /// The trainer's metadata keys in a checkpoint.
@@ -277,6 +286,7 @@ impl<M: Model> Trainer<M> {
             dropout_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_d509),
             masks: Vec::new(),
             nan_steps: 0,
+            in_flight: VecDeque::new(),
             config,
         };
         // Masks hold the whole local batch: each micro-batch takes its part.
@@ -440,7 +450,91 @@ impl<M: Model> Trainer<M> {
 
     /// One training step on a batch of [`Trainer::local_batch`] examples.
     pub fn step(&mut self, feeds: &Feeds) -> Result<StepResult> {
-        Ok(self.step_with(feeds, None)?.0)
+        self.submit(feeds)?;
+        self.complete()
+    }
+
+    /// Starts the next training step on `feeds` without waiting for it: on a GPU the step is
+    /// queued behind the steps already in flight, so the host can prepare the next batch (and
+    /// submit it too) while the GPU works; [`Trainer::complete`] returns the oldest step's
+    /// result. Steps in flight give bit-for-bit the results of one step at a time: they run in
+    /// submission order, each with the dropout masks and optimizer scalars of its own step.
+    /// The CPU backend, data-parallel and accumulated steps run here, synchronously.
+    ///
+    /// While steps are in flight the parameters on the device are ahead of [`Trainer::step`]:
+    /// evaluation, checkpoints and parameter reads refuse to run until every step is completed.
+    pub fn submit(&mut self, feeds: &Feeds) -> Result<()> {
+        let pending = if self.steps_run_asynchronously() {
+            self.draw_masks();
+            let scalars = self.optimizer.scalars(self.next_step());
+            let compiled = match &mut self.train {
+                TrainStep::Fused(c) => c,
+                TrainStep::Split(_) => unreachable!("split steps run synchronously"),
+            };
+            let feeds = feeds.micro_batch(&compiled.slots, 0, 1)?;
+            let masks: Vec<&[f32]> = self.masks.iter().map(Vec::as_slice).collect();
+            let ordered = order_feeds(&compiled.slots, &feeds, &masks)?;
+            Pending::Outputs(
+                self.backend
+                    .submit(&mut compiled.program, &ordered, &scalars)?,
+            )
+        } else {
+            Pending::Values(self.run_values(feeds, None)?.0)
+        };
+        self.in_flight.push_back(pending);
+        Ok(())
+    }
+
+    /// Waits for the oldest step from [`Trainer::submit`] and returns its result; the step
+    /// counter moves on by one. With `stop_on_nan`, a non-finite loss is an error naming its step
+    /// (a step submitted after it is then dropped unread).
+    pub fn complete(&mut self) -> Result<StepResult> {
+        let pending = self.in_flight.pop_front().ok_or_else(|| {
+            ModelError::Config("Trainer::complete: no training step is in flight".into())
+        })?;
+        let values = match pending {
+            Pending::Values(v) => v,
+            Pending::Outputs(o) => {
+                let metrics = self.train_compiled().metrics.len();
+                let out = self.backend.wait(o)?;
+                out.iter().take(1 + metrics).map(|v| v[0]).collect()
+            }
+        };
+        self.finish_step(values)
+    }
+
+    /// Training steps submitted and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The index of the next step [`Trainer::submit`] starts: [`Trainer::step`] plus the steps
+    /// in flight. Per-step draws (data augmentation, …) use it so that a step is the same
+    /// however far ahead it was submitted.
+    pub fn next_step(&self) -> u64 {
+        self.step + self.in_flight.len() as u64
+    }
+
+    /// Whether [`Trainer::submit`] queues steps without waiting: one process, no accumulation,
+    /// no anomaly detection, on a GPU.
+    fn steps_run_asynchronously(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        let gpu = matches!(self.backend, Backend::Gpu(_));
+        #[cfg(not(feature = "gpu"))]
+        let gpu = false;
+        gpu && matches!(self.train, TrainStep::Fused(_)) && !self.config.detect_anomaly
+    }
+
+    /// Refuses `what` while steps are in flight: the device's parameters are ahead of the step
+    /// counter until they are completed.
+    fn settled(&self, what: &str) -> Result<()> {
+        match self.in_flight.len() {
+            0 => Ok(()),
+            n => Err(ModelError::Config(format!(
+                "{what} needs every submitted training step completed, but {n} {} in flight: call Trainer::complete first",
+                if n == 1 { "is" } else { "are" }
+            ))),
+        }
     }
 
     /// [`Trainer::step`] with every kernel timed and tagged (see [`Backend::run_profiled`]);
@@ -450,8 +544,13 @@ impl<M: Model> Trainer<M> {
         feeds: &Feeds,
         timing: Option<TimingMethod>,
     ) -> Result<(StepResult, StepProfile)> {
-        let (r, p) = self.step_with(feeds, Some(timing))?;
-        Ok((r, p.expect("a profiled step returns its profile")))
+        self.settled("a profiled training step")?;
+        let (values, profile) = self.run_values(feeds, Some(timing))?;
+        let result = self.finish_step(values)?;
+        Ok((
+            result,
+            profile.expect("a profiled step returns its profile"),
+        ))
     }
 
     fn draw_masks(&mut self) {
@@ -494,14 +593,16 @@ impl<M: Model> Trainer<M> {
         }
     }
 
-    /// One step; profiled when `profile` is `Some(timing)`.
-    fn step_with(
+    /// Runs one step to the end and returns its loss and metric values (not yet counted: see
+    /// [`Trainer::finish_step`]); profiled when `profile` is `Some(timing)`.
+    fn run_values(
         &mut self,
         feeds: &Feeds,
         profile: Option<Option<TimingMethod>>,
-    ) -> Result<(StepResult, Option<StepProfile>)> {
+    ) -> Result<(Vec<f32>, Option<StepProfile>)> {
         self.draw_masks();
-        let scalars = self.optimizer.scalars(self.step);
+        let step = self.next_step();
+        let scalars = self.optimizer.scalars(step);
         let parts = self.config.accumulate;
         let mut merged: Option<StepProfile> = None;
         let mut values = Vec::new();
@@ -524,7 +625,7 @@ impl<M: Model> Trainer<M> {
             let out = match profile {
                 None if self.config.detect_anomaly => self
                     .backend
-                    .run_detecting(program, &ordered, &scalars, self.step)?,
+                    .run_detecting(program, &ordered, &scalars, step)?,
                 None => self.backend.run(program, &ordered, &scalars)?,
                 Some(timing) => {
                     let (out, p) = self
@@ -545,19 +646,26 @@ impl<M: Model> Trainer<M> {
                 TrainStep::Split(dp) => dp.add_micro_batch(&out, i == 0),
             }
         }
-        let profile = merged;
+        if let TrainStep::Split(dp) = &mut self.train {
+            values = dp.reduce_and_update(&mut self.backend, &scalars)?;
+        }
+        Ok((values, merged))
+    }
+
+    /// Counts a step whose loss and metric `values` are in: the non-finite check, the step
+    /// counter, the result.
+    fn finish_step(&mut self, values: Vec<f32>) -> Result<StepResult> {
         let names: Vec<String> = self
             .train_compiled()
             .metrics
             .iter()
             .map(|m| m.0.clone())
             .collect();
-        if let TrainStep::Split(dp) = &mut self.train {
-            values = dp.reduce_and_update(&mut self.backend, &scalars)?;
-        }
         let loss = values[0];
         if !loss.is_finite() {
             if self.config.stop_on_nan {
+                // The run stops here: steps submitted after this one are dropped unread.
+                self.in_flight.clear();
                 return Err(ModelError::NonFinite {
                     step: self.step,
                     what: "the training loss".into(),
@@ -568,12 +676,11 @@ impl<M: Model> Trainer<M> {
             self.nan_steps += 1;
         }
         self.step += 1;
-        let result = StepResult {
+        Ok(StepResult {
             loss,
             metrics: names.into_iter().zip(values[1..].iter().copied()).collect(),
             examples: self.config.batch,
-        };
-        Ok((result, profile))
+        })
     }
 
     /// Training steps whose loss was NaN or infinite (without `stop_on_nan`).
@@ -583,6 +690,7 @@ impl<M: Model> Trainer<M> {
 
     /// Loss and metrics of one evaluation batch of `batch` examples (dropout off, no update).
     pub fn evaluate_batch(&mut self, batch: usize, feeds: &Feeds) -> Result<StepResult> {
+        self.settled("evaluation")?;
         let k = self.eval_compiled(batch)?;
         eval::run_eval(&mut self.backend, &mut self.eval[k].1, batch, feeds)
     }
@@ -611,6 +719,7 @@ impl<M: Model> Trainer<M> {
     /// The model's state_dict: its parameters and buffers (a batch norm's running statistics),
     /// named as the modules named them (PyTorch's `state_dict` names).
     pub fn params(&self) -> Result<Vec<NamedTensor>> {
+        self.settled("reading the parameters")?;
         self.tensors(&VarKind::STATE_DICT)
     }
 
@@ -645,6 +754,7 @@ impl<M: Model> Trainer<M> {
     /// must match names and shapes exactly; an error lists every missing, unexpected and
     /// mismatched tensor.
     pub fn set_params(&mut self, tensors: &[NamedTensor], file: &Path) -> Result<()> {
+        self.settled("setting the parameters")?;
         self.write_tensors(tensors, &VarKind::STATE_DICT, file)
     }
 
@@ -652,6 +762,7 @@ impl<M: Model> Trainer<M> {
     /// step, the optimizer's settings and the dropout generator's position, plus the caller's
     /// `meta` (a preset's data order, its model name).
     pub fn checkpoint(&self, mut meta: BTreeMap<String, String>) -> Result<TrainingCheckpoint> {
+        self.settled("a checkpoint")?;
         meta.insert(META_OPTIMIZER.into(), format!("{:?}", self.optimizer));
         meta.insert(
             META_DROPOUT_RNG.into(),
@@ -667,6 +778,7 @@ impl<M: Model> Trainer<M> {
 
     /// Continues from a checkpoint of the same model and optimizer (`file` names it in errors).
     pub fn restore(&mut self, ckpt: &TrainingCheckpoint, file: &Path) -> Result<()> {
+        self.settled("restoring a checkpoint")?;
         let now_opt = format!("{:?}", self.optimizer);
         let saved_opt = ckpt
             .meta
