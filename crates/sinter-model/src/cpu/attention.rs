@@ -3,6 +3,7 @@
 //! head) per rayon task, scores in tiles of 64 queries (small products through `gemm`), never T×T.
 
 use super::matmul::{gemm_strided, Strided};
+use super::simd;
 use super::Real;
 use rayon::prelude::*;
 use sinter_ops::attention::AttentionShape;
@@ -22,6 +23,7 @@ fn check(op: &str, s: &AttentionShape, slices: &[(&str, usize, usize)]) {
 }
 
 /// Σ a·b with eight independent partial sums, so the loop vectorizes.
+#[inline(always)]
 fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -87,11 +89,13 @@ fn block<T>(x: &[T], cols: usize, transposed: bool) -> Strided<'_, T> {
 }
 
 /// Where row t of head h of batch item b starts in a [B, T, H, D] tensor.
+#[inline(always)]
 fn row(s: &AttentionShape, b: usize, t: usize, h: usize) -> usize {
     ((b * s.seq + t) * s.heads + h) * s.head_dim
 }
 
 /// Keys query i sees: all, or j ≤ i when causal.
+#[inline(always)]
 fn keys_seen(s: &AttentionShape, i: usize) -> usize {
     if s.causal {
         i + 1
@@ -109,6 +113,7 @@ fn head_key<T: Real>(s: &AttentionShape, lse: &[T], b: usize, h: usize) -> Optio
 
 /// Multiplies each weight of query `i` in `row` (keys 0, 1, …) by 0 if dropout drops it, or by
 /// 1/(1 − p) if it keeps it.
+#[inline(always)]
 fn drop_row<T: Real>(s: &AttentionShape, key: u32, i: usize, row: &mut [T]) {
     // The same rule as AttentionShape::keeps, its threshold taken once per row.
     let (keep, threshold) = (T::of(s.keep_scale() as f64), s.drop_threshold());
@@ -199,23 +204,29 @@ pub fn attention_forward<T: Real>(
                     scale,
                     false,
                 );
-                for (r, pr) in p.chunks_exact_mut(keys).enumerate() {
-                    let i = from + r;
-                    let seen = keys_seen(s, i);
-                    let m = pr[..seen].iter().fold(T::neg_infinity(), |m, &x| m.max(x));
-                    let mut l = T::zero();
-                    for x in &mut pr[..seen] {
-                        *x = (*x - m).exp_nonpositive();
-                        l += *x;
-                    }
-                    let inv = T::one() / l;
-                    pr[..seen].iter_mut().for_each(|x| *x *= inv);
-                    pr[seen..].iter_mut().for_each(|x| *x = T::zero());
-                    lse_bh[i] = m + l.ln();
-                    if let Some(key) = key {
-                        drop_row(s, key, i, &mut pr[..seen]);
-                    }
-                }
+                // The softmax of each row as separate passes (max, exp, sum, scale) in the wide
+                // registers: a running sum beside the exp would keep the loop scalar.
+                simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for (r, pr) in p.chunks_exact_mut(keys).enumerate() {
+                            let i = from + r;
+                            let seen = keys_seen(s, i);
+                            let m = simd::max(&pr[..seen]);
+                            pr[..seen]
+                                .iter_mut()
+                                .for_each(|x| *x = (*x - m).exp_nonpositive());
+                            let l = simd::sum(&pr[..seen]);
+                            let inv = T::one() / l;
+                            pr[..seen].iter_mut().for_each(|x| *x *= inv);
+                            pr[seen..].iter_mut().for_each(|x| *x = T::zero());
+                            lse_bh[i] = m + l.ln();
+                            if let Some(key) = key {
+                                drop_row(s, key, i, &mut pr[..seen]);
+                            }
+                        }
+                    },
+                );
                 gemm_strided(
                     rows,
                     d,
@@ -311,30 +322,36 @@ pub fn attention_backward<T: Real>(
                     T::one(),
                     false,
                 );
-                for (r, (pr, dpr)) in p
-                    .chunks_exact_mut(keys)
-                    .zip(dp.chunks_exact_mut(keys))
-                    .enumerate()
-                {
-                    let i = from + r;
-                    let at = row(s, b, i, h);
-                    let delta = dot(&do_[at..][..d], &o[at..][..d]);
-                    let seen = keys_seen(s, i);
-                    let lse_i = lse_bh[i];
-                    if let Some(key) = key {
-                        drop_row(s, key, i, &mut dpr[..seen]);
-                    }
-                    for (x, g) in pr[..seen].iter_mut().zip(&mut dpr[..seen]) {
-                        *x = (*x - lse_i).min(T::zero()).exp_nonpositive();
-                        *g = *x * (*g - delta);
-                    }
-                    // dV sums the dropped weights.
-                    if let Some(key) = key {
-                        drop_row(s, key, i, &mut pr[..seen]);
-                    }
-                    pr[seen..].iter_mut().for_each(|x| *x = T::zero());
-                    dpr[seen..].iter_mut().for_each(|x| *x = T::zero());
-                }
+                // The rows' elementwise work in the wide registers.
+                simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for (r, (pr, dpr)) in p
+                            .chunks_exact_mut(keys)
+                            .zip(dp.chunks_exact_mut(keys))
+                            .enumerate()
+                        {
+                            let i = from + r;
+                            let at = row(s, b, i, h);
+                            let delta = dot(&do_[at..][..d], &o[at..][..d]);
+                            let seen = keys_seen(s, i);
+                            let lse_i = lse_bh[i];
+                            if let Some(key) = key {
+                                drop_row(s, key, i, &mut dpr[..seen]);
+                            }
+                            for (x, g) in pr[..seen].iter_mut().zip(&mut dpr[..seen]) {
+                                *x = (*x - lse_i).min(T::zero()).exp_nonpositive();
+                                *g = *x * (*g - delta);
+                            }
+                            // dV sums the dropped weights.
+                            if let Some(key) = key {
+                                drop_row(s, key, i, &mut pr[..seen]);
+                            }
+                            pr[seen..].iter_mut().for_each(|x| *x = T::zero());
+                            dpr[seen..].iter_mut().for_each(|x| *x = T::zero());
+                        }
+                    },
+                );
                 // dp now holds dS.
                 gemm_strided(
                     rows,
