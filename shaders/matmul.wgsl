@@ -631,3 +631,93 @@ fn matmul_v4_wide(
         acc63 = acc73;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// f16 storage: A and B hold IEEE half-precision values two to a 32-bit word (element i in word
+// i / 2, the even one in the low half: WGSL's pack2x16float), products accumulate in f32 and C is
+// f32. It halves the bytes A and B take and move, the building block of mixed precision. Core
+// WGSL (unpack2x16float), so every adapter runs it, with or without the `shader-f16` feature.
+// v2's design: a 4×4 block of C per invocation, operands from global memory.
+// Grid (unfolded, see Params.m_tiles): [ceil(n / 32), ceil(m / 32), batch].
+
+@group(0) @binding(1) var<storage, read> a_half: array<u32>;
+@group(0) @binding(2) var<storage, read> b_half: array<u32>;
+
+// Element i of a packed f16 buffer whose word i / 2 is `word`, as f32 (exact).
+fn half_at(word: u32, i: u32) -> f32 {
+    let pair = unpack2x16float(word);
+    return select(pair.x, pair.y, (i & 1u) == 1u);
+}
+
+// op(A)[row, kk] and op(B)[kk, col] of the batch item starting at `base`, from the packed views.
+fn a_half_at(base: u32, row: u32, kk: u32) -> f32 {
+    var i = base + row * p.k + kk;
+    if TRANS_A {
+        i = base + kk * p.m + row;
+    }
+    return half_at(a_half[i >> 1u], i);
+}
+
+fn b_half_at(base: u32, kk: u32, col: u32) -> f32 {
+    var i = base + kk * p.n + col;
+    if TRANS_B {
+        i = base + col * p.k + kk;
+    }
+    return half_at(b_half[i >> 1u], i);
+}
+
+@compute @workgroup_size(8, 8)
+fn matmul_f16_blocked(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let at = place(wid.y, wid.z, nwg.y);
+    let c0 = (wid.x * 8u + lid.x) * 4u;
+    let r0 = (at.x * 8u + lid.y) * 4u;
+    let bz = at.y;
+    if bz >= p.batch || r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    let ab = bz * p.a_stride;
+    let bb = bz * p.b_stride;
+    // Rows and columns past the edge are clamped to the last one, as in v2.
+    let rows = min(vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.m - 1u));
+    let cols = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var kk = 0u; kk < p.k; kk++) {
+        let bv = vec4<f32>(b_half_at(bb, kk, cols.x), b_half_at(bb, kk, cols.y), b_half_at(bb, kk, cols.z), b_half_at(bb, kk, cols.w));
+        acc0 = fma(vec4<f32>(a_half_at(ab, rows.x, kk)), bv, acc0);
+        acc1 = fma(vec4<f32>(a_half_at(ab, rows.y, kk)), bv, acc1);
+        acc2 = fma(vec4<f32>(a_half_at(ab, rows.z, kk)), bv, acc2);
+        acc3 = fma(vec4<f32>(a_half_at(ab, rows.w, kk)), bv, acc3);
+    }
+    let cb = bz * p.m * p.n;
+    store_c_row4(cb, r0, c0, acc0);
+    store_c_row4(cb, r0 + 1u, c0, acc1);
+    store_c_row4(cb, r0 + 2u, c0, acc2);
+    store_c_row4(cb, r0 + 3u, c0, acc3);
+}
+
+// f32 → packed f16: word w of `packed` (bound at B's binding) holds elements 2w and 2w + 1 of
+// `a` (0 past the end), rounded to a neighbouring f16 (WGSL lets an implementation round to
+// either one). p.m holds the element count. One word per invocation; grid: 1-D over ceil(count / 2) words (`grid_1d`).
+@group(0) @binding(2) var<storage, read_write> packed: array<u32>;
+
+@compute @workgroup_size(64)
+fn pack_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = gid.x + gid.y * (nwg.x * 64u);
+    let count = p.m;
+    if 2u * w >= count {
+        return;
+    }
+    let lo = a[2u * w];
+    var hi = 0.0;
+    if 2u * w + 1u < count {
+        hi = a[2u * w + 1u];
+    }
+    packed[w] = pack2x16float(vec2<f32>(lo, hi));
+}

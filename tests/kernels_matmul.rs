@@ -443,3 +443,123 @@ fn cpu_reference_in_f32_matches_naive_f64() {
         }
     }
 }
+
+/// The f16 values of a packed buffer read back as f32 words: word w holds element 2w in its low
+/// half and 2w + 1 in its high half.
+fn unpack_halves(words: &[f32], len: usize) -> Vec<f32> {
+    words
+        .iter()
+        .flat_map(|w| {
+            let bits = w.to_bits();
+            [bits as u16, (bits >> 16) as u16].map(|h| half::f16::from_bits(h).to_f32())
+        })
+        .take(len)
+        .collect()
+}
+
+/// f16 storage: `pack_f16` rounds each value to a neighbouring half (within 2⁻¹¹ of it relative,
+/// or half the subnormal spacing, 2⁻²⁵, near zero) and zeroes the unused half of an odd count's
+/// last word; `matmul_f16` equals the f64 product of the halves the GPU packed (the epilogue
+/// applied) within the f32 products' tolerance, over odd shapes, every transpose and broadcasts.
+#[test]
+fn f16_storage_products_match_the_product_of_their_halves() {
+    use sinter::sinter_device::kernels::matmul_f16::{matmul_f16, pack_f16};
+    let Some(gpu) = test_gpu() else { return };
+    let cases = [
+        (MatmulShape::new(1, 37, 70, 19), None, false),
+        (
+            MatmulShape::new(2, 36, 132, 20).with_trans(true, false),
+            Some(UnaryOp::Relu),
+            true,
+        ),
+        (
+            MatmulShape::new(3, 5, 9, 13)
+                .with_trans(false, true)
+                .broadcast_b(),
+            Some(UnaryOp::Gelu),
+            false,
+        ),
+        (
+            MatmulShape::new(2, 33, 7, 65)
+                .with_trans(true, true)
+                .broadcast_a(),
+            None,
+            true,
+        ),
+        (MatmulShape::new(1, 1, 1, 1), None, false),
+    ];
+    for (case, (s, act, with_bias)) in cases.into_iter().enumerate() {
+        let (a, b) = operands(&s, 900 + case as u64);
+        let bias = rand_vec(&mut rng(950 + case as u64), s.n, -1.0, 1.0);
+        let (ab, bb, biasb) = (
+            gpu.upload("test a", &a).unwrap(),
+            gpu.upload("test b", &b).unwrap(),
+            gpu.upload("test bias", &bias).unwrap(),
+        );
+        let pa = gpu.buffer("test a16", s.a_len().div_ceil(2)).unwrap();
+        let pb = gpu.buffer("test b16", s.b_len().div_ceil(2)).unwrap();
+        let cb = gpu.buffer("test c", s.c_len()).unwrap();
+        gpu.write(&cb, &vec![f32::NAN; s.c_len()]);
+        let e = EpilogueArgs {
+            bias: with_bias.then_some(&biasb),
+            activation: act,
+        };
+        let pack_a = pack_f16(gpu, &ab, &pa, s.a_len(), "test").unwrap();
+        let pack_b = pack_f16(gpu, &bb, &pb, s.b_len(), "test").unwrap();
+        let product = matmul_f16(gpu, &pa, &pb, &cb, &s, e, "test").unwrap();
+        let (wa, wb) = (s.a_len().div_ceil(2), s.b_len().div_ceil(2));
+        let got = gpu
+            .run(
+                &[&pack_a, &pack_b, &product],
+                &[(&pa, wa), (&pb, wb), (&cb, s.c_len())],
+            )
+            .unwrap();
+        let (ha, hb) = (
+            unpack_halves(&got[0], s.a_len()),
+            unpack_halves(&got[1], s.b_len()),
+        );
+        for (what, x, h, words) in [("a", &a, &ha, &got[0]), ("b", &b, &hb, &got[1])] {
+            for (i, (&x, &h)) in x.iter().zip(h).enumerate() {
+                let err = (h as f64 - x as f64).abs();
+                assert!(
+                    err <= (x as f64).abs() * 2f64.powi(-11) + 2f64.powi(-25),
+                    "{s}: {what}[{i}] = {x} packed as {h}"
+                );
+            }
+            if x.len() % 2 == 1 {
+                let last = words[x.len() / 2].to_bits();
+                assert_eq!(last >> 16, 0, "{s}: {what}: the unused half is not zero");
+            }
+        }
+        let mut want = reference(&ha, &hb, &s);
+        for (i, v) in want.iter_mut().enumerate() {
+            *v = epilogue_value(*v, with_bias.then(|| bias[i % s.n] as f64), act);
+        }
+        assert_close(&format!("matmul_f16 {s}"), &got[2], &want, atol(s.k), RTOL);
+        for buf in [ab, bb, biasb, pa, pb, cb] {
+            gpu.recycle(buf);
+        }
+    }
+}
+
+#[test]
+fn f16_storage_refuses_short_buffers_naming_the_op() {
+    use sinter::sinter_device::kernels::matmul_f16::{matmul_f16, pack_f16};
+    let Some(gpu) = test_gpu() else { return };
+    let s = MatmulShape::new(1, 64, 64, 64);
+    // 64·64 halves need 8192 bytes; a buffer of 64 f32 values (the pool's least) is 256.
+    let small = gpu.buffer("test", 64).unwrap();
+    let c = gpu.buffer("test c", s.c_len()).unwrap();
+    expect_bad_shape(
+        matmul_f16(gpu, &small, &small, &c, &s, EpilogueArgs::NONE, "t"),
+        "8192",
+    );
+    let err = match pack_f16(gpu, &c, &small, s.c_len(), "t") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a short packed buffer was accepted"),
+    };
+    assert!(
+        err.starts_with("pack_f16") && err.contains("4096 halves need 8192"),
+        "{err}"
+    );
+}

@@ -8,6 +8,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod loss;
 pub mod matmul;
+pub mod matmul_f16;
 pub mod norm;
 pub mod optim;
 pub mod pool;

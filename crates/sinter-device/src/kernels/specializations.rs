@@ -231,6 +231,7 @@ pub fn all() -> &'static [EntrySpecializations] {
             embedding::specializations(),
             loss::specializations(),
             matmul::specializations(),
+            matmul_f16::specializations(),
             norm::specializations(),
             optim::specializations(),
             pool::specializations(),
