@@ -120,8 +120,8 @@ impl ConvPass {
 /// The rows per invocation a convolution pass may run with: every one is right for every shape.
 pub const TMS: [u32; 3] = [4, 8, 16];
 
-/// The `TM` of a `pass` launch over `shape` by the static rule ([`rows_per_invocation`], past
-/// variants the canary disabled): what runs when tuning is off.
+/// The `TM` of a `pass` launch over `shape` by the static rule (the smallest of [`TMS`] that
+/// covers the rows, past variants the canary disabled): what runs when tuning is off.
 pub fn static_tm(gpu: &Gpu, pass: ConvPass, shape: &Conv2dShape) -> u32 {
     tm_for(gpu, pass.entry(), pass.rows(shape))
 }
