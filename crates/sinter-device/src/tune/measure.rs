@@ -139,6 +139,34 @@ fn check(got: &[f32], want: &[Expected]) -> Result<(), String> {
     Ok(())
 }
 
+/// A storage buffer of the trial's own, holding `data` (or `len` zeros): not from the device's
+/// pool, so tuning leaves neither the pool's buffers nor its counters changed (the planner's
+/// memory figures stay exact), and the buffer is freed when dropped. Its size is a multiple of
+/// 16 bytes, as the vec4 views of the matrix product need.
+fn scratch(
+    gpu: &Gpu,
+    label: &str,
+    data: Option<&[f32]>,
+    len: usize,
+) -> crate::Result<wgpu::Buffer> {
+    let bytes = (len.max(1) as u64 * 4).next_multiple_of(16);
+    gpu.check_binding(label, bytes)?;
+    let buffer = crate::gpu::scoped(&gpu.device, label, || {
+        gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    })?;
+    if let Some(data) = data {
+        gpu.write(&buffer, data);
+    }
+    Ok(buffer)
+}
+
 /// `len` values in [−1, 1), the same for the same `seed`.
 fn values(len: usize, seed: u64) -> Vec<f32> {
     (0..len as u64)
@@ -180,9 +208,9 @@ pub(super) fn matmul(
     let (a, b) = (values(s.a_len(), 1), values(s.b_len(), 2));
     let bufs = (|| {
         Ok::<_, crate::DeviceError>((
-            gpu.upload("tuning a", &a)?,
-            gpu.upload("tuning b", &b)?,
-            gpu.buffer("tuning c", s.c_len())?,
+            scratch(gpu, "tuning a", Some(&a), a.len())?,
+            scratch(gpu, "tuning b", Some(&b), b.len())?,
+            scratch(gpu, "tuning c", None, s.c_len())?,
         ))
     })();
     let (ab, bb, cb) = match bufs {
@@ -228,9 +256,6 @@ pub(super) fn matmul(
             }
         }
     }
-    for buf in [ab, bb, cb] {
-        gpu.recycle(buf);
-    }
     m
 }
 
@@ -264,9 +289,9 @@ pub(super) fn conv(
             ConvPass::GradWeight => (x, dy),
         };
         Ok::<_, crate::DeviceError>([
-            gpu.upload("tuning input", first)?,
-            gpu.upload("tuning input", second)?,
-            gpu.buffer("tuning output", out_len)?,
+            scratch(gpu, "tuning input", Some(first), first.len())?,
+            scratch(gpu, "tuning input", Some(second), second.len())?,
+            scratch(gpu, "tuning output", None, out_len)?,
         ])
     })();
     let bufs = match bufs {
@@ -364,9 +389,6 @@ pub(super) fn conv(
                     .insert(name, format!("could not be prepared: {e}"));
             }
         }
-    }
-    for buf in bufs {
-        gpu.recycle(buf);
     }
     m
 }

@@ -92,8 +92,11 @@ fn a_second_meeting_gives_the_same_choice_without_timing() {
     let Some((gpu, dir)) = device("hit", Shader::source) else {
         return;
     };
+    let pool = gpu.pool_stats();
     let first = matmul_variant(&gpu, &product());
     let tm = conv_tm(&gpu, ConvPass::GradWeight, &conv());
+    // The trials' buffers are their own: the pool (whose figures the planner checks) is untouched.
+    assert_eq!(gpu.pool_stats(), pool);
     let after_tuning = gpu.tuner().stats();
     assert_eq!(after_tuning.tuned, 2);
     assert_eq!(after_tuning.timing_runs, 4 + 3, "{after_tuning:?}");
