@@ -400,10 +400,12 @@ pub fn matmul_variant(gpu: &Gpu, shape: &MatmulShape) -> MatmulVariant {
     if !tuner.enabled() || shape.check().is_err() {
         return fallback;
     }
-    let candidates: Vec<MatmulVariant> = MatmulVariant::ALL
+    let mut candidates: Vec<MatmulVariant> = MatmulVariant::ALL
         .into_iter()
         .filter(|v| v.invocations() <= gpu.wide_workgroup() && !gpu.is_disabled(v.entry()))
         .collect();
+    // The static choice first: likely the fastest, it lets hopeless ones go untimed.
+    candidates.sort_by_key(|&v| v != fallback);
     let names: Vec<String> = candidates.iter().map(|v| v.entry().to_string()).collect();
     let key = format!("{} {}", Family::Matmul.name(), matmul_class(shape));
     tuner
@@ -422,10 +424,11 @@ pub fn conv_tm(gpu: &Gpu, pass: ConvPass, shape: &Conv2dShape) -> u32 {
     if !tuner.enabled() || shape.check(pass.entry()).is_err() {
         return fallback;
     }
-    let candidates: Vec<u32> = TMS
+    let mut candidates: Vec<u32> = TMS
         .into_iter()
         .filter(|&tm| !gpu.is_disabled(&tm_variant(pass.entry(), tm)))
         .collect();
+    candidates.sort_by_key(|&tm| tm != fallback);
     let names: Vec<String> = candidates
         .iter()
         .map(|&tm| tm_variant(pass.entry(), tm))
