@@ -57,7 +57,11 @@ pub(crate) fn write(
     let pairs = json!(pairs);
     let mut doc = json!({ "version": version, "pairs": pairs });
     if checksummed {
-        doc["checksum"] = json!(checksum(&pairs));
+        // Of the pairs as a reader will parse them: serde_json does not parse every float back
+        // to the same bits it printed, so the checksum is taken after the same round trip.
+        let text = pairs.to_string();
+        let parsed: Value = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        doc["checksum"] = json!(checksum(&parsed));
     }
     let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
     let name = file
@@ -106,5 +110,24 @@ mod tests {
         assert!(err.contains("checksum"), "{err}");
         std::fs::write(&file, "{ not json").unwrap();
         assert!(read(&file, 1, true).unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn floats_that_do_not_parse_back_exactly_keep_the_checksum_valid() {
+        let file = dir("floats").join("x.json");
+        // Timings as the tuner stores them: many digits, some that serde_json's default
+        // parser rounds differently from the printed shortest form.
+        let times: BTreeMap<String, f64> = (0..200)
+            .map(|i| {
+                (
+                    format!("v{i}"),
+                    1.0 / (i as f64 + 3.0) * 1e4 + 0.1 * i as f64,
+                )
+            })
+            .collect();
+        let pairs: BTreeMap<String, Value> = [("a".to_string(), json!(times))].into();
+        write(&file, 1, true, &pairs).unwrap();
+        let read_back = read(&file, 1, true).expect("the checksum holds");
+        assert_eq!(read_back["a"].as_object().unwrap().len(), 200);
     }
 }

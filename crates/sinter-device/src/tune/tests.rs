@@ -116,6 +116,7 @@ fn a_second_meeting_gives_the_same_choice_without_timing() {
     assert_eq!(stats.timing_runs, after_tuning.timing_runs, "{stats:?}");
     assert_eq!((stats.tuned, stats.hits), (2, 3));
     let cached = cached_choices(&gpu.report, &dir).unwrap();
+    assert_eq!(cached.len(), 2, "{cached:?}");
     assert_eq!(cached[&matmul_key()].variant, first.entry());
     // A new class is tuned.
     matmul_variant(&gpu, &MatmulShape::new(1, 200, 8, 8));
