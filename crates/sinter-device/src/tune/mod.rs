@@ -204,6 +204,13 @@ impl Tuner {
             state.loaded = true;
             state.choices = self.load(&gpu.report);
         }
+        if !state.choices.contains_key(&key) {
+            // Another device (in this process or another) may have tuned the class since this one
+            // read the file: take its choice, so devices on one adapter compute alike.
+            if let Some(c) = self.load_quietly(&gpu.report).remove(&key) {
+                state.choices.insert(key.clone(), c);
+            }
+        }
         if let Some(c) = state.choices.get(&key) {
             // A choice the canary has since disabled is tuned again among the others.
             if candidates.contains(&c.variant) {
@@ -262,6 +269,13 @@ impl Tuner {
             );
             BTreeMap::new()
         })
+    }
+
+    /// [`Tuner::load`] without the warning, which the first load gave.
+    fn load_quietly(&self, report: &AdapterReport) -> BTreeMap<String, Choice> {
+        let dir = lock(&self.dir).clone();
+        dir.and_then(|d| cached_choices(report, &d).ok())
+            .unwrap_or_default()
     }
 
     /// Adds `choice` to the cache file (re-read first, so other pairs and processes' choices are

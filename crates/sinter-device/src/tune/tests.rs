@@ -119,8 +119,23 @@ fn a_second_meeting_gives_the_same_choice_without_timing() {
     assert_eq!(cached.len(), 2, "{cached:?}");
     assert_eq!(cached[&matmul_key()].variant, first.entry());
     // A new class is tuned.
-    matmul_variant(&gpu, &MatmulShape::new(1, 200, 8, 8));
+    let new_class = MatmulShape::new(1, 200, 8, 8);
+    let chosen = matmul_variant(&gpu, &new_class);
     assert_eq!(gpu.tuner().stats().tuned, 3);
+
+    // A second device on the adapter, which read the file before the first stored a class,
+    // takes the first one's choice for it instead of timing again.
+    let Some((other, _)) = device("hit-other", Shader::source) else {
+        return;
+    };
+    other.tuner().set_dir(Some(dir.clone()));
+    assert_eq!(matmul_variant(&other, &product()), first);
+    let late = MatmulShape::new(3, 5, 7, 9);
+    let late_choice = matmul_variant(&gpu, &late);
+    assert_eq!(matmul_variant(&other, &late), late_choice);
+    assert_eq!(matmul_variant(&other, &new_class), chosen);
+    assert_eq!(other.tuner().stats().timing_runs, 0);
+    assert_eq!(other.tuner().stats().hits, 3);
 }
 
 #[test]
