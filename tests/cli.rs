@@ -826,4 +826,7 @@ fn tune_prints_its_choices_and_info_lists_them() {
     let o = sinter_env(&["--no-tune", "tune"], &env, &[]);
     let err = assert_refused(&o, "--no-tune tune");
     assert!(err.contains("tuning is off"), "{err}");
+    let o = sinter_env(&["tune", "--model", "mlp", "--device", "cpu"], &env, &[]);
+    let err = assert_refused(&o, "tune --device cpu");
+    assert!(err.contains("needs a GPU or a software adapter"), "{err}");
 }
