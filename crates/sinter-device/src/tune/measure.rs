@@ -13,6 +13,7 @@ use super::Tuner;
 use crate::gpu::{Dispatch, Gpu};
 use crate::kernels::conv::{conv2d_with_tm, Conv2dShape, ConvPass};
 use crate::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
+use crate::kernels::reduce::{reduce_with, ReduceOp, ReduceShape};
 use crate::profiler::best_timing;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -423,6 +424,77 @@ pub(super) fn conv(
             Err(e) => {
                 m.rejected
                     .insert(name, format!("could not be prepared: {e}"));
+            }
+        }
+    }
+    m
+}
+
+/// Trials of the rows (`false`) and tree (`true`) reductions among `candidates` on `s`.
+pub(super) fn reduce(
+    gpu: &Gpu,
+    timer: &mut Timer<'_>,
+    op: ReduceOp,
+    s: &ReduceShape,
+    candidates: &[bool],
+) -> Measured {
+    let mut m = Measured::default();
+    let entry = |tree: bool| if tree { "reduce_tree" } else { "reduce_rows" };
+    let x = values(s.input_len(), 6);
+    let bufs = (|| {
+        Ok::<_, crate::DeviceError>((
+            scratch(gpu, "tuning x", Some(&x), x.len())?,
+            scratch(gpu, "tuning y", None, s.output_len())?,
+        ))
+    })();
+    let (xb, yb) = match bufs {
+        Ok(bufs) => bufs,
+        Err(e) => {
+            m.reject_all(
+                candidates.iter().map(|&t| entry(t).to_string()),
+                format!("no buffers for the trial: {e}"),
+            );
+            return m;
+        }
+    };
+    // x: [outer, n, inner], y: [outer, inner]
+    let want: Vec<Expected> = samples(s.output_len())
+        .into_iter()
+        .map(|index| {
+            let (o, i) = (index / s.inner, index % s.inner);
+            let along = (0..s.n).map(|p| x[(o * s.n + p) * s.inner + i] as f64);
+            let (sum, scale) = dot(along.clone());
+            let (value, scale) = match op {
+                ReduceOp::Sum => (sum, scale),
+                ReduceOp::Mean => (sum / s.n as f64, scale / s.n as f64),
+                // Exact: the largest element, or the index of the first one.
+                ReduceOp::Max => (along.fold(f64::MIN, f64::max), 0.0),
+                ReduceOp::Argmax => {
+                    let (first, _) = along.enumerate().fold((0, f64::MIN), |(bi, bv), (p, v)| {
+                        if v > bv {
+                            (p, v)
+                        } else {
+                            (bi, bv)
+                        }
+                    });
+                    (first as f64, 0.0)
+                }
+            };
+            Expected {
+                index,
+                value,
+                scale,
+            }
+        })
+        .collect();
+    for &tree in candidates {
+        match reduce_with(gpu, tree, &xb, &yb, op, s, "tuning") {
+            Ok(d) => m.trial(gpu, timer, entry(tree), &d, (&yb, s.output_len()), &want),
+            Err(e) => {
+                m.rejected.insert(
+                    entry(tree).to_string(),
+                    format!("could not be prepared: {e}"),
+                );
             }
         }
     }

@@ -2,9 +2,9 @@
 //! every variant the canary left enabled is checked against a CPU reference and timed, and the
 //! fastest right one is kept, in memory and in `tune.json` in the cache folder.
 //!
-//! Families and their variants: the matrix product (`matmul_v1_naive` … `matmul_v4_wide`) and the
+//! Families and their variants: the matrix product (`matmul_v1_naive` … `matmul_v4_wide`), the
 //! three convolution passes (`conv2d_forward TM=4|8|16`, and the same for `conv2d_grad_input` and
-//! `conv2d_grad_weight`). A shape class rounds each size up to a power of two and keeps what
+//! `conv2d_grad_weight`), and reductions over an axis (`reduce_rows`, `reduce_tree`). A shape class rounds each size up to a power of two and keeps what
 //! changes the code path (transposes, vec4 alignment, kernel size, stride), so one tuning serves
 //! the shapes of a model's layers and batches alike. Lookups happen when a launch is prepared
 //! (once per compiled program, never per step); the GPU backend tunes a plan's shapes one after
@@ -23,6 +23,7 @@ use crate::canary::pair_key;
 use crate::gpu::Gpu;
 use crate::kernels::conv::{static_tm, tm_variant, Conv2dShape, ConvPass, TMS};
 use crate::kernels::matmul::{MatmulShape, MatmulVariant};
+use crate::kernels::reduce::{static_uses_tree, ReduceOp, ReduceShape};
 use serde_json::{json, Value};
 use sinter_ops::Kernel;
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 pub const NO_TUNE_ENV: &str = "SINTER_NO_TUNE";
 /// The tuner's cache file in the cache folder ([`crate::cache_file::cache_dir`]).
 pub const CACHE_FILE: &str = "tune.json";
-/// Version 1: choices of the matrix product and the three convolution passes.
+/// Version 1: choices of the matrix product, the three convolution passes and the reductions.
 const CACHE_VERSION: u64 = 1;
 
 /// Whether the environment leaves tuning on ([`NO_TUNE_ENV`] unset, empty or `0`).
@@ -51,15 +52,18 @@ pub enum Family {
     Matmul,
     /// A convolution pass (its entry point), with `TM` rows per invocation as the variant.
     Conv(ConvPass),
+    /// `reduce.wgsl`: a workgroup per output (`reduce_tree`) or an invocation (`reduce_rows`).
+    Reduce,
 }
 
 impl Family {
     /// Every family, in the order `sinter tune` lists them.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 5] = [
         Family::Matmul,
         Family::Conv(ConvPass::Forward),
         Family::Conv(ConvPass::GradInput),
         Family::Conv(ConvPass::GradWeight),
+        Family::Reduce,
     ];
 
     /// The name keys begin with: `matmul`, or the pass's entry point.
@@ -67,6 +71,7 @@ impl Family {
         match self {
             Family::Matmul => "matmul",
             Family::Conv(pass) => pass.entry(),
+            Family::Reduce => "reduce",
         }
     }
 
@@ -78,6 +83,7 @@ impl Family {
                 .map(|v| v.entry().to_string())
                 .collect(),
             Family::Conv(pass) => TMS.iter().map(|&tm| tm_variant(pass.entry(), tm)).collect(),
+            Family::Reduce => [false, true].map(reduce_entry).map(String::from).into(),
         }
     }
 
@@ -460,6 +466,44 @@ pub fn conv_tm(gpu: &Gpu, pass: ConvPass, shape: &Conv2dShape) -> u32 {
         .unwrap_or(fallback)
 }
 
+/// The shape class of a reduction: outer, n and inner bucketed (the op changes little).
+pub fn reduce_class(s: &ReduceShape) -> String {
+    format!("o{} n{} i{}", bucket(s.outer), bucket(s.n), bucket(s.inner))
+}
+
+/// The entry point of the rows (`tree` false) or tree reduction kernel.
+fn reduce_entry(tree: bool) -> &'static str {
+    if tree {
+        "reduce_tree"
+    } else {
+        "reduce_rows"
+    }
+}
+
+/// Whether a reduction over `shape` runs the tree kernel on `gpu`: as tuned where tuning is on
+/// (tuning the shape class now if it is new), else by the static rule
+/// ([`crate::kernels::reduce::static_uses_tree`]).
+pub fn reduce_uses_tree(gpu: &Gpu, op: ReduceOp, shape: &ReduceShape) -> bool {
+    let fallback = static_uses_tree(gpu, shape);
+    let tuner = gpu.tuner();
+    let ReduceShape { outer, n, inner } = *shape;
+    if !tuner.enabled() || outer == 0 || n == 0 || inner == 0 {
+        return fallback;
+    }
+    let mut candidates: Vec<bool> = [false, true]
+        .into_iter()
+        .filter(|&tree| !gpu.is_disabled(reduce_entry(tree)))
+        .collect();
+    candidates.sort_by_key(|&tree| tree != fallback);
+    let names: Vec<String> = candidates.iter().map(|&t| reduce_entry(t).into()).collect();
+    let key = format!("{} {}", Family::Reduce.name(), reduce_class(shape));
+    tuner
+        .choose(gpu, key, &names, |timer| {
+            measure::reduce(gpu, timer, op, shape, &candidates)
+        })
+        .map_or(fallback, |name| name == reduce_entry(true))
+}
+
 /// Tunes, one after another, every tunable kernel among `kernels` whose shape class has no
 /// choice yet (a no-op where tuning is off), so that preparing them afterwards only looks up.
 /// Returns each tunable kernel's key and the variant it runs, in order, without repeats.
@@ -486,6 +530,13 @@ pub fn tune_kernels<'a>(
             Kernel::Conv2dGradInput(shape) => conv_note(gpu, ConvPass::GradInput, shape, &mut note),
             Kernel::Conv2dGradWeight(shape) => {
                 conv_note(gpu, ConvPass::GradWeight, shape, &mut note)
+            }
+            Kernel::Reduce { op, shape } => {
+                let tree = reduce_uses_tree(gpu, *op, shape);
+                note(
+                    format!("reduce {}", reduce_class(shape)),
+                    reduce_entry(tree).to_string(),
+                );
             }
             _ => {}
         }

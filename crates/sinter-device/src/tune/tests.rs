@@ -234,3 +234,54 @@ fn switched_off_the_launchers_keep_the_static_rule() {
     assert_eq!(gpu.tuner().stats(), TuneStats::default());
     assert!(!dir.join(CACHE_FILE).exists());
 }
+
+/// reduce.wgsl with the tree kernel skipping each output's first element: valid WGSL, wrong sums.
+fn sources_with_a_wrong_reduce_tree(shader: Shader) -> &'static str {
+    static REDUCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match shader {
+        Shader::Reduce => REDUCE.get_or_init(|| {
+            let line = "for (var j = lid; j < p.n; j += WG) {";
+            let right = shader.source();
+            assert_eq!(right.matches(line).count(), 1, "the line to break moved");
+            right.replace(line, "for (var j = lid + 1u; j < p.n; j += WG) {")
+        }),
+        other => other.source(),
+    }
+}
+
+#[test]
+fn reductions_are_tuned_against_their_reference() {
+    let Some((gpu, _)) = device("reduce", Shader::source) else {
+        return;
+    };
+    // One class per op (outer 1, 2, 4, 8): both kernels match the reference for each.
+    for (k, op) in ReduceOp::ALL.into_iter().enumerate() {
+        let s = ReduceShape {
+            outer: 1 << k,
+            n: 300,
+            inner: 3,
+        };
+        let tree = reduce_uses_tree(&gpu, op, &s);
+        let key = format!("reduce {}", reduce_class(&s));
+        let choice = &gpu.tuner().choices()[&key];
+        assert!(choice.rejected.is_empty(), "{op:?}: {:?}", choice.rejected);
+        assert_eq!(choice.median_us.len(), 2, "{op:?}");
+        assert_eq!(choice.variant, reduce_entry(tree));
+    }
+    assert_eq!(gpu.tuner().stats().tuned, 4);
+
+    // A tree kernel that drops an element is passed over, though the shape prefers it.
+    let Some((wrong, _)) = device("reduce-wrong", sources_with_a_wrong_reduce_tree) else {
+        return;
+    };
+    let s = ReduceShape {
+        outer: 2,
+        n: 300,
+        inner: 1,
+    };
+    assert!(static_uses_tree(&wrong, &s));
+    assert!(!reduce_uses_tree(&wrong, ReduceOp::Sum, &s));
+    let choice = &wrong.tuner().choices()[&format!("reduce {}", reduce_class(&s))];
+    let why = &choice.rejected["reduce_tree"];
+    assert!(why.contains("CPU reference"), "{why}");
+}
