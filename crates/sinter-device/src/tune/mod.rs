@@ -4,15 +4,16 @@
 //!
 //! Families and their variants: the matrix product (`matmul_v1_naive` … `matmul_v4_wide`), the
 //! three convolution passes (`conv2d_forward TM=4|8|16`, and the same for `conv2d_grad_input` and
-//! `conv2d_grad_weight`), and reductions over an axis (`reduce_rows`, `reduce_tree`). A shape class rounds each size up to a power of two and keeps what
-//! changes the code path (transposes, vec4 alignment, kernel size, stride), so one tuning serves
-//! the shapes of a model's layers and batches alike. Lookups happen when a launch is prepared
+//! `conv2d_grad_weight`), and reductions over an axis (`reduce_rows`, `reduce_tree`). A shape
+//! class rounds each size up to a power of two and keeps what changes the code path (transposes,
+//! vec4 alignment, kernel size, stride), so one tuning serves nearby shapes and batches alike. Lookups happen when a launch is prepared
 //! (once per compiled program, never per step); the GPU backend tunes a plan's shapes one after
 //! another before it prepares the plan ([`tune_kernels`]), so no timing runs beside other work.
 //!
 //! Tuning is on for devices opened with [`crate::Gpu::new`] unless `SINTER_NO_TUNE` is set
 //! ([`NO_TUNE_ENV`]); [`Tuner::set_enabled`] switches it per device. Off, every launcher uses its
-//! static rule ([`MatmulVariant::best_for`], the smallest covering `TM`).
+//! static rule ([`MatmulVariant::best_for`], the smallest covering `TM`, the tree kernel for long
+//! or few rows).
 
 mod measure;
 #[cfg(test)]
