@@ -1,5 +1,6 @@
 //! The `sinter` command line: `train` a model, `eval` or `predict` with a saved one, `sample`
-//! text, list adapters with `info`, `profile` a training step's kernels and `bench` kernels.
+//! text, list adapters with `info`, `profile` a training step's kernels, `bench` kernels and
+//! `tune` kernel variants ahead of time.
 //! Each subcommand lives in `src/cli/`; this file parses arguments and reports errors.
 
 mod cli;
@@ -16,6 +17,10 @@ use std::process::ExitCode;
 struct Args {
     #[command(subcommand)]
     command: Command,
+    /// Choose kernel variants by the static rule instead of by measurement (no tuning, no tuned
+    /// choices used); the same as setting SINTER_NO_TUNE=1.
+    #[arg(long, global = true)]
+    no_tune: bool,
 }
 
 // Parsed once per run: the size of the largest variant costs nothing worth a Box.
@@ -38,6 +43,8 @@ enum Command {
     Profile(cli::profile::ProfileArgs),
     /// Benchmarks: matmul, conv, attention kernels (checked against the CPU first) and whole steps.
     Bench(cli::bench::BenchArgs),
+    /// Tune the kernel variants of models' training steps ahead of time and print the choices.
+    Tune(cli::tune::TuneArgs),
 }
 
 /// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select connects to a Wayland display while
@@ -65,6 +72,10 @@ fn main() -> ExitCode {
     quiet_vulkan_device_select();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
+    if args.no_tune {
+        // Still one thread: nothing reads the environment meanwhile.
+        std::env::set_var(sinter_device::tune::NO_TUNE_ENV, "1");
+    }
     let result = match args.command {
         Command::Train(a) => cli::train::run(a),
         Command::Eval(a) => cli::eval::run_eval(a),
@@ -73,6 +84,7 @@ fn main() -> ExitCode {
         Command::Info(a) => cli::info::run(a),
         Command::Profile(a) => cli::profile::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Tune(a) => cli::tune::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

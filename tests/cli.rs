@@ -424,6 +424,7 @@ fn every_option_has_help_text() {
         &["bench", "attention"],
         &["bench", "step"],
         &["bench", "soak"],
+        &["tune"],
     ] {
         let mut args = cmd.to_vec();
         args.push("-h");
@@ -737,4 +738,94 @@ fn text_model_options_are_refused_for_image_models() {
             );
         }
     }
+}
+
+/// Issue 17 item 1: `--no-tune` trains by the static rule (nothing tuned, no tuning cache);
+/// `sinter tune` tunes a model's shapes ahead of time and prints the choices; `sinter info`
+/// lists them from the cache; a second `tune` finds them all cached; with `--no-tune`, `tune`
+/// has nothing to do.
+#[test]
+fn tune_prints_its_choices_and_info_lists_them() {
+    let software = sinter::sinter_device::adapters_of(sinter::sinter_ops::AdapterKind::Software);
+    if software.is_empty() {
+        assert!(
+            std::env::var_os("SINTER_REQUIRE_ADAPTER").is_none(),
+            "SINTER_REQUIRE_ADAPTER is set but no software adapter was found"
+        );
+        return;
+    }
+    // One cache folder throughout, so the canary and the pipelines are cached after the first run.
+    let dir = scratch("tune");
+    let env = [("SINTER_CACHE_DIR", dir.to_str().unwrap())];
+    let o = sinter_env(
+        &[
+            "train",
+            "--model",
+            "mlp",
+            "--device",
+            "software",
+            "--steps",
+            "2",
+            "--batch",
+            "8",
+            "--quiet",
+            "--no-tune",
+        ],
+        &env,
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("canary.json").exists(), "the device opened");
+    assert!(!dir.join("tune.json").exists(), "--no-tune tuned");
+
+    let tune = [
+        "tune", "--model", "mlp", "--device", "software", "--batch", "8",
+    ];
+    let o = sinter_env(&tune, &env, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let summary = out.lines().next().unwrap_or_default().to_string();
+    assert!(
+        summary.starts_with("mlp on ") && summary.contains("batch 8"),
+        "{out}"
+    );
+    // One indented line per shape class: key, choice, timings.
+    let choices: Vec<&str> = out.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(choices.iter().any(|l| l.starts_with("  matmul b")), "{out}");
+    assert!(choices.iter().any(|l| l.starts_with("  reduce o")), "{out}");
+    let tuned = format!("{} tuned now", choices.len());
+    assert!(summary.contains(&tuned), "{out}");
+    for line in &choices {
+        assert!(line.contains(" µs"), "{line}");
+    }
+    assert!(dir.join("tune.json").exists());
+
+    let o = sinter_env(&["info"], &env, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = String::from_utf8_lossy(&o.stdout).into_owned();
+    let listed = format!("tuned:                {} shape classes", choices.len());
+    assert!(info.contains(&listed), "{info}");
+    for line in &choices {
+        let key_and_choice: Vec<&str> = line.split_whitespace().take(8).collect();
+        let found = info.lines().any(|l| {
+            l.split_whitespace()
+                .take(8)
+                .eq(key_and_choice.iter().copied())
+        });
+        assert!(found, "{line} not in {info}");
+    }
+
+    let o = sinter_env(&tune, &env, &[]);
+    let again = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        again.contains(", 0 tuned now in 0.00 s (0 timed"),
+        "{again}"
+    );
+
+    let o = sinter_env(&["--no-tune", "tune"], &env, &[]);
+    let err = assert_refused(&o, "--no-tune tune");
+    assert!(err.contains("tuning is off"), "{err}");
+    let o = sinter_env(&["tune", "--model", "mlp", "--device", "cpu"], &env, &[]);
+    let err = assert_refused(&o, "tune --device cpu");
+    assert!(err.contains("needs a GPU or a software adapter"), "{err}");
 }

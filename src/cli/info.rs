@@ -3,7 +3,7 @@
 
 use super::{CliError, Result};
 use clap::Args;
-use sinter_device::{canary, enumerate_adapters, pick_adapter, AdapterReport, DeviceChoice};
+use sinter_device::{canary, enumerate_adapters, pick_adapter, tune, AdapterReport, DeviceChoice};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -35,6 +35,33 @@ fn canary_line(r: &AdapterReport) -> String {
                 off.join(", "),
                 v.passed.len()
             )
+        }
+    }
+}
+
+/// The tuner's cached choices for this adapter and driver (running nothing).
+fn tuned_lines(r: &AdapterReport) {
+    let Some(dir) = canary::cache_dir() else {
+        return;
+    };
+    match tune::cached_choices(r, &dir) {
+        Err(why) => println!(
+            "  tuned:                cache {} ignored: {why}",
+            dir.join(tune::CACHE_FILE).display()
+        ),
+        Ok(c) if c.is_empty() => println!(
+            "  tuned:                nothing yet (kernels are tuned when a model first compiles \
+             here, or by `sinter tune`)"
+        ),
+        Ok(choices) => {
+            println!("  tuned:                {} shape classes", choices.len());
+            for (key, c) in &choices {
+                println!(
+                    "    {key:<56} {:<22} {}",
+                    c.variant,
+                    super::tune::timings(Some(c))
+                );
+            }
         }
     }
 }
@@ -93,6 +120,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
             println!("  limit short:          {s}");
         }
         println!("  canary:               {}", canary_line(&r));
+        tuned_lines(&r);
     }
     let env = DeviceChoice::from_env()?;
     let auto = adapters

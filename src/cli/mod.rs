@@ -17,6 +17,7 @@ pub mod train_gpt2;
 pub mod train_images;
 pub mod train_loop;
 pub mod train_text;
+pub mod tune;
 
 /// Errors of the command line: those of the crates, plus bad options.
 #[derive(Debug, thiserror::Error)]

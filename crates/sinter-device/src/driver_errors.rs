@@ -324,7 +324,7 @@ fn canary_dir(name: &str) -> std::path::PathBuf {
 
 /// matmul.wgsl with v4 writing every output one column to the right, and softmax.wgsl with the
 /// tree kernel normalizing by another lane's partial sums: valid WGSL, wrong answers.
-fn sources_with_wrong_variants(shader: Shader) -> &'static str {
+pub(crate) fn sources_with_wrong_variants(shader: Shader) -> &'static str {
     static MATMUL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static SOFTMAX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let broken = |shader: Shader, line: &str, wrong: &str| {

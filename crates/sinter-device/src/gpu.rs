@@ -130,6 +130,8 @@ pub struct Gpu {
     source_of: fn(Shader) -> &'static str,
     /// The driver's compiled pipelines, kept on disk between runs (Vulkan).
     pipeline_cache: Option<crate::pipeline_cache::DiskPipelineCache>,
+    /// Which kernel variants run, by measurement ([`crate::tune`]).
+    tuner: crate::tune::Tuner,
 }
 
 /// Runs `f` inside validation, out-of-memory and internal error scopes and turns what they catch
@@ -165,12 +167,14 @@ fn describe(e: &wgpu::Error) -> String {
 impl Gpu {
     /// Opens a device on `adapter` with the limits the kernels and tensors need
     /// ([`crate::limits::requested`]), and applies the start-up canary's verdict for its driver
-    /// (run now the first time the pair is seen, cached after: [`crate::canary`]).
+    /// (run now the first time the pair is seen, cached after: [`crate::canary`]). Kernel
+    /// variants are then tuned by measurement ([`crate::tune`]) unless `SINTER_NO_TUNE` is set.
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
         let limits = crate::limits::requested(&adapter.limits());
         let gpu = Self::open(adapter, limits, Shader::source)?;
         let verdict = crate::canary::verdict(&gpu, crate::canary::cache_dir().as_deref());
         gpu.apply_canary(&verdict);
+        gpu.tuner.set_enabled(crate::tune::enabled_by_env());
         gpu.persist_pipelines();
         Ok(gpu)
     }
@@ -211,14 +215,22 @@ impl Gpu {
             .contains(variant)
     }
 
-    /// Runs `f` with no variant disabled (the canary's own runs must reach every variant), then
-    /// disables again what was disabled.
+    /// Runs `f` with no variant disabled and no tuning (the canary's own runs must reach every
+    /// variant, each by the static rule), then restores both.
     pub(crate) fn with_every_variant<T>(&self, f: impl FnOnce() -> T) -> T {
         let lock = || self.disabled.lock().unwrap_or_else(|p| p.into_inner());
         let disabled = std::mem::take(&mut *lock());
+        let tuning = self.tuner.enabled();
+        self.tuner.set_enabled(false);
         let value = f();
+        self.tuner.set_enabled(tuning);
         *lock() = disabled;
         value
+    }
+
+    /// The device's tuner: whether it tunes, its choices and counters ([`crate::tune`]).
+    pub fn tuner(&self) -> &crate::tune::Tuner {
+        &self.tuner
     }
 
     /// [`Gpu::new`] with `limits` (at most the adapter's), compiling each shader from
@@ -318,6 +330,8 @@ impl Gpu {
             submits: AtomicU64::new(0),
             lose_after_submits,
             source_of,
+            // Off until the canary has run ([`Gpu::new`]); tests switch it on where they test it.
+            tuner: crate::tune::Tuner::new(false, crate::canary::cache_dir()),
         })
     }
 

@@ -5,6 +5,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod adapter;
+pub mod cache_file;
 pub mod canary;
 #[cfg(test)]
 mod driver_errors;
@@ -17,6 +18,7 @@ pub mod pool;
 pub mod profiler;
 pub mod shaders;
 pub mod testing;
+pub mod tune;
 
 pub use adapter::{
     adapters_of, enumerate_adapters, pick_adapter, pick_adapter_nth, AdapterClass, AdapterReport,

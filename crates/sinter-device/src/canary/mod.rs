@@ -17,10 +17,9 @@ use crate::adapter::AdapterReport;
 use crate::gpu::Gpu;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Overrides the folder the canary's cache file is kept in.
-pub const CACHE_DIR_ENV: &str = "SINTER_CACHE_DIR";
+pub use crate::cache_file::{cache_dir, CACHE_DIR_ENV};
 /// The cache file's name in that folder.
 pub const CACHE_FILE: &str = "canary.json";
 /// Version 2: the verdicts cover every variant family, not only the matrix products.
@@ -35,15 +34,6 @@ pub struct Verdict {
     pub disabled: BTreeMap<String, String>,
     /// Whether this came from the cache file rather than from runs just now.
     pub cached: bool,
-}
-
-/// The folder the cache file lives in: `SINTER_CACHE_DIR`, else the platform cache folder's
-/// `sinter`; `None` where the platform has none.
-pub fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os(CACHE_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => dirs::cache_dir().map(|d| d.join("sinter")),
-    }
 }
 
 /// What identifies an (adapter, driver) pair in the cache.
@@ -132,40 +122,13 @@ fn parse_entry(v: &Value) -> Option<Verdict> {
 /// The cache's entries; an absent file is empty, a damaged or foreign one is empty with a
 /// warning (and is replaced at the next write).
 fn read_cache(file: &Path) -> BTreeMap<String, Value> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
-        Err(e) => {
-            log::warn!("ignoring the canary cache {}: {e}", file.display());
-            return BTreeMap::new();
-        }
-    };
-    let parsed: Option<BTreeMap<String, Value>> = serde_json::from_str::<Value>(&text)
-        .ok()
-        .filter(|v| v["version"].as_u64() == Some(CACHE_VERSION))
-        .and_then(|v| v["pairs"].as_object().cloned())
-        .map(|m| m.into_iter().collect());
-    parsed.unwrap_or_else(|| {
-        log::warn!(
-            "ignoring the canary cache {}: not a version-{CACHE_VERSION} sinter canary file",
-            file.display()
-        );
+    crate::cache_file::read(file, CACHE_VERSION, false).unwrap_or_else(|why| {
+        log::warn!("ignoring the canary cache {}: {why}", file.display());
         BTreeMap::new()
     })
 }
 
-/// Writes the cache through a temporary file renamed over the old one, so a reader never sees
-/// half a file.
+/// Writes the cache atomically ([`crate::cache_file::write`]).
 fn write_cache(file: &Path, entries: &BTreeMap<String, Value>) -> std::io::Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let text = serde_json::to_string_pretty(&json!({
-        "version": CACHE_VERSION,
-        "pairs": entries,
-    }))
-    .map_err(std::io::Error::other)?;
-    let tmp = file.with_extension(format!("json.tmp{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, file)
+    crate::cache_file::write(file, CACHE_VERSION, false, entries)
 }

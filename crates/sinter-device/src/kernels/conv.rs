@@ -88,32 +88,80 @@ pub(crate) fn check_buffer(
 }
 
 /// Which of the three GEMMs a launch computes.
-#[derive(Clone, Copy)]
-enum Pass {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvPass {
+    /// y = conv2d(x, w): M = O, N = N·OH·OW.
     Forward,
+    /// dx from dy and w: M = C, N = N·H·W.
     GradInput,
+    /// dw from x and dy: M = O, N = C·KH·KW.
     GradWeight,
+}
+
+impl ConvPass {
+    /// The WGSL entry point.
+    pub fn entry(self) -> &'static str {
+        match self {
+            ConvPass::Forward => "conv2d_forward",
+            ConvPass::GradInput => "conv2d_grad_input",
+            ConvPass::GradWeight => "conv2d_grad_weight",
+        }
+    }
+
+    /// The GEMM rows (channels) of the pass, which `TM` tiles.
+    fn rows(self, shape: &Conv2dShape) -> usize {
+        match self {
+            ConvPass::Forward | ConvPass::GradWeight => shape.c_out,
+            ConvPass::GradInput => shape.c_in,
+        }
+    }
+}
+
+/// The rows per invocation a convolution pass may run with: every one is right for every shape.
+pub const TMS: [u32; 3] = [4, 8, 16];
+
+/// The `TM` of a `pass` launch over `shape` by the static rule (the smallest of [`TMS`] that
+/// covers the rows, past variants the canary disabled): what runs when tuning is off.
+pub fn static_tm(gpu: &Gpu, pass: ConvPass, shape: &Conv2dShape) -> u32 {
+    tm_for(gpu, pass.entry(), pass.rows(shape))
+}
+
+/// One convolution `pass` with `tm` rows per invocation (one of [`TMS`]): the tuner's entry.
+/// Buffers as the pass's launcher takes them: forward `[x, w, y]`, input gradient
+/// `[dy, w, dx]`, weight gradient `[x, dy, dw]`.
+pub fn conv2d_with_tm(
+    gpu: &Gpu,
+    pass: ConvPass,
+    tm: u32,
+    buffers: [&wgpu::Buffer; 3],
+    shape: &Conv2dShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    if !TMS.contains(&tm) {
+        return Err(DeviceError::BadShape {
+            op: pass.entry().to_string(),
+            detail: format!("TM={tm}: rows per invocation must be one of {TMS:?}"),
+        });
+    }
+    launch(gpu, pass, Some(tm), buffers, shape, EpilogueArgs::NONE, tag)
 }
 
 fn launch(
     gpu: &Gpu,
-    pass: Pass,
+    pass: ConvPass,
+    tm: Option<u32>,
     buffers: [&wgpu::Buffer; 3],
     shape: &Conv2dShape,
     epilogue: EpilogueArgs<'_>,
     tag: &str,
 ) -> Result<Dispatch> {
-    let entry = match pass {
-        Pass::Forward => "conv2d_forward",
-        Pass::GradInput => "conv2d_grad_input",
-        Pass::GradWeight => "conv2d_grad_weight",
-    };
+    let entry = pass.entry();
     shape.check(entry)?;
     let (x, w, y) = (shape.x_len(), shape.w_len(), shape.y_len());
     let lens = match pass {
-        Pass::Forward => [("x", x), ("w", w), ("y", y)],
-        Pass::GradInput => [("dy", y), ("w", w), ("dx", x)],
-        Pass::GradWeight => [("x", x), ("dy", y), ("dw", w)],
+        ConvPass::Forward => [("x", x), ("w", w), ("y", y)],
+        ConvPass::GradInput => [("dy", y), ("w", w), ("dx", x)],
+        ConvPass::GradWeight => [("x", x), ("dy", y), ("dw", w)],
     };
     let described = shape.describe();
     for (buffer, (name, len)) in buffers.iter().zip(lens) {
@@ -125,11 +173,11 @@ fn launch(
     // and COLS columns WG apart. Weight gradient: M = O, N = C·KH·KW; a workgroup owns a TM × COLS
     // tile of dw and its invocations split the N·OH·OW reduction.
     let (rows, cols, cols_per_group) = match pass {
-        Pass::Forward => (shape.c_out, y / shape.c_out, WG * COLS),
-        Pass::GradInput => (shape.c_in, x / shape.c_in, WG * COLS),
-        Pass::GradWeight => (shape.c_out, k_taps, COLS),
+        ConvPass::Forward => (shape.c_out, y / shape.c_out, WG * COLS),
+        ConvPass::GradInput => (shape.c_in, x / shape.c_in, WG * COLS),
+        ConvPass::GradWeight => (shape.c_out, k_taps, COLS),
     };
-    let tm = tm_for(gpu, entry, rows);
+    let tm = tm.unwrap_or_else(|| crate::tune::conv_tm(gpu, pass, shape));
     let [gx, gy, _] = grid_1d((cols as u32).div_ceil(cols_per_group), limit);
     let workgroups = [gx, gy, (rows as u32).div_ceil(tm)];
     let e = epilogue.epilogue();
@@ -137,18 +185,18 @@ fn launch(
         check_buffer(entry, "bias", bias, shape.c_out, &described)?;
     }
     let cost = match pass {
-        Pass::Forward => Kernel::Conv2d {
+        ConvPass::Forward => Kernel::Conv2d {
             shape: *shape,
             epilogue: e,
         },
-        Pass::GradInput => Kernel::Conv2dGradInput(*shape),
-        Pass::GradWeight => Kernel::Conv2dGradWeight(*shape),
+        ConvPass::GradInput => Kernel::Conv2dGradInput(*shape),
+        ConvPass::GradWeight => Kernel::Conv2dGradWeight(*shape),
     }
     .cost();
     let mut overrides = vec![("TM", tm as f64)];
     let mut bound = buffers.to_vec();
     // Only the forward has an epilogue (and the bias binding).
-    if let Pass::Forward = pass {
+    if pass == ConvPass::Forward {
         overrides.extend(epilogue.overrides());
         bound.push(epilogue.bias_or(buffers[0]));
     }
@@ -176,7 +224,8 @@ pub fn conv2d_forward(
 ) -> Result<Dispatch> {
     launch(
         gpu,
-        Pass::Forward,
+        ConvPass::Forward,
+        None,
         [x, w, y],
         shape,
         EpilogueArgs::NONE,
@@ -196,7 +245,15 @@ pub fn conv2d_forward_epilogue(
     epilogue: EpilogueArgs<'_>,
     tag: &str,
 ) -> Result<Dispatch> {
-    launch(gpu, Pass::Forward, [x, w, y], shape, epilogue, tag)
+    launch(
+        gpu,
+        ConvPass::Forward,
+        None,
+        [x, w, y],
+        shape,
+        epilogue,
+        tag,
+    )
 }
 
 /// dx = ∂L/∂x given dy = ∂L/∂y. dy: [N, O, OH, OW], w: [O, C, KH, KW] → dx: [N, C, H, W]
@@ -211,7 +268,8 @@ pub fn conv2d_grad_input(
 ) -> Result<Dispatch> {
     launch(
         gpu,
-        Pass::GradInput,
+        ConvPass::GradInput,
+        None,
         [dy, w, dx],
         shape,
         EpilogueArgs::NONE,
@@ -231,7 +289,8 @@ pub fn conv2d_grad_weight(
 ) -> Result<Dispatch> {
     launch(
         gpu,
-        Pass::GradWeight,
+        ConvPass::GradWeight,
+        None,
         [x, dy, dw],
         shape,
         EpilogueArgs::NONE,

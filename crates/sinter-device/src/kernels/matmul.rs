@@ -95,7 +95,7 @@ fn bad_shape(detail: String) -> DeviceError {
     }
 }
 
-/// C = op(A)·op(B) with the variant best for this adapter (see [`MatmulVariant::best_for`]).
+/// C = op(A)·op(B) with the variant best for this adapter (see [`matmul_epilogue`]).
 // a: [batch | 1, m, k] (stored [.., k, m] when trans_a), b: [batch | 1, k, n] (stored [.., n, k]
 // when trans_b), c: [batch, m, n]
 pub fn matmul(
@@ -110,7 +110,8 @@ pub fn matmul(
 }
 
 /// C = epilogue(op(A)·op(B)), the bias one value per column of C, with the variant best for this
-/// adapter: the planner's fused linear layer, one dispatch.
+/// adapter (tuned: [`crate::tune::matmul_variant`]): the planner's fused linear layer, one
+/// dispatch.
 // a, b, c as in `matmul`; bias: [n]
 pub fn matmul_epilogue(
     gpu: &Gpu,
@@ -121,7 +122,7 @@ pub fn matmul_epilogue(
     epilogue: EpilogueArgs<'_>,
     tag: &str,
 ) -> Result<Dispatch> {
-    let variant = MatmulVariant::best_for(gpu);
+    let variant = crate::tune::matmul_variant(gpu, shape);
     matmul_with_epilogue(gpu, variant, a, b, c, shape, epilogue, tag)
 }
 

@@ -1,7 +1,7 @@
 //! Launch builder for `shaders/reduce.wgsl`: sum, mean, max and argmax over one axis of a tensor
 //! viewed as [outer, n, inner], which covers any axis of a row-major tensor and whole-tensor sums.
 
-use super::elementwise::{check_buffer, check_len, rows_or_tree};
+use super::elementwise::{check_buffer, check_len, grid_for, groups_grid, rows_or_tree};
 use super::specializations::EntrySpecializations;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
@@ -10,10 +10,38 @@ use sinter_ops::Kernel;
 
 pub use sinter_ops::reduce::{ReduceOp, ReduceShape};
 
-/// y = op over n of x.
+/// y = op over n of x, with the rows or the tree kernel as tuned for the shape
+/// ([`crate::tune::reduce_uses_tree`]).
 // x: [outer, n, inner], y: [outer, inner]
 pub fn reduce(
     gpu: &Gpu,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    op: ReduceOp,
+    shape: &ReduceShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    reduce_launch(gpu, None, x, y, op, shape, tag)
+}
+
+/// y = op over n of x with the tree kernel (a workgroup per output) when `tree`, else the rows
+/// kernel (an invocation per output): the tuner's entry. Both are right for every shape.
+// x: [outer, n, inner], y: [outer, inner]
+pub fn reduce_with(
+    gpu: &Gpu,
+    tree: bool,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    op: ReduceOp,
+    shape: &ReduceShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    reduce_launch(gpu, Some(tree), x, y, op, shape, tag)
+}
+
+fn reduce_launch(
+    gpu: &Gpu,
+    tree: Option<bool>,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
     op: ReduceOp,
@@ -32,12 +60,12 @@ pub fn reduce(
     check_len(&name, &format!("x [{outer}, {n}, {inner}]"), len)?;
     check_buffer(&name, "x", x, len)?;
     check_buffer(&name, "y", y, outputs)?;
-    let (entry, workgroups) = rows_or_tree(
-        gpu,
-        shape.uses_tree(),
-        ["reduce_rows", "reduce_tree"],
-        outputs,
-    );
+    let tree = tree.unwrap_or_else(|| crate::tune::reduce_uses_tree(gpu, op, shape));
+    let (entry, workgroups) = if tree {
+        ("reduce_tree", groups_grid(gpu, outputs))
+    } else {
+        ("reduce_rows", grid_for(gpu, outputs))
+    };
     let cost = Kernel::Reduce { op, shape: *shape }.cost();
     gpu.prepare(Launch {
         shader: Shader::Reduce,
@@ -50,6 +78,18 @@ pub fn reduce(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// Whether the static rule runs the tree kernel for `shape`: the one the shape prefers, or the
+/// other where the canary disabled it (see `rows_or_tree`).
+pub fn static_uses_tree(gpu: &Gpu, shape: &ReduceShape) -> bool {
+    let (entry, _) = rows_or_tree(
+        gpu,
+        shape.uses_tree(),
+        ["reduce_rows", "reduce_tree"],
+        shape.output_len(),
+    );
+    entry == "reduce_tree"
 }
 
 /// Both entry points with every reduction (see [`super::specializations`]).

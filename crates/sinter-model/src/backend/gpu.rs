@@ -95,6 +95,9 @@ impl GpuBackend {
                 gpu.write(&slots[s], &vec![*v as f32; node.numel()]);
             }
         }
+        // Kernel variants are tuned here, one new shape class after another and before anything
+        // else runs, so timings are not disturbed; preparing the launches then only looks up.
+        sinter_device::tune::tune_kernels(gpu, plan.launches.iter().map(|l| &l.kernel));
         // Launches are prepared on rayon's threads, so the driver compiles their pipelines in
         // parallel (most of the time before a first step); the dispatches keep the plan's order.
         let prepared: Vec<Result<Vec<Dispatch>>> = (0..plan.launches.len())
