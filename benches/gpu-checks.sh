@@ -12,9 +12,10 @@
 #                                                   --release --no-run) into DIR, stripped
 #   benches/gpu-checks.sh [--dry] [BIN_DIR]         runs the checks with the binaries in BIN_DIR
 #                                                   (a DIR made by --collect, or target/release)
-# --dry runs every step on the software adapter (lavapipe) with small sizes and few steps: the
-# test command runs it so the script keeps working while no GPU is at hand. The card's f32 peak
-# comes from GPU_F32_PEAK_TFLOPS, else from nvidia-smi's name for the cards listed below.
+# --dry runs every step on the software adapter (lavapipe) with small sizes, few steps and only
+# the MLP tuned: the test command runs it so the script keeps working while no GPU is at hand.
+# The card's f32 peak comes from GPU_F32_PEAK_TFLOPS, else from nvidia-smi's name for the cards
+# listed below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,8 +62,10 @@ mkdir -p "$out"
 
 if [ $dry = 1 ]; then
     device=software sizes=64,128 round_ms=30 warmup=1 steps=1 tests=(kernels_elementwise)
+    tune_models=(--model mlp)
 else
     device=gpu sizes=1024,2048,4096 round_ms=300 warmup=3 steps=20 tests=("${KERNEL_TESTS[@]}")
+    tune_models=()
 fi
 export SINTER_REQUIRE_ADAPTER=1 SINTER_DEVICE=$device
 
@@ -104,7 +107,7 @@ done
 
 step "tuning"
 if "$sinter" tune --help >/dev/null 2>&1; then
-    "$sinter" tune --device "$device" | tee "$out/tune.txt"
+    "$sinter" tune --device "$device" "${tune_models[@]}" | tee "$out/tune.txt"
 else
     echo "this sinter has no 'tune' command: the static variant choice is measured"
 fi

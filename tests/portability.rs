@@ -375,27 +375,49 @@ fn every_entry_point_translates_to_hlsl_and_msl() {
 fn every_entry_point_compiles_as_glsl_430_es_310_and_450() {
     let validator = glslang();
     let dir = artifacts("glsl");
-    let mut failures = Vec::new();
     let translations = translations();
-    for (i, t) in translations.iter().enumerate() {
-        let path = dir.join(format!("{i}.comp"));
-        std::fs::write(&path, &t.source).unwrap();
-        let run = Command::new(&validator)
-            .arg(&path)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", validator.display()));
-        if !run.status.success() {
-            let log = String::from_utf8_lossy(&run.stdout);
-            let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
-            failures.push(format!(
-                "{} (GLSL {}, {}):\n  {}",
-                t.what,
-                t.version,
-                path.display(),
-                errors.join("\n  ")
-            ));
-        }
-    }
+    // One glslangValidator process per translation, on every core (each is single-threaded).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut failures: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (validator, dir, translations) = (&validator, &dir, &translations);
+                scope.spawn(move || {
+                    let mut failed = Vec::new();
+                    for (i, t) in translations.iter().enumerate().skip(w).step_by(workers) {
+                        let path = dir.join(format!("{i}.comp"));
+                        std::fs::write(&path, &t.source).unwrap();
+                        let run = Command::new(validator)
+                            .arg(&path)
+                            .output()
+                            .unwrap_or_else(|e| panic!("running {}: {e}", validator.display()));
+                        if !run.status.success() {
+                            let log = String::from_utf8_lossy(&run.stdout);
+                            let errors: Vec<&str> =
+                                log.lines().filter(|l| l.contains("ERROR")).collect();
+                            failed.push((
+                                i,
+                                format!(
+                                    "{} (GLSL {}, {}):\n  {}",
+                                    t.what,
+                                    t.version,
+                                    path.display(),
+                                    errors.join("\n  ")
+                                ),
+                            ));
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a validator thread panicked"))
+            .collect()
+    });
+    failures.sort();
+    let failures: Vec<String> = failures.into_iter().map(|(_, f)| f).collect();
     assert!(
         failures.is_empty(),
         "{} of {} translations rejected by glslangValidator:\n{}",

@@ -211,6 +211,8 @@ fn adapter() -> Option<Backend> {
         .or_else(|| pick_adapter(Choice::Software).ok().flatten())
         .expect("test_gpu found an adapter");
     let gpu = Gpu::new(adapter).expect("device opens");
+    // The static variant choice, so the kernels do not depend on timings (see tests/common).
+    gpu.tuner().set_enabled(false);
     eprintln!("adapter: {}", gpu.report.name);
     Some(Backend::Gpu(Box::new(
         sinter_model::backend::GpuBackend::new(gpu).expect("backend"),
