@@ -4,6 +4,7 @@
 use crate::adapter::AdapterReport;
 use crate::error::{DeviceError, Result};
 use crate::pool::{BufferPool, PoolStats};
+use crate::readback::{read_mapped, Submitted};
 use crate::shaders::Shader;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -779,39 +780,6 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         })
-    }
-}
-
-/// The first `len` f32 values of a mapped staging buffer, which is unmapped after.
-fn read_mapped(buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-    let slice = buffer.slice(..(len * 4) as u64);
-    let data = {
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| DeviceError::Map(e.to_string()))?;
-        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-    };
-    buffer.unmap();
-    Ok(data)
-}
-
-/// A submission in flight ([`Gpu::submit`]): its index on the queue and the staging buffers
-/// its reads are copied into. [`Gpu::wait`] hands back the values; dropped unread, the buffers
-/// are freed.
-#[must_use = "a submitted step's outputs are read with Gpu::wait"]
-pub struct Submitted {
-    index: wgpu::SubmissionIndex,
-    staging: Vec<(wgpu::Buffer, usize)>,
-}
-
-/// Splits a 1-D count of workgroups into a 2-D grid that respects the per-dimension limit.
-/// Kernels rebuild the flat index as `gid.x + gid.y * (num_workgroups.x * WG)`.
-pub fn grid_1d(groups: u32, limit: u32) -> [u32; 3] {
-    if groups <= limit {
-        [groups, 1, 1]
-    } else {
-        let y = groups.div_ceil(limit);
-        [groups.div_ceil(y), y, 1]
     }
 }
 

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod pipeline_cache;
 pub mod pool;
 pub mod profiler;
+pub mod readback;
 pub mod shaders;
 pub mod testing;
 pub mod tune;
@@ -25,7 +26,9 @@ pub use adapter::{
     DeviceChoice,
 };
 pub use error::{DeviceError, Result};
-pub use gpu::{grid_1d, Dispatch, Gpu, Launch, Submitted};
+pub use gpu::{Dispatch, Gpu, Launch};
+pub use kernels::grid_1d;
 pub use pool::PoolStats;
+pub use readback::Submitted;
 pub use shaders::{Shader, UNARY_LIBRARY};
 pub use wgpu;

@@ -3,7 +3,8 @@
 
 use super::specializations::EntrySpecializations;
 use crate::error::{DeviceError, Result};
-use crate::gpu::{grid_1d, Dispatch, Gpu, Launch};
+use crate::gpu::{Dispatch, Gpu, Launch};
+use crate::grid_1d;
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
 

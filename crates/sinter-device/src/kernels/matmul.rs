@@ -210,17 +210,7 @@ pub fn matmul_with_epilogue(
             )));
         }
     }
-    // A batch longer than the dispatch limit folds `fold` batch items into the grid's y axis
-    // (see `place` in matmul.wgsl); a grid that still does not fit is refused by `prepare`.
-    let limit = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let fold = s.batch.div_ceil(limit.max(1));
-    let (tile_rows, tile_cols) = variant.tile();
-    let m_tiles = s.m.div_ceil(tile_rows);
-    let workgroups = [
-        s.n.div_ceil(tile_cols) as u32,
-        (m_tiles * fold) as u32,
-        s.batch.div_ceil(fold) as u32,
-    ];
+    let (workgroups, params) = grid_and_params(gpu, s, variant.tile());
     // A vec4 load needs the run it reads (along the operand's contiguous axis) and the batch
     // item's first element on a 4-element grid.
     let a_vec4 = (if s.trans_a { s.m } else { s.k }) % 4 == 0 && s.a_batch_stride % 4 == 0;
@@ -233,16 +223,6 @@ pub fn matmul_with_epilogue(
         epilogue.epilogue(),
         [a_vec4, b_vec4, c_vec4, s.k % 4 == 0],
     );
-    let params = [
-        s.m as u32,
-        s.n as u32,
-        s.k as u32,
-        s.batch as u32,
-        s.a_batch_stride as u32,
-        s.b_batch_stride as u32,
-        m_tiles as u32,
-        0,
-    ];
     let cost = Kernel::MatMul {
         shape: *s,
         epilogue: epilogue.epilogue(),
@@ -259,6 +239,36 @@ pub fn matmul_with_epilogue(
         flops: cost.flops,
         bytes: cost.bytes,
     })
+}
+
+/// The grid and the `Params` uniform (matmul.wgsl) of a product of shape `s` whose workgroups
+/// each cover a (rows, columns) tile of C. A batch longer than the dispatch limit folds `fold`
+/// batch items into the grid's y axis (see `place` in matmul.wgsl); a grid that still does not
+/// fit is refused by `prepare`.
+pub(crate) fn grid_and_params(
+    gpu: &Gpu,
+    s: &MatmulShape,
+    tile: (usize, usize),
+) -> ([u32; 3], [u32; 8]) {
+    let limit = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let fold = s.batch.div_ceil(limit.max(1));
+    let m_tiles = s.m.div_ceil(tile.0);
+    let workgroups = [
+        s.n.div_ceil(tile.1) as u32,
+        (m_tiles * fold) as u32,
+        s.batch.div_ceil(fold) as u32,
+    ];
+    let params = [
+        s.m as u32,
+        s.n as u32,
+        s.k as u32,
+        s.batch as u32,
+        s.a_batch_stride as u32,
+        s.b_batch_stride as u32,
+        m_tiles as u32,
+        0,
+    ];
+    (workgroups, params)
 }
 
 /// The override constants of a `variant` launch: operand layouts, epilogue, and (v3, v4) which

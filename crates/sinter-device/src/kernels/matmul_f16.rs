@@ -130,25 +130,8 @@ pub fn matmul_f16(
             ));
         }
     }
-    // Batches past the dispatch limit fold into y, as for the f32 products.
-    let limit = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let fold = s.batch.div_ceil(limit.max(1));
-    let m_tiles = s.m.div_ceil(32);
-    let workgroups = [
-        s.n.div_ceil(32) as u32,
-        (m_tiles * fold) as u32,
-        s.batch.div_ceil(fold) as u32,
-    ];
-    let params = [
-        s.m as u32,
-        s.n as u32,
-        s.k as u32,
-        s.batch as u32,
-        s.a_batch_stride as u32,
-        s.b_batch_stride as u32,
-        m_tiles as u32,
-        0,
-    ];
+    // v2's grid: a 32×32 tile of C per workgroup.
+    let (workgroups, params) = super::matmul::grid_and_params(gpu, s, (32, 32));
     let cost = Kernel::MatMul {
         shape: *s,
         epilogue: epilogue.epilogue(),

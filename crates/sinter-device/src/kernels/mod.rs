@@ -79,3 +79,14 @@ pub(crate) fn every_epilogue() -> impl Iterator<Item = Epilogue> {
 
 /// `NO_ACT` in unary.wgsl: the `ACT` override of a kernel without an activation.
 const NO_ACT: u32 = u32::MAX;
+
+/// Splits a 1-D count of workgroups into a 2-D grid that respects the per-dimension limit.
+/// Kernels rebuild the flat index as `gid.x + gid.y * (num_workgroups.x * WG)`.
+pub fn grid_1d(groups: u32, limit: u32) -> [u32; 3] {
+    if groups <= limit {
+        [groups, 1, 1]
+    } else {
+        let y = groups.div_ceil(limit);
+        [groups.div_ceil(y), y, 1]
+    }
+}
