@@ -206,7 +206,7 @@ fn bench_shape(
     let ab = gpu.upload("bench a", &a).expect("upload a");
     let bb = gpu.upload("bench b", &b).expect("upload b");
     let cb = gpu.buffer("bench c", len).expect("buffer c");
-    for &v in variants {
+    for &v in variants.iter().filter(|v| v.runs_on(gpu)) {
         let d = matmul_with(gpu, v, &ab, &bb, &cb, shape, "bench").expect("prepare");
         // The first run compiles the pipeline and is the correctness check; it is not timed.
         let start = Instant::now();

@@ -51,7 +51,7 @@ fn pipelines(width: u32) -> Vec<Value> {
                 }
                 out.push(json!({
                     "what": format!("{}.wgsl::{} {set:?} WG {width}", shader.name(), ep.name),
-                    "source": shader.source(),
+                    "source": dawn_source(shader),
                     "entry": ep.name,
                     "constants": constants,
                 }));
@@ -59,6 +59,17 @@ fn pipelines(width: u32) -> Vec<Value> {
         }
     }
     out
+}
+
+/// The WGSL Dawn compiles for `shader`: its source, after `enable subgroups;` where it uses them
+/// (WGSL asks for the directive; naga, which wgpu compiles with, takes subgroup operations from
+/// the device's features instead and does not accept it).
+fn dawn_source(shader: Shader) -> String {
+    if shader.uses_subgroups() {
+        format!("enable subgroups;\n{}", shader.source())
+    } else {
+        shader.source().to_string()
+    }
 }
 
 /// Runs `script` (in tests/dawn) on `job` with node and returns the JSON it prints last.

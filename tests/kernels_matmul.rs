@@ -67,9 +67,9 @@ fn check_case(gpu: &Gpu, variant: Option<MatmulVariant>, s: &MatmulShape, seed: 
     }
 }
 
-/// Every variant and the default on one shape.
+/// Every variant the adapter runs and the default on one shape.
 fn check_all(gpu: &Gpu, s: &MatmulShape, seed: u64) {
-    for v in MatmulVariant::ALL {
+    for v in MatmulVariant::ALL.into_iter().filter(|v| v.runs_on(gpu)) {
         check_case(gpu, Some(v), s, seed);
     }
     check_case(gpu, None, s, seed);
@@ -94,6 +94,20 @@ fn odd_and_tile_sized_shapes() {
     ];
     for (i, &(batch, m, n, k)) in shapes.iter().enumerate() {
         check_all(gpu, &MatmulShape::new(batch, m, n, k), i as u64);
+    }
+}
+
+/// The subgroup variant is offered, and so checked by every test here, exactly where the
+/// adapter's subgroups hold a workgroup's 8 lanes; lavapipe on Vulkan (CI's adapter) has them.
+#[test]
+fn the_subgroup_variant_runs_where_subgroups_hold_eight_lanes() {
+    let Some(gpu) = test_gpu() else { return };
+    let eight = gpu.subgroups_of_at_least(8);
+    assert_eq!(MatmulVariant::V5Subgroup.runs_on(gpu), eight);
+    if gpu.report.name.contains("llvmpipe")
+        && gpu.report.backend == sinter::sinter_device::wgpu::Backend::Vulkan
+    {
+        assert!(eight, "lavapipe's subgroups: {:?}", gpu.report.subgroups);
     }
 }
 
@@ -270,18 +284,25 @@ fn check_epilogue(
     }
 }
 
-/// The epilogue inside the kernel, on the variants the default picks (v3 for hardware, v4 for
-/// software adapters): every activation with a bias, and no activation, ReLU and SiLU without,
+/// The epilogue inside the kernel, on the variants the default picks (v3 for hardware, v5 or v4
+/// for software adapters): every activation with a bias, and no activation, ReLU and SiLU without,
 /// on a shape that is no multiple of any tile; a few epilogues on aligned (vec4 stores),
 /// transposed and broadcast shapes, on v1 and v2, and through the default. (Each epilogue is its
-/// own pipeline, and v4 takes seconds to compile on lavapipe: the sweep is kept to one shape.)
+/// own pipeline: the sweep is kept to one shape.)
 #[test]
 fn epilogue_inside_the_kernel() {
     let Some(gpu) = test_gpu() else { return };
     let odd = MatmulShape::new(1, 37, 70, 19);
-    let best = [MatmulVariant::V3Tiled, MatmulVariant::V4Wide];
+    let best: Vec<MatmulVariant> = [
+        MatmulVariant::V3Tiled,
+        MatmulVariant::V4Wide,
+        MatmulVariant::V5Subgroup,
+    ]
+    .into_iter()
+    .filter(|v| v.runs_on(gpu))
+    .collect();
     for (j, act) in activations().into_iter().enumerate() {
-        for v in best {
+        for &v in &best {
             check_epilogue(gpu, Some(v), &odd, act, true, 2 * j as u64);
         }
     }
@@ -289,7 +310,7 @@ fn epilogue_inside_the_kernel() {
         .into_iter()
         .enumerate()
     {
-        for v in best {
+        for &v in &best {
             check_epilogue(gpu, Some(v), &odd, act, false, 50 + j as u64);
         }
     }
@@ -306,7 +327,7 @@ fn epilogue_inside_the_kernel() {
     ];
     for (i, s) in others.iter().enumerate() {
         for (j, &(act, with_bias)) in few.iter().enumerate() {
-            for v in best {
+            for &v in &best {
                 check_epilogue(gpu, Some(v), s, act, with_bias, (100 * i + j) as u64);
             }
         }

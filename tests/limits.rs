@@ -51,12 +51,7 @@ fn a_matmul_batch_longer_than_the_dispatch_limit_folds_into_the_grid() {
     let mut want = vec![0f64; s.c_len()];
     cpu::matmul::matmul(&to_f64(&a), &to_f64(&b), &mut want, &s);
     let (ab, bb) = (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap());
-    for variant in [
-        MatmulVariant::V1Naive,
-        MatmulVariant::V2Blocked,
-        MatmulVariant::V3Tiled,
-        MatmulVariant::V4Wide,
-    ] {
+    for variant in MatmulVariant::ALL.into_iter().filter(|v| v.runs_on(gpu)) {
         let cb = common::out_buffer(gpu, "c", s.c_len());
         let d = matmul::matmul_with(gpu, variant, &ab, &bb, &cb, &s, "batched").unwrap();
         assert!(

@@ -68,6 +68,8 @@ struct Specialized {
     entry: String,
     /// The entry point's index in `module`.
     index: usize,
+    /// Whether it uses subgroup operations ([`Shader::uses_subgroups`]).
+    subgroups: bool,
 }
 
 /// Every entry point the launchers declare × its check sets
@@ -116,6 +118,7 @@ fn specialized() -> Vec<Specialized> {
                     stage: ep.stage,
                     entry: ep.name.clone(),
                     index,
+                    subgroups: shader.uses_subgroups(),
                 });
             }
         }
@@ -296,8 +299,15 @@ fn every_entry_point_is_valid_spirv_for_vulkan() {
     let mut failures = Vec::new();
     let all = specialized();
     for (i, sp) in all.iter().enumerate() {
-        // As wgpu's Vulkan backend writes it (SPIR-V 1.0, naga's bounds-check defaults).
-        let options = naga::back::spv::Options::default();
+        // As wgpu's Vulkan backend writes it (SPIR-V 1.0, naga's bounds-check defaults; 1.3 for
+        // subgroup operations, which wgpu offers from Vulkan 1.1 on).
+        let mut options = naga::back::spv::Options::default();
+        let env = if sp.subgroups {
+            options.lang_version = (1, 3);
+            "vulkan1.1"
+        } else {
+            "vulkan1.0"
+        };
         let pipeline = naga::back::spv::PipelineOptions {
             shader_stage: sp.stage,
             entry_point: sp.entry.clone(),
@@ -308,7 +318,7 @@ fn every_entry_point_is_valid_spirv_for_vulkan() {
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         std::fs::write(&path, bytes).unwrap();
         let run = Command::new(&validator)
-            .args(["--target-env", "vulkan1.0"])
+            .args(["--target-env", env])
             .arg(&path)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", validator.display()));

@@ -40,10 +40,10 @@ fn every_shader_file_validates() {
                 .into_iter()
                 .find(|s| format!("{}.wgsl", s.name()) == name)
                 .unwrap_or_else(|| panic!("shaders/{name} is not in the shader table"));
-            let compiled = if shader.uses_unary() {
-                format!("{library}{text}")
-            } else {
-                text
+            let compiled = match shader.builds_on() {
+                Some(base) => format!("{}{text}", base.source()),
+                None if shader.uses_unary() => format!("{library}{text}"),
+                None => text,
             };
             validate(&name, &compiled, true);
             count += 1;
@@ -75,10 +75,10 @@ fn the_shader_table_matches_the_files() {
             "{} differs from the compiled-in source",
             path.display()
         );
-        let prefix = if shader.uses_unary() {
-            UNARY_LIBRARY
-        } else {
-            ""
+        let prefix = match shader.builds_on() {
+            Some(base) => base.source(),
+            None if shader.uses_unary() => UNARY_LIBRARY,
+            None => "",
         };
         assert_eq!(shader.source(), format!("{prefix}{on_disk}"));
         validate(shader.name(), shader.source(), true);
@@ -88,17 +88,26 @@ fn the_shader_table_matches_the_files() {
 /// The launchers' declarations (`kernels::specializations`, which the portability checks
 /// compile) name every entry point of every shader, once, and only overrides the shader has;
 /// debug builds check each pipeline a launcher makes against them, so they cover what runs.
+/// A file compiled after another family's ([`Shader::builds_on`]) owns only its own entry points.
 #[test]
 fn the_launchers_declare_every_entry_point_and_only_real_overrides() {
     let declared = specializations::all();
     for shader in Shader::ALL {
         let module = naga::front::wgsl::parse_str(shader.source()).unwrap();
+        let inherited: Vec<String> = shader.builds_on().map_or(Vec::new(), |base| {
+            let base = naga::front::wgsl::parse_str(base.source()).unwrap();
+            base.entry_points.into_iter().map(|ep| ep.name).collect()
+        });
         let overrides: Vec<&str> = module
             .overrides
             .iter()
             .filter_map(|(_, o)| o.name.as_deref())
             .collect();
-        for ep in &module.entry_points {
+        let own = module
+            .entry_points
+            .iter()
+            .filter(|ep| !inherited.contains(&ep.name));
+        for ep in own {
             let found: Vec<_> = declared
                 .iter()
                 .filter(|d| d.shader == shader && d.entry == ep.name)

@@ -100,7 +100,11 @@ pub fn run(args: InfoArgs) -> Result<()> {
             "  storage buffers:      {} per shader stage",
             a.limits().max_storage_buffers_per_shader_stage
         );
-        println!("  subgroups:            {}", yes(r.subgroups));
+        match r.subgroups {
+            Some((min, max)) if min == max => println!("  subgroups:            yes, {min} lanes"),
+            Some((min, max)) => println!("  subgroups:            yes, {min}–{max} lanes"),
+            None => println!("  subgroups:            no"),
+        }
         println!("  f16:                  {}", yes(r.f16));
         println!(
             "  timestamp queries:    {}{}",

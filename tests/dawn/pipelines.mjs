@@ -6,7 +6,8 @@
 // JOB.json: { "backend": "null", "levels": { "core": [P…], "compatibility": [P…] } } with each P
 // { "what", "source" (WGSL), "entry", "constants" ({ name: number }) }. Dawn's null backend
 // compiles and validates (Tint) without a GPU; each feature level opens a device with its default
-// limits. Used by tests/dawn.rs, which makes the job and checks the answer.
+// limits, and with the `subgroups` feature where the adapter has it (the subgroup kernels' sources
+// begin with `enable subgroups;`). Used by tests/dawn.rs, which makes the job and checks the answer.
 import { readFileSync } from 'node:fs';
 import { create, globals } from 'webgpu';
 
@@ -21,7 +22,8 @@ for (const [level, pipelines] of Object.entries(job.levels)) {
     report.levels[level] = { error: `no ${level} adapter on Dawn's ${job.backend} backend` };
     continue;
   }
-  const device = await adapter.requestDevice();
+  const requiredFeatures = adapter.features.has('subgroups') ? ['subgroups'] : [];
+  const device = await adapter.requestDevice({ requiredFeatures });
   const failures = [];
   const modules = new Map();
   for (const p of pipelines) {

@@ -84,8 +84,8 @@ pub struct AdapterReport {
     pub max_workgroup_storage: u32,
     /// `max_compute_invocations_per_workgroup`.
     pub max_workgroup_invocations: u32,
-    /// Whether the adapter offers subgroup operations.
-    pub subgroups: bool,
+    /// The adapter's subgroup sizes (smallest, largest) where it offers subgroup operations.
+    pub subgroups: Option<(u32, u32)>,
     /// Whether the adapter offers `f16` in shaders.
     pub f16: bool,
     /// Whether timestamp queries exist (per-kernel GPU times).
@@ -108,13 +108,15 @@ impl AdapterReport {
         };
         Self {
             class: AdapterClass::of(&info),
+            subgroups: features
+                .contains(wgpu::Features::SUBGROUP)
+                .then_some((info.subgroup_min_size, info.subgroup_max_size)),
             name: info.name,
             backend: info.backend,
             driver,
             max_storage_binding: limits.max_storage_buffer_binding_size,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_workgroup_invocations: limits.max_compute_invocations_per_workgroup,
-            subgroups: features.contains(wgpu::Features::SUBGROUP),
             f16: features.contains(wgpu::Features::SHADER_F16),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             timestamps_inside_passes: features

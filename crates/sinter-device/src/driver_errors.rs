@@ -322,27 +322,26 @@ fn canary_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// matmul.wgsl with v4 writing every output one column to the right, and softmax.wgsl with the
-/// tree kernel normalizing by another lane's partial sums: valid WGSL, wrong answers.
+/// matmul.wgsl with v4, and matmul_subgroup.wgsl with v5, writing every output one column to the
+/// right (the software adapters' static choices), and softmax.wgsl with the tree kernel
+/// normalizing by another lane's partial sums: valid WGSL, wrong answers.
 pub(crate) fn sources_with_wrong_variants(shader: Shader) -> &'static str {
     static MATMUL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static MATMUL_SUBGROUP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static SOFTMAX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let broken = |shader: Shader, line: &str, wrong: &str| {
-        let right = shader.source();
+    let broken = |right: &str, line: &str, wrong: &str| {
         assert_eq!(right.matches(line).count(), 1, "the line to break moved");
         right.replace(line, wrong)
     };
+    let (c0, shifted) = ("let c0 = gid.x * 16u;", "let c0 = gid.x * 16u + 1u;");
     match shader {
-        Shader::Matmul => MATMUL.get_or_init(|| {
-            broken(
-                shader,
-                "let c0 = gid.x * 16u;",
-                "let c0 = gid.x * 16u + 1u;",
-            )
+        Shader::Matmul => MATMUL.get_or_init(|| broken(shader.source(), c0, shifted)),
+        Shader::MatmulSubgroup => MATMUL_SUBGROUP.get_or_init(|| {
+            let base = sources_with_wrong_variants(Shader::Matmul);
+            format!("{base}{}", broken(shader.file(), c0, shifted))
         }),
-        Shader::Softmax => {
-            SOFTMAX.get_or_init(|| broken(shader, "let row = part[0];", "let row = part[1];"))
-        }
+        Shader::Softmax => SOFTMAX
+            .get_or_init(|| broken(shader.source(), "let row = part[0];", "let row = part[1];")),
         other => other.source(),
     }
 }
@@ -368,10 +367,10 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     let dir = canary_dir("wrong-variants");
     let first = canary::verdict(&gpu, Some(&dir));
     assert!(!first.cached);
-    assert_eq!(
-        first.disabled.keys().collect::<Vec<_>>(),
-        ["matmul_v4_wide", "softmax_tree"]
-    );
+    let subgroup = MatmulVariant::V5Subgroup.runs_on(&gpu);
+    let mut wrong = vec!["matmul_v4_wide", "matmul_v5_subgroup", "softmax_tree"];
+    wrong.retain(|&v| subgroup || v != "matmul_v5_subgroup");
+    assert_eq!(first.disabled.keys().collect::<Vec<_>>(), wrong);
     for why in first.disabled.values() {
         assert!(why.contains("where") && why.contains("is right"), "{why}");
     }
@@ -399,8 +398,14 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
         (&first.passed, &first.disabled)
     );
     assert_eq!(canary::cached_verdict(&gpu.report, &dir), Some(again));
-    // The choice passes over the disabled variant (v4 is the software adapters' first).
-    assert_eq!(MatmulVariant::best_for(&gpu), MatmulVariant::V4Wide);
+    // The choice passes over the disabled variants (v5, or v4 without subgroups, is the
+    // software adapters' first).
+    let first_choice = if subgroup {
+        MatmulVariant::V5Subgroup
+    } else {
+        MatmulVariant::V4Wide
+    };
+    assert_eq!(MatmulVariant::best_for(&gpu), first_choice);
     gpu.apply_canary(&first);
     assert!(gpu.is_disabled("matmul_v4_wide"));
     assert_eq!(MatmulVariant::best_for(&gpu), MatmulVariant::V2Blocked);
@@ -435,11 +440,15 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     let Some(good) = test_gpu() else { return };
     let right = canary::verdict(good, Some(&canary_dir("right")));
     assert!(right.disabled.is_empty(), "{:?}", right.disabled);
-    // Four products, rows and tree of three softmax/loss kernels, the reduction and four norm
-    // kernels, and three convolution passes at three TMs.
+    // The products the adapter runs, rows and tree of three softmax/loss kernels, the reduction
+    // and four norm kernels, and three convolution passes at three TMs.
+    let products = MatmulVariant::ALL
+        .iter()
+        .filter(|v| v.runs_on(good))
+        .count();
     assert_eq!(
         right.passed.len(),
-        4 + 2 * (3 + 1 + 4) + 9,
+        products + 2 * (3 + 1 + 4) + 9,
         "{:?}",
         right.passed
     );

@@ -245,7 +245,8 @@ impl Gpu {
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let wanted = wanted | wgpu::Features::PIPELINE_CACHE;
+        // Subgroups only for the subgroup variants, which are offered where they exist.
+        let wanted = wanted | wgpu::Features::PIPELINE_CACHE | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -441,6 +442,23 @@ impl Gpu {
         })?;
         modules.insert(shader, module.clone());
         Ok(module)
+    }
+
+    /// Whether the device has subgroup operations and every subgroup holds at least `lanes`
+    /// invocations (a workgroup of `lanes` is then one subgroup).
+    pub fn subgroups_of_at_least(&self, lanes: u32) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.report.subgroups.is_some_and(|(min, _)| min >= lanes)
+    }
+
+    /// The device's subgroups in words, for errors: "none" or their sizes and the adapter.
+    pub fn subgroup_report(&self) -> String {
+        match self.report.subgroups {
+            Some((min, max)) if self.device.features().contains(wgpu::Features::SUBGROUP) => {
+                format!("subgroups of {min}–{max} lanes on {}", self.report.name)
+            }
+            _ => format!("no subgroup operations on {}", self.report.name),
+        }
     }
 
     /// Invocations per workgroup of the families that take the `WG` override

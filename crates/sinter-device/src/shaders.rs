@@ -27,6 +27,9 @@ pub enum Shader {
     Reduce,
     /// `matmul.wgsl`: the batched matrix-product variants, with epilogues.
     Matmul,
+    /// `matmul_subgroup.wgsl`: the product variants that use subgroup operations, compiled after
+    /// `matmul.wgsl` (whose loaders and stores they share) only where the device has subgroups.
+    MatmulSubgroup,
     /// `conv2d.wgsl`: implicit-GEMM convolution forward, input gradient and weight gradient.
     Conv2d,
     /// `pool.wgsl`: max and average pooling, forward and backward.
@@ -52,10 +55,11 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file, so the naga validation test covers them all.
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Matmul,
+        Shader::MatmulSubgroup,
         Shader::Conv2d,
         Shader::Pool,
         Shader::Loss,
@@ -74,6 +78,7 @@ impl Shader {
             Shader::Elementwise => "elementwise",
             Shader::Reduce => "reduce",
             Shader::Matmul => "matmul",
+            Shader::MatmulSubgroup => "matmul_subgroup",
             Shader::Conv2d => "conv2d",
             Shader::Pool => "pool",
             Shader::Loss => "loss",
@@ -93,7 +98,11 @@ impl Shader {
     pub fn takes_workgroup_width(self) -> bool {
         !matches!(
             self,
-            Shader::Matmul | Shader::Conv2d | Shader::Pool | Shader::Attention
+            Shader::Matmul
+                | Shader::MatmulSubgroup
+                | Shader::Conv2d
+                | Shader::Pool
+                | Shader::Attention
         )
     }
 
@@ -102,22 +111,45 @@ impl Shader {
         matches!(self, Shader::Elementwise | Shader::Matmul | Shader::Conv2d)
     }
 
-    /// The file's own text, as it is on disk.
-    pub fn file(self) -> &'static str {
-        let source = self.source();
-        if self.uses_unary() {
-            &source[UNARY_LIBRARY.len()..]
-        } else {
-            source
+    /// Whether the file needs the device's subgroup operations (`wgpu::Features::SUBGROUP`).
+    pub fn uses_subgroups(self) -> bool {
+        matches!(self, Shader::MatmulSubgroup)
+    }
+
+    /// The family whose whole source this file is compiled after, using its bindings and
+    /// functions (its entry points come along, unused): the subgroup products build on matmul.wgsl.
+    pub fn builds_on(self) -> Option<Shader> {
+        match self {
+            Shader::MatmulSubgroup => Some(Shader::Matmul),
+            _ => None,
         }
     }
 
-    /// The WGSL compiled for this family: the file, after [`UNARY_LIBRARY`] when it uses it.
+    /// What is compiled in front of the file: the source of [`Shader::builds_on`], else
+    /// [`UNARY_LIBRARY`] where the file uses it, else nothing.
+    pub fn prelude(self) -> &'static str {
+        match self.builds_on() {
+            Some(base) => base.source(),
+            None if self.uses_unary() => UNARY_LIBRARY,
+            None => "",
+        }
+    }
+
+    /// The file's own text, as it is on disk.
+    pub fn file(self) -> &'static str {
+        &self.source()[self.prelude().len()..]
+    }
+
+    /// The WGSL compiled for this family: the file after its [`Shader::prelude`].
     pub fn source(self) -> &'static str {
         match self {
             Shader::Elementwise => with_unary!("elementwise.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Matmul => with_unary!("matmul.wgsl"),
+            Shader::MatmulSubgroup => concat!(
+                with_unary!("matmul.wgsl"),
+                include_str!("../../../shaders/matmul_subgroup.wgsl")
+            ),
             Shader::Conv2d => with_unary!("conv2d.wgsl"),
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
             Shader::Loss => include_str!("../../../shaders/loss.wgsl"),

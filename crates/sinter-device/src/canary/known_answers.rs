@@ -26,8 +26,7 @@ const TOLERANCE: f64 = 1e-4;
 /// or the first wrong value).
 pub(crate) fn run_all(gpu: &Gpu) -> Vec<(String, std::result::Result<(), String>)> {
     let mut out = Vec::new();
-    let fits = |v: &MatmulVariant| v.invocations() <= gpu.wide_workgroup();
-    for variant in MatmulVariant::ALL.into_iter().filter(fits) {
+    for variant in MatmulVariant::ALL.into_iter().filter(|v| v.runs_on(gpu)) {
         out.push((variant.entry().to_string(), matmul_case(gpu, variant)));
     }
     for tree in [false, true] {

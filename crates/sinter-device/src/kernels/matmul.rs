@@ -26,15 +26,19 @@ pub enum MatmulVariant {
     /// A 32×16 block per invocation held in mat4x4 accumulators, vec4 loads where aligned, no
     /// shared memory: for software adapters, where every buffer load costs a loop over the lanes.
     V4Wide,
+    /// v4 with the A loads shared over a subgroup of 8 (one load per lane, shuffled to the
+    /// others): only where the adapter has subgroups and its smallest subgroup holds 8 lanes.
+    V5Subgroup,
 }
 
 impl MatmulVariant {
     /// Every variant in number order, for tests and per-adapter measurement.
-    pub const ALL: [MatmulVariant; 4] = [
+    pub const ALL: [MatmulVariant; 5] = [
         MatmulVariant::V1Naive,
         MatmulVariant::V2Blocked,
         MatmulVariant::V3Tiled,
         MatmulVariant::V4Wide,
+        MatmulVariant::V5Subgroup,
     ];
 
     /// The WGSL entry point.
@@ -44,6 +48,7 @@ impl MatmulVariant {
             MatmulVariant::V2Blocked => "matmul_v2_blocked",
             MatmulVariant::V3Tiled => "matmul_v3_tiled",
             MatmulVariant::V4Wide => "matmul_v4_wide",
+            MatmulVariant::V5Subgroup => "matmul_v5_subgroup",
         }
     }
 
@@ -52,7 +57,27 @@ impl MatmulVariant {
         match self {
             MatmulVariant::V1Naive | MatmulVariant::V3Tiled => 256,
             MatmulVariant::V2Blocked => 64,
-            MatmulVariant::V4Wide => 8,
+            MatmulVariant::V4Wide | MatmulVariant::V5Subgroup => 8,
+        }
+    }
+
+    /// The shader file holding the entry point: the subgroup variants have their own, compiled
+    /// only on adapters with subgroups.
+    pub fn shader(self) -> Shader {
+        match self {
+            MatmulVariant::V5Subgroup => Shader::MatmulSubgroup,
+            _ => Shader::Matmul,
+        }
+    }
+
+    /// Whether `gpu` can run the variant at all: its workgroup fits the device's limits and, for
+    /// the subgroup variants, every subgroup holds at least the 8 lanes of a workgroup. Says
+    /// nothing of the start-up canary ([`Gpu::is_disabled`]).
+    pub fn runs_on(self, gpu: &Gpu) -> bool {
+        let fits = self.invocations() <= gpu.wide_workgroup();
+        match self {
+            MatmulVariant::V5Subgroup => fits && gpu.subgroups_of_at_least(8),
+            _ => fits,
         }
     }
 
@@ -62,7 +87,7 @@ impl MatmulVariant {
             MatmulVariant::V1Naive => (16, 16),
             MatmulVariant::V2Blocked => (32, 32),
             MatmulVariant::V3Tiled => (64, 64),
-            MatmulVariant::V4Wide => (32, 128),
+            MatmulVariant::V4Wide | MatmulVariant::V5Subgroup => (32, 128),
         }
     }
 
@@ -70,20 +95,22 @@ impl MatmulVariant {
     /// one CPU thread, where each buffer load is a loop over the lanes and a barrier is a context
     /// switch: v4 makes the fewest loads and no barriers. Hardware GPUs want v3's shared-memory
     /// tiles (v4's 512 accumulators per invocation would spill there). On lavapipe with two
-    /// cores at 1024³, v3 runs at about 6 GFLOP/s and v4 at about 33 (`benches/matmul.rs`).
+    /// cores at 1024³, v3 runs at about 6 GFLOP/s, v4 at about 33 and v5, v4 with its A loads
+    /// shared over the subgroup, at about 44 (`benches/matmul.rs`): v5 where subgroups allow.
     /// A device that allows fewer than v3's 256 invocations per workgroup (WebGPU's
     /// compatibility mode, GLES 3.1) gets v2, whose 64 every device has; a variant the start-up
     /// canary disabled ([`crate::canary`]) gives way to the next (v2 if every one failed).
     pub fn best_for(gpu: &Gpu) -> Self {
         use MatmulVariant::*;
         // In order of preference; a variant the start-up canary disabled is passed over.
-        let preferred: [MatmulVariant; 4] = match gpu.report.class {
-            AdapterClass::Software => [V4Wide, V2Blocked, V3Tiled, V1Naive],
-            _ => [V3Tiled, V2Blocked, V4Wide, V1Naive],
+        let preferred: &[MatmulVariant] = match gpu.report.class {
+            AdapterClass::Software => &[V5Subgroup, V4Wide, V2Blocked, V3Tiled, V1Naive],
+            _ => &[V3Tiled, V2Blocked, V4Wide, V1Naive],
         };
         preferred
-            .into_iter()
-            .find(|v| v.invocations() <= gpu.wide_workgroup() && !gpu.is_disabled(v.entry()))
+            .iter()
+            .copied()
+            .find(|v| v.runs_on(gpu) && !gpu.is_disabled(v.entry()))
             .unwrap_or(V2Blocked)
     }
 }
@@ -153,6 +180,16 @@ pub fn matmul_with_epilogue(
 ) -> Result<Dispatch> {
     let s = shape;
     s.check().map_err(bad_shape)?;
+    if variant.shader() == Shader::MatmulSubgroup && !gpu.subgroups_of_at_least(8) {
+        return Err(DeviceError::Limit {
+            what: format!(
+                "{}.wgsl::{} ({tag}) needs subgroups of at least 8 lanes",
+                variant.shader().name(),
+                variant.entry()
+            ),
+            need: gpu.subgroup_report(),
+        });
+    }
     if variant.invocations() > gpu.wide_workgroup() {
         return Err(DeviceError::Limit {
             what: format!(
@@ -191,7 +228,10 @@ pub fn matmul_with_epilogue(
         }
         // v3 and v4 read through a vec4 view of each buffer; a buffer whose size is not a
         // multiple of 16 bytes would hide its last elements from that view.
-        let vec4_view = matches!(variant, MatmulVariant::V3Tiled | MatmulVariant::V4Wide);
+        let vec4_view = matches!(
+            variant,
+            MatmulVariant::V3Tiled | MatmulVariant::V4Wide | MatmulVariant::V5Subgroup
+        );
         if vec4_view && buf.size() % 16 != 0 {
             return Err(bad_shape(format!(
                 "{s}: buffer {what} is {} bytes, not a multiple of 16 as {} needs",
@@ -229,7 +269,7 @@ pub fn matmul_with_epilogue(
     }
     .cost();
     gpu.prepare(Launch {
-        shader: Shader::Matmul,
+        shader: variant.shader(),
         entry: variant.entry(),
         overrides: &overrides,
         params: &params,
@@ -271,7 +311,7 @@ pub(crate) fn grid_and_params(
     (workgroups, params)
 }
 
-/// The override constants of a `variant` launch: operand layouts, epilogue, and (v3, v4) which
+/// The override constants of a `variant` launch: operand layouts, epilogue, and (v3, v4, v5) which
 /// loads and stores may use vec4: `[A, B, C, K a multiple of 4]`.
 fn overrides(
     variant: MatmulVariant,
@@ -285,7 +325,7 @@ fn overrides(
     overrides.extend(epilogue_overrides(epilogue));
     match variant {
         MatmulVariant::V3Tiled => overrides.push(("ALIGNED", flag(a_vec4 && b_vec4 && c_vec4))),
-        MatmulVariant::V4Wide => overrides.extend([
+        MatmulVariant::V4Wide | MatmulVariant::V5Subgroup => overrides.extend([
             ("A_VEC4", flag(a_vec4)),
             ("B_VEC4", flag(b_vec4)),
             ("C_VEC4", flag(c_vec4)),
@@ -307,7 +347,7 @@ pub(crate) fn specializations() -> Vec<EntrySpecializations> {
                 every_epilogue()
                     .map(move |e| overrides(variant, f[0], f[1], e, [f[2], f[3], f[4], f[5]]))
             });
-            EntrySpecializations::from_launches(Shader::Matmul, variant.entry(), launches)
+            EntrySpecializations::from_launches(variant.shader(), variant.entry(), launches)
         })
         .collect()
 }

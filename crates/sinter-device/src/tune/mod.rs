@@ -423,7 +423,7 @@ pub fn matmul_variant(gpu: &Gpu, shape: &MatmulShape) -> MatmulVariant {
     }
     let mut candidates: Vec<MatmulVariant> = MatmulVariant::ALL
         .into_iter()
-        .filter(|v| v.invocations() <= gpu.wide_workgroup() && !gpu.is_disabled(v.entry()))
+        .filter(|v| v.runs_on(gpu) && !gpu.is_disabled(v.entry()))
         .collect();
     // The static choice first: likely the fastest, it lets hopeless ones go untimed.
     candidates.sort_by_key(|&v| v != fallback);

@@ -58,24 +58,34 @@ fn matmul_key() -> String {
 
 #[test]
 fn a_variant_that_disagrees_with_the_reference_is_never_chosen() {
-    // v4 writes every output one column to the right: valid WGSL, wrong answers. It is the
-    // software adapters' static choice, and the canary has not run, so only the reference
-    // check stands between it and the choice.
+    // v4 and v5 write every output one column to the right: valid WGSL, wrong answers. They are
+    // the software adapters' static choices, and the canary has not run, so only the reference
+    // check stands between them and the choice.
     let Some((gpu, _)) = device("wrong", crate::driver_errors::sources_with_wrong_variants) else {
         return;
     };
-    assert_eq!(MatmulVariant::best_for(&gpu), MatmulVariant::V4Wide);
+    let mut wrong = vec![MatmulVariant::V4Wide, MatmulVariant::V5Subgroup];
+    wrong.retain(|v| v.runs_on(&gpu));
+    assert!(wrong.contains(&MatmulVariant::best_for(&gpu)));
     let chosen = matmul_variant(&gpu, &product());
-    assert_ne!(chosen, MatmulVariant::V4Wide);
+    assert!(!wrong.contains(&chosen), "{chosen:?}");
     let choice = &gpu.tuner().choices()[&matmul_key()];
-    let why = &choice.rejected["matmul_v4_wide"];
-    assert!(why.contains("CPU reference"), "{why}");
-    assert!(!choice.median_us.contains_key("matmul_v4_wide"));
-    assert_eq!(choice.median_us.len(), 3, "{:?}", choice.median_us);
     let timed = gpu.tuner().timed_variants();
-    assert!(
-        !timed.iter().any(|t| t.ends_with("matmul_v4_wide")),
-        "{timed:?}"
+    for v in &wrong {
+        let why = &choice.rejected[v.entry()];
+        assert!(why.contains("CPU reference"), "{why}");
+        assert!(!choice.median_us.contains_key(v.entry()));
+        assert!(!timed.iter().any(|t| t.ends_with(v.entry())), "{timed:?}");
+    }
+    let runnable = MatmulVariant::ALL
+        .iter()
+        .filter(|v| v.runs_on(&gpu))
+        .count();
+    assert_eq!(
+        choice.median_us.len(),
+        runnable - wrong.len(),
+        "{:?}",
+        choice.median_us
     );
     // The right variants were all timed, and the choice is the fastest of them.
     let fastest = choice
@@ -199,7 +209,12 @@ fn a_variant_the_canary_disabled_is_never_run() {
     // The others were all tried (timed, or seen to be hopeless by their checked run).
     let choices = gpu.tuner().choices();
     let tried: Vec<&String> = choices.values().flat_map(|c| c.median_us.keys()).collect();
-    assert_eq!(tried.len(), 2 + 2, "{tried:?}");
+    // The products other than the two switched off, and the convolution's two other TMs.
+    let runnable = MatmulVariant::ALL
+        .iter()
+        .filter(|v| v.runs_on(&gpu))
+        .count();
+    assert_eq!(tried.len(), runnable - 2 + 2, "{tried:?}");
     let timed = gpu.tuner().timed_variants();
     assert!(!timed.is_empty());
     for v in off {
