@@ -7,7 +7,9 @@ mod common;
 
 use common::{assert_close, out_buffer, rand_vec, rng, to_f64, SENTINEL, TAIL};
 use rand::Rng;
-use sinter::sinter_device::kernels::attention::{self as attn, AttentionShape};
+use sinter::sinter_device::kernels::attention::{
+    self as attn, AttentionGrads, AttentionShape, AttentionVariant,
+};
 use sinter::sinter_device::testing::test_gpu;
 use sinter::sinter_device::{wgpu, Gpu};
 use sinter::sinter_model::cpu;
@@ -100,9 +102,17 @@ struct Outputs<T> {
     dv: Vec<T>,
 }
 
-/// Forward and backward on the adapter in one submit; the backward uses the adapter's own o and
-/// lse, as training does. Checks that nothing was written past any output.
-fn run_gpu(gpu: &Gpu, s: &AttentionShape, x: &Inputs) -> Outputs<f32> {
+/// Every variant the adapter runs (lavapipe runs both).
+fn variants(gpu: &Gpu) -> Vec<AttentionVariant> {
+    AttentionVariant::ALL
+        .into_iter()
+        .filter(|v| v.runs_on(gpu))
+        .collect()
+}
+
+/// Forward and backward of `variant` on the adapter in one submit; the backward uses the
+/// adapter's own o and lse, as training does. Checks that nothing was written past any output.
+fn run_gpu(gpu: &Gpu, variant: AttentionVariant, s: &AttentionShape, x: &Inputs) -> Outputs<f32> {
     let (n, nl) = (s.qkv_len(), s.lse_len());
     let up = |name: &str, data: &[f32]| gpu.upload(name, data).expect("upload");
     let (q, k, v, do_) = (
@@ -120,12 +130,27 @@ fn run_gpu(gpu: &Gpu, s: &AttentionShape, x: &Inputs) -> Outputs<f32> {
         out_buffer(gpu, "dk", n),
         out_buffer(gpu, "dv", n),
     );
-    let fwd = attn::attention_forward(gpu, &q, &k, &v, seeds.as_ref(), &o, &lse, s, "test")
-        .expect("forward");
-    let bwd = attn::attention_backward(
-        gpu, &q, &k, &v, &o, &do_, &lse, &delta, &dq, &dk, &dv, s, "test",
+    let fwd = attn::attention_forward_with(
+        gpu,
+        variant,
+        &q,
+        &k,
+        &v,
+        seeds.as_ref(),
+        &o,
+        &lse,
+        s,
+        "test",
     )
-    .expect("backward");
+    .expect("forward");
+    let grads = AttentionGrads {
+        dq: &dq,
+        dk: &dk,
+        dv: &dv,
+    };
+    let inputs = [&q, &k, &v, &o, &do_, &lse, &delta];
+    let bwd =
+        attn::attention_backward_with(gpu, variant, inputs, grads, s, "test").expect("backward");
     assert_eq!(bwd.len(), 2, "attention_backward: dq step, then dk/dv step");
     let mut dispatches = vec![&fwd];
     dispatches.extend(bwd.iter());
@@ -278,8 +303,8 @@ fn assert_outputs(what: &str, got: &Outputs<f32>, want: &Outputs<f64>, grads: (f
     assert_close(&format!("{what} dv"), &got.dv, &want.dv, grads.0, grads.1);
 }
 
-/// Shapes over which the adapter is checked: T not a multiple of the workgroup (64) or of the
-/// key step (4), D not a multiple of 4, several heads, batch 3.
+/// Shapes over which the adapter is checked: T not a multiple of the workgroups (64, 8) or of the
+/// key steps (4, 8), D not a multiple of 4, several heads, batch 3.
 fn cases() -> Vec<AttentionShape> {
     let mut out = Vec::new();
     for causal in [false, true] {
@@ -302,14 +327,29 @@ fn forward_and_backward_match_cpu() {
     let Some(gpu) = test_gpu() else { return };
     for (c, s) in cases().iter().enumerate() {
         let x = inputs(s, 100 + c as u64, 2.0);
-        let got = run_gpu(gpu, s, &x);
         let want = run_cpu(s, &x);
-        assert_outputs(
-            &format!("attention {s}"),
-            &got,
-            &want,
-            (GRAD_ATOL, GRAD_RTOL),
+        for variant in variants(gpu) {
+            let got = run_gpu(gpu, variant, s, &x);
+            let what = format!("attention {} {s}", variant.name());
+            assert_outputs(&what, &got, &want, (GRAD_ATOL, GRAD_RTOL));
+        }
+    }
+}
+
+/// The subgroup variant is checked above exactly where subgroups hold its 8 lanes; lavapipe on
+/// Vulkan (CI's adapter) has them, and there it is the launchers' choice.
+#[test]
+fn the_subgroup_variant_runs_where_subgroups_hold_eight_lanes() {
+    let Some(gpu) = test_gpu() else { return };
+    let sg = AttentionVariant::Subgroup8;
+    assert_eq!(sg.runs_on(gpu), gpu.subgroups_of_at_least(8));
+    if gpu.report.name.contains("llvmpipe") && gpu.report.backend == wgpu::Backend::Vulkan {
+        assert!(
+            sg.runs_on(gpu),
+            "lavapipe's subgroups: {:?}",
+            gpu.report.subgroups
         );
+        assert_eq!(AttentionVariant::best_for(gpu), sg);
     }
 }
 
@@ -347,10 +387,12 @@ fn gpu_equals_unfused_composition() {
             dropping(0.2, shape(2, 40, 2, 8, causal)),
         ] {
             let x = inputs(&s, 300, 2.0);
-            let got = run_gpu(gpu, &s, &x);
             let want = unfused(&s, &x);
-            let what = format!("gpu attention vs unfused {s}");
-            assert_outputs(&what, &got, &want, (GRAD_ATOL, GRAD_RTOL));
+            for variant in variants(gpu) {
+                let got = run_gpu(gpu, variant, &s, &x);
+                let what = format!("gpu attention {} vs unfused {s}", variant.name());
+                assert_outputs(&what, &got, &want, (GRAD_ATOL, GRAD_RTOL));
+            }
         }
     }
 }
@@ -365,7 +407,8 @@ fn large_scores_stay_finite() {
         let mut s = shape(2, 65, 2, 16, causal);
         s.scale = 4.0;
         let x = inputs(&s, 400, 4.0);
-        let got = run_gpu(gpu, &s, &x);
+        let variant = AttentionVariant::best_for(gpu);
+        let got = run_gpu(gpu, variant, &s, &x);
         for v in [&got.o, &got.lse, &got.dq, &got.dk, &got.dv] {
             assert!(
                 v.iter().all(|x| x.is_finite()),
@@ -449,40 +492,42 @@ fn one_token_copies_v() {
     let Some(gpu) = test_gpu() else { return };
     let s = shape(3, 1, 4, 8, true);
     let x = inputs(&s, 600, 2.0);
-    let got = run_gpu(gpu, &s, &x);
-    assert_close(
-        &format!("attention {s} o"),
-        &got.o,
-        &to_f64(&x.v),
-        1e-7,
-        1e-6,
-    );
-    let lse: Vec<f64> = (0..s.batch * s.heads)
-        .map(|bh| {
-            let r = bh * s.head_dim;
-            (0..s.head_dim)
-                .map(|e| x.q[r + e] as f64 * x.k[r + e] as f64)
-                .sum::<f64>()
-                * s.scale as f64
-        })
-        .collect();
-    assert_close(
-        &format!("attention {s} lse"),
-        &got.lse,
-        &lse,
-        LSE_ATOL,
-        LSE_RTOL,
-    );
-    let zeros = vec![0.0; s.qkv_len()];
-    assert_close(&format!("attention {s} dq"), &got.dq, &zeros, 1e-7, 0.0);
-    assert_close(&format!("attention {s} dk"), &got.dk, &zeros, 1e-7, 0.0);
-    assert_close(
-        &format!("attention {s} dv"),
-        &got.dv,
-        &to_f64(&x.do_),
-        1e-7,
-        1e-6,
-    );
+    for variant in variants(gpu) {
+        let got = run_gpu(gpu, variant, &s, &x);
+        assert_close(
+            &format!("attention {s} o"),
+            &got.o,
+            &to_f64(&x.v),
+            1e-7,
+            1e-6,
+        );
+        let lse: Vec<f64> = (0..s.batch * s.heads)
+            .map(|bh| {
+                let r = bh * s.head_dim;
+                (0..s.head_dim)
+                    .map(|e| x.q[r + e] as f64 * x.k[r + e] as f64)
+                    .sum::<f64>()
+                    * s.scale as f64
+            })
+            .collect();
+        assert_close(
+            &format!("attention {s} lse"),
+            &got.lse,
+            &lse,
+            LSE_ATOL,
+            LSE_RTOL,
+        );
+        let zeros = vec![0.0; s.qkv_len()];
+        assert_close(&format!("attention {s} dq"), &got.dq, &zeros, 1e-7, 0.0);
+        assert_close(&format!("attention {s} dk"), &got.dk, &zeros, 1e-7, 0.0);
+        assert_close(
+            &format!("attention {s} dv"),
+            &got.dv,
+            &to_f64(&x.do_),
+            1e-7,
+            1e-6,
+        );
+    }
 }
 
 /// The error for `s`, with buffers of the given lengths (qkv for q, k, v, o, do and gradients).

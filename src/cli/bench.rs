@@ -382,31 +382,33 @@ fn bench_attention(b: &mut Bench, _args: &KernelArgs) -> Result<()> {
         let up = |what: &str, data: &[f32]| gpu.upload(what, data);
         let (qb, kb, vb, dob) = (up("q", &q)?, up("k", &k)?, up("v", &v)?, up("do", &d_o)?);
         let (ob, lseb) = (gpu.buffer("o", n)?, gpu.buffer("lse", nl)?);
-        let fwd = attn::attention_forward(gpu, &qb, &kb, &vb, None, &ob, &lseb, &s, "bench")?;
         let t = s.seq;
-        b.gpu_row(
-            gpu,
-            &label("forward"),
-            &[&fwd],
-            &[(&ob, &o, t), (&lseb, &lse, t)],
-        )?;
-        // The backward reads the forward's o and lse, which the run above left in place.
+        // The backward reads the forward's o and lse, which its run leaves in place.
         let (delta, dqb, dkb, dvb) = (
             gpu.buffer("delta", nl)?,
             gpu.buffer("dq", n)?,
             gpu.buffer("dk", n)?,
             gpu.buffer("dv", n)?,
         );
-        let bwd = attn::attention_backward(
-            gpu, &qb, &kb, &vb, &ob, &dob, &lseb, &delta, &dqb, &dkb, &dvb, &s, "bench",
-        )?;
-        let refs: Vec<&Dispatch> = bwd.iter().collect();
-        b.gpu_row(
-            gpu,
-            &label("backward"),
-            &refs,
-            &[(&dqb, &dq, t), (&dkb, &dk, t), (&dvb, &dv, t)],
-        )?;
+        let variants = attn::AttentionVariant::ALL.into_iter().filter(|v| v.runs_on(gpu));
+        for variant in variants {
+            let named = |pass: &str| format!("{} {}", label(pass), variant.name());
+            let fwd = attn::attention_forward_with(
+                gpu, variant, &qb, &kb, &vb, None, &ob, &lseb, &s, "bench",
+            )?;
+            let outputs = [(&ob, &o[..], t), (&lseb, &lse[..], t)];
+            b.gpu_row(gpu, &named("forward"), &[&fwd], &outputs)?;
+            let grads = attn::AttentionGrads {
+                dq: &dqb,
+                dk: &dkb,
+                dv: &dvb,
+            };
+            let inputs = [&qb, &kb, &vb, &ob, &dob, &lseb, &delta];
+            let bwd = attn::attention_backward_with(gpu, variant, inputs, grads, &s, "bench")?;
+            let refs: Vec<&Dispatch> = bwd.iter().collect();
+            let outputs = [(&dqb, &dq[..], t), (&dkb, &dk[..], t), (&dvb, &dv[..], t)];
+            b.gpu_row(gpu, &named("backward"), &refs, &outputs)?;
+        }
         for buf in [qb, kb, vb, dob, ob, lseb, delta, dqb, dkb, dvb] {
             gpu.recycle(buf);
         }

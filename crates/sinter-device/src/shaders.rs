@@ -46,6 +46,9 @@ pub enum Shader {
     Embedding,
     /// `attention.wgsl`: flash-style fused attention, forward and backward.
     Attention,
+    /// `attention_subgroup.wgsl`: the attention kernels with their streamed rows shared over a
+    /// subgroup, compiled after `attention.wgsl` only where the device has subgroups.
+    AttentionSubgroup,
     /// `select.wgsl`: index_select, gather and where, with the scatter-add gradients.
     Select,
     /// `batch_norm.wgsl`: batch normalization in training, its gradients and the running
@@ -55,7 +58,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file, so the naga validation test covers them all.
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 15] = [
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Matmul,
@@ -68,6 +71,7 @@ impl Shader {
         Shader::Norm,
         Shader::Embedding,
         Shader::Attention,
+        Shader::AttentionSubgroup,
         Shader::Select,
         Shader::BatchNorm,
     ];
@@ -87,6 +91,7 @@ impl Shader {
             Shader::Norm => "norm",
             Shader::Embedding => "embedding",
             Shader::Attention => "attention",
+            Shader::AttentionSubgroup => "attention_subgroup",
             Shader::Select => "select",
             Shader::BatchNorm => "batch_norm",
         }
@@ -103,6 +108,7 @@ impl Shader {
                 | Shader::Conv2d
                 | Shader::Pool
                 | Shader::Attention
+                | Shader::AttentionSubgroup
         )
     }
 
@@ -113,7 +119,7 @@ impl Shader {
 
     /// Whether the file needs the device's subgroup operations (`wgpu::Features::SUBGROUP`).
     pub fn uses_subgroups(self) -> bool {
-        matches!(self, Shader::MatmulSubgroup)
+        matches!(self, Shader::MatmulSubgroup | Shader::AttentionSubgroup)
     }
 
     /// The family whose whole source this file is compiled after, using its bindings and
@@ -121,6 +127,7 @@ impl Shader {
     pub fn builds_on(self) -> Option<Shader> {
         match self {
             Shader::MatmulSubgroup => Some(Shader::Matmul),
+            Shader::AttentionSubgroup => Some(Shader::Attention),
             _ => None,
         }
     }
@@ -158,6 +165,10 @@ impl Shader {
             Shader::Norm => include_str!("../../../shaders/norm.wgsl"),
             Shader::Embedding => include_str!("../../../shaders/embedding.wgsl"),
             Shader::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Shader::AttentionSubgroup => concat!(
+                include_str!("../../../shaders/attention.wgsl"),
+                include_str!("../../../shaders/attention_subgroup.wgsl")
+            ),
             Shader::Select => include_str!("../../../shaders/select.wgsl"),
             Shader::BatchNorm => include_str!("../../../shaders/batch_norm.wgsl"),
         }

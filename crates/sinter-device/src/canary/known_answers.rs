@@ -1,12 +1,14 @@
 //! The start-up canary's known-answer runs: one tiny launch per kernel variant the engine chooses
-//! between (matrix-product v1–v4, the rows/tree kernels of softmax, reductions, cross-entropy and
-//! the norms, convolution's rows per invocation), each against an answer computed here in f64.
+//! between (the matrix-product variants, the rows/tree kernels of softmax, reductions,
+//! cross-entropy and the norms, convolution's rows per invocation, the attention forward's
+//! layouts), each against an answer computed here in f64.
 //!
 //! Inputs are small whole numbers (or quarters) wherever the answer is then exact in f32 (products,
 //! convolutions, sums): any difference is a wrong kernel. The others (softmax, norms) allow
 //! 1e-4 · (1 + |answer|), far above rounding and far below any miscompiled arithmetic.
 
 use crate::gpu::{Dispatch, Gpu};
+use crate::kernels::attention::{attention_forward_with, AttentionShape, AttentionVariant};
 use crate::kernels::conv::{
     conv2d_forward, conv2d_grad_input, conv2d_grad_weight, tm_variant, Conv2dShape,
 };
@@ -38,7 +40,65 @@ pub(crate) fn run_all(gpu: &Gpu) -> Vec<(String, std::result::Result<(), String>
     for rows in [3, 7, 11] {
         out.extend(conv_cases(gpu, rows));
     }
+    for variant in AttentionVariant::ALL.into_iter().filter(|v| v.runs_on(gpu)) {
+        let entry = variant.entry("attention_forward");
+        out.push((entry.to_string(), attention_case(gpu, variant)));
+    }
     out
+}
+
+/// Causal attention over 11 rows of two heads of size 5 (blocks of 8 and of 64 rows both end
+/// part-way), quarter-valued inputs; the answer is the softmax-weighted mean of v in f64.
+fn attention_case(gpu: &Gpu, variant: AttentionVariant) -> std::result::Result<(), String> {
+    let s = AttentionShape {
+        batch: 1,
+        seq: 11,
+        heads: 2,
+        head_dim: 5,
+        causal: true,
+        scale: 0.5,
+        dropout: 0.0,
+    };
+    let quarter = |seed| -> Vec<f32> {
+        ints(s.qkv_len(), seed, 4)
+            .into_iter()
+            .map(|v| v * 0.25)
+            .collect()
+    };
+    let (q, k, v) = (quarter(1), quarter(2), quarter(3));
+    // [B, T, H, D] with B = 1: element (t, h, d) at (t·H + h)·D + d.
+    let at = |x: &[f32], t: usize, h: usize, d: usize| x[(t * s.heads + h) * s.head_dim + d] as f64;
+    let mut want = vec![0.0f64; s.qkv_len()];
+    for h in 0..s.heads {
+        for i in 0..s.seq {
+            let scores: Vec<f64> = (0..=i)
+                .map(|j| {
+                    let qk: f64 = (0..s.head_dim)
+                        .map(|d| at(&q, i, h, d) * at(&k, j, h, d))
+                        .sum();
+                    s.scale as f64 * qk
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let w: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+            let total: f64 = w.iter().sum();
+            for d in 0..s.head_dim {
+                let mixed: f64 = (0..=i).map(|j| w[j] * at(&v, j, h, d)).sum();
+                want[(i * s.heads + h) * s.head_dim + d] = mixed / total;
+            }
+        }
+    }
+    let entry = variant.entry("attention_forward");
+    check(gpu, entry, &[&q, &k, &v], &want, false, |x, o| {
+        let lse = gpu.buffer("canary lse", s.lse_len())?;
+        let d = attention_forward_with(
+            gpu, variant, &x[0], &x[1], &x[2], None, o, &lse, &s, "canary",
+        );
+        // The dispatch's bind group holds the buffer until it has run; nothing is allocated
+        // from the pool before then.
+        gpu.recycle(lse);
+        d
+    })
 }
 
 /// Small whole numbers in [−r, r], varied by position.

@@ -36,9 +36,31 @@ pub struct Verdict {
     pub cached: bool,
 }
 
-/// What identifies an (adapter, driver) pair in the cache.
+/// What identifies an (adapter, driver) pair in the cache, with the kernels' fingerprint: a
+/// verdict (or tuning choice) made for other kernels, by another build, is not reused.
 pub fn pair_key(report: &AdapterReport) -> String {
-    format!("{} | {:?} | {}", report.name, report.backend, report.driver)
+    format!(
+        "{} | {:?} | {} | kernels {:016x}",
+        report.name,
+        report.backend,
+        report.driver,
+        kernels_fingerprint()
+    )
+}
+
+/// A 64-bit FNV-1a hash of every shader family's WGSL: it changes whenever a kernel, or the set
+/// of variants, does.
+pub fn kernels_fingerprint() -> u64 {
+    static HASH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for shader in crate::Shader::ALL {
+            for &byte in shader.source().as_bytes() {
+                h = (h ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    })
 }
 
 /// The verdict for `gpu`'s pair: from the cache in `dir` when it has one, else from known-answer

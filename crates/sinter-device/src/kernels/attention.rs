@@ -1,16 +1,90 @@
 //! Launch builders for `shaders/attention.wgsl`: fused scaled-dot-product attention, forward and
 //! backward, flash-style (online softmax, probabilities recomputed from the saved log-sum-exp),
-//! with attention-weight dropout drawn in the kernel from per-row seeds.
+//! with attention-weight dropout drawn in the kernel from per-row seeds. Two variants: rows of
+//! 64 per workgroup (`attention.wgsl`) and, where subgroups allow, rows of 8 sharing each
+//! streamed row over the subgroup (`attention_subgroup.wgsl`).
 
 use super::specializations::EntrySpecializations;
+use crate::adapter::AdapterClass;
 use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::kernels::elementwise::check_buffer;
 use crate::shaders::Shader;
 use sinter_ops::{Cost, Kernel};
 
-/// Rows (queries or keys) per workgroup (`WG` in the WGSL).
-const WG: usize = 64;
+/// The kernel variants: both compute the same thing for every shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionVariant {
+    /// 64 rows per workgroup, one per invocation, every invocation loading each streamed row
+    /// (`attention.wgsl`).
+    Rows64,
+    /// 8 rows per workgroup, one subgroup: each streamed row is loaded by one lane and shuffled
+    /// to the others (`attention_subgroup.wgsl`). Only where every subgroup holds 8 lanes.
+    Subgroup8,
+}
+
+impl AttentionVariant {
+    /// Every variant, for tests and tuning.
+    pub const ALL: [AttentionVariant; 2] = [AttentionVariant::Rows64, AttentionVariant::Subgroup8];
+
+    /// Rows (queries or keys) per workgroup (`WG` or `SG` in the WGSL).
+    pub fn rows(self) -> usize {
+        match self {
+            AttentionVariant::Rows64 => 64,
+            AttentionVariant::Subgroup8 => 8,
+        }
+    }
+
+    /// The shader file of the variant's entry points.
+    pub fn shader(self) -> Shader {
+        match self {
+            AttentionVariant::Rows64 => Shader::Attention,
+            AttentionVariant::Subgroup8 => Shader::AttentionSubgroup,
+        }
+    }
+
+    /// The entry point of `step`: "attention_forward", "attention_backward_dq" or
+    /// "attention_backward_dkdv".
+    pub fn entry(self, step: &'static str) -> &'static str {
+        match (self, step) {
+            (AttentionVariant::Subgroup8, "attention_forward") => "attention_forward_sg",
+            (AttentionVariant::Subgroup8, "attention_backward_dq") => "attention_backward_dq_sg",
+            (AttentionVariant::Subgroup8, "attention_backward_dkdv") => {
+                "attention_backward_dkdv_sg"
+            }
+            _ => step,
+        }
+    }
+
+    /// A short name for tables and the tuner ("rows64", "subgroup8").
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionVariant::Rows64 => "rows64",
+            AttentionVariant::Subgroup8 => "subgroup8",
+        }
+    }
+
+    /// Whether `gpu` can run the variant (the subgroup one needs subgroups of at least 8 lanes).
+    pub fn runs_on(self, gpu: &Gpu) -> bool {
+        match self {
+            AttentionVariant::Rows64 => true,
+            AttentionVariant::Subgroup8 => gpu.subgroups_of_at_least(8),
+        }
+    }
+
+    /// The variant the launchers use on `gpu`: the subgroup one on software adapters that have
+    /// it (on lavapipe it runs the char-transformer's attention about 3× faster, BENCHMARKS.md),
+    /// else 64 rows, the hardware layout; a variant the start-up canary disabled gives way.
+    pub fn best_for(gpu: &Gpu) -> Self {
+        let sg = AttentionVariant::Subgroup8;
+        let usable = sg.runs_on(gpu) && !gpu.is_disabled(sg.entry("attention_forward"));
+        if usable && gpu.report.class == AdapterClass::Software {
+            sg
+        } else {
+            AttentionVariant::Rows64
+        }
+    }
+}
 
 pub use sinter_ops::attention::{AttentionShape, MAX_HEAD_DIM};
 
@@ -67,8 +141,26 @@ fn overrides(s: &AttentionShape) -> [(&'static str, f64); 3] {
     ]
 }
 
-fn grid(s: &AttentionShape) -> [u32; 3] {
-    [s.seq.div_ceil(WG) as u32, s.heads as u32, s.batch as u32]
+fn grid(s: &AttentionShape, variant: AttentionVariant) -> [u32; 3] {
+    [
+        s.seq.div_ceil(variant.rows()) as u32,
+        s.heads as u32,
+        s.batch as u32,
+    ]
+}
+
+/// Refuses a variant the device cannot run, naming it.
+fn check_variant(gpu: &Gpu, op: &str, variant: AttentionVariant) -> Result<()> {
+    if variant.runs_on(gpu) {
+        return Ok(());
+    }
+    Err(DeviceError::Limit {
+        what: format!(
+            "{op} ({}.wgsl) needs subgroups of at least 8 lanes",
+            variant.shader().name()
+        ),
+        need: gpu.subgroup_report(),
+    })
 }
 
 /// o = softmax(scale·q·kᵀ, causal-masked) · v per batch item and head, and lse = the log-sum-exp
@@ -80,6 +172,24 @@ fn grid(s: &AttentionShape) -> [u32; 3] {
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
+    q: &wgpu::Buffer,
+    k: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+    seeds: Option<&wgpu::Buffer>,
+    o: &wgpu::Buffer,
+    lse: &wgpu::Buffer,
+    shape: &AttentionShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    let variant = AttentionVariant::best_for(gpu);
+    attention_forward_with(gpu, variant, q, k, v, seeds, o, lse, shape, tag)
+}
+
+/// [`attention_forward`] with a chosen variant.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward_with(
+    gpu: &Gpu,
+    variant: AttentionVariant,
     q: &wgpu::Buffer,
     k: &wgpu::Buffer,
     v: &wgpu::Buffer,
@@ -114,14 +224,15 @@ pub fn attention_forward(
         (Some(_), false) => return Err(bad_shape(op, format!("{s}: seeds given without dropout"))),
         (None, true) => return Err(bad_shape(op, format!("{s}: dropout needs the row seeds"))),
     };
+    check_variant(gpu, op, variant)?;
     let cost = Kernel::Attention(*s).cost();
     gpu.prepare(Launch {
-        shader: Shader::Attention,
-        entry: "attention_forward",
+        shader: variant.shader(),
+        entry: variant.entry(op),
         overrides: &overrides(s),
         params: &params(s),
         buffers: &[q, k, v, o, lse, seeds],
-        workgroups: grid(s),
+        workgroups: grid(s, variant),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -156,6 +267,39 @@ pub fn attention_backward(
     shape: &AttentionShape,
     tag: &str,
 ) -> Result<Vec<Dispatch>> {
+    let variant = AttentionVariant::best_for(gpu);
+    let grads = AttentionGrads { dq, dk, dv };
+    attention_backward_with(
+        gpu,
+        variant,
+        [q, k, v, o, do_, lse, delta],
+        grads,
+        shape,
+        tag,
+    )
+}
+
+/// Where [`attention_backward_with`] writes dq, dk and dv.
+pub struct AttentionGrads<'a> {
+    /// The queries' gradient, [B, T, H, D].
+    pub dq: &'a wgpu::Buffer,
+    /// The keys' gradient, [B, T, H, D].
+    pub dk: &'a wgpu::Buffer,
+    /// The values' gradient, [B, T, H, D].
+    pub dv: &'a wgpu::Buffer,
+}
+
+/// [`attention_backward`] with a chosen variant; `inputs` are q, k, v, o, do, lse and delta.
+pub fn attention_backward_with(
+    gpu: &Gpu,
+    variant: AttentionVariant,
+    inputs: [&wgpu::Buffer; 7],
+    grads: AttentionGrads<'_>,
+    shape: &AttentionShape,
+    tag: &str,
+) -> Result<Vec<Dispatch>> {
+    let [q, k, v, o, do_, lse, delta] = inputs;
+    let AttentionGrads { dq, dk, dv } = grads;
     let s = shape;
     let op = "attention_backward";
     let (n, nl) = (s.qkv_len(), s.lse_len());
@@ -176,6 +320,7 @@ pub fn attention_backward(
             ("dv", dv, n),
         ],
     )?;
+    check_variant(gpu, op, variant)?;
     // The kernel's cost split over its passes: the first reads every input once and writes dq
     // and delta (delta: 2D per row; per pair: score, do·v and the dq update, 2D each, plus exp);
     // the second has the rest (dk and dv written; per pair score, do·v, dk and dv updates).
@@ -186,23 +331,23 @@ pub fn attention_backward(
         bytes: 4 * (6 * n as u64 + 2 * rows),
     };
     let dq_step = gpu.prepare(Launch {
-        shader: Shader::Attention,
-        entry: "attention_backward_dq",
+        shader: variant.shader(),
+        entry: variant.entry("attention_backward_dq"),
         overrides: &overrides(s),
         params: &params(s),
         buffers: &[q, k, v, do_, lse, o, delta, dq],
-        workgroups: grid(s),
+        workgroups: grid(s, variant),
         tag: format!("{tag} (dq)"),
         flops: dq_cost.flops,
         bytes: dq_cost.bytes,
     })?;
     let dkdv_step = gpu.prepare(Launch {
-        shader: Shader::Attention,
-        entry: "attention_backward_dkdv",
+        shader: variant.shader(),
+        entry: variant.entry("attention_backward_dkdv"),
         overrides: &overrides(s),
         params: &params(s),
         buffers: &[q, k, v, do_, lse, delta, dk, dv],
-        workgroups: grid(s),
+        workgroups: grid(s, variant),
         tag: format!("{tag} (dk, dv)"),
         flops: total.flops - dq_cost.flops,
         bytes: total.bytes - dq_cost.bytes,
@@ -210,8 +355,8 @@ pub fn attention_backward(
     Ok(vec![dq_step, dkdv_step])
 }
 
-/// The three entry points at every head size, masked or not, with dropout or not, as
-/// [`overrides`] sets them (see [`super::specializations`]).
+/// The three entry points of each variant at every head size, masked or not, with dropout or
+/// not, as [`overrides`] sets them (see [`super::specializations`]).
 pub(crate) fn specializations() -> Vec<EntrySpecializations> {
     let launches = || {
         (1..=MAX_HEAD_DIM).flat_map(|head_dim| {
@@ -229,14 +374,16 @@ pub(crate) fn specializations() -> Vec<EntrySpecializations> {
             })
         })
     };
-    [
+    let steps = [
         "attention_forward",
         "attention_backward_dq",
         "attention_backward_dkdv",
-    ]
-    .into_iter()
-    .map(|entry| EntrySpecializations::from_launches(Shader::Attention, entry, launches()))
-    .collect()
+    ];
+    AttentionVariant::ALL
+        .into_iter()
+        .flat_map(|v| steps.map(|step| (v.shader(), v.entry(step))))
+        .map(|(shader, entry)| EntrySpecializations::from_launches(shader, entry, launches()))
+        .collect()
 }
 
 #[cfg(test)]
