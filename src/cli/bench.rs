@@ -390,7 +390,9 @@ fn bench_attention(b: &mut Bench, _args: &KernelArgs) -> Result<()> {
             gpu.buffer("dk", n)?,
             gpu.buffer("dv", n)?,
         );
-        let variants = attn::AttentionVariant::ALL.into_iter().filter(|v| v.runs_on(gpu));
+        let variants = attn::AttentionVariant::ALL
+            .into_iter()
+            .filter(|v| v.runs_on(gpu));
         for variant in variants {
             let named = |pass: &str| format!("{} {}", label(pass), variant.name());
             let fwd = attn::attention_forward_with(

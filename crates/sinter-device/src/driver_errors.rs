@@ -261,8 +261,14 @@ fn at_gles_minimums_wide_kernels_narrow_and_an_eight_buffer_kernel_is_refused_by
     .expect("eight storage buffers on a device with four");
     assert!(matches!(err, DeviceError::Limit { .. }), "{err:?}");
     let text = err.to_string();
+    let variant = crate::kernels::attention::AttentionVariant::best_for(&gpu);
+    let dq_step = format!(
+        "{}.wgsl::{}",
+        variant.shader().name(),
+        variant.entry("attention_backward_dq")
+    );
     for part in [
-        "attention.wgsl::attention_backward_dq",
+        dq_step.as_str(),
         "binds 8 storage buffers",
         "4 per shader stage",
         "max_storage_buffers_per_shader_stage",
@@ -441,14 +447,18 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     let right = canary::verdict(good, Some(&canary_dir("right")));
     assert!(right.disabled.is_empty(), "{:?}", right.disabled);
     // The products the adapter runs, rows and tree of three softmax/loss kernels, the reduction
-    // and four norm kernels, and three convolution passes at three TMs.
+    // and four norm kernels, three convolution passes at three TMs, the attention forwards.
     let products = MatmulVariant::ALL
+        .iter()
+        .filter(|v| v.runs_on(good))
+        .count();
+    let attention = crate::kernels::attention::AttentionVariant::ALL
         .iter()
         .filter(|v| v.runs_on(good))
         .count();
     assert_eq!(
         right.passed.len(),
-        products + 2 * (3 + 1 + 4) + 9,
+        products + 2 * (3 + 1 + 4) + 9 + attention,
         "{:?}",
         right.passed
     );
