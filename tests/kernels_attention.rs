@@ -342,7 +342,7 @@ fn forward_and_backward_match_cpu() {
 fn the_subgroup_variant_runs_where_subgroups_hold_eight_lanes() {
     let Some(gpu) = test_gpu() else { return };
     let sg = AttentionVariant::Subgroup8;
-    assert_eq!(sg.runs_on(gpu), gpu.subgroups_of_at_least(8));
+    assert_eq!(sg.runs_on(gpu), gpu.report.subgroups_of_at_least(8));
     if gpu.report.name.contains("llvmpipe") && gpu.report.backend == wgpu::Backend::Vulkan {
         assert!(
             sg.runs_on(gpu),

@@ -102,7 +102,7 @@ fn odd_and_tile_sized_shapes() {
 #[test]
 fn the_subgroup_variant_runs_where_subgroups_hold_eight_lanes() {
     let Some(gpu) = test_gpu() else { return };
-    let eight = gpu.subgroups_of_at_least(8);
+    let eight = gpu.report.subgroups_of_at_least(8);
     assert_eq!(MatmulVariant::V5Subgroup.runs_on(gpu), eight);
     if gpu.report.name.contains("llvmpipe")
         && gpu.report.backend == sinter::sinter_device::wgpu::Backend::Vulkan

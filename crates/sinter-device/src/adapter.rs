@@ -95,6 +95,20 @@ pub struct AdapterReport {
 }
 
 impl AdapterReport {
+    /// Whether the adapter has subgroup operations (which a device opened on it requests) and
+    /// every subgroup holds at least `lanes` invocations: a workgroup of `lanes` is one subgroup.
+    pub fn subgroups_of_at_least(&self, lanes: u32) -> bool {
+        self.subgroups.is_some_and(|(min, _)| min >= lanes)
+    }
+
+    /// The adapter's subgroups in words, for errors.
+    pub fn subgroup_report(&self) -> String {
+        match self.subgroups {
+            Some((min, max)) => format!("subgroups of {min}–{max} lanes on {}", self.name),
+            None => format!("no subgroup operations on {}", self.name),
+        }
+    }
+
     /// Reads an adapter's name, class, driver, limits and features.
     pub fn of(adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();

@@ -444,23 +444,6 @@ impl Gpu {
         Ok(module)
     }
 
-    /// Whether the device has subgroup operations and every subgroup holds at least `lanes`
-    /// invocations (a workgroup of `lanes` is then one subgroup).
-    pub fn subgroups_of_at_least(&self, lanes: u32) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP)
-            && self.report.subgroups.is_some_and(|(min, _)| min >= lanes)
-    }
-
-    /// The device's subgroups in words, for errors: "none" or their sizes and the adapter.
-    pub fn subgroup_report(&self) -> String {
-        match self.report.subgroups {
-            Some((min, max)) if self.device.features().contains(wgpu::Features::SUBGROUP) => {
-                format!("subgroups of {min}–{max} lanes on {}", self.report.name)
-            }
-            _ => format!("no subgroup operations on {}", self.report.name),
-        }
-    }
-
     /// Invocations per workgroup of the families that take the `WG` override
     /// ([`Shader::takes_workgroup_width`]): 256, or 128 or 64 on a device whose limits allow
     /// fewer (WebGPU's compatibility mode and GLES 3.1 guarantee 128).

@@ -68,7 +68,7 @@ impl AttentionVariant {
     pub fn runs_on(self, gpu: &Gpu) -> bool {
         match self {
             AttentionVariant::Rows64 => true,
-            AttentionVariant::Subgroup8 => gpu.subgroups_of_at_least(8),
+            AttentionVariant::Subgroup8 => gpu.report.subgroups_of_at_least(8),
         }
     }
 
@@ -159,7 +159,7 @@ fn check_variant(gpu: &Gpu, op: &str, variant: AttentionVariant) -> Result<()> {
             "{op} ({}.wgsl) needs subgroups of at least 8 lanes",
             variant.shader().name()
         ),
-        need: gpu.subgroup_report(),
+        need: gpu.report.subgroup_report(),
     })
 }
 

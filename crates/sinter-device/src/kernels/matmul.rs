@@ -76,7 +76,7 @@ impl MatmulVariant {
     pub fn runs_on(self, gpu: &Gpu) -> bool {
         let fits = self.invocations() <= gpu.wide_workgroup();
         match self {
-            MatmulVariant::V5Subgroup => fits && gpu.subgroups_of_at_least(8),
+            MatmulVariant::V5Subgroup => fits && gpu.report.subgroups_of_at_least(8),
             _ => fits,
         }
     }
@@ -180,14 +180,14 @@ pub fn matmul_with_epilogue(
 ) -> Result<Dispatch> {
     let s = shape;
     s.check().map_err(bad_shape)?;
-    if variant.shader() == Shader::MatmulSubgroup && !gpu.subgroups_of_at_least(8) {
+    if variant.shader() == Shader::MatmulSubgroup && !gpu.report.subgroups_of_at_least(8) {
         return Err(DeviceError::Limit {
             what: format!(
                 "{}.wgsl::{} ({tag}) needs subgroups of at least 8 lanes",
                 variant.shader().name(),
                 variant.entry()
             ),
-            need: gpu.subgroup_report(),
+            need: gpu.report.subgroup_report(),
         });
     }
     if variant.invocations() > gpu.wide_workgroup() {
