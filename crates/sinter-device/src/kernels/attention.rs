@@ -163,7 +163,8 @@ fn check_variant(gpu: &Gpu, op: &str, variant: AttentionVariant) -> Result<()> {
     })
 }
 
-/// o = softmax(scale·q·kᵀ, causal-masked) · v per batch item and head, and lse = the log-sum-exp
+/// o = softmax(scale·q·kᵀ, causal-masked) · v per batch item and head, with the layout tuned for
+/// the shape ([`crate::tune::attention_variant`]), and lse = the log-sum-exp
 /// of each query's scaled scores (saved for the backward). With dropout, `seeds` holds one seed
 /// per batch row (a whole number below 2²⁴) and the weights are dropped by
 /// [`AttentionShape::keeps`]; the seeds are copied behind the lse rows for the backward. One
@@ -181,7 +182,7 @@ pub fn attention_forward(
     shape: &AttentionShape,
     tag: &str,
 ) -> Result<Dispatch> {
-    let variant = AttentionVariant::best_for(gpu);
+    let variant = crate::tune::attention_variant(gpu, shape);
     attention_forward_with(gpu, variant, q, k, v, seeds, o, lse, shape, tag)
 }
 
@@ -267,7 +268,7 @@ pub fn attention_backward(
     shape: &AttentionShape,
     tag: &str,
 ) -> Result<Vec<Dispatch>> {
-    let variant = AttentionVariant::best_for(gpu);
+    let variant = crate::tune::attention_variant(gpu, shape);
     let grads = AttentionGrads { dq, dk, dv };
     attention_backward_with(
         gpu,

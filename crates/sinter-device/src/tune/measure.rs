@@ -194,7 +194,7 @@ fn check(got: &[f32], want: &[Expected]) -> Result<(), String> {
 /// pool, so tuning leaves neither the pool's buffers nor its counters changed (the planner's
 /// memory figures stay exact), and the buffer is freed when dropped. Its size is a multiple of
 /// 16 bytes, as the vec4 views of the matrix product need.
-fn scratch(
+pub(super) fn scratch(
     gpu: &Gpu,
     label: &str,
     data: Option<&[f32]>,
@@ -219,7 +219,7 @@ fn scratch(
 }
 
 /// `len` values in [−1, 1), the same for the same `seed`.
-fn values(len: usize, seed: u64) -> Vec<f32> {
+pub(super) fn values(len: usize, seed: u64) -> Vec<f32> {
     (0..len as u64)
         .map(|i| {
             // splitmix64 of (seed, i): cheap, and no pattern a wrong index could hide behind.

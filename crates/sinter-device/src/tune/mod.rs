@@ -2,9 +2,11 @@
 //! every variant the canary left enabled is checked against a CPU reference and timed, and the
 //! fastest right one is kept, in memory and in `tune.json` in the cache folder.
 //!
-//! Families and their variants: the matrix product (`matmul_v1_naive` … `matmul_v4_wide`), the
-//! three convolution passes (`conv2d_forward TM=4|8|16`, and the same for `conv2d_grad_input` and
-//! `conv2d_grad_weight`), and reductions over an axis (`reduce_rows`, `reduce_tree`). A shape
+//! Families and their variants: the matrix product (`matmul_v1_naive` … `matmul_v5_subgroup`),
+//! the three convolution passes (`conv2d_forward TM=4|8|16`, and the same for `conv2d_grad_input`
+//! and `conv2d_grad_weight`), reductions over an axis (`reduce_rows`, `reduce_tree`), and the
+//! attention layouts (named by their forward entry: `attention_forward`, 64 rows per workgroup,
+//! and `attention_forward_sg`, 8 per subgroup; one choice serves forward and backward). A shape
 //! class rounds each size up to a power of two and keeps what changes the code path (transposes,
 //! vec4 alignment, kernel size, stride), so one tuning serves nearby shapes and batches alike. Lookups happen when a launch is prepared
 //! (once per compiled program, never per step); the GPU backend tunes a plan's shapes one after
@@ -15,6 +17,7 @@
 //! static rule ([`MatmulVariant::best_for`], the smallest covering `TM`, the tree kernel for long
 //! or few rows).
 
+mod attention;
 mod measure;
 #[cfg(test)]
 mod tests;
@@ -22,6 +25,7 @@ mod tests;
 use crate::adapter::AdapterReport;
 use crate::canary::pair_key;
 use crate::gpu::Gpu;
+use crate::kernels::attention::{AttentionShape, AttentionVariant};
 use crate::kernels::conv::{static_tm, tm_variant, Conv2dShape, ConvPass, TMS};
 use crate::kernels::matmul::{MatmulShape, MatmulVariant};
 use crate::kernels::reduce::{static_uses_tree, ReduceOp, ReduceShape};
@@ -38,7 +42,7 @@ use std::time::{Duration, Instant};
 pub const NO_TUNE_ENV: &str = "SINTER_NO_TUNE";
 /// The tuner's cache file in the cache folder ([`crate::cache_file::cache_dir`]).
 pub const CACHE_FILE: &str = "tune.json";
-/// Version 1: choices of the matrix product, the three convolution passes and the reductions.
+/// Version 1: choices keyed `<family> <class>`; a new family adds keys, not a version.
 const CACHE_VERSION: u64 = 1;
 
 /// Whether the environment leaves tuning on ([`NO_TUNE_ENV`] unset, empty or `0`).
@@ -55,16 +59,19 @@ pub enum Family {
     Conv(ConvPass),
     /// `reduce.wgsl`: a workgroup per output (`reduce_tree`) or an invocation (`reduce_rows`).
     Reduce,
+    /// The attention layouts ([`AttentionVariant`]), forward and backward together.
+    Attention,
 }
 
 impl Family {
     /// Every family, in the order `sinter tune` lists them.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Matmul,
         Family::Conv(ConvPass::Forward),
         Family::Conv(ConvPass::GradInput),
         Family::Conv(ConvPass::GradWeight),
         Family::Reduce,
+        Family::Attention,
     ];
 
     /// The name keys begin with: `matmul`, or the pass's entry point.
@@ -73,6 +80,7 @@ impl Family {
             Family::Matmul => "matmul",
             Family::Conv(pass) => pass.entry(),
             Family::Reduce => "reduce",
+            Family::Attention => "attention",
         }
     }
 
@@ -85,6 +93,10 @@ impl Family {
                 .collect(),
             Family::Conv(pass) => TMS.iter().map(|&tm| tm_variant(pass.entry(), tm)).collect(),
             Family::Reduce => [false, true].map(reduce_entry).map(String::from).into(),
+            Family::Attention => AttentionVariant::ALL
+                .iter()
+                .map(|v| v.entry("attention_forward").to_string())
+                .collect(),
         }
     }
 
@@ -505,6 +517,44 @@ pub fn reduce_uses_tree(gpu: &Gpu, op: ReduceOp, shape: &ReduceShape) -> bool {
         .map_or(fallback, |name| name == reduce_entry(true))
 }
 
+/// The shape class of attention: batch·heads and T bucketed, the head size, the mask and
+/// whether weights are dropped (each changes the code path).
+pub fn attention_class(s: &AttentionShape) -> String {
+    format!(
+        "bh{} t{} d{} causal{} dropout{}",
+        bucket(s.batch * s.heads),
+        bucket(s.seq),
+        s.head_dim,
+        u8::from(s.causal),
+        u8::from(s.has_dropout())
+    )
+}
+
+/// The attention layout for `shape` on `gpu`, for its forward and backward alike: the tuned one
+/// where tuning is on (tuning the shape class now if it is new), else
+/// [`AttentionVariant::best_for`].
+pub fn attention_variant(gpu: &Gpu, shape: &AttentionShape) -> AttentionVariant {
+    let fallback = AttentionVariant::best_for(gpu);
+    let tuner = gpu.tuner();
+    if !tuner.enabled() || shape.check().is_err() {
+        return fallback;
+    }
+    let name = |v: &AttentionVariant| v.entry("attention_forward").to_string();
+    let mut candidates: Vec<AttentionVariant> = AttentionVariant::ALL
+        .into_iter()
+        .filter(|v| v.runs_on(gpu) && !gpu.is_disabled(&name(v)))
+        .collect();
+    candidates.sort_by_key(|&v| v != fallback);
+    let names: Vec<String> = candidates.iter().map(name).collect();
+    let key = format!("{} {}", Family::Attention.name(), attention_class(shape));
+    tuner
+        .choose(gpu, key, &names, |timer| {
+            attention::attention(gpu, timer, shape, &candidates)
+        })
+        .and_then(|chosen| candidates.into_iter().find(|v| name(v) == chosen))
+        .unwrap_or(fallback)
+}
+
 /// Tunes, one after another, every tunable kernel among `kernels` whose shape class has no
 /// choice yet (a no-op where tuning is off), so that preparing them afterwards only looks up.
 /// Returns each tunable kernel's key and the variant it runs, in order, without repeats.
@@ -537,6 +587,13 @@ pub fn tune_kernels<'a>(
                 note(
                     format!("reduce {}", reduce_class(shape)),
                     reduce_entry(tree).to_string(),
+                );
+            }
+            Kernel::Attention(shape) | Kernel::AttentionGrad(shape) => {
+                let v = attention_variant(gpu, shape);
+                note(
+                    format!("attention {}", attention_class(shape)),
+                    v.entry("attention_forward").to_string(),
                 );
             }
             _ => {}

@@ -304,3 +304,82 @@ fn reductions_are_tuned_against_their_reference() {
     let why = &choice.rejected["reduce_tree"];
     assert!(why.contains("CPU reference"), "{why}");
 }
+
+fn attention_shape(causal: bool, dropout: f32) -> AttentionShape {
+    // T not a multiple of 8 or 64, D not a multiple of 4.
+    AttentionShape {
+        batch: 2,
+        seq: 40,
+        heads: 3,
+        head_dim: 6,
+        causal,
+        scale: 0.4,
+        dropout,
+    }
+}
+
+#[test]
+fn attention_layouts_are_checked_on_all_four_outputs_then_timed() {
+    let Some((gpu, _)) = device("attention", Shader::source) else {
+        return;
+    };
+    let runnable = AttentionVariant::ALL
+        .iter()
+        .filter(|v| v.runs_on(&gpu))
+        .count();
+    for (causal, dropout) in [(false, 0.0), (true, 0.25)] {
+        let s = attention_shape(causal, dropout);
+        let chosen = attention_variant(&gpu, &s);
+        if runnable < 2 {
+            // Nothing to choose between: the one layout, untimed.
+            assert_eq!(chosen, AttentionVariant::Rows64);
+            continue;
+        }
+        let choice = &gpu.tuner().choices()[&format!("attention {}", attention_class(&s))];
+        // Both layouts match the f64 reference (forward, dq, dk, dv) and are timed.
+        assert!(choice.rejected.is_empty(), "{s}: {:?}", choice.rejected);
+        assert_eq!(choice.median_us.len(), runnable, "{s}");
+        assert_eq!(choice.variant, chosen.entry("attention_forward"));
+    }
+}
+
+/// attention_subgroup.wgsl with the dk/dv step reading lanes 0..3's Δ for lanes 4..7: the
+/// forward and dq are right, dk is wrong.
+fn sources_with_a_wrong_key_gradient(shader: Shader) -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let line = "let ds_hi = p_hi * (dp_hi * z_hi - lanes_hi(my_delta));";
+    match shader {
+        Shader::AttentionSubgroup => SOURCE.get_or_init(|| {
+            let file = shader.file();
+            assert_eq!(file.matches(line).count(), 1, "the line to break moved");
+            let wrong = line.replace("lanes_hi(my_delta)", "lanes_lo(my_delta)");
+            format!(
+                "{}{}",
+                Shader::Attention.source(),
+                file.replace(line, &wrong)
+            )
+        }),
+        other => other.source(),
+    }
+}
+
+#[test]
+fn an_attention_layout_with_a_wrong_key_gradient_is_never_chosen() {
+    let Some((gpu, _)) = device("attention-wrong", sources_with_a_wrong_key_gradient) else {
+        return;
+    };
+    // Without subgroups of 8 there is no subgroup layout to break (CI's lavapipe has them).
+    if !AttentionVariant::Subgroup8.runs_on(&gpu) {
+        return;
+    }
+    let s = attention_shape(true, 0.0);
+    assert_eq!(attention_variant(&gpu, &s), AttentionVariant::Rows64);
+    let choice = &gpu.tuner().choices()[&format!("attention {}", attention_class(&s))];
+    let why = &choice.rejected["attention_forward_sg"];
+    assert!(why.starts_with("dk["), "{why}");
+    assert!(!gpu
+        .tuner()
+        .timed_variants()
+        .iter()
+        .any(|t| t.ends_with("attention_forward_sg")));
+}
