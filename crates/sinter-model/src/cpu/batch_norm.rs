@@ -32,22 +32,22 @@ fn per_channel<T: Send>(shape: &BatchNormShape, f: impl Fn(usize) -> T + Sync + 
     }
 }
 
-/// Σ over the batch of `term(x[n, c, :])`'s pairwise sum: one fixed order, whatever the threads.
+/// Σ over the batch of Σ_j term(a[n, c, j], b[n, c, j]), each row's terms summed as
+/// [`simd::sum_map2`] (vectorized), the rows added in batch order: one fixed order, whatever the
+/// threads.
+#[inline(always)]
 fn channel_sum<T: Real>(
-    x: &[T],
+    a: &[T],
+    b: &[T],
     shape: &BatchNormShape,
     c: usize,
-    scratch: &mut [T],
-    term: impl Fn(usize, T) -> T,
+    term: impl Fn(T, T) -> T,
 ) -> T {
     let (cs, hw) = (shape.channels, shape.hw);
     let mut total = T::zero();
     for n in 0..shape.n {
-        let base = (n * cs + c) * hw;
-        for (j, s) in scratch.iter_mut().enumerate() {
-            *s = term(base + j, x[base + j]);
-        }
-        total += simd::sum(scratch);
+        let row = (n * cs + c) * hw..(n * cs + c + 1) * hw;
+        total += simd::sum_map2(&a[row.clone()], &b[row], &term);
     }
     total
 }
@@ -55,23 +55,30 @@ fn channel_sum<T: Real>(
 /// (mean, biased variance) of channel `c`: two passes, so the variance cannot cancel.
 fn channel_stats<T: Real>(x: &[T], shape: &BatchNormShape, c: usize) -> (T, T) {
     let count = T::of(shape.count() as f64);
-    let mut scratch = vec![T::zero(); shape.hw];
-    let mean = channel_sum(x, shape, c, &mut scratch, |_, v| v) / count;
-    let var = channel_sum(x, shape, c, &mut scratch, |_, v| (v - mean) * (v - mean)) / count;
-    (mean, var)
+    simd::vectorized(
+        #[inline(always)]
+        || {
+            let mean = channel_sum(x, x, shape, c, |v, _| v) / count;
+            let var = channel_sum(x, x, shape, c, |v, _| (v - mean) * (v - mean)) / count;
+            (mean, var)
+        },
+    )
 }
 
-/// Runs `f(row, channel)` over the `N·C` rows of `hw` values of `out`.
+/// Runs `f(row, channel)` over the `N·C` rows of `hw` values of `out`, each compiled for the
+/// widest SIMD ([`simd::vectorized`]: pass `f` marked `#[inline(always)]`).
 fn rows<T: Real>(out: &mut [T], shape: &BatchNormShape, f: impl Fn(&mut [T], usize, usize) + Sync) {
     let (cs, hw) = (shape.channels, shape.hw);
+    let row = |(r, o): (usize, &mut [T])| {
+        simd::vectorized(
+            #[inline(always)]
+            || f(o, r, r % cs),
+        )
+    };
     if out.len() < PAR_MIN {
-        out.chunks_mut(hw)
-            .enumerate()
-            .for_each(|(r, o)| f(o, r, r % cs));
+        out.chunks_mut(hw).enumerate().for_each(row);
     } else {
-        out.par_chunks_mut(hw)
-            .enumerate()
-            .for_each(|(r, o)| f(o, r, r % cs));
+        out.par_chunks_mut(hw).enumerate().for_each(row);
     }
 }
 
@@ -114,12 +121,17 @@ pub fn batch_norm2d<T: Real>(
         stats[cs + c] = var;
     }
     let hw = shape.hw;
-    rows(y, shape, |y, r, c| {
-        let (scale, shift) = affine[c];
-        for (y, &v) in y.iter_mut().zip(&x[r * hw..(r + 1) * hw]) {
-            *y = v * scale + shift;
-        }
-    });
+    rows(
+        y,
+        shape,
+        #[inline(always)]
+        |y, r, c| {
+            let (scale, shift) = affine[c];
+            for (y, &v) in y.iter_mut().zip(&x[r * hw..(r + 1) * hw]) {
+                *y = v * scale + shift;
+            }
+        },
+    );
 }
 
 /// With x̂ = (x − mean)·rstd over a channel's m = N·H·W values:
@@ -155,11 +167,15 @@ pub fn batch_norm2d_grad<T: Real>(
         .map(|c| T::one() / (stats[cs + c] + eps).sqrt())
         .collect();
     let sums = per_channel(shape, |c| {
-        let mut scratch = vec![T::zero(); shape.hw];
         let (mean, r) = (stats[c], rstd[c]);
-        let sdy = channel_sum(dy, shape, c, &mut scratch, |_, d| d);
-        let sdyx = channel_sum(x, shape, c, &mut scratch, |i, v| dy[i] * ((v - mean) * r));
-        (sdy, sdyx)
+        simd::vectorized(
+            #[inline(always)]
+            || {
+                let sdy = channel_sum(dy, dy, shape, c, |d, _| d);
+                let sdyx = channel_sum(x, dy, shape, c, |v, d| d * ((v - mean) * r));
+                (sdy, sdyx)
+            },
+        )
     });
     let m = T::of(shape.count() as f64);
     for (c, &(sdy, sdyx)) in sums.iter().enumerate() {
@@ -167,16 +183,21 @@ pub fn batch_norm2d_grad<T: Real>(
         dweight[c] = sdyx;
     }
     let hw = shape.hw;
-    rows(dx, shape, |dx, r, c| {
-        let (mean, rs) = (stats[c], rstd[c]);
-        let (mdy, mdyx) = (sums[c].0 / m, sums[c].1 / m);
-        let k = weight[c] * rs;
-        let span = r * hw..(r + 1) * hw;
-        for ((dx, &v), &d) in dx.iter_mut().zip(&x[span.clone()]).zip(&dy[span]) {
-            let xh = (v - mean) * rs;
-            *dx = k * (d - mdy - xh * mdyx);
-        }
-    });
+    rows(
+        dx,
+        shape,
+        #[inline(always)]
+        |dx, r, c| {
+            let (mean, rs) = (stats[c], rstd[c]);
+            let (mdy, mdyx) = (sums[c].0 / m, sums[c].1 / m);
+            let k = weight[c] * rs;
+            let span = r * hw..(r + 1) * hw;
+            for ((dx, &v), &d) in dx.iter_mut().zip(&x[span.clone()]).zip(&dy[span]) {
+                let xh = (v - mean) * rs;
+                *dx = k * (d - mdy - xh * mdyx);
+            }
+        },
+    );
 }
 
 /// running = (1 − momentum)·running + momentum·batch per channel, the variance unbiased
