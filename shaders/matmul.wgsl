@@ -1,4 +1,5 @@
-// Matrix products C = op(A)·op(B), batched, in numbered variants (v1..v4) kept for the benchmark.
+// Matrix products C = op(A)·op(B), batched, in numbered variants (v1..v6; v5 in
+// matmul_subgroup.wgsl) kept for the benchmark and the tuner.
 // Transposed operands are override constants, so backward passes read A and B where they lie.
 // Every variant applies the planner's epilogue (bias, activation) to each output as it stores it,
 // with `epilogue` from unary.wgsl, which the shader table prepends.
@@ -23,7 +24,7 @@ struct Params {
 // [k, n], or [n, k] when TRANS_B. C is always [m, n].
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
-// v3: the contiguous axis of A, of B and of C and both batch strides are multiples of 4, so
+// v3, v6: the contiguous axis of A, of B and of C and both batch strides are multiples of 4, so
 // tiles move as whole vec4s. v4 has one flag per buffer: A_VEC4 (A's contiguous axis and batch
 // stride), B_VEC4 (the same for B), C_VEC4 (n). K_EXACT: k is a multiple of 4, so v4 needs no
 // mask on its last k-step. The launch builder sets them from the shape; they are never guesses.
@@ -358,6 +359,146 @@ fn store_c4_row4(base: u32, row: u32, col: u32, v: vec4<f32>, bv: vec4<f32>) {
             c4[i >> 2u][i & 3u] = epilogue(v[j], HAS_BIAS, bv[j], ACT);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// v6: v3's design with larger register tiles, for hardware GPUs: a 128×128 tile of C per
+// workgroup of 16×16 invocations, each holding an 8×8 block (four 4×4 sub-blocks, rows 4·ty and
+// 64 + 4·ty, columns 4·tx and 64 + 4·tx, so neighbouring invocations read neighbouring vec4s of
+// workgroup memory); k advances 8 at a time through k-major tiles of A and B (8 KiB), each
+// invocation staging one vec4 run of each. Per k index an invocation reads 4 vec4s for 64
+// multiply-adds (v3: 2 for 16): the register tiling of the WGSL kernels that reach 67–72% of f32
+// peak on Apple M2 (see issue 17). Never timed on hardware here: the tuner decides where it runs.
+// Grid (unfolded, see Params.m_tiles): [ceil(n / 128), ceil(m / 128), batch].
+
+const T6: u32 = 128u;
+const K6: u32 = 8u;
+
+// as6[kk * 32 + i] holds op(A)[tile row 4i..4i+3, kk]; bs6[kk * 32 + j] holds op(B)[kk, tile col 4j..4j+3].
+var<workgroup> as6: array<vec4<f32>, 256>;
+var<workgroup> bs6: array<vec4<f32>, 256>;
+
+// acc + the outer product of a (4 rows) and b (4 columns): row i of the block is acc[i].
+fn outer_add(acc: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(
+        fma(vec4<f32>(a.x), b, acc[0]),
+        fma(vec4<f32>(a.y), b, acc[1]),
+        fma(vec4<f32>(a.z), b, acc[2]),
+        fma(vec4<f32>(a.w), b, acc[3]),
+    );
+}
+
+// Stores a 4×4 block (row i: acc[i]) at rows r.., columns c.. with the epilogue, as v3 stores.
+fn store_block(base: u32, r: u32, c: u32, acc: mat4x4<f32>) {
+    let bv = bias_run4(c);
+    if ALIGNED {
+        // n is a multiple of 4, so the whole row segment is inside C or outside it.
+        if c < p.n {
+            for (var i = 0u; i < 4u; i++) {
+                if r + i < p.m {
+                    c4[(base + (r + i) * p.n + c) >> 2u] = epilogue4(acc[i], bv);
+                }
+            }
+        }
+        return;
+    }
+    for (var i = 0u; i < 4u; i++) {
+        store_c4_row4(base, r + i, c, acc[i], bv);
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_v6_tiled8(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let at = place(wid.y, wid.z, nwg.y);
+    let tile_r = at.x * T6;
+    let tile_c = wid.x * T6;
+    let bz = at.y;
+    // Past the last batch item of a folded grid; the whole workgroup leaves together.
+    if bz >= p.batch {
+        return;
+    }
+    let ab = bz * p.a_stride;
+    let bb = bz * p.b_stride;
+    // acc<rows><cols>: l = the first 64, h = the second 64 of the tile.
+    var acc_ll = mat4x4<f32>();
+    var acc_lh = mat4x4<f32>();
+    var acc_hl = mat4x4<f32>();
+    var acc_hh = mat4x4<f32>();
+    for (var k0 = 0u; k0 < p.k; k0 += K6) {
+        // Stage op(A)[tile rows, k0..k0+8): 1024 values, one run of four per invocation, read
+        // along whichever axis is contiguous in memory.
+        if TRANS_A {
+            // A stored [k, m]: 4 consecutive rows at one kk.
+            let kk = tid / 32u;
+            let rq = (tid % 32u) * 4u;
+            let row = tile_r + rq;
+            var v = vec4<f32>(0.0);
+            if k0 + kk < p.k {
+                v = a_run4(ab + (k0 + kk) * p.m + row, row, p.m);
+            }
+            as6[kk * 32u + rq / 4u] = v;
+        } else {
+            // A stored [m, k]: 4 consecutive kk of one row, stored k-major.
+            let rr = tid / 2u;
+            let kq = (tid % 2u) * 4u;
+            let row = tile_r + rr;
+            var v = vec4<f32>(0.0);
+            if row < p.m {
+                v = a_run4(ab + row * p.k + k0 + kq, k0 + kq, p.k);
+            }
+            for (var j = 0u; j < 4u; j++) {
+                as6[(kq + j) * 32u + rr / 4u][rr % 4u] = v[j];
+            }
+        }
+        // Stage op(B)[k0..k0+8, tile cols] the same way.
+        if TRANS_B {
+            // B stored [n, k]: 4 consecutive kk of one column.
+            let cc = tid / 2u;
+            let kq = (tid % 2u) * 4u;
+            let col = tile_c + cc;
+            var v = vec4<f32>(0.0);
+            if col < p.n {
+                v = b_run4(bb + col * p.k + k0 + kq, k0 + kq, p.k);
+            }
+            for (var j = 0u; j < 4u; j++) {
+                bs6[(kq + j) * 32u + cc / 4u][cc % 4u] = v[j];
+            }
+        } else {
+            // B stored [k, n]: 4 consecutive columns at one kk.
+            let kk = tid / 32u;
+            let cq = (tid % 32u) * 4u;
+            let col = tile_c + cq;
+            var v = vec4<f32>(0.0);
+            if k0 + kk < p.k {
+                v = b_run4(bb + (k0 + kk) * p.n + col, col, p.n);
+            }
+            bs6[kk * 32u + cq / 4u] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < K6; kk++) {
+            let a_l = as6[kk * 32u + lid.y];
+            let a_h = as6[kk * 32u + 16u + lid.y];
+            let b_l = bs6[kk * 32u + lid.x];
+            let b_h = bs6[kk * 32u + 16u + lid.x];
+            acc_ll = outer_add(acc_ll, a_l, b_l);
+            acc_lh = outer_add(acc_lh, a_l, b_h);
+            acc_hl = outer_add(acc_hl, a_h, b_l);
+            acc_hh = outer_add(acc_hh, a_h, b_h);
+        }
+        workgroupBarrier();
+    }
+    let cb = bz * p.m * p.n;
+    let r_l = tile_r + lid.y * 4u;
+    let c_l = tile_c + lid.x * 4u;
+    store_block(cb, r_l, c_l, acc_ll);
+    store_block(cb, r_l, c_l + 64u, acc_lh);
+    store_block(cb, r_l + 64u, c_l, acc_hl);
+    store_block(cb, r_l + 64u, c_l + 64u, acc_hh);
 }
 
 // ---------------------------------------------------------------------------------------------

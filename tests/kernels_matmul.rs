@@ -91,6 +91,8 @@ fn odd_and_tile_sized_shapes() {
         (1, 128, 3136, 64),
         (3, 7, 13, 5),
         (3, 33, 65, 17),
+        // Past one 128×128 tile of v6 on both axes, k not a multiple of its 8-step.
+        (2, 130, 129, 21),
     ];
     for (i, &(batch, m, n, k)) in shapes.iter().enumerate() {
         check_all(gpu, &MatmulShape::new(batch, m, n, k), i as u64);
@@ -287,7 +289,7 @@ fn check_epilogue(
 /// The epilogue inside the kernel, on the variants the default picks (v3 for hardware, v5 or v4
 /// for software adapters): every activation with a bias, and no activation, ReLU and SiLU without,
 /// on a shape that is no multiple of any tile; a few epilogues on aligned (vec4 stores),
-/// transposed and broadcast shapes, on v1 and v2, and through the default. (Each epilogue is its
+/// transposed and broadcast shapes, on v1, v2 and v6, and through the default. (Each epilogue is its
 /// own pipeline: the sweep is kept to one shape.)
 #[test]
 fn epilogue_inside_the_kernel() {
@@ -332,8 +334,13 @@ fn epilogue_inside_the_kernel() {
             }
         }
     }
+    let rest = [
+        MatmulVariant::V1Naive,
+        MatmulVariant::V2Blocked,
+        MatmulVariant::V6Tiled8,
+    ];
     for (j, &(act, with_bias)) in few.iter().enumerate() {
-        for v in [MatmulVariant::V1Naive, MatmulVariant::V2Blocked] {
+        for v in rest.into_iter().filter(|v| v.runs_on(gpu)) {
             check_epilogue(gpu, Some(v), &odd, act, with_bias, 200 + j as u64);
         }
     }

@@ -29,16 +29,20 @@ pub enum MatmulVariant {
     /// v4 with the A loads shared over a subgroup of 8 (one load per lane, shuffled to the
     /// others): only where the adapter has subgroups and its smallest subgroup holds 8 lanes.
     V5Subgroup,
+    /// v3's design with 8×8 outputs per invocation and 128×128 workgroup tiles, for hardware
+    /// GPUs (register tiling in the style of the fastest published WGSL products).
+    V6Tiled8,
 }
 
 impl MatmulVariant {
     /// Every variant in number order, for tests and per-adapter measurement.
-    pub const ALL: [MatmulVariant; 5] = [
+    pub const ALL: [MatmulVariant; 6] = [
         MatmulVariant::V1Naive,
         MatmulVariant::V2Blocked,
         MatmulVariant::V3Tiled,
         MatmulVariant::V4Wide,
         MatmulVariant::V5Subgroup,
+        MatmulVariant::V6Tiled8,
     ];
 
     /// The WGSL entry point.
@@ -49,13 +53,14 @@ impl MatmulVariant {
             MatmulVariant::V3Tiled => "matmul_v3_tiled",
             MatmulVariant::V4Wide => "matmul_v4_wide",
             MatmulVariant::V5Subgroup => "matmul_v5_subgroup",
+            MatmulVariant::V6Tiled8 => "matmul_v6_tiled8",
         }
     }
 
     /// Invocations per workgroup (its `@workgroup_size`).
     pub fn invocations(self) -> u32 {
         match self {
-            MatmulVariant::V1Naive | MatmulVariant::V3Tiled => 256,
+            MatmulVariant::V1Naive | MatmulVariant::V3Tiled | MatmulVariant::V6Tiled8 => 256,
             MatmulVariant::V2Blocked => 64,
             MatmulVariant::V4Wide | MatmulVariant::V5Subgroup => 8,
         }
@@ -88,6 +93,7 @@ impl MatmulVariant {
             MatmulVariant::V2Blocked => (32, 32),
             MatmulVariant::V3Tiled => (64, 64),
             MatmulVariant::V4Wide | MatmulVariant::V5Subgroup => (32, 128),
+            MatmulVariant::V6Tiled8 => (128, 128),
         }
     }
 
@@ -97,6 +103,8 @@ impl MatmulVariant {
     /// tiles (v4's 512 accumulators per invocation would spill there). On lavapipe with two
     /// cores at 1024³, v3 runs at about 6 GFLOP/s, v4 at about 33 and v5, v4 with its A loads
     /// shared over the subgroup, at about 44 (`benches/matmul.rs`): v5 where subgroups allow.
+    /// v6 (larger register tiles) is never the static choice: it has not run on hardware here,
+    /// and the tuner times it against v3 wherever tuning is on.
     /// A device that allows fewer than v3's 256 invocations per workgroup (WebGPU's
     /// compatibility mode, GLES 3.1) gets v2, whose 64 every device has; a variant the start-up
     /// canary disabled ([`crate::canary`]) gives way to the next (v2 if every one failed).
@@ -230,7 +238,10 @@ pub fn matmul_with_epilogue(
         // multiple of 16 bytes would hide its last elements from that view.
         let vec4_view = matches!(
             variant,
-            MatmulVariant::V3Tiled | MatmulVariant::V4Wide | MatmulVariant::V5Subgroup
+            MatmulVariant::V3Tiled
+                | MatmulVariant::V4Wide
+                | MatmulVariant::V5Subgroup
+                | MatmulVariant::V6Tiled8
         );
         if vec4_view && buf.size() % 16 != 0 {
             return Err(bad_shape(format!(
@@ -324,7 +335,9 @@ fn overrides(
     let mut overrides = vec![("TRANS_A", flag(trans_a)), ("TRANS_B", flag(trans_b))];
     overrides.extend(epilogue_overrides(epilogue));
     match variant {
-        MatmulVariant::V3Tiled => overrides.push(("ALIGNED", flag(a_vec4 && b_vec4 && c_vec4))),
+        MatmulVariant::V3Tiled | MatmulVariant::V6Tiled8 => {
+            overrides.push(("ALIGNED", flag(a_vec4 && b_vec4 && c_vec4)))
+        }
         MatmulVariant::V4Wide | MatmulVariant::V5Subgroup => overrides.extend([
             ("A_VEC4", flag(a_vec4)),
             ("B_VEC4", flag(b_vec4)),
