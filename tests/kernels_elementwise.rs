@@ -8,7 +8,7 @@ use rand::Rng;
 use sinter::sinter_device::kernels::elementwise::{self as ew, BinaryOp, UnaryOp};
 use sinter::sinter_device::kernels::loss::{self, CrossEntropyShape};
 use sinter::sinter_device::kernels::optim::{self, SgdConfig};
-use sinter::sinter_device::kernels::reduce::{self, ReduceOp, ReduceShape};
+use sinter::sinter_device::kernels::reduce::{self, ReduceKernel, ReduceOp, ReduceShape};
 use sinter::sinter_device::testing::{run_one, test_gpu};
 use sinter::sinter_device::{DeviceError, Dispatch, Gpu};
 use sinter::sinter_model::cpu;
@@ -509,13 +509,24 @@ fn reduce_ref(op: ReduceOp, x: &[f32], s: &ReduceShape) -> Vec<f64> {
     want
 }
 
-fn run_reduce(gpu: &Gpu, op: ReduceOp, x: &[f32], s: &ReduceShape) -> Vec<f32> {
+/// The reduction on the adapter with `kernel`, or the launcher's choice (`None`).
+fn run_reduce(
+    gpu: &Gpu,
+    kernel: Option<ReduceKernel>,
+    op: ReduceOp,
+    x: &[f32],
+    s: &ReduceShape,
+) -> Vec<f32> {
     let xb = gpu.upload("x", x).unwrap();
     let yb = out_buffer(gpu, "y", s.output_len());
-    let d = reduce::reduce(gpu, &xb, &yb, op, s, "test").unwrap();
+    let d = match kernel {
+        Some(k) => reduce::reduce_with(gpu, k, &xb, &yb, op, s, "test"),
+        None => reduce::reduce(gpu, &xb, &yb, op, s, "test"),
+    }
+    .unwrap();
     run_checked(
         gpu,
-        &format!("reduce {} {s:?}", op.name()),
+        &format!("reduce {} {kernel:?} {s:?}", op.name()),
         &d,
         &yb,
         s.output_len(),
@@ -532,9 +543,20 @@ fn reduce_tolerance(op: ReduceOp, n: usize) -> (f64, f64) {
     }
 }
 
+/// The launcher's choice and every kernel the adapter runs (rows, tree, and the subgroup one on
+/// CI's lavapipe), on every axis of odd shapes.
 #[test]
 fn reduce_every_axis_matches_cpu() {
     let Some(gpu) = test_gpu() else { return };
+    let kernels: Vec<Option<ReduceKernel>> = [None]
+        .into_iter()
+        .chain(
+            ReduceKernel::ALL
+                .into_iter()
+                .filter(|k| k.runs_on(gpu))
+                .map(Some),
+        )
+        .collect();
     let shapes: [&[usize]; 8] = [
         &[7, 13, 5],
         &[33, 65, 17],
@@ -562,10 +584,13 @@ fn reduce_every_axis_matches_cpu() {
                 } else {
                     rand_vec(&mut r, s.input_len(), -1.0, 1.0)
                 };
-                let got = run_reduce(gpu, op, &x, &s);
+                let want = reduce_ref(op, &x, &s);
                 let (atol, rtol) = reduce_tolerance(op, s.n);
-                let what = format!("reduce {} {shape:?} axis {axis}", op.name());
-                assert_close(&what, &got, &reduce_ref(op, &x, &s), atol, rtol);
+                for &kernel in &kernels {
+                    let got = run_reduce(gpu, kernel, op, &x, &s);
+                    let what = format!("reduce {} {kernel:?} {shape:?} axis {axis}", op.name());
+                    assert_close(&what, &got, &want, atol, rtol);
+                }
             }
         }
     }
@@ -585,7 +610,7 @@ fn reduce_whole_tensor_of_1_2m() {
     };
     let x = rand_vec(&mut rng(400), s.n, -1.0, 1.0);
     for op in ReduceOp::ALL {
-        let got = run_reduce(gpu, op, &x, &s);
+        let got = run_reduce(gpu, None, op, &x, &s);
         let want = reduce_ref(op, &x, &s);
         let (atol, rtol) = reduce_tolerance(op, s.n);
         eprintln!(

@@ -446,8 +446,8 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     let Some(good) = test_gpu() else { return };
     let right = canary::verdict(good, Some(&canary_dir("right")));
     assert!(right.disabled.is_empty(), "{:?}", right.disabled);
-    // The products the adapter runs, rows and tree of three softmax/loss kernels, the reduction
-    // and four norm kernels, three convolution passes at three TMs, the attention forwards.
+    // The products the adapter runs, rows and tree of three softmax/loss kernels and four norm
+    // kernels, the reductions, three convolution passes at three TMs, the attention forwards.
     let products = MatmulVariant::ALL
         .iter()
         .filter(|v| v.runs_on(good))
@@ -456,9 +456,13 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
         .iter()
         .filter(|v| v.runs_on(good))
         .count();
+    let reductions = crate::kernels::reduce::ReduceKernel::ALL
+        .iter()
+        .filter(|k| k.runs_on(good))
+        .count();
     assert_eq!(
         right.passed.len(),
-        products + 2 * (3 + 1 + 4) + 9 + attention,
+        products + 2 * (3 + 4) + reductions + 9 + attention,
         "{:?}",
         right.passed
     );

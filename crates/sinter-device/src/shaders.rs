@@ -25,6 +25,9 @@ pub enum Shader {
     Elementwise,
     /// `reduce.wgsl`: sum, mean, max and argmax over one axis.
     Reduce,
+    /// `reduce_subgroup.wgsl`: the reduction with one subgroup per output, compiled after
+    /// `reduce.wgsl` only where the device has subgroups.
+    ReduceSubgroup,
     /// `matmul.wgsl`: the batched matrix-product variants, with epilogues.
     Matmul,
     /// `matmul_subgroup.wgsl`: the product variants that use subgroup operations, compiled after
@@ -58,9 +61,10 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file, so the naga validation test covers them all.
-    pub const ALL: [Shader; 15] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Elementwise,
         Shader::Reduce,
+        Shader::ReduceSubgroup,
         Shader::Matmul,
         Shader::MatmulSubgroup,
         Shader::Conv2d,
@@ -81,6 +85,7 @@ impl Shader {
         match self {
             Shader::Elementwise => "elementwise",
             Shader::Reduce => "reduce",
+            Shader::ReduceSubgroup => "reduce_subgroup",
             Shader::Matmul => "matmul",
             Shader::MatmulSubgroup => "matmul_subgroup",
             Shader::Conv2d => "conv2d",
@@ -119,13 +124,17 @@ impl Shader {
 
     /// Whether the file needs the device's subgroup operations (`wgpu::Features::SUBGROUP`).
     pub fn uses_subgroups(self) -> bool {
-        matches!(self, Shader::MatmulSubgroup | Shader::AttentionSubgroup)
+        matches!(
+            self,
+            Shader::ReduceSubgroup | Shader::MatmulSubgroup | Shader::AttentionSubgroup
+        )
     }
 
     /// The family whose whole source this file is compiled after, using its bindings and
     /// functions (its entry points come along, unused): the subgroup products build on matmul.wgsl.
     pub fn builds_on(self) -> Option<Shader> {
         match self {
+            Shader::ReduceSubgroup => Some(Shader::Reduce),
             Shader::MatmulSubgroup => Some(Shader::Matmul),
             Shader::AttentionSubgroup => Some(Shader::Attention),
             _ => None,
@@ -152,6 +161,10 @@ impl Shader {
         match self {
             Shader::Elementwise => with_unary!("elementwise.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Shader::ReduceSubgroup => concat!(
+                include_str!("../../../shaders/reduce.wgsl"),
+                include_str!("../../../shaders/reduce_subgroup.wgsl")
+            ),
             Shader::Matmul => with_unary!("matmul.wgsl"),
             Shader::MatmulSubgroup => concat!(
                 with_unary!("matmul.wgsl"),

@@ -17,7 +17,7 @@ use crate::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
 use crate::kernels::norm::{
     layer_norm, layer_norm_grad_input, rms_norm, rms_norm_grad_input, LayerNormShape,
 };
-use crate::kernels::reduce::{reduce, ReduceOp, ReduceShape};
+use crate::kernels::reduce::{reduce_with, ReduceKernel, ReduceOp, ReduceShape};
 use crate::kernels::softmax::{softmax, softmax_grad, RowsShape};
 use crate::{DeviceError, Result};
 
@@ -33,9 +33,11 @@ pub(crate) fn run_all(gpu: &Gpu) -> Vec<(String, std::result::Result<(), String>
     }
     for tree in [false, true] {
         out.extend(softmax_cases(gpu, tree));
-        out.push(reduce_case(gpu, tree));
         out.push(cross_entropy_case(gpu, tree));
         out.extend(norm_cases(gpu, tree));
+    }
+    for kernel in ReduceKernel::ALL.into_iter().filter(|k| k.runs_on(gpu)) {
+        out.push(reduce_case(gpu, kernel));
     }
     for rows in [3, 7, 11] {
         out.extend(conv_cases(gpu, rows));
@@ -246,18 +248,19 @@ fn softmax_cases(gpu: &Gpu, tree: bool) -> Vec<(String, std::result::Result<(), 
     vec![(forward, f), (backward, g)]
 }
 
-fn reduce_case(gpu: &Gpu, tree: bool) -> (String, std::result::Result<(), String>) {
-    let s = if tree {
-        ReduceShape {
-            outer: 2,
-            n: 1030,
-            inner: 1,
-        }
-    } else {
+fn reduce_case(gpu: &Gpu, kernel: ReduceKernel) -> (String, std::result::Result<(), String>) {
+    // Long rows for the kernels that spread a row over several invocations, short ones for rows.
+    let s = if kernel == ReduceKernel::Rows {
         ReduceShape {
             outer: 3,
             n: 5,
             inner: 4,
+        }
+    } else {
+        ReduceShape {
+            outer: 2,
+            n: 1030,
+            inner: 1,
         }
     };
     let x = ints(s.outer * s.n * s.inner, 5, 4);
@@ -269,9 +272,9 @@ fn reduce_case(gpu: &Gpu, tree: bool) -> (String, std::result::Result<(), String
             }
         }
     }
-    let variant = if tree { "reduce_tree" } else { "reduce_rows" };
+    let variant = kernel.entry();
     let verdict = check(gpu, variant, &[&x], &want, true, |b, out| {
-        reduce(gpu, &b[0], out, ReduceOp::Sum, &s, "canary")
+        reduce_with(gpu, kernel, &b[0], out, ReduceOp::Sum, &s, "canary")
     });
     (variant.to_string(), verdict)
 }

@@ -10,8 +10,49 @@ use sinter_ops::Kernel;
 
 pub use sinter_ops::reduce::{ReduceOp, ReduceShape};
 
-/// y = op over n of x, with the rows or the tree kernel as tuned for the shape
-/// ([`crate::tune::reduce_uses_tree`]).
+/// The reduction kernels: all compute the same thing for every shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKernel {
+    /// An invocation per output (`reduce_rows`): short rows, many outputs.
+    Rows,
+    /// A workgroup per output, merged through workgroup memory (`reduce_tree`): long rows.
+    Tree,
+    /// A subgroup of 8 per output, merged by shuffles (`reduce_subgroup`): long rows, no
+    /// barriers. Only where every subgroup holds 8 lanes.
+    Subgroup,
+}
+
+impl ReduceKernel {
+    /// Every kernel, for the canary and the tuner.
+    pub const ALL: [ReduceKernel; 3] = [
+        ReduceKernel::Rows,
+        ReduceKernel::Tree,
+        ReduceKernel::Subgroup,
+    ];
+
+    /// The WGSL entry point (also the canary's and the tuner's name for it).
+    pub fn entry(self) -> &'static str {
+        match self {
+            ReduceKernel::Rows => "reduce_rows",
+            ReduceKernel::Tree => "reduce_tree",
+            ReduceKernel::Subgroup => "reduce_subgroup",
+        }
+    }
+
+    fn shader(self) -> Shader {
+        match self {
+            ReduceKernel::Subgroup => Shader::ReduceSubgroup,
+            _ => Shader::Reduce,
+        }
+    }
+
+    /// Whether `gpu` can run it (the subgroup kernel needs subgroups of at least 8 lanes).
+    pub fn runs_on(self, gpu: &Gpu) -> bool {
+        self != ReduceKernel::Subgroup || gpu.report.subgroups_of_at_least(8)
+    }
+}
+
+/// y = op over n of x, with the kernel tuned for the shape ([`crate::tune::reduce_kernel`]).
 // x: [outer, n, inner], y: [outer, inner]
 pub fn reduce(
     gpu: &Gpu,
@@ -24,24 +65,24 @@ pub fn reduce(
     reduce_launch(gpu, None, x, y, op, shape, tag)
 }
 
-/// y = op over n of x with the tree kernel (a workgroup per output) when `tree`, else the rows
-/// kernel (an invocation per output): the tuner's entry. Both are right for every shape.
+/// y = op over n of x with a chosen kernel: the tuner's and the canary's entry. Every kernel is
+/// right for every shape.
 // x: [outer, n, inner], y: [outer, inner]
 pub fn reduce_with(
     gpu: &Gpu,
-    tree: bool,
+    kernel: ReduceKernel,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
     op: ReduceOp,
     shape: &ReduceShape,
     tag: &str,
 ) -> Result<Dispatch> {
-    reduce_launch(gpu, Some(tree), x, y, op, shape, tag)
+    reduce_launch(gpu, Some(kernel), x, y, op, shape, tag)
 }
 
 fn reduce_launch(
     gpu: &Gpu,
-    tree: Option<bool>,
+    kernel: Option<ReduceKernel>,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
     op: ReduceOp,
@@ -60,16 +101,24 @@ fn reduce_launch(
     check_len(&name, &format!("x [{outer}, {n}, {inner}]"), len)?;
     check_buffer(&name, "x", x, len)?;
     check_buffer(&name, "y", y, outputs)?;
-    let tree = tree.unwrap_or_else(|| crate::tune::reduce_uses_tree(gpu, op, shape));
-    let (entry, workgroups) = if tree {
-        ("reduce_tree", groups_grid(gpu, outputs))
-    } else {
-        ("reduce_rows", grid_for(gpu, outputs))
+    let kernel = kernel.unwrap_or_else(|| crate::tune::reduce_kernel(gpu, op, shape));
+    if !kernel.runs_on(gpu) {
+        return Err(DeviceError::Limit {
+            what: format!(
+                "{name} ({}) needs subgroups of at least 8 lanes",
+                kernel.entry()
+            ),
+            need: gpu.report.subgroup_report(),
+        });
+    }
+    let workgroups = match kernel {
+        ReduceKernel::Rows => grid_for(gpu, outputs),
+        ReduceKernel::Tree | ReduceKernel::Subgroup => groups_grid(gpu, outputs),
     };
     let cost = Kernel::Reduce { op, shape: *shape }.cost();
     gpu.prepare(Launch {
-        shader: Shader::Reduce,
-        entry,
+        shader: kernel.shader(),
+        entry: kernel.entry(),
         overrides: &[("OP", op.code() as f64)],
         params: &[outer as u32, n as u32, inner as u32, 0],
         buffers: &[x, y],
@@ -80,25 +129,29 @@ fn reduce_launch(
     })
 }
 
-/// Whether the static rule runs the tree kernel for `shape`: the one the shape prefers, or the
-/// other where the canary disabled it (see `rows_or_tree`).
-pub fn static_uses_tree(gpu: &Gpu, shape: &ReduceShape) -> bool {
+/// The static rule's kernel for `shape`: rows or tree, the one the shape prefers, or the other
+/// where the canary disabled it (see `rows_or_tree`). The subgroup kernel is left to the tuner.
+pub fn static_kernel(gpu: &Gpu, shape: &ReduceShape) -> ReduceKernel {
     let (entry, _) = rows_or_tree(
         gpu,
         shape.uses_tree(),
         ["reduce_rows", "reduce_tree"],
         shape.output_len(),
     );
-    entry == "reduce_tree"
+    if entry == "reduce_tree" {
+        ReduceKernel::Tree
+    } else {
+        ReduceKernel::Rows
+    }
 }
 
-/// Both entry points with every reduction (see [`super::specializations`]).
+/// Every kernel's entry point with every reduction (see [`super::specializations`]).
 pub(crate) fn specializations() -> Vec<EntrySpecializations> {
-    ["reduce_tree", "reduce_rows"]
+    ReduceKernel::ALL
         .into_iter()
-        .map(|entry| {
+        .map(|kernel| {
             let launches = ReduceOp::ALL.map(|op| vec![("OP", op.code() as f64)]);
-            EntrySpecializations::from_launches(Shader::Reduce, entry, launches)
+            EntrySpecializations::from_launches(kernel.shader(), kernel.entry(), launches)
         })
         .collect()
 }

@@ -14,7 +14,7 @@ use super::Tuner;
 use crate::gpu::{Dispatch, Gpu};
 use crate::kernels::conv::{conv2d_with_tm, Conv2dShape, ConvPass};
 use crate::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
-use crate::kernels::reduce::{reduce_with, ReduceOp, ReduceShape};
+use crate::kernels::reduce::{reduce_with, ReduceKernel, ReduceOp, ReduceShape};
 use crate::profiler::best_timing;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -450,10 +450,9 @@ pub(super) fn reduce(
     timer: &mut Timer<'_>,
     op: ReduceOp,
     s: &ReduceShape,
-    candidates: &[bool],
+    candidates: &[ReduceKernel],
 ) -> Measured {
     let mut m = Measured::default();
-    let entry = |tree: bool| if tree { "reduce_tree" } else { "reduce_rows" };
     let x = values(s.input_len(), 6);
     let bufs = (|| {
         Ok::<_, crate::DeviceError>((
@@ -465,7 +464,7 @@ pub(super) fn reduce(
         Ok(bufs) => bufs,
         Err(e) => {
             m.reject_all(
-                candidates.iter().map(|&t| entry(t).to_string()),
+                candidates.iter().map(|k| k.entry().to_string()),
                 format!("no buffers for the trial: {e}"),
             );
             return m;
@@ -501,12 +500,12 @@ pub(super) fn reduce(
             }
         })
         .collect();
-    for &tree in candidates {
-        match reduce_with(gpu, tree, &xb, &yb, op, s, "tuning") {
-            Ok(d) => m.trial(gpu, timer, entry(tree), &d, (&yb, s.output_len()), &want),
+    for &kernel in candidates {
+        match reduce_with(gpu, kernel, &xb, &yb, op, s, "tuning") {
+            Ok(d) => m.trial(gpu, timer, kernel.entry(), &d, (&yb, s.output_len()), &want),
             Err(e) => {
                 m.rejected.insert(
-                    entry(tree).to_string(),
+                    kernel.entry().to_string(),
                     format!("could not be prepared: {e}"),
                 );
             }

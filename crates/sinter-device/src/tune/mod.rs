@@ -4,7 +4,8 @@
 //!
 //! Families and their variants: the matrix product (`matmul_v1_naive` … `matmul_v5_subgroup`),
 //! the three convolution passes (`conv2d_forward TM=4|8|16`, and the same for `conv2d_grad_input`
-//! and `conv2d_grad_weight`), reductions over an axis (`reduce_rows`, `reduce_tree`), and the
+//! and `conv2d_grad_weight`), reductions over an axis (`reduce_rows`, `reduce_tree`,
+//! `reduce_subgroup`), and the
 //! attention layouts (named by their forward entry: `attention_forward`, 64 rows per workgroup,
 //! and `attention_forward_sg`, 8 per subgroup; one choice serves forward and backward). A shape
 //! class rounds each size up to a power of two and keeps what changes the code path (transposes,
@@ -28,7 +29,7 @@ use crate::gpu::Gpu;
 use crate::kernels::attention::{AttentionShape, AttentionVariant};
 use crate::kernels::conv::{static_tm, tm_variant, Conv2dShape, ConvPass, TMS};
 use crate::kernels::matmul::{MatmulShape, MatmulVariant};
-use crate::kernels::reduce::{static_uses_tree, ReduceOp, ReduceShape};
+use crate::kernels::reduce::{static_kernel, ReduceKernel, ReduceOp, ReduceShape};
 use serde_json::{json, Value};
 use sinter_ops::Kernel;
 use std::collections::BTreeMap;
@@ -92,7 +93,10 @@ impl Family {
                 .map(|v| v.entry().to_string())
                 .collect(),
             Family::Conv(pass) => TMS.iter().map(|&tm| tm_variant(pass.entry(), tm)).collect(),
-            Family::Reduce => [false, true].map(reduce_entry).map(String::from).into(),
+            Family::Reduce => ReduceKernel::ALL
+                .iter()
+                .map(|k| k.entry().to_string())
+                .collect(),
             Family::Attention => AttentionVariant::ALL
                 .iter()
                 .map(|v| v.entry("attention_forward").to_string())
@@ -484,37 +488,28 @@ pub fn reduce_class(s: &ReduceShape) -> String {
     format!("o{} n{} i{}", bucket(s.outer), bucket(s.n), bucket(s.inner))
 }
 
-/// The entry point of the rows (`tree` false) or tree reduction kernel.
-fn reduce_entry(tree: bool) -> &'static str {
-    if tree {
-        "reduce_tree"
-    } else {
-        "reduce_rows"
-    }
-}
-
-/// Whether a reduction over `shape` runs the tree kernel on `gpu`: as tuned where tuning is on
-/// (tuning the shape class now if it is new), else by the static rule
-/// ([`crate::kernels::reduce::static_uses_tree`]).
-pub fn reduce_uses_tree(gpu: &Gpu, op: ReduceOp, shape: &ReduceShape) -> bool {
-    let fallback = static_uses_tree(gpu, shape);
+/// The reduction kernel for `shape` on `gpu`: as tuned where tuning is on (tuning the shape
+/// class now if it is new), else the static rule ([`crate::kernels::reduce::static_kernel`]).
+pub fn reduce_kernel(gpu: &Gpu, op: ReduceOp, shape: &ReduceShape) -> ReduceKernel {
+    let fallback = static_kernel(gpu, shape);
     let tuner = gpu.tuner();
     let ReduceShape { outer, n, inner } = *shape;
     if !tuner.enabled() || outer == 0 || n == 0 || inner == 0 {
         return fallback;
     }
-    let mut candidates: Vec<bool> = [false, true]
+    let mut candidates: Vec<ReduceKernel> = ReduceKernel::ALL
         .into_iter()
-        .filter(|&tree| !gpu.is_disabled(reduce_entry(tree)))
+        .filter(|k| k.runs_on(gpu) && !gpu.is_disabled(k.entry()))
         .collect();
-    candidates.sort_by_key(|&tree| tree != fallback);
-    let names: Vec<String> = candidates.iter().map(|&t| reduce_entry(t).into()).collect();
+    candidates.sort_by_key(|&k| k != fallback);
+    let names: Vec<String> = candidates.iter().map(|k| k.entry().into()).collect();
     let key = format!("{} {}", Family::Reduce.name(), reduce_class(shape));
     tuner
         .choose(gpu, key, &names, |timer| {
             measure::reduce(gpu, timer, op, shape, &candidates)
         })
-        .map_or(fallback, |name| name == reduce_entry(true))
+        .and_then(|name| candidates.into_iter().find(|k| k.entry() == name))
+        .unwrap_or(fallback)
 }
 
 /// The shape class of attention: batch·heads and T bucketed, the head size, the mask and
@@ -583,10 +578,10 @@ pub fn tune_kernels<'a>(
                 conv_note(gpu, ConvPass::GradWeight, shape, &mut note)
             }
             Kernel::Reduce { op, shape } => {
-                let tree = reduce_uses_tree(gpu, *op, shape);
+                let kernel = reduce_kernel(gpu, *op, shape);
                 note(
                     format!("reduce {}", reduce_class(shape)),
-                    reduce_entry(tree).to_string(),
+                    kernel.entry().to_string(),
                 );
             }
             Kernel::Attention(shape) | Kernel::AttentionGrad(shape) => {
