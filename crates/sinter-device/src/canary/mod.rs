@@ -5,10 +5,11 @@
 //! Drivers miscompile shaders (burn's users met it: burn#4355, burn#3217); a known answer caught
 //! once at start-up costs milliseconds, a wrong kernel found in training costs the run. The
 //! variants checked (`known_answers.rs`) are those the engine can swap for one another: the matrix
-//! products (v1–v4), the rows and tree kernels of softmax, reductions, cross-entropy and the
-//! norms, and convolution's rows per invocation (`conv2d_forward TM=8`, …).
+//! products (v1–v6), the rows and tree kernels of softmax, cross-entropy and the norms, the
+//! reduction kernels (rows, tree, subgroup), convolution's rows per invocation
+//! (`conv2d_forward TM=8`, …) and the attention layouts.
 //! The cache is `canary.json` in the platform cache folder (`SINTER_CACHE_DIR` overrides it),
-//! keyed by adapter, backend and driver; it is written atomically, and a damaged one is ignored
+//! keyed by adapter, backend, driver and a fingerprint of the kernels; it is written atomically, and a damaged one is ignored
 //! with a warning and rewritten.
 
 mod known_answers;

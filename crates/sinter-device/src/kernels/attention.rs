@@ -73,7 +73,7 @@ impl AttentionVariant {
     }
 
     /// The variant the launchers use on `gpu`: the subgroup one on software adapters that have
-    /// it (on lavapipe it runs the char-transformer's attention about 3× faster, BENCHMARKS.md),
+    /// it (on lavapipe it runs the char-transformer's attention about 6× faster, BENCHMARKS.md),
     /// else 64 rows, the hardware layout; a variant the start-up canary disabled gives way.
     pub fn best_for(gpu: &Gpu) -> Self {
         let sg = AttentionVariant::Subgroup8;
