@@ -1,7 +1,7 @@
 //! Character-level language models: a small transformer and recurrent models (RNN, LSTM, GRU),
 //! their training on random windows of a text, validation loss in nats per character, and sampling.
 
-use crate::backend::{Backend, Program};
+use crate::backend::Backend;
 use crate::checkpoint::{NamedTensor, TrainingCheckpoint};
 use crate::data::CharCorpus;
 use crate::error::{ModelError, Result};
@@ -14,11 +14,13 @@ use crate::parallel::Collective;
 use crate::profile::{StepProfile, TimingMethod};
 use crate::trainer::{Evaluator, Feeds, Model, Outputs, TrainConfig, Trainer};
 use crate::vars::{Init, VarId, VarStore};
-use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+mod sampler;
+pub use sampler::CharSampler;
 
 /// The checkpoint metadata key of the training windows' generator position.
 const META_WINDOWS_RNG: &str = "windows_rng_word_pos";
@@ -709,73 +711,6 @@ fn named<'a>(names: &'a [String], laid: &'a [Vec<f32>]) -> Feeds<'a> {
         .iter()
         .zip(laid)
         .fold(Feeds::new(), |f, (n, v)| f.with(n, v))
-}
-
-/// A compiled logits-only program for generating text: no loss, no gradients, no optimizer.
-pub struct CharSampler {
-    program: Program,
-}
-
-impl CharSampler {
-    /// Compiles `model`'s logits for one window on `backend`, which must hold `store`'s variables.
-    pub fn compile(model: &CharModel, store: &VarStore, backend: &Backend) -> Result<Self> {
-        let g = GraphBuilder::new();
-        let rec = model.record(&g, store, 1, false)?;
-        Ok(Self {
-            program: backend.compile(&g.finish(), &rec.logits)?,
-        })
-    }
-
-    /// Generates `chars` characters after `prompt`, sampling with `temperature` (> 0; small
-    /// values approach greedy decoding) from `seed`.
-    #[allow(clippy::too_many_arguments)] // the model, where it runs, its vocabulary, and the request
-    pub fn sample(
-        &mut self,
-        model: &CharModel,
-        backend: &mut Backend,
-        corpus: &CharCorpus,
-        prompt: &str,
-        chars: usize,
-        temperature: f64,
-        seed: u64,
-    ) -> Result<String> {
-        let t = model.context;
-        let mut text = corpus.encode(prompt)?;
-        if text.is_empty() {
-            text.push(0);
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let start_len = text.len();
-        for _ in 0..chars {
-            // The last `t` characters, left-aligned; causal models ignore what follows them.
-            let from = text.len().saturating_sub(t);
-            let window = &text[from..];
-            let mut ids = vec![0f32; t];
-            for (d, &s) in ids.iter_mut().zip(window) {
-                *d = s as f32;
-            }
-            let pos = window.len() - 1;
-            let feeds = model.feeds(1, &ids, None);
-            let refs: Vec<&[f32]> = feeds.iter().map(Vec::as_slice).collect();
-            let out = backend.run(&mut self.program, &refs, &Default::default())?;
-            let v = model.vocab;
-            let row: &[f32] = if out.len() == 1 {
-                &out[0][pos * v..(pos + 1) * v]
-            } else {
-                &out[pos]
-            };
-            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let weights: Vec<f64> = row
-                .iter()
-                .map(|&l| ((l as f64 - max) / temperature.max(1e-3)).exp())
-                .collect();
-            let next = WeightedIndex::new(&weights)
-                .map_err(|e| ModelError::Graph(format!("sampling from the logits failed: {e}")))?
-                .sample(&mut rng);
-            text.push(next as u32);
-        }
-        Ok(corpus.decode(&text[start_len..]))
-    }
 }
 
 #[cfg(test)]
