@@ -19,7 +19,6 @@ use crate::parallel::Collective;
 use crate::profile::{StepProfile, TimingMethod};
 use crate::trainer::{Feeds, TrainConfig, Trainer};
 use crate::vars::{Init, VarStore};
-use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -403,15 +402,7 @@ impl Gpt2Sampler {
             let pos = window.len() - 1;
             let logits = self.logits(model, backend, window)?;
             let row = &logits[pos * v..(pos + 1) * v];
-            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let weights: Vec<f64> = row
-                .iter()
-                .map(|&l| ((l as f64 - max) / temperature.max(1e-3)).exp())
-                .collect();
-            let next = WeightedIndex::new(&weights)
-                .map_err(|e| ModelError::Graph(format!("sampling from the logits failed: {e}")))?
-                .sample(&mut rng);
-            text.push(next as u32);
+            text.push(crate::lm::sample_next(row, temperature, &mut rng)? as u32);
         }
         Ok(text.split_off(start))
     }

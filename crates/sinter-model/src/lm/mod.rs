@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod sampler;
+pub(crate) use sampler::sample_next;
 pub use sampler::CharSampler;
 
 /// The checkpoint metadata key of the training windows' generator position.

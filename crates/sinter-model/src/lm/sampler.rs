@@ -64,16 +64,21 @@ impl CharSampler {
             } else {
                 &out[pos]
             };
-            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let weights: Vec<f64> = row
-                .iter()
-                .map(|&l| ((l as f64 - max) / temperature.max(1e-3)).exp())
-                .collect();
-            let next = WeightedIndex::new(&weights)
-                .map_err(|e| ModelError::Graph(format!("sampling from the logits failed: {e}")))?
-                .sample(&mut rng);
-            text.push(next as u32);
+            text.push(sample_next(row, temperature, &mut rng)? as u32);
         }
         Ok(corpus.decode(&text[start_len..]))
     }
+}
+
+/// The index drawn from one row of logits softened by `temperature` (floored at 1e-3: small
+/// values approach greedy decoding): the character and GPT-2 samplers' shared step.
+pub(crate) fn sample_next(row: &[f32], temperature: f64, rng: &mut ChaCha8Rng) -> Result<usize> {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = row
+        .iter()
+        .map(|&l| ((l as f64 - max) / temperature.max(1e-3)).exp())
+        .collect();
+    Ok(WeightedIndex::new(&weights)
+        .map_err(|e| ModelError::Graph(format!("sampling from the logits failed: {e}")))?
+        .sample(rng))
 }
