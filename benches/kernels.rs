@@ -515,7 +515,8 @@ fn softmax_and_norm(b: &mut Bench) {
             norm::layer_norm_grad_input(gpu, &xb, &gb, &dyb, &dxb, &s, "bench").expect("launch");
         b.gpu(&name("grad input"), &[&d], &[tol(&dxb, &want_dx, s.dim)]);
         let d = norm::layer_norm_grad_gamma(gpu, &xb, &dyb, &dgb, &s, "bench").expect("launch");
-        b.gpu(&name("grad gamma"), &[&d], &[tol(&dgb, &want_dg, s.rows)]);
+        let d: Vec<_> = d.iter().collect();
+        b.gpu(&name("grad gamma"), &d, &[tol(&dgb, &want_dg, s.rows)]);
     }
 }
 

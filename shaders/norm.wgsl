@@ -24,7 +24,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
-// layer_norm_grad_gamma: (x, dyw) -> dgamma; dyw: [rows, dim], dgamma: [dim]
+// layer_norm_grad_gamma: (x, dyw) -> dgamma; dyw: [rows, dim], dgamma: [dim] or, with more
+// than WG rows, [ceil(rows / WG), dim] partial sums (one row per chunk of rows)
 @group(0) @binding(2) var<storage, read> dyw: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dgamma: array<f32>;
 
@@ -36,6 +37,14 @@ fn row_of_thread(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 fn row_of_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
+}
+
+// (row chunk, column block) of a gamma-gradient workgroup: the flat group index, column blocks
+// fastest.
+fn chunk_of_group(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    let g = row_of_group(wid, nwg);
+    let blocks = (p.dim + WG - 1u) / WG;
+    return vec2<u32>(g / blocks, g % blocks);
 }
 
 // (mean, 1/sqrt(var + eps)) of the row at `base`, read by one invocation.
@@ -167,41 +176,37 @@ fn layer_norm_grad_input_tree(
     }
 }
 
-// dgamma[j] = Σ_rows dy·x̂. A workgroup owns WG columns and walks all rows in tiles of WG rows:
-// first each invocation computes one row's stats into part, then each sums its column over the
-// tile. Rows are added in order, so the result is deterministic without atomics.
+// dgamma[j] = Σ_rows dy·x̂, in two passes so that every row chunk runs in its own workgroup: here
+// workgroup (c, b) sums chunk c (rows c·WG..) of the columns of block b (b·WG..) into
+// dgamma[c·dim + j]: first each invocation computes one row's stats into part, then each sums its
+// column over the chunk, rows in order. With one chunk that is dgamma itself; otherwise the
+// launcher sums the [chunks, dim] partials with the reduce kernel: deterministic, no atomics.
 @compute @workgroup_size(WG)
 fn layer_norm_grad_gamma(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let first = row_of_group(wid, nwg) * WG;
+    let at = chunk_of_group(wid, nwg);
     // Uniform: a spare workgroup of a rounded-up 2-D grid.
-    if first >= p.dim {
+    if at.x * WG >= p.rows {
         return;
     }
-    let j = first + lid;
-    var acc = 0.0;
-    for (var r0 = 0u; r0 < p.rows; r0 += WG) {
-        let r = r0 + lid;
-        if r < p.rows {
-            part[lid] = row_stats(r * p.dim);
-        }
-        workgroupBarrier();
-        if j < p.dim {
-            let n = min(WG, p.rows - r0);
-            for (var k = 0u; k < n; k++) {
-                let i = (r0 + k) * p.dim + j;
-                let st = part[k];
-                acc += dyw[i] * ((x[i] - st.x) * st.y);
-            }
-        }
-        // The next tile overwrites part.
-        workgroupBarrier();
+    let r = at.x * WG + lid;
+    if r < p.rows {
+        part[lid] = row_stats(r * p.dim);
     }
+    workgroupBarrier();
+    let j = at.y * WG + lid;
     if j < p.dim {
-        dgamma[j] = acc;
+        let n = min(WG, p.rows - at.x * WG);
+        var acc = 0.0;
+        for (var k = 0u; k < n; k++) {
+            let i = (at.x * WG + k) * p.dim + j;
+            let st = part[k];
+            acc += dyw[i] * ((x[i] - st.x) * st.y);
+        }
+        dgamma[at.x * p.dim + j] = acc;
     }
 }
 
@@ -308,38 +313,32 @@ fn rms_norm_grad_input_tree(
     }
 }
 
-// dgamma[j] = Σ_rows dy·x̂, as layer_norm_grad_gamma: a workgroup owns WG columns and walks the
-// rows in tiles of WG, each invocation first computing one row's rstd; rows are added in order.
+// dgamma[j] = Σ_rows dy·x̂ over one chunk of rows per workgroup, as layer_norm_grad_gamma (each
+// invocation first computing one row's rstd); the launcher sums the chunks.
 @compute @workgroup_size(WG)
 fn rms_norm_grad_gamma(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let first = row_of_group(wid, nwg) * WG;
+    let at = chunk_of_group(wid, nwg);
     // Uniform: a spare workgroup of a rounded-up 2-D grid.
-    if first >= p.dim {
+    if at.x * WG >= p.rows {
         return;
     }
-    let j = first + lid;
-    var acc = 0.0;
-    for (var r0 = 0u; r0 < p.rows; r0 += WG) {
-        let r = r0 + lid;
-        if r < p.rows {
-            part[lid] = vec2<f32>(rms_rstd(r * p.dim), 0.0);
-        }
-        workgroupBarrier();
-        if j < p.dim {
-            let n = min(WG, p.rows - r0);
-            for (var k = 0u; k < n; k++) {
-                let i = (r0 + k) * p.dim + j;
-                acc += dyw[i] * (x[i] * part[k].x);
-            }
-        }
-        // The next tile overwrites part.
-        workgroupBarrier();
+    let r = at.x * WG + lid;
+    if r < p.rows {
+        part[lid] = vec2<f32>(rms_rstd(r * p.dim), 0.0);
     }
+    workgroupBarrier();
+    let j = at.y * WG + lid;
     if j < p.dim {
-        dgamma[j] = acc;
+        let n = min(WG, p.rows - at.x * WG);
+        var acc = 0.0;
+        for (var k = 0u; k < n; k++) {
+            let i = (at.x * WG + k) * p.dim + j;
+            acc += dyw[i] * (x[i] * part[k].x);
+        }
+        dgamma[at.x * p.dim + j] = acc;
     }
 }

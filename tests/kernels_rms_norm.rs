@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{assert_close, out_buffer, rand_vec, rng, run_checked, to_f64};
+use common::{assert_close, out_buffer, rand_vec, rng, run_checked, run_checked_all, to_f64};
 use sinter::sinter_device::kernels::norm::{self, LayerNormShape};
 use sinter::sinter_device::testing::test_gpu;
-use sinter::sinter_device::{DeviceError, Dispatch, Gpu};
+use sinter::sinter_device::{DeviceError, Gpu};
 use sinter::sinter_model::cpu;
 
 /// Forward: one row sum of squares and an inverse square root in f32 (WGSL's inverseSqrt is
@@ -23,11 +23,13 @@ const RMS_GAMMA_ATOL_PER_ROW: f64 = 2e-7;
 const RMS_GAMMA_RTOL: f64 = 2e-5;
 
 /// (rows, dim): odd sizes, both sides of the 256-column switch, long rows.
-const SHAPES: [(usize, usize); 8] = [
+const SHAPES: [(usize, usize); 9] = [
     (1, 1),
     (7, 13),
     (33, 65),
     (1000, 65),
+    // Row chunks and column blocks of the gamma gradient both past one (WG ≤ 256).
+    (513, 300),
     (3, 255),
     (5, 256),
     (4, 777),
@@ -124,7 +126,7 @@ fn rms_norm_grads_match_cpu() {
         let dgb = out_buffer(gpu, "dgamma", dim);
         let d = norm::rms_norm_grad_gamma(gpu, &xb, &dyb, &dgb, s, "test").unwrap();
         let what = format!("rms_norm_grad_gamma [{rows}, {dim}]");
-        let got = run_checked(gpu, &what, &d, &dgb, dim);
+        let got = run_checked_all(gpu, &what, &d, &dgb, dim);
         let mut want = vec![0.0; dim];
         cpu::norm::rms_norm_grad_gamma(&to_f64(&c.x), &to_f64(&c.dy), &mut want, s);
         let atol = RMS_GAMMA_ATOL + RMS_GAMMA_ATOL_PER_ROW * rows as f64;
@@ -132,7 +134,7 @@ fn rms_norm_grads_match_cpu() {
     }
 }
 
-fn err_text(r: Result<Dispatch, DeviceError>) -> String {
+fn err_text<T>(r: Result<T, DeviceError>) -> String {
     match r {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),

@@ -4,7 +4,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sinter::sinter_device::testing::{run_one, test_gpu};
+use sinter::sinter_device::testing::test_gpu;
 use sinter::sinter_device::{pick_adapter, wgpu, DeviceChoice, Dispatch, Gpu};
 use sinter::sinter_model::backend::GpuBackend;
 use sinter::sinter_model::Backend;
@@ -81,7 +81,23 @@ pub fn run_checked(
     out: &wgpu::Buffer,
     len: usize,
 ) -> Vec<f32> {
-    let mut got = run_one(gpu, d, out, len + TAIL);
+    run_checked_all(gpu, what, std::slice::from_ref(d), out, len)
+}
+
+/// [`run_checked`] for a kernel of several dispatches, run in order.
+pub fn run_checked_all(
+    gpu: &Gpu,
+    what: &str,
+    ds: &[Dispatch],
+    out: &wgpu::Buffer,
+    len: usize,
+) -> Vec<f32> {
+    let ds: Vec<&Dispatch> = ds.iter().collect();
+    let mut got = gpu
+        .run(&ds, &[(out, len + TAIL)])
+        .expect("kernel run")
+        .pop()
+        .expect("one read");
     let tail = got.split_off(len);
     assert!(
         tail.iter().all(|&v| v == SENTINEL),

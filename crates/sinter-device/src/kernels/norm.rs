@@ -1,7 +1,8 @@
 //! Launch builders for `shaders/norm.wgsl`: layer and RMS normalization over the last axis, their
 //! input gradients and gamma gradients. (The beta gradient is a column sum: the reduce kernel does it.)
 
-use super::elementwise::{check_buffer, grid_for, rows_or_tree};
+use super::elementwise::{check_buffer, groups_grid, rows_or_tree};
+use super::reduce::{reduce, ReduceOp, ReduceShape};
 use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
@@ -95,7 +96,8 @@ pub fn layer_norm_grad_input(
     })
 }
 
-/// `dgamma[j] = Σ_rows dy·x̂`, with the row statistics recomputed from x.
+/// `dgamma[j] = Σ_rows dy·x̂`, with the row statistics recomputed from x: one dispatch per
+/// chunk of rows and a column sum of the chunks (see [`gamma_grad`]).
 // x, dy: [rows, dim], dgamma: [dim]
 pub fn layer_norm_grad_gamma(
     gpu: &Gpu,
@@ -104,25 +106,69 @@ pub fn layer_norm_grad_gamma(
     dgamma: &wgpu::Buffer,
     shape: &LayerNormShape,
     tag: &str,
-) -> Result<Dispatch> {
-    const OP: &str = "layer_norm_grad_gamma";
-    shape.check(OP)?;
-    let len = shape.len();
-    check_buffer(OP, "x", x, len)?;
-    check_buffer(OP, "dy", dy, len)?;
-    check_buffer(OP, "dgamma", dgamma, shape.dim)?;
+) -> Result<Vec<Dispatch>> {
     let cost = Kernel::LayerNormGradGamma(*shape).cost();
-    gpu.prepare(Launch {
+    gamma_grad(
+        gpu,
+        "layer_norm_grad_gamma",
+        cost,
+        [x, dy, dgamma],
+        shape,
+        tag,
+    )
+}
+
+/// The rows of a gamma gradient's chunk: one workgroup of the device's `WG` invocations.
+fn chunk_rows(gpu: &Gpu) -> usize {
+    gpu.wide_workgroup() as usize
+}
+
+/// A gamma gradient (`entry`: layer or RMS norm) in two passes, so that a tall [rows, dim] input
+/// spreads over workgroups on every GPU: pass 1 has workgroup (c, b) sum row chunk c of the
+/// column block b into row c of a [chunks, dim] scratch buffer (the kernel's own, made here),
+/// pass 2 sums the chunks with the reduce kernel. Rows are added in order within a chunk and the
+/// chunks in order, so the result is deterministic. With a single chunk pass 1 writes dgamma.
+fn gamma_grad(
+    gpu: &Gpu,
+    entry: &'static str,
+    cost: sinter_ops::Cost,
+    [x, dy, dgamma]: [&wgpu::Buffer; 3],
+    shape: &LayerNormShape,
+    tag: &str,
+) -> Result<Vec<Dispatch>> {
+    shape.check(entry)?;
+    let len = shape.len();
+    check_buffer(entry, "x", x, len)?;
+    check_buffer(entry, "dy", dy, len)?;
+    check_buffer(entry, "dgamma", dgamma, shape.dim)?;
+    let chunks = shape.rows.div_ceil(chunk_rows(gpu));
+    let blocks = shape.dim.div_ceil(gpu.wide_workgroup() as usize);
+    let scratch = if chunks > 1 {
+        Some(gpu.buffer(entry, chunks * shape.dim)?)
+    } else {
+        None
+    };
+    let partials = scratch.as_ref().unwrap_or(dgamma);
+    let mut dispatches = vec![gpu.prepare(Launch {
         shader: Shader::Norm,
-        entry: "layer_norm_grad_gamma",
+        entry,
         overrides: &[],
         params: &params(shape),
-        buffers: &[x, dy, dgamma],
-        workgroups: grid_for(gpu, shape.dim),
+        buffers: &[x, dy, partials],
+        workgroups: groups_grid(gpu, chunks * blocks),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
-    })
+    })?];
+    if let Some(scratch) = &scratch {
+        let sum = ReduceShape {
+            outer: 1,
+            n: chunks,
+            inner: shape.dim,
+        };
+        dispatches.push(reduce(gpu, scratch, dgamma, ReduceOp::Sum, &sum, tag)?);
+    }
+    Ok(dispatches)
 }
 
 /// y = x / sqrt(mean(x²) + eps) · gamma, per row (PyTorch's RMSNorm).
@@ -193,7 +239,8 @@ pub fn rms_norm_grad_input(
     })
 }
 
-/// `dgamma[j] = Σ_rows dy·x·rstd`, with rstd recomputed from x; rows added in order.
+/// `dgamma[j] = Σ_rows dy·x·rstd`, with rstd recomputed from x, in two passes as
+/// [`layer_norm_grad_gamma`].
 // x, dy: [rows, dim], dgamma: [dim]
 pub fn rms_norm_grad_gamma(
     gpu: &Gpu,
@@ -202,25 +249,16 @@ pub fn rms_norm_grad_gamma(
     dgamma: &wgpu::Buffer,
     shape: &LayerNormShape,
     tag: &str,
-) -> Result<Dispatch> {
-    const OP: &str = "rms_norm_grad_gamma";
-    shape.check(OP)?;
-    let len = shape.len();
-    check_buffer(OP, "x", x, len)?;
-    check_buffer(OP, "dy", dy, len)?;
-    check_buffer(OP, "dgamma", dgamma, shape.dim)?;
+) -> Result<Vec<Dispatch>> {
     let cost = Kernel::RmsNormGradGamma(*shape).cost();
-    gpu.prepare(Launch {
-        shader: Shader::Norm,
-        entry: "rms_norm_grad_gamma",
-        overrides: &[],
-        params: &params(shape),
-        buffers: &[x, dy, dgamma],
-        workgroups: grid_for(gpu, shape.dim),
-        tag: tag.to_string(),
-        flops: cost.flops,
-        bytes: cost.bytes,
-    })
+    gamma_grad(
+        gpu,
+        "rms_norm_grad_gamma",
+        cost,
+        [x, dy, dgamma],
+        shape,
+        tag,
+    )
 }
 
 /// Its entry points, none with override constants (see [`super::specializations`]).

@@ -292,14 +292,7 @@ impl GpuBackend {
                 tag,
             )?],
             Kernel::LayerNormGradGamma(s) => {
-                vec![norm::layer_norm_grad_gamma(
-                    gpu,
-                    x(0)?,
-                    x(1)?,
-                    y()?,
-                    s,
-                    tag,
-                )?]
+                norm::layer_norm_grad_gamma(gpu, x(0)?, x(1)?, y()?, s, tag)?
             }
             Kernel::Embedding(s) => vec![embedding::embedding(gpu, x(0)?, x(1)?, y()?, s, tag)?],
             Kernel::EmbeddingGrad(s) => {
@@ -372,7 +365,7 @@ impl GpuBackend {
                 tag,
             )?],
             Kernel::RmsNormGradGamma(s) => {
-                vec![norm::rms_norm_grad_gamma(gpu, x(0)?, x(1)?, y()?, s, tag)?]
+                norm::rms_norm_grad_gamma(gpu, x(0)?, x(1)?, y()?, s, tag)?
             }
             Kernel::IndexSelect(s) => {
                 vec![select::index_select(gpu, x(0)?, x(1)?, y()?, s, tag)?]
