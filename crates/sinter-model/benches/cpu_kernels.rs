@@ -1,11 +1,13 @@
 //! The CPU backend's memory-bound kernels (elementwise, reductions, norms, softmax, loss, Adam,
-//! embedding) timed at the char-transformer's shapes, with the bytes each moves and the GB/s.
+//! embedding) and its fused attention, timed at the char-transformer's shapes, with the bytes
+//! each moves and the GB/s.
 //!
 //! `cargo bench -p sinter-model --no-default-features --bench cpu_kernels` runs all of them;
 //! `CPU_KERNELS=gelu,adam` narrows the rows to names that contain one of the words. Compare
 //! builds by alternating runs of their binaries: the machine's load swings absolute times.
 
 use sinter_model::cpu;
+use sinter_ops::attention::AttentionShape;
 use sinter_ops::elementwise::{BinaryOp, UnaryOp};
 use sinter_ops::embedding::EmbeddingShape;
 use sinter_ops::loss::CrossEntropyShape;
@@ -210,4 +212,31 @@ fn main() {
             cpu::optim::adam(&mut p, &g, &mut m, &mut v, 1.0, 1e-3, 0.1, 0.001, &cfg)
         });
     }
+
+    // The char-transformer's causal attention: 4 heads of 32 over 64 positions.
+    let att = AttentionShape {
+        batch: TOKENS / 64,
+        seq: 64,
+        heads: 4,
+        head_dim: WIDTH / 4,
+        causal: true,
+        scale: 1.0 / (WIDTH as f32 / 4.0).sqrt(),
+        dropout: 0.0,
+    };
+    let (q, k, v) = (
+        values(n_act, -1.0, 1.0),
+        values(n_act, -0.5, 1.5),
+        values(n_act, -2.0, 2.0),
+    );
+    let (mut o, mut lse) = (vec![0f32; n_act], vec![0f32; att.lse_len()]);
+    b.time("attention [32,64,4,32] causal", 4 * n_act, || {
+        cpu::attention::attention_forward(&q, &k, &v, None, &mut o, &mut lse, &att)
+    });
+    let d_o = values(n_act, -1.0, 1.0);
+    let (mut dq, mut dk, mut dv) = (vec![0f32; n_act], vec![0f32; n_act], vec![0f32; n_act]);
+    b.time("attention_grad [32,64,4,32] causal", 8 * n_act, || {
+        cpu::attention::attention_backward(
+            &q, &k, &v, &o, &d_o, &lse, &mut dq, &mut dk, &mut dv, &att,
+        )
+    });
 }

@@ -134,11 +134,18 @@ pub fn max<T: Real>(x: &[T]) -> T {
     for k in 0..LANES {
         acc[k] = acc[k].max(tail[k]);
     }
-    let mut m = x[0];
-    for a in acc {
-        m = m.max(a);
+    // The lanes merged as a tree, as `collapse` adds them: a fold over 32 lanes would be 32
+    // dependent NaN-aware maxima, most of the time of a short row (attention's score rows).
+    // `max` ignores a NaN operand, so the tree also gives NaN only when every element is NaN.
+    let mut w = LANES / 2;
+    while w > 0 {
+        for k in 0..w {
+            let upper = acc[k + w];
+            acc[k] = acc[k].max(upper);
+        }
+        w /= 2;
     }
-    m
+    acc[0]
 }
 
 /// Elements per task of [`vectorized_rows`]: a group of whole rows about this long is one
