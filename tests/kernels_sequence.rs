@@ -6,7 +6,7 @@ mod common;
 use common::{
     assert_close, out_buffer, rand_classes, rand_vec, rng, run_checked, run_checked_all, to_f64,
 };
-use sinter::sinter_device::kernels::embedding::{self as emb, EmbeddingShape};
+use sinter::sinter_device::kernels::embedding::{self as emb, EmbeddingGradKernel, EmbeddingShape};
 use sinter::sinter_device::kernels::norm::{self, LayerNormShape};
 use sinter::sinter_device::kernels::softmax::{self as sm, RowsShape};
 use sinter::sinter_device::testing::test_gpu;
@@ -414,13 +414,29 @@ fn run_embedding(gpu: &Gpu, ids: &[f32], table: &[f32], s: &EmbeddingShape) -> V
     run_checked(gpu, &format!("embedding {s:?}"), &d, &ob, len)
 }
 
-fn run_embedding_grad(gpu: &Gpu, ids: &[f32], dout: &[f32], s: &EmbeddingShape) -> Vec<f32> {
+/// The embedding-gradient kernels the test adapter runs (the subgroup one where it has subgroups
+/// of 8 lanes or more).
+fn grad_kernels(gpu: &Gpu) -> Vec<EmbeddingGradKernel> {
+    EmbeddingGradKernel::ALL
+        .into_iter()
+        .filter(|k| k.runs_on(gpu))
+        .collect()
+}
+
+fn run_embedding_grad(
+    gpu: &Gpu,
+    kernel: EmbeddingGradKernel,
+    ids: &[f32],
+    dout: &[f32],
+    s: &EmbeddingShape,
+) -> Vec<f32> {
     let len = s.vocab * s.dim;
     let ib = gpu.upload("ids", ids).unwrap();
     let gb = gpu.upload("dout", dout).unwrap();
     let tb = out_buffer(gpu, "dtable", len);
-    let d = emb::embedding_grad(gpu, &ib, &gb, &tb, s, "test").unwrap();
-    run_checked(gpu, &format!("embedding_grad {s:?}"), &d, &tb, len)
+    let d = emb::embedding_grad_with(gpu, kernel, &ib, &gb, &tb, s, "test").unwrap();
+    let what = format!("{} {s:?}", kernel.entry());
+    run_checked(gpu, &what, &d, &tb, len)
 }
 
 /// (tokens, vocab, dim): tiny, odd, more columns than a workgroup, and a text-model-like batch
@@ -449,19 +465,21 @@ fn embedding_and_grad_match_cpu() {
         cpu::embedding::embedding(&to_f64(&ids), &to_f64(&table), &mut want, &s);
         assert_close(&format!("embedding {s:?}"), &got, &want, EMB_ATOL, 0.0);
 
-        let got = run_embedding_grad(gpu, &ids, &dout, &s);
         let mut want = vec![0.0; vocab * dim];
         cpu::embedding::embedding_grad(&to_f64(&ids), &to_f64(&dout), &mut want, &s);
-        let what = format!("embedding_grad {s:?}");
-        assert_close(&what, &got, &want, EMB_GRAD_ATOL, EMB_GRAD_RTOL);
-        // No atomics: a second run gives the same bits.
-        let again = run_embedding_grad(gpu, &ids, &dout, &s);
-        assert!(
-            got.iter()
-                .zip(&again)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{what}: two runs differ"
-        );
+        for kernel in grad_kernels(gpu) {
+            let got = run_embedding_grad(gpu, kernel, &ids, &dout, &s);
+            let what = format!("{} {s:?}", kernel.entry());
+            assert_close(&what, &got, &want, EMB_GRAD_ATOL, EMB_GRAD_RTOL);
+            // No atomics: a second run gives the same bits.
+            let again = run_embedding_grad(gpu, kernel, &ids, &dout, &s);
+            assert!(
+                got.iter()
+                    .zip(&again)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{what}: two runs differ"
+            );
+        }
     }
 }
 
@@ -475,17 +493,21 @@ fn embedding_grad_sums_repeated_tokens() {
     ids[150] = 0.0;
     // Small integers: every partial sum is exact, so the check is equality.
     let dout: Vec<f32> = (0..tokens * dim).map(|i| (i % 7) as f32 - 3.0).collect();
-    let got = run_embedding_grad(gpu, &ids, &dout, &s);
     let mut want = vec![0.0f32; vocab * dim];
     for (t, &id) in ids.iter().enumerate() {
         for j in 0..dim {
             want[id as usize * dim + j] += dout[t * dim + j];
         }
     }
-    assert_eq!(
-        got, want,
-        "embedding_grad {s:?} with one id repeated 299 times"
-    );
+    for kernel in grad_kernels(gpu) {
+        let got = run_embedding_grad(gpu, kernel, &ids, &dout, &s);
+        assert_eq!(
+            got,
+            want,
+            "{} {s:?} with one id repeated 299 times",
+            kernel.entry()
+        );
+    }
 }
 
 #[test]
@@ -520,20 +542,17 @@ fn invalid_ids_give_nan_rows_and_no_gradient() {
     assert_close(&format!("embedding bad ids {s:?}"), &got, &want, 0.0, 0.0);
 
     let dout = rand_vec(&mut rng(901), s.tokens * dim, -1.0, 1.0);
-    let got = run_embedding_grad(gpu, &ids, &dout, &s);
     let mut want = vec![0.0; vocab * dim];
     cpu::embedding::embedding_grad(&to_f64(&ids), &to_f64(&dout), &mut want, &s);
-    assert!(
-        got.iter().all(|v| v.is_finite()),
-        "embedding_grad: bad ids leaked: {got:?}"
-    );
-    assert_close(
-        &format!("embedding_grad bad ids {s:?}"),
-        &got,
-        &want,
-        EMB_GRAD_ATOL,
-        EMB_GRAD_RTOL,
-    );
+    for kernel in grad_kernels(gpu) {
+        let got = run_embedding_grad(gpu, kernel, &ids, &dout, &s);
+        let what = format!("{} bad ids {s:?}", kernel.entry());
+        assert!(
+            got.iter().all(|v| v.is_finite()),
+            "{what}: bad ids leaked: {got:?}"
+        );
+        assert_close(&what, &got, &want, EMB_GRAD_ATOL, EMB_GRAD_RTOL);
+    }
 }
 
 #[test]
@@ -550,22 +569,25 @@ fn embedding_grad_handles_a_two_dimensional_grid() {
     let dout = [1.0f32, 2.0, 4.0, 8.0];
     let ib = gpu.upload("ids", &ids).unwrap();
     let gb = gpu.upload("dout", &dout).unwrap();
-    let tb = out_buffer(gpu, "dtable", vocab);
-    let d = emb::embedding_grad(gpu, &ib, &gb, &tb, &s, "test").unwrap();
-    assert!(
-        d.workgroups[1] > 1,
-        "expected a 2-D grid, got {:?}",
-        d.workgroups
-    );
-    let got = run_checked(gpu, "embedding_grad 2-D grid", &d, &tb, vocab);
-    for (v, &g) in got.iter().enumerate() {
-        let want = match v {
-            0 => 1.0,
-            3 => 4.0,
-            _ if v == vocab - 1 => 10.0,
-            _ => 0.0,
-        };
-        assert_eq!(g, want, "embedding_grad 2-D grid: row {v}");
+    for kernel in grad_kernels(gpu) {
+        let tb = out_buffer(gpu, "dtable", vocab);
+        let d = emb::embedding_grad_with(gpu, kernel, &ib, &gb, &tb, &s, "test").unwrap();
+        let what = format!("{} 2-D grid", kernel.entry());
+        assert!(
+            d.workgroups[1] > 1,
+            "{what}: expected a 2-D grid, got {:?}",
+            d.workgroups
+        );
+        let got = run_checked(gpu, &what, &d, &tb, vocab);
+        for (v, &g) in got.iter().enumerate() {
+            let want = match v {
+                0 => 1.0,
+                3 => 4.0,
+                _ if v == vocab - 1 => 10.0,
+                _ => 0.0,
+            };
+            assert_eq!(g, want, "{what}: row {v}");
+        }
     }
 }
 

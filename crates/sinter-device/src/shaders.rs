@@ -47,6 +47,9 @@ pub enum Shader {
     Norm,
     /// `embedding.wgsl`: row gather by token id and its gradient (rows summed per id).
     Embedding,
+    /// `embedding_subgroup.wgsl`: the embedding gradient with a subgroup per table row, compiled
+    /// after `embedding.wgsl` only where the device has subgroups.
+    EmbeddingSubgroup,
     /// `attention.wgsl`: flash-style fused attention, forward and backward.
     Attention,
     /// `attention_subgroup.wgsl`: the attention kernels with their streamed rows shared over a
@@ -61,7 +64,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file, so the naga validation test covers them all.
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Elementwise,
         Shader::Reduce,
         Shader::ReduceSubgroup,
@@ -74,6 +77,7 @@ impl Shader {
         Shader::Softmax,
         Shader::Norm,
         Shader::Embedding,
+        Shader::EmbeddingSubgroup,
         Shader::Attention,
         Shader::AttentionSubgroup,
         Shader::Select,
@@ -95,6 +99,7 @@ impl Shader {
             Shader::Softmax => "softmax",
             Shader::Norm => "norm",
             Shader::Embedding => "embedding",
+            Shader::EmbeddingSubgroup => "embedding_subgroup",
             Shader::Attention => "attention",
             Shader::AttentionSubgroup => "attention_subgroup",
             Shader::Select => "select",
@@ -126,7 +131,10 @@ impl Shader {
     pub fn uses_subgroups(self) -> bool {
         matches!(
             self,
-            Shader::ReduceSubgroup | Shader::MatmulSubgroup | Shader::AttentionSubgroup
+            Shader::ReduceSubgroup
+                | Shader::MatmulSubgroup
+                | Shader::AttentionSubgroup
+                | Shader::EmbeddingSubgroup
         )
     }
 
@@ -137,6 +145,7 @@ impl Shader {
             Shader::ReduceSubgroup => Some(Shader::Reduce),
             Shader::MatmulSubgroup => Some(Shader::Matmul),
             Shader::AttentionSubgroup => Some(Shader::Attention),
+            Shader::EmbeddingSubgroup => Some(Shader::Embedding),
             _ => None,
         }
     }
@@ -177,6 +186,10 @@ impl Shader {
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Shader::Norm => include_str!("../../../shaders/norm.wgsl"),
             Shader::Embedding => include_str!("../../../shaders/embedding.wgsl"),
+            Shader::EmbeddingSubgroup => concat!(
+                include_str!("../../../shaders/embedding.wgsl"),
+                include_str!("../../../shaders/embedding_subgroup.wgsl")
+            ),
             Shader::Attention => include_str!("../../../shaders/attention.wgsl"),
             Shader::AttentionSubgroup => concat!(
                 include_str!("../../../shaders/attention.wgsl"),

@@ -3,7 +3,8 @@
 
 use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
 use super::specializations::EntrySpecializations;
-use crate::error::Result;
+use crate::adapter::AdapterClass;
+use crate::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
@@ -48,12 +49,78 @@ pub fn embedding(
     })
 }
 
+/// The embedding-gradient kernels: both compute the same sums in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbeddingGradKernel {
+    /// A workgroup per (row, block of `WG` columns) packing each chunk's matches with a prefix
+    /// sum in workgroup memory (`embedding_grad`): every device.
+    Scan,
+    /// A subgroup of 8 per (row, block of 32 columns) taking the matches from a ballot
+    /// (`embedding_grad_sg`): no barriers, for software adapters, where a barrier is a switch
+    /// between the workgroup's subgroups. Only where every subgroup holds 8 lanes.
+    Subgroup,
+}
+
+impl EmbeddingGradKernel {
+    /// Both kernels.
+    pub const ALL: [EmbeddingGradKernel; 2] =
+        [EmbeddingGradKernel::Scan, EmbeddingGradKernel::Subgroup];
+
+    /// The WGSL entry point.
+    pub fn entry(self) -> &'static str {
+        match self {
+            EmbeddingGradKernel::Scan => "embedding_grad",
+            EmbeddingGradKernel::Subgroup => "embedding_grad_sg",
+        }
+    }
+
+    fn shader(self) -> Shader {
+        match self {
+            EmbeddingGradKernel::Scan => Shader::Embedding,
+            EmbeddingGradKernel::Subgroup => Shader::EmbeddingSubgroup,
+        }
+    }
+
+    /// Whether `gpu` can run it (the subgroup kernel needs subgroups of at least 8 lanes).
+    pub fn runs_on(self, gpu: &Gpu) -> bool {
+        self == EmbeddingGradKernel::Scan || gpu.report.subgroups_of_at_least(8)
+    }
+
+    /// The kernel `embedding_grad` runs: the subgroup one on software adapters that run it (the
+    /// start-up canary not having disabled it), the scan elsewhere.
+    pub fn best_for(gpu: &Gpu) -> Self {
+        let sg = EmbeddingGradKernel::Subgroup;
+        let usable = sg.runs_on(gpu) && !gpu.is_disabled(sg.entry());
+        if usable && gpu.report.class == AdapterClass::Software {
+            sg
+        } else {
+            EmbeddingGradKernel::Scan
+        }
+    }
+}
+
 /// `dtable[v] = Σ_{t: ids[t] == v} dout[t]`; repeated ids accumulate, invalid ids add nothing.
 /// Deterministic (tokens are summed in order, no atomics). Cost: vocab·tokens id tests plus
-/// tokens·dim adds, so it suits vocabularies up to a few thousand.
+/// tokens·dim adds, so it suits vocabularies up to a few thousand. The kernel is
+/// [`EmbeddingGradKernel::best_for`] the device.
 // ids: [tokens], dout: [tokens, dim], dtable: [vocab, dim]
 pub fn embedding_grad(
     gpu: &Gpu,
+    ids: &wgpu::Buffer,
+    dout: &wgpu::Buffer,
+    dtable: &wgpu::Buffer,
+    shape: &EmbeddingShape,
+    tag: &str,
+) -> Result<Dispatch> {
+    let kernel = EmbeddingGradKernel::best_for(gpu);
+    embedding_grad_with(gpu, kernel, ids, dout, dtable, shape, tag)
+}
+
+/// [`embedding_grad`] with a chosen kernel; one the device cannot run is refused by name.
+// ids: [tokens], dout: [tokens, dim], dtable: [vocab, dim]
+pub fn embedding_grad_with(
+    gpu: &Gpu,
+    kernel: EmbeddingGradKernel,
     ids: &wgpu::Buffer,
     dout: &wgpu::Buffer,
     dtable: &wgpu::Buffer,
@@ -66,8 +133,21 @@ pub fn embedding_grad(
     check_buffer(OP, "ids", ids, tokens)?;
     check_buffer(OP, "dout", dout, tokens * dim)?;
     check_buffer(OP, "dtable", dtable, vocab * dim)?;
-    // One workgroup per (row v, block of WG columns).
-    let blocks = dim.div_ceil(gpu.wide_workgroup() as usize);
+    if !kernel.runs_on(gpu) {
+        return Err(DeviceError::Limit {
+            what: format!(
+                "{OP} ({}) needs subgroups of at least 8 lanes",
+                kernel.entry()
+            ),
+            need: gpu.report.subgroup_report(),
+        });
+    }
+    // One workgroup per (row v, block of columns).
+    let columns = match kernel {
+        EmbeddingGradKernel::Scan => gpu.wide_workgroup() as usize,
+        EmbeddingGradKernel::Subgroup => 32,
+    };
+    let blocks = dim.div_ceil(columns);
     let groups = vocab * blocks;
     check_len(
         OP,
@@ -76,8 +156,8 @@ pub fn embedding_grad(
     )?;
     let cost = Kernel::EmbeddingGrad(*shape).cost();
     gpu.prepare(Launch {
-        shader: Shader::Embedding,
-        entry: "embedding_grad",
+        shader: kernel.shader(),
+        entry: kernel.entry(),
         overrides: &[],
         params: &params(shape),
         buffers: &[ids, dout, dtable],
@@ -90,8 +170,10 @@ pub fn embedding_grad(
 
 /// Its entry points, none with override constants (see [`super::specializations`]).
 pub(crate) fn specializations() -> Vec<EntrySpecializations> {
-    ["embedding", "embedding_grad"]
+    let grads = EmbeddingGradKernel::ALL.map(|k| (k.shader(), k.entry()));
+    [(Shader::Embedding, "embedding")]
         .into_iter()
-        .map(|entry| EntrySpecializations::plain(Shader::Embedding, entry))
+        .chain(grads)
+        .map(|(shader, entry)| EntrySpecializations::plain(shader, entry))
         .collect()
 }
