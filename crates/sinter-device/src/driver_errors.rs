@@ -447,7 +447,8 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
     let right = canary::verdict(good, Some(&canary_dir("right")));
     assert!(right.disabled.is_empty(), "{:?}", right.disabled);
     // The products the adapter runs, rows and tree of three softmax/loss kernels and four norm
-    // kernels, the reductions, three convolution passes at three TMs, the attention forwards.
+    // kernels, the reductions, three convolution passes at three TMs, the attention forwards, the
+    // embedding gradients.
     let products = MatmulVariant::ALL
         .iter()
         .filter(|v| v.runs_on(good))
@@ -460,9 +461,13 @@ fn the_canary_disables_a_wrong_variant_and_caches_its_verdicts() {
         .iter()
         .filter(|k| k.runs_on(good))
         .count();
+    let embedding_grads = crate::kernels::embedding::EmbeddingGradKernel::ALL
+        .iter()
+        .filter(|k| k.runs_on(good))
+        .count();
     assert_eq!(
         right.passed.len(),
-        products + 2 * (3 + 4) + reductions + 9 + attention,
+        products + 2 * (3 + 4) + reductions + 9 + attention + embedding_grads,
         "{:?}",
         right.passed
     );

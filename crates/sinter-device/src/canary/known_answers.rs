@@ -1,7 +1,7 @@
 //! The start-up canary's known-answer runs: one tiny launch per kernel variant the engine chooses
 //! between (the matrix-product variants, the rows/tree kernels of softmax, reductions,
 //! cross-entropy and the norms, convolution's rows per invocation, the attention forward's
-//! layouts), each against an answer computed here in f64.
+//! layouts, the embedding gradient's kernels), each against an answer computed here in f64.
 //!
 //! Inputs are small whole numbers (or quarters) wherever the answer is then exact in f32 (products,
 //! convolutions, sums): any difference is a wrong kernel. The others (softmax, norms) allow
@@ -12,6 +12,7 @@ use crate::kernels::attention::{attention_forward_with, AttentionShape, Attentio
 use crate::kernels::conv::{
     conv2d_forward, conv2d_grad_input, conv2d_grad_weight, tm_variant, Conv2dShape,
 };
+use crate::kernels::embedding::{embedding_grad_with, EmbeddingGradKernel, EmbeddingShape};
 use crate::kernels::loss::{cross_entropy_grad, CrossEntropyShape};
 use crate::kernels::matmul::{matmul_with, MatmulShape, MatmulVariant};
 use crate::kernels::norm::{
@@ -46,7 +47,46 @@ pub(crate) fn run_all(gpu: &Gpu) -> Vec<(String, std::result::Result<(), String>
         let entry = variant.entry("attention_forward");
         out.push((entry.to_string(), attention_case(gpu, variant)));
     }
+    for kernel in EmbeddingGradKernel::ALL
+        .into_iter()
+        .filter(|k| k.runs_on(gpu))
+    {
+        out.push((kernel.entry().to_string(), embedding_grad_case(gpu, kernel)));
+    }
     out
+}
+
+/// 37 tokens over a table of 5 rows of 35 columns (past one 32-column block of the subgroup
+/// kernel), every row repeated and one id invalid; whole-number gradients, so the answer is exact.
+fn embedding_grad_case(gpu: &Gpu, kernel: EmbeddingGradKernel) -> std::result::Result<(), String> {
+    let s = EmbeddingShape {
+        tokens: 37,
+        vocab: 5,
+        dim: 35,
+    };
+    let mut ids: Vec<f32> = (0..s.tokens)
+        .map(|t| ((t * 3 + 1) % s.vocab) as f32)
+        .collect();
+    ids[20] = s.vocab as f32;
+    let dout = ints(s.tokens * s.dim, 8, 3);
+    let mut want = vec![0.0f64; s.vocab * s.dim];
+    for (t, &id) in ids
+        .iter()
+        .enumerate()
+        .filter(|(_, &id)| (id as usize) < s.vocab)
+    {
+        for j in 0..s.dim {
+            want[id as usize * s.dim + j] += dout[t * s.dim + j] as f64;
+        }
+    }
+    check(
+        gpu,
+        kernel.entry(),
+        &[&ids, &dout],
+        &want,
+        true,
+        |b, out| embedding_grad_with(gpu, kernel, &b[0], &b[1], out, &s, "canary"),
+    )
 }
 
 /// Causal attention over 11 rows of two heads of size 5 (blocks of 8 and of 64 rows both end
