@@ -50,7 +50,9 @@ fn unary_input(op: UnaryOp, seed: u64, len: usize) -> Vec<f32> {
 fn unary_ops_match_cpu() {
     let Some(gpu) = test_gpu() else { return };
     for (k, op) in UnaryOp::ALL.into_iter().enumerate() {
-        for len in [1, 1000, 4099] {
+        // unary_input adds 6 special values for most ops: between 1000 and 1002 every op meets a
+        // length divisible by 4 (the 4-wide kernel) and one that is not.
+        for len in [1, 1000, 1002, 4099] {
             let x = unary_input(op, 10 + k as u64, len);
             let n = x.len();
             let xb = gpu.upload("x", &x).unwrap();
@@ -69,17 +71,21 @@ fn unary_ops_match_cpu() {
 fn unary_grads_match_cpu() {
     let Some(gpu) = test_gpu() else { return };
     for (k, op) in UnaryOp::ALL.into_iter().enumerate() {
-        let x = unary_input(op, 30 + k as u64, 2053);
-        let n = x.len();
-        let dy = rand_vec(&mut rng(50 + k as u64), n, -2.0, 2.0);
-        let (xb, dyb) = (gpu.upload("x", &x).unwrap(), gpu.upload("dy", &dy).unwrap());
-        let dxb = out_buffer(gpu, "dx", n);
-        let d = ew::unary_grad(gpu, &xb, &dyb, &dxb, op, n, "test").unwrap();
-        let what = format!("unary_grad {} len {n}", op.name());
-        let got = run_checked(gpu, &what, &d, &dxb, n);
-        let mut want = vec![0.0; n];
-        cpu::elementwise::unary_grad(op, &to_f64(&x), &to_f64(&dy), &mut want);
-        assert_close(&what, &got, &want, UNARY_ATOL, UNARY_RTOL);
+        // Lengths divisible by 4 (the 4-wide kernel) and not, whether or not unary_input adds
+        // its 6 special values.
+        for len in [2052, 2054] {
+            let x = unary_input(op, 30 + k as u64, len);
+            let n = x.len();
+            let dy = rand_vec(&mut rng(50 + k as u64), n, -2.0, 2.0);
+            let (xb, dyb) = (gpu.upload("x", &x).unwrap(), gpu.upload("dy", &dy).unwrap());
+            let dxb = out_buffer(gpu, "dx", n);
+            let d = ew::unary_grad(gpu, &xb, &dyb, &dxb, op, n, "test").unwrap();
+            let what = format!("unary_grad {} len {n}", op.name());
+            let got = run_checked(gpu, &what, &d, &dxb, n);
+            let mut want = vec![0.0; n];
+            cpu::elementwise::unary_grad(op, &to_f64(&x), &to_f64(&dy), &mut want);
+            assert_close(&what, &got, &want, UNARY_ATOL, UNARY_RTOL);
+        }
     }
     // The conventions at 0, checked directly rather than through the CPU reference.
     let x = gpu.upload("x", &[0.0f32, 0.0]).unwrap();
@@ -190,8 +196,9 @@ fn pow_matches_cpu_including_negative_bases_and_zero() {
     // Bases of both signs and zeros; exponents integer (a negative base then has a value) or
     // fractional (NaN for a negative base), including 0 (x⁰ = 1, also 0⁰).
     let mut r = rng(70);
-    let cases: [(&[usize], &[usize]); 4] = [
+    let cases: [(&[usize], &[usize]); 5] = [
         (&[7, 13, 5], &[7, 13, 5]),
+        (&[4, 9], &[4, 9]),
         (&[33, 17], &[17]),
         (&[5, 1], &[1, 9]),
         (&[300], &[1]),
@@ -332,13 +339,15 @@ fn binary_input(op: BinaryOp, seed: u64, len: usize, divisor: bool) -> Vec<f32> 
     }
 }
 
-const BROADCAST_CASES: [(&[usize], &[usize]); 9] = [
+const BROADCAST_CASES: [(&[usize], &[usize]); 10] = [
     (&[7, 13, 5], &[13, 1]),
     (&[13, 1], &[7, 13, 5]),
     (&[3, 1, 4], &[1, 5, 1]),
     (&[1], &[33, 65, 17]),
     (&[33, 65, 17], &[1]),
     (&[33, 65, 17], &[33, 65, 17]),
+    // Equal shapes of a length divisible by 4: the 4-wide flat kernel.
+    (&[6, 10, 4], &[6, 10, 4]),
     (&[2, 3, 4], &[4]),
     (&[1, 1], &[1]),
     (&[2, 1, 3, 1, 2, 1], &[1, 4, 1, 5, 1, 3]),

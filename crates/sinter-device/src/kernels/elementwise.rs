@@ -110,6 +110,16 @@ pub(crate) fn rows_or_tree(
     }
 }
 
+/// A flat kernel's entry and invocations for `len` elements: its 4-wide form (`<entry>4`, a
+/// vector of 4 per invocation) where `len` is a multiple of 4, else one element per invocation.
+fn flat_entry(len: usize, [one, four]: [&'static str; 2]) -> (&'static str, usize) {
+    if len % 4 == 0 {
+        (four, len / 4)
+    } else {
+        (one, len)
+    }
+}
+
 fn flat_params(len: usize, alpha: f32, beta: f32) -> [u32; 4] {
     [len as u32, alpha.to_bits(), beta.to_bits(), 0]
 }
@@ -129,13 +139,14 @@ pub fn unary(
     check_buffer(&name, "x", x, len)?;
     check_buffer(&name, "y", y, len)?;
     let cost = Kernel::Unary { op, len }.cost();
+    let (entry, invocations) = flat_entry(len, ["unary", "unary4"]);
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
-        entry: "unary",
+        entry,
         overrides: &op_override(op.code()),
         params: &flat_params(len, 0.0, 0.0),
         buffers: &[x, y],
-        workgroups: grid_for(gpu, len),
+        workgroups: grid_for(gpu, invocations),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -190,13 +201,14 @@ pub fn unary_grad(
     check_buffer(&name, "dy", dy, len)?;
     check_buffer(&name, "dx", dx, len)?;
     let cost = Kernel::UnaryGrad { op, len }.cost();
+    let (entry, invocations) = flat_entry(len, ["unary_grad", "unary_grad4"]);
     gpu.prepare(Launch {
         shader: Shader::Elementwise,
-        entry: "unary_grad",
+        entry,
         overrides: &op_override(op.code()),
         params: &flat_params(len, 0.0, 0.0),
         buffers: &[x, dy, dx],
-        workgroups: grid_for(gpu, len),
+        workgroups: grid_for(gpu, invocations),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -297,15 +309,16 @@ pub fn binary(
     check_buffer(&name, "a", a, la)?;
     check_buffer(&name, "b", b, lb)?;
     check_buffer(&name, "out", out, len)?;
-    let (entry, params) = if a_shape == b_shape {
-        ("binary_flat", broadcast_params(&[len], &[1], &[1]))
+    let (entry, invocations, params) = if a_shape == b_shape {
+        let (entry, invocations) = flat_entry(len, ["binary_flat", "binary_flat4"]);
+        (entry, invocations, broadcast_params(&[len], &[1], &[1]))
     } else {
         let (d, sa, sb) = coalesce(
             &shape,
             &broadcast_strides(a_shape, &shape),
             &broadcast_strides(b_shape, &shape),
         );
-        ("binary_bcast", broadcast_params(&d, &sa, &sb))
+        ("binary_bcast", len, broadcast_params(&d, &sa, &sb))
     };
     let cost = Kernel::Binary {
         op,
@@ -319,7 +332,7 @@ pub fn binary(
         overrides: &op_override(op.code()),
         params: &params,
         buffers: &[a, b, out],
-        workgroups: grid_for(gpu, len),
+        workgroups: grid_for(gpu, invocations),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -459,7 +472,10 @@ pub(crate) fn specializations() -> Vec<EntrySpecializations> {
     let mut out = vec![
         EntrySpecializations::from_launches(Shader::Elementwise, "unary", unary()),
         EntrySpecializations::from_launches(Shader::Elementwise, "unary_grad", unary()),
+        EntrySpecializations::from_launches(Shader::Elementwise, "unary4", unary()),
+        EntrySpecializations::from_launches(Shader::Elementwise, "unary_grad4", unary()),
         EntrySpecializations::from_launches(Shader::Elementwise, "binary_flat", binary()),
+        EntrySpecializations::from_launches(Shader::Elementwise, "binary_flat4", binary()),
         EntrySpecializations::from_launches(Shader::Elementwise, "binary_bcast", binary()),
     ];
     for entry in ["relu_mask", "affine", "strided_copy", "broadcast_to"] {
