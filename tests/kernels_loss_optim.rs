@@ -284,7 +284,8 @@ const ADAM_CONFIGS: [(AdamConfig, f32); 3] = [
 fn adam_and_adamw_steps_match_cpu() {
     let Some(gpu) = test_gpu() else { return };
     for (k, &(cfg, scale)) in ADAM_CONFIGS.iter().enumerate() {
-        for len in [1, 1003, 70_001] {
+        // 1004: a length divisible by 4 (the 4-wide kernel).
+        for len in [1, 1003, 1004, 70_001] {
             let mut r = rng(1000 + k as u64);
             let p0 = rand_vec(&mut r, len, -1.0, 1.0);
             let zeros = vec![0.0f32; len];

@@ -112,7 +112,7 @@ pub(crate) fn rows_or_tree(
 
 /// A flat kernel's entry and invocations for `len` elements: its 4-wide form (`<entry>4`, a
 /// vector of 4 per invocation) where `len` is a multiple of 4, else one element per invocation.
-fn flat_entry(len: usize, [one, four]: [&'static str; 2]) -> (&'static str, usize) {
+pub(crate) fn flat_entry(len: usize, [one, four]: [&'static str; 2]) -> (&'static str, usize) {
     if len % 4 == 0 {
         (four, len / 4)
     } else {

@@ -1,7 +1,7 @@
 //! Launch builders for `shaders/optim.wgsl`: fused SGD and Adam/AdamW updates, PyTorch semantics.
 //! The learning rate and bias corrections live in a `hyper` buffer the host rewrites each step.
 
-use super::elementwise::{check_buffer, check_len, grid_for};
+use super::elementwise::{check_buffer, check_len, flat_entry, grid_for};
 use super::specializations::EntrySpecializations;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
@@ -90,9 +90,10 @@ pub fn adam(
         ],
     )?;
     let cost = Kernel::Adam { len, config: *cfg }.cost();
+    let (entry, invocations) = flat_entry(len, ["adam", "adam4"]);
     gpu.prepare(Launch {
         shader: Shader::Optim,
-        entry: "adam",
+        entry,
         overrides: &[("DECOUPLED", cfg.decoupled as u32 as f64)],
         params: &[
             len as u32,
@@ -102,7 +103,7 @@ pub fn adam(
             cfg.weight_decay.to_bits(),
         ],
         buffers: &[grad, scale, hyper, param, m, v],
-        workgroups: grid_for(gpu, len),
+        workgroups: grid_for(gpu, invocations),
         tag: tag.to_string(),
         flops: cost.flops,
         bytes: cost.bytes,
@@ -116,5 +117,6 @@ pub(crate) fn specializations() -> Vec<EntrySpecializations> {
     vec![
         EntrySpecializations::from_launches(Shader::Optim, "sgd", flag("NESTEROV")),
         EntrySpecializations::from_launches(Shader::Optim, "adam", flag("DECOUPLED")),
+        EntrySpecializations::from_launches(Shader::Optim, "adam4", flag("DECOUPLED")),
     ]
 }
