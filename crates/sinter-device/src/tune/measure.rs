@@ -24,6 +24,9 @@ const TARGET_S: f64 = 0.1;
 /// A checked run slower than `HOPELESS · best + HOPELESS_SLACK_US` is not timed.
 const HOPELESS: f64 = 4.0;
 const HOPELESS_SLACK_US: f64 = 5e3;
+/// How much faster than the static rule's choice another variant must be to replace it (0.1: its
+/// median under 1/1.1 of the static choice's).
+pub(super) const CLEAR_WIN: f64 = 0.1;
 /// Outputs compared with the reference per candidate (evenly spread, and the last).
 const SAMPLES: usize = 48;
 /// A sampled output is right when within `ATOL + RTOL · Σ|terms|` of the f64 reference: f32
@@ -52,12 +55,16 @@ struct Expected {
 }
 
 impl Measured {
-    /// The fastest variant that was right.
-    pub(super) fn best(&self) -> Option<String> {
-        self.median_us
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(name, _)| name.clone())
+    /// The fastest variant that was right, except that the static rule's choice (`preferred`,
+    /// when it was right) is kept unless another is faster by more than [`CLEAR_WIN`]: on a
+    /// loaded machine medians of a few runs swing by that much, and a choice kept on disk should
+    /// not be a coin toss between equals.
+    pub(super) fn best(&self, preferred: Option<&str>) -> Option<String> {
+        let (fastest, &time) = self.median_us.iter().min_by(|a, b| a.1.total_cmp(b.1))?;
+        match preferred.and_then(|p| self.median_us.get_key_value(p)) {
+            Some((name, &kept)) if kept <= time * (1.0 + CLEAR_WIN) => Some(name.clone()),
+            _ => Some(fastest.clone()),
+        }
     }
 
     fn reject_all(&mut self, names: impl IntoIterator<Item = String>, why: String) {

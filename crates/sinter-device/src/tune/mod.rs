@@ -257,7 +257,8 @@ impl Tuner {
         for (variant, why) in &measured.rejected {
             log::warn!("tuning {key}: {variant} passed over: {why}");
         }
-        let Some(best) = measured.best() else {
+        // Every family puts its static choice first among the candidates.
+        let Some(best) = measured.best(candidates.first().map(String::as_str)) else {
             log::warn!(
                 "tuning {key} on {}: no variant matched the reference; using the static rule",
                 gpu.report.name

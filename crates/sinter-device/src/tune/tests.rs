@@ -385,3 +385,25 @@ fn an_attention_layout_with_a_wrong_key_gradient_is_never_chosen() {
         .iter()
         .any(|t| t.ends_with("attention_forward_sg")));
 }
+
+/// The static rule's choice stays unless another variant beats it by more than CLEAR_WIN; a
+/// clear win, or a static choice that was not right (no median), gives the fastest.
+#[test]
+fn the_static_choice_stays_unless_another_clearly_wins() {
+    use super::measure::{Measured, CLEAR_WIN};
+    let measured = |times: &[(&str, f64)]| Measured {
+        median_us: times.iter().map(|&(n, t)| (n.to_string(), t)).collect(),
+        ..Measured::default()
+    };
+    let close = measured(&[("static", 105.0), ("other", 100.0)]);
+    assert_eq!(close.best(Some("static")).as_deref(), Some("static"));
+    assert_eq!(close.best(None).as_deref(), Some("other"));
+    let edge = 100.0 * (1.0 + CLEAR_WIN);
+    let just = measured(&[("static", edge), ("other", 100.0)]);
+    assert_eq!(just.best(Some("static")).as_deref(), Some("static"));
+    let clear = measured(&[("static", edge + 1.0), ("other", 100.0)]);
+    assert_eq!(clear.best(Some("static")).as_deref(), Some("other"));
+    let wrong = measured(&[("other", 100.0)]);
+    assert_eq!(wrong.best(Some("static")).as_deref(), Some("other"));
+    assert_eq!(measured(&[]).best(Some("static")), None);
+}
