@@ -154,13 +154,10 @@ fn check_variant(gpu: &Gpu, op: &str, variant: AttentionVariant) -> Result<()> {
     if variant.runs_on(gpu) {
         return Ok(());
     }
-    Err(DeviceError::Limit {
-        what: format!(
-            "{op} ({}.wgsl) needs subgroups of at least 8 lanes",
-            variant.shader().name()
-        ),
-        need: gpu.report.subgroup_report(),
-    })
+    Err(super::needs_subgroups(
+        gpu,
+        format_args!("{op} ({}.wgsl)", variant.shader().name()),
+    ))
 }
 
 /// o = softmax(scale·q·kᵀ, causal-masked) · v per batch item and head, with the layout tuned for

@@ -4,7 +4,7 @@
 use super::elementwise::{check_buffer, check_len, grid_for, groups_grid};
 use super::specializations::EntrySpecializations;
 use crate::adapter::AdapterClass;
-use crate::error::{DeviceError, Result};
+use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Launch};
 use crate::shaders::Shader;
 use sinter_ops::Kernel;
@@ -134,13 +134,8 @@ pub fn embedding_grad_with(
     check_buffer(OP, "dout", dout, tokens * dim)?;
     check_buffer(OP, "dtable", dtable, vocab * dim)?;
     if !kernel.runs_on(gpu) {
-        return Err(DeviceError::Limit {
-            what: format!(
-                "{OP} ({}) needs subgroups of at least 8 lanes",
-                kernel.entry()
-            ),
-            need: gpu.report.subgroup_report(),
-        });
+        let what = format!("{OP} ({})", kernel.entry());
+        return Err(super::needs_subgroups(gpu, what));
     }
     // One workgroup per (row v, block of columns).
     let columns = match kernel {

@@ -189,14 +189,12 @@ pub fn matmul_with_epilogue(
     let s = shape;
     s.check().map_err(bad_shape)?;
     if variant.shader() == Shader::MatmulSubgroup && !gpu.report.subgroups_of_at_least(8) {
-        return Err(DeviceError::Limit {
-            what: format!(
-                "{}.wgsl::{} ({tag}) needs subgroups of at least 8 lanes",
-                variant.shader().name(),
-                variant.entry()
-            ),
-            need: gpu.report.subgroup_report(),
-        });
+        let what = format!(
+            "{}.wgsl::{} ({tag})",
+            variant.shader().name(),
+            variant.entry()
+        );
+        return Err(super::needs_subgroups(gpu, what));
     }
     if variant.invocations() > gpu.wide_workgroup() {
         return Err(DeviceError::Limit {

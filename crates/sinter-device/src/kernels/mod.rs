@@ -17,7 +17,18 @@ pub mod select;
 pub mod softmax;
 pub mod specializations;
 
+use crate::error::DeviceError;
+use crate::gpu::Gpu;
 use sinter_ops::elementwise::{Epilogue, UnaryOp};
+
+/// The refusal of a subgroup kernel on a device whose subgroups hold fewer than its 8 lanes;
+/// `what` names the op and the kernel.
+pub(crate) fn needs_subgroups(gpu: &Gpu, what: impl std::fmt::Display) -> DeviceError {
+    DeviceError::Limit {
+        what: format!("{what} needs subgroups of at least 8 lanes"),
+        need: gpu.report.subgroup_report(),
+    }
+}
 
 /// The epilogue a matrix-product or convolution launch runs inside its kernel, with its bias
 /// buffer: each output v of channel j is stored as `activation(v + bias[j])` (see

@@ -96,8 +96,9 @@ pub fn layer_norm_grad_input(
     })
 }
 
-/// `dgamma[j] = Σ_rows dy·x̂`, with the row statistics recomputed from x: one dispatch per
-/// chunk of rows and a column sum of the chunks (see [`gamma_grad`]).
+/// `dgamma[j] = Σ_rows dy·x̂`, with the row statistics recomputed from x, in two passes: a
+/// workgroup per chunk of rows writes the chunk's column sums to a scratch buffer of the
+/// kernel's own, then the reduce kernel sums the chunks (deterministic, no atomics).
 // x, dy: [rows, dim], dgamma: [dim]
 pub fn layer_norm_grad_gamma(
     gpu: &Gpu,

@@ -103,13 +103,8 @@ fn reduce_launch(
     check_buffer(&name, "y", y, outputs)?;
     let kernel = kernel.unwrap_or_else(|| crate::tune::reduce_kernel(gpu, op, shape));
     if !kernel.runs_on(gpu) {
-        return Err(DeviceError::Limit {
-            what: format!(
-                "{name} ({}) needs subgroups of at least 8 lanes",
-                kernel.entry()
-            ),
-            need: gpu.report.subgroup_report(),
-        });
+        let what = format!("{name} ({})", kernel.entry());
+        return Err(super::needs_subgroups(gpu, what));
     }
     let workgroups = match kernel {
         ReduceKernel::Rows => grid_for(gpu, outputs),
