@@ -188,6 +188,26 @@ fn a_lost_device_keeps_the_last_checkpoint_and_says_how_to_resume() {
     }
     let dir = scratch("device_lost");
     let ckpt = dir.join("run.ckpt");
+    // The hook counts every submit since the device opened, so the runs below must submit only
+    // their steps and checkpoints: the canary's verdict cached beforehand in a folder of their
+    // own, and no tuning (whose trials are submits too, and which another test's cache state
+    // would otherwise decide).
+    let cache = dir.join("cache");
+    let warm = Command::new(env!("CARGO_BIN_EXE_sinter"))
+        .args([
+            "train",
+            "--model",
+            "mlp",
+            "--steps",
+            "1",
+            "--quiet",
+            "--no-tune",
+        ])
+        .args(["--device", "software"])
+        .env("SINTER_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(warm.status.success(), "{}", stderr(&warm));
     for lose_after in ["2", "30", "60"] {
         let _ = std::fs::remove_file(&ckpt);
         let o = Command::new(env!("CARGO_BIN_EXE_sinter"))
@@ -207,6 +227,8 @@ fn a_lost_device_keeps_the_last_checkpoint_and_says_how_to_resume() {
             ])
             .arg("--checkpoint")
             .arg(&ckpt)
+            .env("SINTER_CACHE_DIR", &cache)
+            .env("SINTER_NO_TUNE", "1")
             .env(sinter::sinter_device::gpu::LOSE_DEVICE_ENV, lose_after)
             .output()
             .unwrap();
