@@ -72,29 +72,33 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     param[i] = w - lr * g;
 }
 
-// g = grad·s (+ wd·p unless decoupled, else p *= 1 - lr·wd); m = β1m + (1-β1)g;
-// v = β2v + (1-β2)g²; p -= lr·(m/bc1) / (sqrt(v/bc2) + eps)
+// One Adam step of one parameter: w the parameter, g its gradient (already scaled), m and v its
+// moments; returns the new (w, m, v). g = g (+ wd·w unless decoupled, else w *= 1 - lr·wd);
+// m = β1m + (1-β1)g; v = β2v + (1-β2)g²; w -= lr·(m/bc1) / (sqrt(v/bc2) + eps)
+fn adam_value(w0: f32, g0: f32, m0: f32, v0: f32) -> vec3<f32> {
+    let lr = hyper[0];
+    var w = w0;
+    var g = g0;
+    if DECOUPLED {
+        w = w * (1.0 - lr * pa.weight_decay);
+    } else {
+        g = g + pa.weight_decay * w;
+    }
+    let m = pa.beta1 * m0 + (1.0 - pa.beta1) * g;
+    let v = pa.beta2 * v0 + (1.0 - pa.beta2) * g * g;
+    return vec3<f32>(w - lr * (m / hyper[1]) / (sqrt(v / hyper[2]) + pa.eps), m, v);
+}
+
 @compute @workgroup_size(WG)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= pa.len {
         return;
     }
-    let lr = hyper[0];
-    let bc1 = hyper[1];
-    let bc2 = hyper[2];
-    var w = param[i];
-    var g = grad[i] * scale[0];
-    if DECOUPLED {
-        w = w * (1.0 - lr * pa.weight_decay);
-    } else {
-        g = g + pa.weight_decay * w;
-    }
-    let m = pa.beta1 * m1[i] + (1.0 - pa.beta1) * g;
-    let v = pa.beta2 * m2[i] + (1.0 - pa.beta2) * g * g;
-    m1[i] = m;
-    m2[i] = v;
-    param[i] = w - lr * (m / bc1) / (sqrt(v / bc2) + pa.eps);
+    let r = adam_value(param[i], grad[i] * scale[0], m1[i], m2[i]);
+    m1[i] = r.y;
+    m2[i] = r.z;
+    param[i] = r.x;
 }
 
 // adam, 4 elements per invocation.
@@ -104,19 +108,15 @@ fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if i >= pa.len / 4u {
         return;
     }
-    let lr = hyper[0];
-    let bc1 = hyper[1];
-    let bc2 = hyper[2];
-    var w = param4[i];
-    var g = grad4[i] * scale[0];
-    if DECOUPLED {
-        w = w * (1.0 - lr * pa.weight_decay);
-    } else {
-        g = g + pa.weight_decay * w;
-    }
-    let m = pa.beta1 * m14[i] + (1.0 - pa.beta1) * g;
-    let v = pa.beta2 * m24[i] + (1.0 - pa.beta2) * g * g;
-    m14[i] = m;
-    m24[i] = v;
-    param4[i] = w - lr * (m / bc1) / (sqrt(v / bc2) + pa.eps);
+    let w = param4[i];
+    let g = grad4[i] * scale[0];
+    let m = m14[i];
+    let v = m24[i];
+    let r0 = adam_value(w.x, g.x, m.x, v.x);
+    let r1 = adam_value(w.y, g.y, m.y, v.y);
+    let r2 = adam_value(w.z, g.z, m.z, v.z);
+    let r3 = adam_value(w.w, g.w, m.w, v.w);
+    m14[i] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+    m24[i] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+    param4[i] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
 }
